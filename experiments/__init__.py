@@ -1,0 +1,1 @@
+"""qlam_tn.experiments."""

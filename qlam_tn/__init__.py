@@ -1,0 +1,22 @@
+"""QLAM-TN: a batched matrix-product-state engine for quantum long-attention memory models.
+
+Public API::
+
+    import qlam_tn as qt
+    psi = qt.MPS.zeros(16, batch=8, max_bond=32)
+    psi.apply(qt.gates.H(), 0).apply(qt.gates.CNOT(), (0, 5))
+    psi.expect("Z0 Z5"), psi.entropy(), psi.discarded_weight
+"""
+from . import gates
+from .linalg import CUTOFF_MODES, TruncationPolicy, svd, truncated_svd
+from .measure import entropy_from_schmidt, parse_pauli, renyi_from_schmidt
+from .mps import MPS
+from .state import QuantumState
+from .statevector import StateVector
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "MPS", "StateVector", "QuantumState", "TruncationPolicy", "CUTOFF_MODES",
+    "gates", "svd", "truncated_svd", "parse_pauli", "entropy_from_schmidt", "renyi_from_schmidt",
+]

@@ -1,0 +1,192 @@
+"""Truncated SVD with a stable backward, and the truncation policy.
+
+``svd(A)`` is a thin SVD whose backward uses Lorentzian broadening (Liao et al., PRX 9,
+031041, 2019): every ``1/x`` of the textbook formula becomes ``x / (x² + ε)`` with
+``ε = eps_rel · s_max²``. It stays finite on the exactly degenerate spectra that every product
+state produces, where ``torch.linalg.svd``'s own backward returns NaN.
+
+``truncated_svd(A, policy)`` computes the full thin SVD, then decides per sample how many
+singular values to keep. A batch shares one tensor shape, so the kept width is the largest
+per-sample rank; a sample that wants fewer has its extra singular values set to zero (its
+truncation is exact per sample, and its discarded weight is its own).
+
+Cutoff modes follow quimb (``quimb.tensor.decomp``):
+
+* ``abs``: keep ``s > cutoff``;
+* ``rel``: keep ``s > cutoff · s_max``;
+* ``sum2``: drop the smallest values while their ``Σ s²`` stays ``<= cutoff``;
+* ``rsum2``: as ``sum2`` with the target ``cutoff · Σ s²`` (the default, like quimb's MPS gates).
+
+At least one value is always kept; ``max_bond`` caps the rest.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+CUTOFF_MODES = ("abs", "rel", "sum2", "rsum2")
+
+__all__ = ["svd", "TruncationPolicy", "truncated_svd", "CUTOFF_MODES"]
+
+
+def _broadened_inverse(x: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """x / (x² + ε): 1/x away from zero, bounded by 1/(2√ε) near it."""
+    return x / (x * x + eps)
+
+
+class _StableSVD(torch.autograd.Function):
+    """Thin SVD ``A = U diag(S) Vh`` with a Lorentzian-broadened backward.
+
+    Shapes: ``A (..., m, n) -> U (..., m, k), S (..., k), Vh (..., k, n)``, ``k = min(m, n)``.
+    """
+
+    @staticmethod
+    def forward(ctx, A, eps_rel):
+        U, S, Vh = torch.linalg.svd(A, full_matrices=False)
+        ctx.eps_rel = eps_rel
+        ctx.save_for_backward(U, S, Vh)
+        return U, S, Vh
+
+    @staticmethod
+    def backward(ctx, gU, gS, gVh):
+        U, S, Vh = ctx.saved_tensors
+        m, n, k = U.shape[-2], Vh.shape[-1], S.shape[-1]
+        smax2 = (S[..., :1] ** 2).clamp_min(torch.finfo(S.dtype).tiny)
+        eps = ctx.eps_rel * smax2  # (..., 1): relative to each sample's largest value
+        Sc = S.to(U.dtype)
+        Uh = U.mH
+        V = Vh.mH
+
+        # Inner k x k matrix.
+        inner = torch.zeros(U.shape[:-2] + (k, k), dtype=U.dtype, device=U.device)
+        if gU is not None or gVh is not None:
+            S2 = S * S
+            diff = S2.unsqueeze(-2) - S2.unsqueeze(-1)  # (.., i, j) = s_j² - s_i²
+            Einv = _broadened_inverse(diff, eps.unsqueeze(-1))
+            Einv = Einv.to(U.dtype)
+            if gU is not None:
+                J = Uh @ gU
+                skewJ = J - J.mH
+                inner = inner + skewJ * Sc.unsqueeze(-2) * Einv
+                if U.is_complex():
+                    sinv = _broadened_inverse(S, eps).to(U.dtype)
+                    inner = inner + torch.diag_embed(1j * J.diagonal(dim1=-2, dim2=-1).imag * sinv)
+            if gVh is not None:
+                gV = gVh.mH
+                K = Vh @ gV
+                skewK = K - K.mH
+                inner = inner + Sc.unsqueeze(-1) * skewK * Einv
+        if gS is not None:
+            inner = inner + torch.diag_embed(gS.to(U.dtype))
+
+        gA = U @ inner @ Vh
+        sinv = _broadened_inverse(S, eps).to(U.dtype)
+        if gU is not None and m > k:
+            # (I - U U†) gU S⁻¹ V†
+            gUS = gU * sinv.unsqueeze(-2)
+            gA = gA + (gUS - U @ (Uh @ gUS)) @ Vh
+        if gVh is not None and n > k:
+            # U S⁻¹ gV† (I - V V†)
+            SgVh = sinv.unsqueeze(-1) * gVh
+            gA = gA + U @ (SgVh - (SgVh @ V) @ Vh)
+        return gA, None
+
+
+def svd(A: torch.Tensor, eps_rel: float = 1e-12):
+    """Thin SVD with the stable backward. ``A (..., m, n)`` -> ``U, S, Vh``.
+
+    ``eps_rel`` sets the Lorentzian broadening ``ε = eps_rel · s_max²`` of the backward.
+    """
+    return _StableSVD.apply(A, eps_rel)
+
+
+@dataclass(frozen=True)
+class TruncationPolicy:
+    """How a bond is cut after a two-site update.
+
+    Attributes:
+        max_bond: largest bond dimension kept (``None``: no cap).
+        cutoff: threshold whose meaning depends on ``cutoff_mode`` (``0`` disables it).
+        cutoff_mode: one of ``abs | rel | sum2 | rsum2`` (quimb's names); default ``rsum2``.
+        renormalize: rescale the kept singular values to ``Σ s² = 1`` after every split, so
+            the state stays normalised (and rounding drift is removed); the discarded
+            weight is still recorded.
+        grad_eps: relative Lorentzian broadening of the SVD backward.
+    """
+
+    max_bond: Optional[int] = None
+    cutoff: float = 1e-12
+    cutoff_mode: str = "rsum2"
+    renormalize: bool = False
+    grad_eps: float = 1e-12
+
+    def __post_init__(self):
+        if self.max_bond is not None:
+            if isinstance(self.max_bond, bool) or not isinstance(self.max_bond, int):
+                raise TypeError(f"max_bond must be an int or None, got {self.max_bond!r}")
+            if self.max_bond < 1:
+                raise ValueError(f"max_bond must be >= 1 (or None for exact), got {self.max_bond}")
+        if self.cutoff_mode not in CUTOFF_MODES:
+            raise ValueError(f"unknown cutoff_mode {self.cutoff_mode!r}; choose one of {CUTOFF_MODES}")
+        if not (self.cutoff >= 0.0) or self.cutoff != self.cutoff:
+            raise ValueError(f"cutoff must be a finite number >= 0, got {self.cutoff}")
+        if not (self.grad_eps > 0.0):
+            raise ValueError(f"grad_eps must be > 0, got {self.grad_eps}")
+
+    def ranks(self, S: torch.Tensor) -> torch.Tensor:
+        """Per-sample number of singular values to keep. ``S (B, k)`` sorted descending -> ``(B,)`` long."""
+        k = S.shape[-1]
+        s = S.detach()
+        if self.cutoff > 0.0:
+            if self.cutoff_mode == "abs":
+                r = (s > self.cutoff).sum(-1)
+            elif self.cutoff_mode == "rel":
+                r = (s > self.cutoff * s[..., :1]).sum(-1)
+            else:
+                s2 = s * s
+                # tail[i] = Σ_{j >= i} s_j²; values i with tail[i] <= target are dropped.
+                tail = s2.flip(-1).cumsum(-1).flip(-1)
+                target = self.cutoff if self.cutoff_mode == "sum2" else self.cutoff * s2.sum(-1, keepdim=True)
+                r = (tail > target).sum(-1)
+        else:
+            r = torch.full(s.shape[:-1], k, dtype=torch.long, device=s.device)
+        r = r.clamp(min=1)
+        if self.max_bond is not None:
+            r = r.clamp(max=self.max_bond)
+        return r
+
+
+def truncated_svd(A: torch.Tensor, policy: TruncationPolicy):
+    """Truncated SVD of a batch of matrices at the orthogonality centre.
+
+    Args:
+        A: ``(B, m, n)``.
+        policy: the truncation policy.
+
+    Returns:
+        ``U (B, m, r), S (B, r), Vh (B, r, n), discarded (B,), kept_norm2 (B,)`` where ``r`` is
+        the largest per-sample rank, ``discarded`` is ``Σ s²`` cut per sample (in the state's
+        absolute units) and ``kept_norm2`` is ``Σ s²`` kept (before any renormalisation).
+        With ``policy.renormalize`` the kept ``S`` is rescaled to ``Σ s² = 1``.
+    """
+    U, S, Vh = svd(A, policy.grad_eps)
+    ranks = policy.ranks(S)
+    r = int(ranks.max())
+    S2 = S * S
+    total = S2.sum(-1)
+    k = S.shape[-1]
+    if r < k or bool((ranks < r).any()):
+        keep = torch.arange(k, device=S.device) < ranks.unsqueeze(-1)  # (B, k)
+        S_kept = torch.where(keep, S, torch.zeros((), dtype=S.dtype, device=S.device))
+        kept2 = (S_kept * S_kept).sum(-1)
+        discarded = (total - kept2).clamp_min(0)
+        U, S_kept, Vh = U[..., :r], S_kept[..., :r], Vh[..., :r, :]
+    else:
+        S_kept = S
+        kept2 = total
+        discarded = torch.zeros_like(total)
+    if policy.renormalize:
+        S_kept = S_kept * torch.rsqrt(kept2.clamp_min(torch.finfo(S.dtype).tiny)).unsqueeze(-1)
+    return U, S_kept, Vh, discarded, kept2

@@ -1,0 +1,513 @@
+"""``MPS``: a batched matrix-product state in mixed-canonical form.
+
+Site tensors have shape ``(B, χl, 2, χr)`` (batch, left bond, physical, right bond)::
+
+    B ─┬────────┬────────┬──── ...        every tensor carries the batch axis B
+       │ χ0=1   │ χ1     │ χ2
+      [A0]────[A1]────[A2]──── ...  ────[A_{n-1}]── χn=1
+       │2      │2       │2                 │2
+
+Sites left of ``center`` are left-isometric, sites right of it right-isometric, so the
+norm and every local quantity can be read off near the centre. Two-qubit gates move the
+centre onto the pair, contract, take a thin SVD and keep ``min(max_bond, rank by cutoff)``
+values (``TruncationPolicy``); what is cut is added to ``discarded_weight`` per sample.
+Non-adjacent gates are routed with SWAPs that restore qubit order afterwards.
+
+Canonical moves use QR, except when autograd is recording through the tensors involved:
+there they use the SVD with the broadened backward, because QR's backward divides by
+``R``'s diagonal and returns inf on the rank-deficient bonds that truncation produces.
+"""
+from __future__ import annotations
+
+import math
+from typing import Dict, List, Optional, Sequence
+
+import torch
+
+from .contraction import contract
+from .linalg import TruncationPolicy, svd, truncated_svd
+from .measure import pauli_matrix
+from .state import QuantumState, check_batch, check_dtype, check_n_qubits, complex_dtype_of
+
+__all__ = ["MPS"]
+
+# Dense vectors are refused above this many amplitudes (B * 2**n): about 32 GiB in complex128.
+_MAX_DENSE = 2 ** 31
+
+
+def _needs_grad(*tensors: torch.Tensor) -> bool:
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+
+
+def _swap_pair(gate: torch.Tensor) -> torch.Tensor:
+    """Re-express a (…, 4, 4) gate on (q0, q1) as the same gate on (q1, q0)."""
+    g = gate.reshape(gate.shape[:-2] + (2, 2, 2, 2))
+    return g.transpose(-4, -3).transpose(-2, -1).reshape(gate.shape)
+
+
+class MPS(QuantumState):
+    """Batched MPS with a tracked orthogonality centre.
+
+    Build with ``MPS.zeros``, ``MPS.product_state``, ``MPS.from_dense`` or ``MPS.from_quimb``.
+
+    Attributes:
+        tensors: list of ``n`` site tensors ``(B, χl, 2, χr)``.
+        center: index of the orthogonality centre.
+        policy: the ``TruncationPolicy`` (max_bond, cutoff, cutoff_mode, renormalize).
+        discarded_weight: ``(B,)`` accumulated ``Σ s²`` cut since creation. Without
+            renormalisation a normalised state keeps ``norm² = 1 - discarded_weight`` exactly.
+    """
+
+    def __init__(self, tensors: List[torch.Tensor], center: int, policy: TruncationPolicy,
+                 discarded_weight: Optional[torch.Tensor] = None,
+                 log_fidelity: Optional[torch.Tensor] = None):
+        if not tensors:
+            raise ValueError("an MPS needs at least one site tensor")
+        b, dtype, device = tensors[0].shape[0], tensors[0].dtype, tensors[0].device
+        check_dtype(dtype)
+        for k, t in enumerate(tensors):
+            if t.dim() != 4 or t.shape[0] != b or t.shape[2] != 2:
+                raise ValueError(f"site {k}: expected shape (B={b}, χl, 2, χr), got {tuple(t.shape)}")
+            if t.dtype != dtype or t.device != device:
+                raise ValueError(f"site {k}: dtype/device {t.dtype}/{t.device} differs from site 0")
+            if k and tensors[k - 1].shape[3] != t.shape[1]:
+                raise ValueError(f"bond {k - 1}: dimensions {tensors[k - 1].shape[3]} and {t.shape[1]} differ")
+        if tensors[0].shape[1] != 1 or tensors[-1].shape[3] != 1:
+            raise ValueError("the outer bonds of an open-boundary MPS must have dimension 1")
+        if not 0 <= center < len(tensors):
+            raise ValueError(f"center {center} out of range for {len(tensors)} sites")
+        self.tensors = list(tensors)
+        self.center = center
+        self.policy = policy
+        self.n_qubits = len(tensors)
+        self.batch = b
+        real = self._real_dtype
+        self.discarded_weight = (torch.zeros(b, dtype=real, device=device)
+                                 if discarded_weight is None else discarded_weight)
+        self._log_fidelity = (torch.zeros(b, dtype=real, device=device)
+                              if log_fidelity is None else log_fidelity)
+
+    # ------------------------------------------------------------------ constructors
+    @classmethod
+    def zeros(cls, n_qubits: int, batch: int = 1, max_bond: Optional[int] = None, cutoff: float = 1e-12,
+              cutoff_mode: str = "rsum2", renormalize: bool = False, dtype=torch.complex128,
+              device="cpu", grad_eps: float = 1e-12) -> "MPS":
+        """``|0...0>`` for every batch element; ``max_bond=None`` keeps every value above the cutoff."""
+        n = check_n_qubits(n_qubits)
+        vec = torch.zeros(2, dtype=check_dtype(dtype), device=device)
+        vec[0] = 1
+        return cls.product_state(vec.expand(check_batch(batch), n, 2), max_bond=max_bond, cutoff=cutoff,
+                                 cutoff_mode=cutoff_mode, renormalize=renormalize, grad_eps=grad_eps)
+
+    @classmethod
+    def product_state(cls, vectors: torch.Tensor, max_bond: Optional[int] = None, cutoff: float = 1e-12,
+                      cutoff_mode: str = "rsum2", renormalize: bool = False, grad_eps: float = 1e-12) -> "MPS":
+        """Product state from single-qubit vectors ``(n, 2)`` or ``(B, n, 2)`` (kept differentiable)."""
+        v = torch.as_tensor(vectors)
+        if v.dim() == 2:
+            v = v.unsqueeze(0)
+        if v.dim() != 3 or v.shape[-1] != 2:
+            raise ValueError(f"vectors must have shape (n, 2) or (B, n, 2), got {tuple(v.shape)}")
+        check_dtype(v.dtype)
+        policy = TruncationPolicy(max_bond, cutoff, cutoff_mode, renormalize, grad_eps)
+        tensors = [v[:, k, :].reshape(v.shape[0], 1, 2, 1) for k in range(v.shape[1])]
+        return cls(tensors, 0, policy)
+
+    @classmethod
+    def from_dense(cls, amplitudes: torch.Tensor, max_bond: Optional[int] = None, cutoff: float = 1e-12,
+                   cutoff_mode: str = "rsum2", renormalize: bool = False, grad_eps: float = 1e-12) -> "MPS":
+        """Decompose ``(2**n,)`` or ``(B, 2**n)`` amplitudes (big-endian) by sequential SVDs.
+
+        The centre ends on the last site; truncation (if any) is recorded in ``discarded_weight``.
+        """
+        a = torch.as_tensor(amplitudes)
+        if a.dim() == 1:
+            a = a.unsqueeze(0)
+        if a.dim() != 2:
+            raise ValueError(f"amplitudes must be (2**n,) or (B, 2**n), got {tuple(a.shape)}")
+        n = a.shape[1].bit_length() - 1
+        if n < 1 or a.shape[1] != 2 ** n:
+            raise ValueError(f"amplitude length {a.shape[1]} is not a power of two >= 2")
+        if not (a.is_complex() or a.is_floating_point()):
+            a = a.to(torch.float64)
+        check_dtype(a.dtype)
+        policy = TruncationPolicy(max_bond, cutoff, cutoff_mode, renormalize, grad_eps)
+        b = a.shape[0]
+        real = a.real.dtype if a.is_complex() else a.dtype
+        disc = torch.zeros(b, dtype=real, device=a.device)
+        logf = torch.zeros(b, dtype=real, device=a.device)
+        tensors = []
+        rest, left = a, 1
+        for _ in range(n - 1):
+            m = rest.reshape(b, left * 2, -1)
+            U, S, Vh, d, kept2 = truncated_svd(m, policy)
+            r = S.shape[-1]
+            tensors.append(U.reshape(b, left, 2, r))
+            rest = S.to(Vh.dtype).unsqueeze(-1) * Vh
+            disc = disc + d
+            logf = logf + torch.log1p(-d / (d + kept2).clamp_min(torch.finfo(real).tiny))
+            left = r
+        tensors.append(rest.reshape(b, left, 2, 1))
+        return cls(tensors, n - 1, policy, disc, logf)
+
+    @classmethod
+    def from_quimb(cls, qmps, max_bond: Optional[int] = None, cutoff: float = 1e-12, cutoff_mode: str = "rsum2",
+                   renormalize: bool = False, dtype=None, device="cpu", grad_eps: float = 1e-12) -> "MPS":
+        """From a ``quimb.tensor.MatrixProductState`` (batch 1); the result is canonicalised onto the last site."""
+        n = qmps.L
+        arrays = []
+        for k in range(n):
+            t = qmps[k]
+            inds = []
+            if k > 0:
+                inds.append(qmps.bond(k - 1, k))
+            inds.append(qmps.site_ind(k))
+            if k < n - 1:
+                inds.append(qmps.bond(k, k + 1))
+            data = t.transpose(*inds).data
+            arr = torch.as_tensor(data, device=device)
+            if dtype is not None:
+                arr = arr.to(dtype)
+            if k == 0:
+                arr = arr.unsqueeze(0)
+            if k == n - 1:
+                arr = arr.unsqueeze(-1)
+            arrays.append(arr.unsqueeze(0))
+        policy = TruncationPolicy(max_bond, cutoff, cutoff_mode, renormalize, grad_eps)
+        out = cls(arrays, 0, policy)
+        # A left-to-right QR sweep makes every site but the last left-isometric, whatever
+        # gauge quimb held, so the centre bookkeeping is true afterwards.
+        out.tensors, out.center = out._moved(out.tensors, 0, n - 1)
+        return out
+
+    def to_quimb(self, sample: Optional[int] = None):
+        """One batch element as a ``quimb.tensor.MatrixProductState`` (numpy arrays)."""
+        import quimb.tensor as qtn
+
+        if sample is None:
+            if self.batch != 1:
+                raise ValueError(f"batch is {self.batch}: pass sample= to choose which state to export")
+            sample = 0
+        if not 0 <= sample < self.batch:
+            raise ValueError(f"sample {sample} out of range for batch {self.batch}")
+        arrays = []
+        n = self.n_qubits
+        for k, t in enumerate(self.tensors):
+            a = t[sample].detach().cpu().numpy()  # (l, 2, r)
+            if n == 1:
+                a = a[0, :, 0]
+            elif k == 0:
+                a = a[0]
+            elif k == n - 1:
+                a = a[..., 0]
+            arrays.append(a)
+        if n == 1:
+            raise ValueError("quimb's MatrixProductState needs at least 2 sites")
+        return qtn.MatrixProductState(arrays, shape="lpr")
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.tensors[0].dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.tensors[0].device
+
+    @property
+    def bond_dims(self) -> List[int]:
+        """Dimensions of the n-1 inner bonds."""
+        return [t.shape[3] for t in self.tensors[:-1]]
+
+    @property
+    def max_bond(self) -> Optional[int]:
+        return self.policy.max_bond
+
+    @property
+    def fidelity_estimate(self) -> torch.Tensor:
+        """``(B,)`` product of ``1 - ε`` over every truncation, ε the fraction of norm² cut."""
+        return torch.exp(self._log_fidelity)
+
+    def copy(self) -> "MPS":
+        """A shallow copy: tensors are shared (they are never modified in place)."""
+        return MPS(list(self.tensors), self.center, self.policy, self.discarded_weight.clone(),
+                   self._log_fidelity.clone())
+
+    def to(self, dtype=None, device=None) -> "MPS":
+        """A copy with converted dtype and/or device."""
+        ts = [t.to(dtype=dtype or self.dtype, device=device or self.device) for t in self.tensors]
+        real = ts[0].real.dtype if ts[0].is_complex() else ts[0].dtype
+        return MPS(ts, self.center, self.policy, self.discarded_weight.to(real).to(ts[0].device),
+                   self._log_fidelity.to(real).to(ts[0].device))
+
+    def norm(self) -> torch.Tensor:
+        """``(B,)`` 2-norm, read off the centre tensor."""
+        return torch.linalg.vector_norm(self.tensors[self.center].reshape(self.batch, -1), dim=-1)
+
+    def to_dense(self) -> torch.Tensor:
+        """``(B, 2**n)`` amplitudes, big-endian. Refused when ``B·2**n`` exceeds 2**31."""
+        if self.batch * 2 ** self.n_qubits > _MAX_DENSE:
+            raise ValueError(f"to_dense: {self.batch} x 2**{self.n_qubits} amplitudes is too large")
+        b = self.batch
+        v = self.tensors[0].reshape(b, 2, -1)
+        for t in self.tensors[1:]:
+            v = contract("bpx,bxjy->bpjy", v, t).reshape(b, -1, t.shape[3])
+        return v.reshape(b, -1)
+
+    # ------------------------------------------------------------------ canonical form
+    def move_center(self, site: int) -> "MPS":
+        """Move the orthogonality centre to ``site`` (in place, no truncation)."""
+        if isinstance(site, bool) or not isinstance(site, int) or not 0 <= site < self.n_qubits:
+            raise ValueError(f"site must be an int in [0, {self.n_qubits - 1}], got {site!r}")
+        self.tensors, self.center = self._moved(self.tensors, self.center, site)
+        return self
+
+    def _moved(self, ts: List[torch.Tensor], c: int, target: int):
+        """Return ``(tensors, target)`` with the centre moved from ``c``; ``ts`` is not modified."""
+        if c == target:
+            return ts, c
+        ts = list(ts)
+        b = self.batch
+        while c < target:
+            a = ts[c]
+            l, r = a.shape[1], a.shape[3]
+            m = a.reshape(b, l * 2, r)
+            if _needs_grad(a, ts[c + 1]):
+                U, S, Vh = svd(m, self.policy.grad_eps)
+                q, rr = U, S.to(Vh.dtype).unsqueeze(-1) * Vh
+            else:
+                q, rr = torch.linalg.qr(m)
+            ts[c] = q.reshape(b, l, 2, q.shape[-1])
+            ts[c + 1] = contract("bkr,brjz->bkjz", rr, ts[c + 1])
+            c += 1
+        while c > target:
+            a = ts[c]
+            l, r = a.shape[1], a.shape[3]
+            m = a.reshape(b, l, 2 * r)
+            if _needs_grad(a, ts[c - 1]):
+                U, S, Vh = svd(m, self.policy.grad_eps)
+                q_h, lower = Vh, U * S.to(U.dtype).unsqueeze(-2)
+            else:
+                q, rr = torch.linalg.qr(m.mH)
+                q_h, lower = q.mH, rr.mH
+            ts[c] = q_h.reshape(b, q_h.shape[-2], 2, r)
+            ts[c - 1] = contract("bxjl,blk->bxjk", ts[c - 1], lower)
+            c -= 1
+        return ts, c
+
+    # ------------------------------------------------------------------ gates
+    def _promote(self, dtype):
+        self.tensors = [t.to(dtype) for t in self.tensors]
+
+    def _apply_1q(self, gate, q):
+        eq = "bij,bxjy->bxiy" if gate.dim() == 3 else "ij,bxjy->bxiy"
+        ts = list(self.tensors)
+        ts[q] = contract(eq, gate, ts[q])
+        self.tensors = ts
+
+    def _apply_layer(self, gates):
+        eq = "bij,bxjy->bxiy" if gates.dim() == 4 else "ij,bxjy->bxiy"
+        self.tensors = [contract(eq, gates[..., q, :, :], t) for q, t in enumerate(self.tensors)]
+
+    def _apply_2q(self, gate, q0, q1):
+        if q0 > q1:
+            gate, q0, q1 = _swap_pair(gate), q1, q0
+        ts, c = self.tensors, self.center
+        disc = torch.zeros_like(self.discarded_weight)
+        logf = torch.zeros_like(self._log_fidelity)
+        # Route q1 next to q0, apply, route back: each SWAP is a truncated two-site update.
+        for k in range(q1 - 1, q0, -1):
+            ts, c, d, lf = self._two_site(ts, c, None, k, "left")
+            disc, logf = disc + d, logf + lf
+        direction = "right" if c <= q0 or q1 > q0 + 1 else "left"
+        ts, c, d, lf = self._two_site(ts, c, gate, q0, direction)
+        disc, logf = disc + d, logf + lf
+        for k in range(q0 + 1, q1):
+            ts, c, d, lf = self._two_site(ts, c, None, k, "right")
+            disc, logf = disc + d, logf + lf
+        # Commit only once every step succeeded.
+        self.tensors, self.center = ts, c
+        self.discarded_weight = self.discarded_weight + disc
+        self._log_fidelity = self._log_fidelity + logf
+
+    def _two_site(self, ts, c, gate, i, direction):
+        """Apply ``gate`` ((4,4), (B,4,4) or None for SWAP) to sites (i, i+1) at the centre.
+
+        Returns ``(tensors, center, discarded (B,), log(1-ε) (B,))``.
+        """
+        target = i if c <= i else i + 1
+        ts, c = self._moved(ts, c, target)
+        ts = list(ts)
+        b = self.batch
+        a0, a1 = ts[i], ts[i + 1]
+        l, r = a0.shape[1], a1.shape[3]
+        if gate is None:
+            theta = contract("bxiy,byjz->bxjiz", a0, a1)
+        else:
+            g = gate.reshape(gate.shape[:-2] + (2, 2, 2, 2))
+            eq = "bklij,bxiy,byjz->bxklz" if g.dim() == 5 else "klij,bxiy,byjz->bxklz"
+            theta = contract(eq, g, a0, a1)
+        U, S, Vh, disc, kept2 = truncated_svd(theta.reshape(b, l * 2, 2 * r), self.policy)
+        k = S.shape[-1]
+        S = S.to(U.dtype)
+        if direction == "right":
+            ts[i] = U.reshape(b, l, 2, k)
+            ts[i + 1] = (S.unsqueeze(-1) * Vh).reshape(b, k, 2, r)
+            c = i + 1
+        else:
+            ts[i] = (U * S.unsqueeze(-2)).reshape(b, l, 2, k)
+            ts[i + 1] = Vh.reshape(b, k, 2, r)
+            c = i
+        tiny = torch.finfo(kept2.dtype).tiny
+        log_keep = torch.log1p(-disc / (disc + kept2).clamp_min(tiny))
+        return ts, c, disc, log_keep
+
+    # ------------------------------------------------------------------ contractions
+    def _as(self, t: torch.Tensor, dtype) -> torch.Tensor:
+        return t if t.dtype == dtype else t.to(dtype)
+
+    @staticmethod
+    def _transfer_left(env, a, op=None):
+        """Left environment ``(B, χ, χ')`` pushed through site ``a`` (with an optional operator)."""
+        ac = a.conj()
+        if op is None:
+            if env is None:
+                return contract("bxiy,bxiz->byz", a, ac)
+            return contract("bxw,bxiy,bwiz->byz", env, a, ac)
+        if env is None:
+            return contract("bxiy,ji,bxjz->byz", a, op, ac)
+        return contract("bxw,bxiy,ji,bwjz->byz", env, a, op, ac)
+
+    @staticmethod
+    def _transfer_right(env, a):
+        """Right environment ``(B, χ, χ')`` pulled through site ``a``."""
+        ac = a.conj()
+        if env is None:
+            return contract("bxiy,bziy->bxz", a, ac)
+        return contract("bxiy,byw,bziw->bxz", a, env, ac)
+
+    def _expect_ops(self, ops: Dict[int, str]) -> torch.Tensor:
+        c = self.center
+        sites = sorted(ops)
+        lo, hi = min(sites + [c]), max(sites + [c])
+        dtype = self.dtype
+        mats = {q: pauli_matrix(p, dtype, self.device) for q, p in ops.items()}
+        if any(m.is_complex() for m in mats.values()):
+            dtype = complex_dtype_of(dtype)
+        env = None
+        for k in range(lo, hi + 1):
+            op = mats.get(k)
+            env = self._transfer_left(env, self._as(self.tensors[k], dtype), None if op is None else op.to(dtype))
+        num = env.diagonal(dim1=-2, dim2=-1).sum(-1).real
+        centre = self.tensors[c].reshape(self.batch, -1)
+        den = (centre.conj() * centre).real.sum(-1)
+        return num / den
+
+    def _left_envs(self) -> List[Optional[torch.Tensor]]:
+        """``L[k]``: environment of the bond left of site k (None = identity, k <= center)."""
+        n, c = self.n_qubits, self.center
+        envs: List[Optional[torch.Tensor]] = [None] * n
+        env = None
+        for k in range(c, n - 1):
+            env = self._transfer_left(env, self.tensors[k])
+            envs[k + 1] = env
+        return envs
+
+    def _right_envs(self) -> List[Optional[torch.Tensor]]:
+        """``R[k]``: environment of the bond right of site k (None = identity, k >= center)."""
+        n, c = self.n_qubits, self.center
+        envs: List[Optional[torch.Tensor]] = [None] * n
+        env = None
+        for k in range(c, 0, -1):
+            env = self._transfer_right(env, self.tensors[k])
+            envs[k - 1] = env
+        return envs
+
+    def rdm1(self) -> torch.Tensor:
+        """All single-qubit reduced density matrices in one sweep -> ``(B, n, 2, 2)``."""
+        L, R = self._left_envs(), self._right_envs()
+        out = []
+        for k, a in enumerate(self.tensors):
+            ac = a.conj()
+            if L[k] is not None:
+                rho = contract("bxw,bxiy,bwjy->bij", L[k], a, ac)
+            elif R[k] is not None:
+                rho = contract("bxiy,byz,bxjz->bij", a, R[k], ac)
+            else:
+                rho = contract("bxiy,bxjy->bij", a, ac)
+            out.append(rho)
+        rho = torch.stack(out, dim=1)
+        tr = rho.diagonal(dim1=-2, dim2=-1).sum(-1)
+        return rho / tr[..., None, None]
+
+    def _rdm2(self, i, j):
+        flip = i > j
+        a, b = (j, i) if flip else (i, j)
+        c = self.center
+        left = None
+        for k in range(c, a):
+            left = self._transfer_left(left, self.tensors[k])
+        right = None
+        for k in range(c, b, -1):
+            right = self._transfer_right(right, self.tensors[k])
+        ta = self.tensors[a]
+        if left is None:
+            t = contract("bxiy,bxjz->bijyz", ta, ta.conj())
+        else:
+            t = contract("bxw,bxiy,bwjz->bijyz", left, ta, ta.conj())
+        for k in range(a + 1, b):
+            tk = self.tensors[k]
+            t = contract("bijyz,byku,bzkv->bijuv", t, tk, tk.conj())
+        tb = self.tensors[b]
+        if right is None:
+            rho = contract("bijyz,bykr,bzlr->bikjl", t, tb, tb.conj())
+        else:
+            rho = contract("bijyz,bykr,brs,bzls->bikjl", t, tb, right, tb.conj())
+        rho = rho.reshape(self.batch, 4, 4)
+        tr = rho.diagonal(dim1=-2, dim2=-1).sum(-1)
+        rho = rho / tr[..., None, None]
+        return _swap_pair(rho) if flip else rho
+
+    def _schmidt_spectra(self, bonds: Sequence[int]) -> List[torch.Tensor]:
+        bonds = list(bonds)
+        if not bonds:
+            return []
+        b, c, ts = self.batch, self.center, self.tensors
+        eps = self.policy.grad_eps
+        spectra: Dict[int, torch.Tensor] = {}
+        hi = max(bonds)
+        m = ts[c]
+        for bnd in range(c, hi + 1):
+            l, r = m.shape[1], m.shape[3]
+            U, S, Vh = svd(m.reshape(b, l * 2, r), eps)
+            spectra[bnd] = S
+            if bnd < hi:
+                m = contract("bkr,brjz->bkjz", S.to(Vh.dtype).unsqueeze(-1) * Vh, ts[bnd + 1])
+        lo = min(bonds)
+        m = ts[c]
+        for bnd in range(c - 1, lo - 1, -1):
+            l, r = m.shape[1], m.shape[3]
+            U, S, Vh = svd(m.reshape(b, l, 2 * r), eps)
+            spectra[bnd] = S
+            if bnd > lo:
+                m = contract("bxjl,blk->bxjk", ts[bnd], U * S.to(U.dtype).unsqueeze(-2))
+        return [spectra[bnd] for bnd in bonds]
+
+    def _sample(self, shots, generator):
+        ts, _ = self._moved([t.detach() for t in self.tensors], self.center, 0)
+        b = self.batch
+        real = self._real_dtype
+        v = torch.ones(b, shots, 1, dtype=self.dtype, device=self.device)
+        bits = []
+        for a in ts:
+            w = contract("bsx,bxjy->bsjy", v, a)  # (B, S, 2, χr)
+            p = (w.conj() * w).real.sum(-1).to(real)  # (B, S, 2)
+            p1 = p[..., 1] / p.sum(-1).clamp_min(torch.finfo(real).tiny)
+            u = torch.rand(p1.shape, generator=generator, dtype=real,
+                           device=generator.device if generator is not None else self.device)
+            bit = (u.to(self.device) < p1).long()
+            bits.append(bit)
+            chosen = torch.gather(w, 2, bit[..., None, None].expand(b, shots, 1, w.shape[-1])).squeeze(2)
+            pk = torch.gather(p, 2, bit[..., None]).squeeze(-1)
+            v = chosen / torch.sqrt(pk.clamp_min(torch.finfo(real).tiny)).to(chosen.dtype).unsqueeze(-1)
+        return torch.stack(bits, dim=-1)

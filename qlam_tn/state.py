@@ -1,0 +1,217 @@
+"""The interface both backends share, and the input checks they run before touching a state.
+
+``MPS`` and ``StateVector`` subclass ``QuantumState``. A call that fails a check raises
+``ValueError`` / ``TypeError`` before any tensor of the state changes.
+"""
+from __future__ import annotations
+
+from typing import List, Sequence, Tuple
+
+import torch
+
+from . import gates as _gates
+from .measure import entropy_from_schmidt, parse_pauli, renyi_from_schmidt
+
+
+def complex_dtype_of(dtype: torch.dtype) -> torch.dtype:
+    """The complex dtype of the same precision as ``dtype``."""
+    if dtype.is_complex:
+        return dtype
+    return torch.complex64 if dtype == torch.float32 else torch.complex128
+
+
+def check_n_qubits(n_qubits) -> int:
+    if isinstance(n_qubits, bool) or not isinstance(n_qubits, int):
+        raise TypeError(f"n_qubits must be an int, got {n_qubits!r}")
+    if n_qubits < 1:
+        raise ValueError(f"n_qubits must be >= 1, got {n_qubits}")
+    return n_qubits
+
+
+def check_batch(batch) -> int:
+    if isinstance(batch, bool) or not isinstance(batch, int):
+        raise TypeError(f"batch must be an int, got {batch!r}")
+    if batch < 1:
+        raise ValueError(f"batch must be >= 1, got {batch}")
+    return batch
+
+
+def check_dtype(dtype) -> torch.dtype:
+    allowed = (torch.float32, torch.float64, torch.complex64, torch.complex128)
+    if dtype not in allowed:
+        raise TypeError(f"dtype must be one of {allowed}, got {dtype}")
+    return dtype
+
+
+class QuantumState:
+    """Batched n-qubit pure state. Subclasses implement the contractions.
+
+    Common attributes: ``n_qubits``, ``batch``, ``dtype``, ``device``,
+    ``discarded_weight`` ``(B,)``.
+    """
+
+    n_qubits: int
+    batch: int
+
+    # ------------------------------------------------------------------ checks
+    def _check_qubits(self, qubits) -> Tuple[int, ...]:
+        if isinstance(qubits, bool):
+            raise TypeError("qubits must be an int or a tuple of ints, got a bool")
+        if isinstance(qubits, int):
+            qs: Tuple[int, ...] = (qubits,)
+        elif isinstance(qubits, (tuple, list)):
+            qs = tuple(qubits)
+        else:
+            raise TypeError(f"qubits must be an int or a tuple of ints, got {type(qubits).__name__}")
+        if len(qs) not in (1, 2):
+            raise ValueError(f"gates act on 1 or 2 qubits, got {len(qs)} qubits {qs}")
+        for q in qs:
+            if isinstance(q, bool) or not isinstance(q, int):
+                raise TypeError(f"qubit indices must be ints, got {q!r}")
+            if not 0 <= q < self.n_qubits:
+                raise ValueError(f"qubit {q} out of range for {self.n_qubits} qubits")
+        if len(set(qs)) != len(qs):
+            raise ValueError(f"repeated qubit in {qs}")
+        return qs
+
+    def _check_gate(self, gate, n_gate_qubits: int, validate: bool) -> torch.Tensor:
+        """Return ``gate`` as a tensor of shape (d, d) or (B, d, d) on the state's device."""
+        if not isinstance(gate, torch.Tensor):
+            try:
+                gate = torch.as_tensor(gate)
+            except Exception as exc:  # noqa: BLE001 - re-raised with context
+                raise TypeError(f"gate must be a tensor or array, got {type(gate).__name__}") from exc
+        d = 2 ** n_gate_qubits
+        if gate.dim() not in (2, 3) or gate.shape[-2:] != (d, d):
+            raise ValueError(
+                f"a {n_gate_qubits}-qubit gate must have shape ({d}, {d}) or (B, {d}, {d}), "
+                f"got {tuple(gate.shape)}")
+        if gate.dim() == 3 and gate.shape[0] != self.batch:
+            raise ValueError(f"per-sample gate has batch {gate.shape[0]}, the state has batch {self.batch}")
+        if not (gate.is_floating_point() or gate.is_complex()):
+            gate = gate.to(torch.float64)
+        gate = gate.to(self.device)
+        if not bool(torch.isfinite(gate).all()):
+            raise ValueError("gate contains NaN or infinite entries")
+        if validate and not _gates.is_unitary(gate.to(complex_dtype_of(gate.dtype)), atol=1e-6 if gate.dtype in (torch.float32, torch.complex64) else 1e-10):
+            raise ValueError("gate is not unitary (validate=True)")
+        return gate
+
+    def _check_layer(self, gates) -> torch.Tensor:
+        if not isinstance(gates, torch.Tensor):
+            gates = torch.as_tensor(gates)
+        n = self.n_qubits
+        if gates.dim() not in (3, 4) or gates.shape[-3:] != (n, 2, 2):
+            raise ValueError(f"a layer must have shape ({n}, 2, 2) or (B, {n}, 2, 2), got {tuple(gates.shape)}")
+        if gates.dim() == 4 and gates.shape[0] != self.batch:
+            raise ValueError(f"per-sample layer has batch {gates.shape[0]}, the state has batch {self.batch}")
+        gates = gates.to(self.device)
+        if not bool(torch.isfinite(gates).all()):
+            raise ValueError("layer contains NaN or infinite entries")
+        return gates
+
+    def _gate_dtype(self, gate: torch.Tensor) -> torch.dtype:
+        """The dtype the state must have to hold ``gate @ state``; promotes real -> complex."""
+        if gate.is_complex() and not self.dtype.is_complex:
+            return complex_dtype_of(self.dtype)
+        return self.dtype
+
+    # ------------------------------------------------------------------ public API shared
+    def apply(self, gate, qubits, validate: bool = False):
+        """Apply a 1- or 2-qubit gate in place and return ``self``.
+
+        Args:
+            gate: ``(2, 2)`` / ``(4, 4)``, or per-sample ``(B, 2, 2)`` / ``(B, 4, 4)``.
+                A two-qubit gate's row index is ``2*b(q0) + b(q1)`` for ``qubits=(q0, q1)``.
+            qubits: an int or a pair ``(q0, q1)``, any distance, any order.
+            validate: also check that the gate is unitary.
+        """
+        qs = self._check_qubits(qubits)
+        g = self._check_gate(gate, len(qs), validate)
+        new_dtype = self._gate_dtype(g)
+        if new_dtype != self.dtype:
+            self._promote(new_dtype)
+        g = g.to(self.dtype)
+        if len(qs) == 1:
+            self._apply_1q(g, qs[0])
+        else:
+            self._apply_2q(g, qs[0], qs[1])
+        return self
+
+    def apply_layer(self, gates):
+        """Apply one single-qubit gate to every qubit: ``(n, 2, 2)`` or ``(B, n, 2, 2)``."""
+        g = self._check_layer(gates)
+        new_dtype = self._gate_dtype(g)
+        if new_dtype != self.dtype:
+            self._promote(new_dtype)
+        self._apply_layer(g.to(self.dtype))
+        return self
+
+    def expect(self, pauli) -> torch.Tensor:
+        """Expectation ``<ψ|P|ψ> / <ψ|ψ>`` of a Pauli string (see ``parse_pauli``) -> ``(B,)`` real."""
+        ops = parse_pauli(pauli, self.n_qubits)
+        return self._expect_ops(ops)
+
+    def entropy(self, base: float = 2.0) -> torch.Tensor:
+        """Von Neumann entanglement entropy at every bond -> ``(B, n-1)`` (bits by default)."""
+        spectra = self._schmidt_spectra(range(self.n_qubits - 1))
+        if not spectra:
+            return torch.zeros(self.batch, 0, dtype=self._real_dtype, device=self.device)
+        return torch.stack([entropy_from_schmidt(s, base) for s in spectra], dim=-1)
+
+    def renyi(self, alpha: float, base: float = 2.0) -> torch.Tensor:
+        """Renyi-α entropy at every bond -> ``(B, n-1)``."""
+        spectra = self._schmidt_spectra(range(self.n_qubits - 1))
+        if not spectra:
+            return torch.zeros(self.batch, 0, dtype=self._real_dtype, device=self.device)
+        return torch.stack([renyi_from_schmidt(s, alpha, base) for s in spectra], dim=-1)
+
+    def schmidt_values(self, bond: int) -> torch.Tensor:
+        """Normalised Schmidt values across bond ``bond`` (between qubits bond and bond+1) -> ``(B, k)``."""
+        if isinstance(bond, bool) or not isinstance(bond, int) or not 0 <= bond < self.n_qubits - 1:
+            raise ValueError(f"bond must be an int in [0, {self.n_qubits - 2}], got {bond!r}")
+        s = self._schmidt_spectra([bond])[0]
+        return s / torch.linalg.vector_norm(s, dim=-1, keepdim=True).clamp_min(torch.finfo(s.dtype).tiny)
+
+    def rdm2(self, i: int, j: int) -> torch.Tensor:
+        """Two-qubit reduced density matrix of ``(i, j)`` -> ``(B, 4, 4)``, row index ``2*b_i + b_j``."""
+        qs = self._check_qubits((i, j))
+        if len(qs) != 2:
+            raise ValueError("rdm2 needs two distinct qubits")
+        return self._rdm2(qs[0], qs[1])
+
+    def sample(self, shots: int, generator=None) -> torch.Tensor:
+        """Measure every qubit in the Z basis ``shots`` times -> ``(B, shots, n)`` int64 bits."""
+        if isinstance(shots, bool) or not isinstance(shots, int) or shots < 1:
+            raise ValueError(f"shots must be a positive int, got {shots!r}")
+        with torch.no_grad():
+            return self._sample(shots, generator)
+
+    @property
+    def _real_dtype(self) -> torch.dtype:
+        return self.dtype.to_real() if self.dtype.is_complex else self.dtype
+
+    # ------------------------------------------------------------------ backend hooks
+    def _promote(self, dtype: torch.dtype) -> None:
+        raise NotImplementedError
+
+    def _apply_1q(self, gate, q):
+        raise NotImplementedError
+
+    def _apply_2q(self, gate, q0, q1):
+        raise NotImplementedError
+
+    def _apply_layer(self, gates):
+        raise NotImplementedError
+
+    def _expect_ops(self, ops) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _schmidt_spectra(self, bonds: Sequence[int]) -> List[torch.Tensor]:
+        raise NotImplementedError
+
+    def _rdm2(self, i, j):
+        raise NotImplementedError
+
+    def _sample(self, shots, generator):
+        raise NotImplementedError

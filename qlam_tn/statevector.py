@@ -1,0 +1,146 @@
+"""``StateVector``: the exact dense batched backend.
+
+It holds ``psi`` of shape ``(B, 2, 2, ..., 2)`` (one axis per qubit, qubit 0 first, so the
+flattened index is big-endian). It is the reference the MPS is tested against, and the fast
+path for small ``n`` (a 2-qubit gate costs ``O(B 2^n)``, independent of entanglement).
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Sequence
+
+import torch
+
+from .measure import pauli_matrix
+from .state import QuantumState, check_batch, check_dtype, check_n_qubits
+
+__all__ = ["StateVector"]
+
+class StateVector(QuantumState):
+    """Exact batched state vector.
+
+    Attributes:
+        psi: ``(B,) + (2,) * n`` amplitudes.
+        discarded_weight: ``(B,)`` zeros (nothing is ever truncated); kept for interface parity.
+    """
+
+    def __init__(self, psi: torch.Tensor):
+        if psi.dim() < 2 or any(s != 2 for s in psi.shape[1:]):
+            raise ValueError(f"psi must have shape (B, 2, ..., 2), got {tuple(psi.shape)}")
+        check_dtype(psi.dtype)
+        self.psi = psi
+        self.n_qubits = psi.dim() - 1
+        self.batch = psi.shape[0]
+        self.discarded_weight = torch.zeros(self.batch, dtype=self._real_dtype, device=psi.device)
+
+    # ------------------------------------------------------------------ constructors
+    @classmethod
+    def zeros(cls, n_qubits: int, batch: int = 1, dtype=torch.complex128, device="cpu") -> "StateVector":
+        """``|0...0>`` for every batch element."""
+        n = check_n_qubits(n_qubits)
+        b = check_batch(batch)
+        check_dtype(dtype)
+        psi = torch.zeros((b,) + (2,) * n, dtype=dtype, device=device)
+        psi.view(b, -1)[:, 0] = 1
+        return cls(psi)
+
+    @classmethod
+    def from_dense(cls, amplitudes: torch.Tensor) -> "StateVector":
+        """From ``(2**n,)`` or ``(B, 2**n)`` amplitudes (big-endian)."""
+        a = torch.as_tensor(amplitudes)
+        if a.dim() == 1:
+            a = a.unsqueeze(0)
+        if a.dim() != 2:
+            raise ValueError(f"amplitudes must be (2**n,) or (B, 2**n), got {tuple(a.shape)}")
+        n = a.shape[1].bit_length() - 1
+        if a.shape[1] != 2 ** n or n < 1:
+            raise ValueError(f"amplitude length {a.shape[1]} is not a power of two >= 2")
+        if not (a.is_complex() or a.is_floating_point()):
+            a = a.to(torch.float64)
+        return cls(a.reshape((a.shape[0],) + (2,) * n))
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.psi.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.psi.device
+
+    def to_dense(self) -> torch.Tensor:
+        """``(B, 2**n)`` amplitudes."""
+        return self.psi.reshape(self.batch, -1)
+
+    def norm(self) -> torch.Tensor:
+        """``(B,)`` 2-norm."""
+        return torch.linalg.vector_norm(self.to_dense(), dim=-1)
+
+    def copy(self) -> "StateVector":
+        out = StateVector(self.psi.clone())
+        out.discarded_weight = self.discarded_weight.clone()
+        return out
+
+    # ------------------------------------------------------------------ gates
+    def _promote(self, dtype):
+        self.psi = self.psi.to(dtype)
+
+    def _apply_1q(self, gate, q):
+        b = self.batch
+        v = self.psi.reshape(b, 2 ** q, 2, -1)
+        eq = "bij,bxjy->bxiy" if gate.dim() == 3 else "ij,bxjy->bxiy"
+        self.psi = torch.einsum(eq, gate, v).reshape(self.psi.shape)
+
+    def _apply_2q(self, gate, q0, q1):
+        b = self.batch
+        g = gate.reshape(gate.shape[:-2] + (2, 2, 2, 2))
+        moved = self.psi.movedim((1 + q0, 1 + q1), (1, 2))
+        eq = "bijkl,bkly->bijy" if g.dim() == 5 else "ijkl,bkly->bijy"
+        out = torch.einsum(eq, g, moved.reshape(b, 2, 2, -1)).reshape(moved.shape)
+        self.psi = out.movedim((1, 2), (1 + q0, 1 + q1))
+
+    def _apply_layer(self, gates):
+        for q in range(self.n_qubits):
+            self._apply_1q(gates[..., q, :, :], q)
+
+    # ------------------------------------------------------------------ measurement
+    def _expect_ops(self, ops: Dict[int, str]) -> torch.Tensor:
+        phi = self.psi
+        for q, p in ops.items():
+            m = pauli_matrix(p, self.dtype, self.device)
+            if m.dtype != phi.dtype:
+                phi = phi.to(m.dtype)
+            v = phi.reshape(self.batch, 2 ** q, 2, -1)
+            phi = torch.einsum("ij,bxjy->bxiy", m, v).reshape(phi.shape)
+        psi = self.to_dense().to(phi.dtype)
+        num = (psi.conj() * phi.reshape(self.batch, -1)).sum(-1).real
+        den = (psi.conj() * psi).sum(-1).real
+        return num / den
+
+    def rdm1(self) -> torch.Tensor:
+        """All single-qubit reduced density matrices -> ``(B, n, 2, 2)``."""
+        out = []
+        for q in range(self.n_qubits):
+            v = self.psi.reshape(self.batch, 2 ** q, 2, -1)
+            out.append(torch.einsum("bxiy,bxjy->bij", v, v.conj()))
+        rho = torch.stack(out, dim=1)
+        tr = rho.diagonal(dim1=-2, dim2=-1).sum(-1)
+        return rho / tr[..., None, None]
+
+    def _rdm2(self, i, j):
+        v = self.psi.movedim((1 + i, 1 + j), (1, 2)).reshape(self.batch, 4, -1)
+        rho = v @ v.conj().mT
+        tr = rho.diagonal(dim1=-2, dim2=-1).sum(-1)
+        return rho / tr[..., None, None]
+
+    def _schmidt_spectra(self, bonds: Sequence[int]) -> List[torch.Tensor]:
+        out = []
+        for bnd in bonds:
+            m = self.psi.reshape(self.batch, 2 ** (bnd + 1), -1)
+            out.append(torch.linalg.svdvals(m))
+        return out
+
+    def _sample(self, shots, generator):
+        probs = (self.to_dense().abs() ** 2).to(torch.float64)
+        idx = torch.multinomial(probs, shots, replacement=True, generator=generator)  # (B, shots)
+        shifts = torch.arange(self.n_qubits - 1, -1, -1, device=idx.device)
+        return (idx.unsqueeze(-1) >> shifts) & 1
