@@ -11,7 +11,7 @@ from typing import Dict, List, Sequence
 import torch
 
 from .measure import pauli_matrix
-from .state import QuantumState, check_batch, check_dtype, check_n_qubits
+from .state import QuantumState, check_batch, check_dtype, check_n_qubits, complex_dtype_of
 
 __all__ = ["StateVector"]
 
@@ -104,15 +104,15 @@ class StateVector(QuantumState):
 
     # ------------------------------------------------------------------ measurement
     def _expect_ops(self, ops: Dict[int, str]) -> torch.Tensor:
-        phi = self.psi
-        for q, p in ops.items():
-            m = pauli_matrix(p, self.dtype, self.device)
-            if m.dtype != phi.dtype:
-                phi = phi.to(m.dtype)
+        mats = {q: pauli_matrix(p, self.dtype, self.device) for q, p in ops.items()}
+        dtype = complex_dtype_of(self.dtype) if any(m.is_complex() for m in mats.values()) else self.dtype
+        psi = self.psi.to(dtype)
+        phi = psi
+        for q, m in mats.items():
             v = phi.reshape(self.batch, 2 ** q, 2, -1)
-            phi = torch.einsum("ij,bxjy->bxiy", m, v).reshape(phi.shape)
-        psi = self.to_dense().to(phi.dtype)
-        num = (psi.conj() * phi.reshape(self.batch, -1)).sum(-1).real
+            phi = torch.einsum("ij,bxjy->bxiy", m.to(dtype), v).reshape(psi.shape)
+        psi, phi = psi.reshape(self.batch, -1), phi.reshape(self.batch, -1)
+        num = (psi.conj() * phi).sum(-1).real
         den = (psi.conj() * psi).sum(-1).real
         return num / den
 

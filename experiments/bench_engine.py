@@ -1,0 +1,109 @@
+"""Engine micro-benchmark: one two-qubit gate and one brickwork layer on a saturated MPS.
+
+For every (n, χ, B, real|complex) the state is first driven to bond dimension χ by random
+brickwork layers; then we time
+
+* ``gate``: one random two-qubit unitary on the middle pair, centre already there
+  (contract, thin SVD of a (2χ x 2χ) matrix per sample, truncate);
+* ``layer``: one brickwork layer of random two-qubit unitaries on (0,1), (2,3), ...,
+  including the one-site centre moves (QR) between pairs.
+
+Each figure is the median of ``--repeats`` timings. Run it alone: two CPU-heavy jobs on
+a 2-core machine slow each other down many-fold.
+
+    python -m qlam_tn.experiments.bench_engine            # the README table
+    python -m qlam_tn.experiments.bench_engine --quick    # a 10-second smoke run
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import statistics
+import time
+
+import torch
+
+from qlam_tn import MPS
+
+
+def random_unitaries(batch: int, dim: int, real: bool, generator: torch.Generator) -> torch.Tensor:
+    """``(batch, dim, dim)`` Haar-like orthogonal (real) or unitary (complex) matrices via QR."""
+    dtype = torch.float64 if real else torch.complex128
+    if real:
+        a = torch.randn(batch, dim, dim, dtype=dtype, generator=generator)
+    else:
+        a = torch.complex(torch.randn(batch, dim, dim, dtype=torch.float64, generator=generator),
+                          torch.randn(batch, dim, dim, dtype=torch.float64, generator=generator))
+    q, r = torch.linalg.qr(a)
+    d = torch.diagonal(r, dim1=-2, dim2=-1)
+    return q * (d / d.abs()).unsqueeze(-2)
+
+
+def saturated_state(n: int, chi: int, batch: int, real: bool, generator: torch.Generator) -> MPS:
+    """A state whose middle bonds have reached ``chi`` (random brickwork until saturation)."""
+    psi = MPS.zeros(n, batch=batch, max_bond=chi, dtype=torch.float64 if real else torch.complex128)
+    for layer in range(4 * n):
+        for q in range(layer % 2, n - 1, 2):
+            psi.apply(random_unitaries(batch, 4, real, generator), (q, q + 1))
+        if min(psi.bond_dims[n // 2 - 2: n // 2 + 2]) >= chi and layer > 2 * chi.bit_length():
+            break
+    return psi
+
+
+def _median_time(fn, repeats: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def bench_one(n: int, chi: int, batch: int, real: bool, repeats: int, seed: int = 0) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    psi = saturated_state(n, chi, batch, real, g)
+    mid = n // 2 - 1
+    gates = [random_unitaries(batch, 4, real, g) for _ in range(repeats + 1)]
+    it = itertools.cycle(gates)
+    psi.move_center(mid)
+
+    def one_gate():
+        psi.apply(next(it), (mid, mid + 1))
+
+    t_gate = _median_time(one_gate, repeats)
+
+    def one_layer():
+        for q in range(0, n - 1, 2):
+            psi.apply(next(it), (q, q + 1))
+
+    t_layer = _median_time(one_layer, max(1, repeats // 2))
+    return {"n": n, "chi": chi, "batch": batch, "mode": "real f64" if real else "complex128",
+            "bond": max(psi.bond_dims), "gate_ms": 1e3 * t_gate, "layer_ms": 1e3 * t_layer,
+            "gate_ms_per_sample": 1e3 * t_gate / batch}
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--n", type=int, nargs="+", default=[16, 32])
+    p.add_argument("--chi", type=int, nargs="+", default=[16, 32, 64])
+    p.add_argument("--batch", type=int, nargs="+", default=[1, 32])
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--quick", action="store_true", help="n=8, chi=8, B=1 and 4 only")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.n, args.chi, args.batch, args.repeats = [8], [8], [1, 4], 3
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}")
+    print("| n | χ | B | dtype | gate (ms) | gate per sample (ms) | brickwork layer (ms) |")
+    print("|---|---|---|---|---|---|---|")
+    rows = []
+    for n, chi, batch, real in itertools.product(args.n, args.chi, args.batch, (True, False)):
+        r = bench_one(n, chi, batch, real, args.repeats)
+        rows.append(r)
+        print(f"| {n} | {chi} | {batch} | {r['mode']} | {r['gate_ms']:.2f} | {r['gate_ms_per_sample']:.3f} "
+              f"| {r['layer_ms']:.1f} |", flush=True)
+    return rows
+
+
+if __name__ == "__main__":
+    main()

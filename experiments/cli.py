@@ -1,0 +1,29 @@
+"""The ``qlam`` command line: one entry point for the project's runnable studies."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+COMMANDS = {
+    "demo": ("qlam_tn.experiments.demo", "a one-minute tour of the engine"),
+    "bench-engine": ("qlam_tn.experiments.bench_engine", "time one gate and one brickwork layer"),
+}
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(prog="qlam", description="QLAM-TN command line")
+    parser.add_argument("command", choices=sorted(COMMANDS), help="; ".join(f"{k}: {v[1]}" for k, v in COMMANDS.items()))
+    if not argv or argv[0] in ("-h", "--help"):
+        parser.print_help()
+        return 0
+    args = parser.parse_args(argv[:1])
+    import importlib
+
+    module = importlib.import_module(COMMANDS[args.command][0])
+    out = module.main(argv[1:])
+    return out if isinstance(out, int) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
