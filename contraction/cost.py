@@ -10,16 +10,17 @@ Conventions (all counts are *real* floating-point operations):
 
 - a real multiply-add is 2 FLOPs; a complex multiply-add is 8 (4 real multiplies and 4 real
   adds: ``(a+ib)(c+id) + (e+if)``), so complex arithmetic counts 4x real;
-- a contraction costs 2 FLOPs per multiply-add of the naive loop of each pairwise step, i.e.
-  ``2 * prod(sizes of all labels in the step)`` (opt_einsum's count; an outer product without a
-  summed label costs 1 per output element);
-- QR (Householder, LAPACK ``geqrf`` + ``orgqr`` for the thin Q) of an m x n matrix with
-  k = min(m, n): ``2mnk - (m+n)k^2 + 2k^3/3`` + ``2mk^2 - 2k^3/3`` (Golub & Van Loan, 4th ed.,
-  5.2.2 and 5.1.6);
+- each pairwise step of a contraction costs one multiply-add per point of its loop,
+  ``prod(sizes of all labels in the step)``, at 2 or 8 FLOPs each (opt_einsum's count, times 4
+  for complex; a step without a summed label, an outer product, counts half);
+- QR (Householder, LAPACK ``geqrf`` + ``orgqr`` for the explicit thin Q) of an m x n matrix
+  with k = min(m, n): ``2 max(m,n) k^2 - 2k^3/3`` (geqrf) + ``2mk^2 - 2k^3/3`` (orgqr), from
+  LAPACK Working Note 41; for m >= n that is the familiar ``4mn^2 - 4n^3/3``;
 - thin SVD (U_1, S, V) of an m x n matrix, m >= n (transpose otherwise): ``14mn^2 + 8n^3``, the
-  Golub-Reinsch count in Golub & Van Loan, 4th ed., fig. 8.6.1. LAPACK's ``gesdd`` used by torch
-  (divide and conquer) does a similar amount of work; the count is an estimate and SVD runs far
-  below the matmul peak, so achieved/peak for an SVD-heavy step is expected to be low.
+  Golub-Reinsch count in Golub & Van Loan, Matrix Computations, 4th ed., fig. 8.6.1. torch runs
+  LAPACK's divide-and-conquer ``gesdd``, whose count differs, so this is an estimate; SVD
+  also runs far below the matmul peak, so achieved/peak for an SVD-heavy step is expected to
+  be low.
 """
 from __future__ import annotations
 
@@ -42,7 +43,7 @@ def _arith(real: bool) -> int:
 def qr_flops(m: int, n: int, real: bool = False) -> int:
     """FLOPs of a thin QR (R and the explicit m x min(m, n) Q) of one m x n matrix."""
     k = min(m, n)
-    geqrf = 2 * m * n * k - (m + n) * k * k + (2 * k**3) / 3
+    geqrf = 2 * max(m, n) * k * k - (2 * k**3) / 3
     orgqr = 2 * m * k * k - (2 * k**3) / 3
     return int(round(geqrf + orgqr)) * _arith(real)
 
