@@ -1,0 +1,398 @@
+"""QLAM: a sequence model whose hidden state is an n-qubit quantum memory.
+
+Per token ``x_t (B, F)``::
+
+    a_t = W_e x_t + b_e                       encoding angles, k per qubit
+    |ψ_t> = U_ent(θ) · ⊗_i R(a_{t,i}) |ψ_{t-1}>   (with re-uploading: R before every layer)
+    features_t = [ m_t·b_i  (query),  b_i (local X/Y/Z),  <Z_i Z_{i+1}> ]
+    logits = head(features_T)  or  head(mean_t features_t)
+
+where ``b_i`` is qubit i's Bloch vector and ``m_t`` the query-dependent measurement
+direction ``m_{t,i}(W_q x_t)`` on the Bloch sphere. The memory is held by the engine's
+``StateVector`` (exact, fast for small n) or ``MPS`` (bond-dimension truncation, many qubits).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Optional
+
+import torch
+import torch.nn as nn
+from torch.utils.checkpoint import checkpoint
+
+from qlam_tn import MPS, StateVector
+from qlam_tn import gates as G
+from qlam_tn.memory import apply_dense, bloch_vectors, brickwork, dense_unitary, neighbour_zz, rotation_layer
+
+ENCODINGS = {"ry": "y", "ry_rz": "yz", "rz_ry_rz": "zyz"}
+ENTANGLERS = ("cz", "cnot", "su4")
+READOUT_PARTS = ("query", "xyz", "zz")
+BACKENDS = ("auto", "mps", "statevector")
+READOUT_AT = ("last", "every")
+
+# Largest n for which backend="auto" picks the dense StateVector (see README: crossover measured).
+AUTO_STATEVECTOR_MAX_QUBITS = 12
+
+
+@dataclass
+class QLAMConfig:
+    """Every choice of the QLAM cell, validated at construction.
+
+    Attributes:
+        n_qubits: qubits in the memory (>= 1; >= 2 for entanglers and ``zz``).
+        bond_dim: MPS bond cap (``None``: exact, no cap).
+        cutoff: MPS singular-value cutoff (quimb's ``rsum2`` mode).
+        depth: brickwork layers per token (alternating even/odd pairs), >= 1.
+        encoding: rotations per qubit from ``W_e x_t + b_e``: ``ry`` | ``ry_rz`` | ``rz_ry_rz``.
+        reupload: re-apply the token's rotations before every entangling layer.
+        encoding_scale: init std of ``W_e`` (small: the encoding starts near identity).
+        entangler: ``cz`` | ``cnot`` (fixed gate + trainable single-qubit rotations per layer) or
+            ``su4`` (a trainable general two-qubit unitary per pair: SO(4) in real mode).
+        readout: ``+``-joined parts of ``query`` (query-dependent directions), ``xyz`` (local
+            Bloch vectors), ``zz`` (neighbour correlators).
+        readout_at: ``last`` (features of the final token) or ``every`` (mean over tokens).
+        backend: ``mps`` | ``statevector`` | ``auto`` (statevector up to 12 qubits).
+        real: real-amplitude circuits (RY encodings, real entanglers): float arithmetic.
+        checkpoint_every: recompute token chunks of this length in backward (bounded memory).
+        head_hidden: hidden width of the classifier MLP.
+        grad_eps: Lorentzian broadening of the MPS SVD backward.
+    """
+
+    n_qubits: int = 8
+    bond_dim: Optional[int] = None
+    cutoff: float = 1e-12
+    depth: int = 2
+    encoding: str = "ry"
+    reupload: bool = False
+    encoding_scale: float = 0.5
+    entangler: str = "cz"
+    readout: str = "query+xyz"
+    readout_at: str = "every"
+    backend: str = "auto"
+    real: bool = True
+    checkpoint_every: Optional[int] = None
+    head_hidden: int = 64
+    grad_eps: float = 1e-12
+
+    def __post_init__(self):
+        def _int(name, lo):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise TypeError(f"{name} must be an int, got {v!r}")
+            if v < lo:
+                raise ValueError(f"{name} must be >= {lo}, got {v}")
+
+        _int("n_qubits", 1)
+        _int("depth", 1)
+        _int("head_hidden", 1)
+        if self.bond_dim is not None:
+            _int("bond_dim", 1)
+        if self.checkpoint_every is not None:
+            _int("checkpoint_every", 1)
+        if self.encoding not in ENCODINGS:
+            raise ValueError(f"unknown encoding {self.encoding!r}; choose one of {sorted(ENCODINGS)}")
+        if self.entangler not in ENTANGLERS:
+            raise ValueError(f"unknown entangler {self.entangler!r}; choose one of {ENTANGLERS}")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"unknown backend {self.backend!r}; choose one of {BACKENDS}")
+        if self.readout_at not in READOUT_AT:
+            raise ValueError(f"unknown readout_at {self.readout_at!r}; choose one of {READOUT_AT}")
+        parts = self.readout.split("+")
+        bad = [p for p in parts if p not in READOUT_PARTS]
+        if bad or not parts or len(set(parts)) != len(parts):
+            raise ValueError(f"unknown or repeated readout part(s) {bad or parts}; "
+                             f"join parts of {READOUT_PARTS} with '+', e.g. 'query+xyz'")
+        if "zz" in parts and self.n_qubits < 2:
+            raise ValueError("readout 'zz' needs n_qubits >= 2")
+        if self.real and self.encoding != "ry":
+            raise ValueError(f"real=True needs encoding='ry' (got {self.encoding!r}: RZ is complex)")
+        if not (self.cutoff >= 0):
+            raise ValueError(f"cutoff must be >= 0, got {self.cutoff}")
+        if not (self.encoding_scale >= 0):
+            raise ValueError(f"encoding_scale must be >= 0, got {self.encoding_scale}")
+
+    @property
+    def readout_parts(self):
+        return tuple(self.readout.split("+"))
+
+    @property
+    def resolved_backend(self) -> str:
+        if self.backend != "auto":
+            return self.backend
+        return "statevector" if self.n_qubits <= AUTO_STATEVECTOR_MAX_QUBITS else "mps"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class QLAMState:
+    """Streaming state: the quantum memory, the running feature sum and the token count."""
+
+    memory: object
+    feature_sum: Optional[torch.Tensor] = None
+    last_features: Optional[torch.Tensor] = None
+    tokens: int = 0
+
+
+def _antisymmetric(p: torch.Tensor, dim: int) -> torch.Tensor:
+    """``(..., dim(dim-1)/2)`` parameters -> ``(..., dim, dim)`` antisymmetric matrices."""
+    iu = torch.triu_indices(dim, dim, offset=1, device=p.device)
+    a = p.new_zeros(p.shape[:-1] + (dim, dim))
+    a[..., iu[0], iu[1]] = p
+    return a - a.transpose(-2, -1)
+
+
+def _hermitian(p: torch.Tensor, dim: int) -> torch.Tensor:
+    """``(..., dim²)`` real parameters -> ``(..., dim, dim)`` Hermitian matrices."""
+    iu = torch.triu_indices(dim, dim, offset=1, device=p.device)
+    n_off = iu.shape[1]
+    re, im, diag = p[..., :n_off], p[..., n_off:2 * n_off], p[..., 2 * n_off:]
+    h = torch.zeros(p.shape[:-1] + (dim, dim), dtype=torch.complex128 if p.dtype == torch.float64 else torch.complex64,
+                    device=p.device)
+    h[..., iu[0], iu[1]] = torch.complex(re, im)
+    h = h + h.conj().transpose(-2, -1)
+    return h + torch.diag_embed(diag.to(h.dtype))
+
+
+class QLAM(nn.Module):
+    """The quantum memory layer: ``(B, T, F)`` tokens -> ``(B, D)`` readout features.
+
+    ``D = n`` (query) ``+ 3n`` (xyz; ``2n`` in real mode, where ``<Y> = 0``) ``+ (n-1)`` (zz).
+    """
+
+    def __init__(self, input_dim: int, config: Optional[QLAMConfig] = None, **overrides):
+        super().__init__()
+        if isinstance(input_dim, bool) or not isinstance(input_dim, int) or input_dim < 1:
+            raise ValueError(f"input_dim must be a positive int, got {input_dim!r}")
+        cfg = config or QLAMConfig(**overrides)
+        if config is not None and overrides:
+            cfg = QLAMConfig(**{**config.to_dict(), **overrides})
+        self.config = cfg
+        self.input_dim = input_dim
+        n, k = cfg.n_qubits, len(ENCODINGS[cfg.encoding])
+        self.encoder = nn.Linear(input_dim, n * k)
+        nn.init.normal_(self.encoder.weight, std=cfg.encoding_scale / math.sqrt(input_dim))
+        nn.init.zeros_(self.encoder.bias)
+        n_layers = cfg.depth
+        self._pairs = [len(range(l % 2, n - 1, 2)) for l in range(n_layers)]
+        if cfg.entangler == "su4":
+            per_gate = 6 if cfg.real else 16
+            self.entangler_params = nn.ParameterList(
+                [nn.Parameter(0.1 * torch.randn(p, per_gate)) for p in self._pairs])
+        else:
+            rot = 1 if cfg.real else 2  # RY (and RZ) after every layer
+            self.entangler_params = nn.ParameterList(
+                [nn.Parameter(0.1 * torch.randn(n, rot)) for _ in range(n_layers)])
+        parts = cfg.readout_parts
+        self.query = nn.Linear(input_dim, n * (1 if cfg.real else 2)) if "query" in parts else None
+        self.feature_dim = (n if "query" in parts else 0) + ((2 if cfg.real else 3) * n if "xyz" in parts else 0) \
+            + (n - 1 if "zz" in parts else 0)
+
+    # ------------------------------------------------------------------ circuit pieces
+    @property
+    def _real_dtype(self) -> torch.dtype:
+        return self.encoder.weight.dtype
+
+    @property
+    def _state_dtype(self) -> torch.dtype:
+        r = self._real_dtype
+        if self.config.real:
+            return r
+        return torch.complex64 if r == torch.float32 else torch.complex128
+
+    def _layer_gates(self):
+        """Per layer: two-qubit gates ``(P, 4, 4)`` and the rotations after them ``(n, 2, 2)`` or None."""
+        cfg, dt = self.config, self._state_dtype
+        out = []
+        for l, p in enumerate(self.entangler_params):
+            if cfg.entangler == "su4":
+                if cfg.real:
+                    gates = torch.linalg.matrix_exp(_antisymmetric(p, 4))
+                else:
+                    gates = torch.linalg.matrix_exp(1j * _hermitian(p, 4))
+                out.append((gates.to(dt), None))
+            else:
+                fixed = (G.CZ if cfg.entangler == "cz" else G.CNOT)(dtype=dt, device=p.device)
+                gates = fixed.expand(self._pairs[l], 4, 4)
+                kinds = "y" if cfg.real else "yz"
+                rots = rotation_layer(p.unsqueeze(0), kinds)[0].to(dt)
+                out.append((gates, rots))
+        return out
+
+    def _entangler(self):
+        """What a token step needs: dense matrices (statevector) or layer gates (MPS)."""
+        layers = self._layer_gates()
+        if self._backend == "statevector" and not self.config.reupload:
+            parities = [l % 2 for l in range(len(layers))]
+            rots = [r for _, r in layers]
+            U = dense_unitary(self.config.n_qubits, [g for g, _ in layers], parities,
+                              rots if rots[0] is not None else None)
+            return ("dense", U)
+        return ("layers", layers)
+
+    @property
+    def _backend(self) -> str:
+        return self.config.resolved_backend
+
+    def _new_memory(self, batch: int, device):
+        cfg = self.config
+        if self._backend == "statevector":
+            return StateVector.zeros(cfg.n_qubits, batch=batch, dtype=self._state_dtype, device=device)
+        return MPS.zeros(cfg.n_qubits, batch=batch, max_bond=cfg.bond_dim, cutoff=cfg.cutoff,
+                         dtype=self._state_dtype, device=device, grad_eps=cfg.grad_eps)
+
+    def _token_update(self, memory, x_t: torch.Tensor, ent) -> None:
+        """Apply one token ``x_t (B, F)`` to ``memory`` in place."""
+        cfg = self.config
+        b = x_t.shape[0]
+        angles = self.encoder(x_t).reshape(b, cfg.n_qubits, -1)
+        rot = rotation_layer(angles, ENCODINGS[cfg.encoding])
+        if rot.dtype != memory.dtype:
+            rot = rot.to(memory.dtype)
+        kind, payload = ent
+        if kind == "dense":
+            memory._apply_layer(rot)
+            apply_dense(memory, payload)
+            return
+        for l, (gates, after) in enumerate(payload):
+            if l == 0 or cfg.reupload:
+                memory._apply_layer(rot)
+            brickwork(memory, gates, l % 2)
+            if after is not None:
+                memory._apply_layer(after)
+
+    def _features(self, memory, x_t: torch.Tensor) -> torch.Tensor:
+        """Readout features ``(B, D)`` of the current memory, queried by ``x_t``."""
+        cfg = self.config
+        parts = cfg.readout_parts
+        feats = []
+        if "query" in parts or "xyz" in parts:
+            bloch = bloch_vectors(memory).to(self._real_dtype)  # (B, n, 3)
+            if "query" in parts:
+                q = self.query(x_t).reshape(x_t.shape[0], cfg.n_qubits, -1)
+                theta = q[..., 0]
+                if cfg.real:
+                    m = torch.stack([torch.sin(theta), torch.cos(theta)], dim=-1)
+                    feats.append((m * bloch[..., [0, 2]]).sum(-1))
+                else:
+                    phi = q[..., 1]
+                    m = torch.stack([torch.sin(theta) * torch.cos(phi), torch.sin(theta) * torch.sin(phi),
+                                     torch.cos(theta)], dim=-1)
+                    feats.append((m * bloch).sum(-1))
+            if "xyz" in parts:
+                feats.append((bloch[..., [0, 2]] if cfg.real else bloch).flatten(1))
+        if "zz" in parts:
+            feats.append(neighbour_zz(memory).to(self._real_dtype))
+        return torch.cat(feats, dim=-1)
+
+    # ------------------------------------------------------------------ public API
+    def _check_input(self, x: torch.Tensor, rank: int):
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"input must be a torch tensor, got {type(x).__name__}")
+        if x.dim() != rank:
+            want = "(B, T, F)" if rank == 3 else "(B, F)"
+            raise ValueError(f"input must have shape {want}, got rank {x.dim()} shape {tuple(x.shape)}")
+        if x.shape[-1] != self.input_dim:
+            raise ValueError(f"input feature size {x.shape[-1]} does not match input_dim {self.input_dim}")
+        if rank == 3 and x.shape[1] < 1:
+            raise ValueError("sequence length must be >= 1")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x (B, T, F)`` -> readout features ``(B, D)``."""
+        self._check_input(x, 3)
+        x = x.to(self._real_dtype)
+        b, t_len, _ = x.shape
+        ent = self._entangler()
+        memory = self._new_memory(b, x.device)
+        every = self.config.readout_at == "every"
+        chunk = self.config.checkpoint_every
+        if chunk is None or not torch.is_grad_enabled():
+            total = None
+            for t in range(t_len):
+                self._token_update(memory, x[:, t], ent)
+                if every:
+                    f = self._features(memory, x[:, t])
+                    total = f if total is None else total + f
+            return total / t_len if every else self._features(memory, x[:, -1])
+        return self._forward_checkpointed(x, memory, ent, chunk)
+
+    def _forward_checkpointed(self, x, memory, ent, chunk):
+        """Token chunks recomputed in backward: activations of one chunk plus one state per chunk."""
+        every = self.config.readout_at == "every"
+        t_len = x.shape[1]
+        is_mps = isinstance(memory, MPS)
+        policy = memory.policy if is_mps else None
+
+        def pack(mem):
+            return (*mem.tensors, mem.discarded_weight, mem._log_fidelity) if is_mps else (mem.psi,)
+
+        def run(xc, centre, *state):
+            if is_mps:
+                mem = MPS(list(state[:-2]), centre, policy, state[-2], state[-1])
+            else:
+                mem = StateVector(state[0])
+            total = x.new_zeros(x.shape[0], self.feature_dim)
+            for t in range(xc.shape[1]):
+                self._token_update(mem, xc[:, t], ent)
+                if every:
+                    total = total + self._features(mem, xc[:, t])
+            return total, (mem.center if is_mps else None), *pack(mem)
+
+        state, centre, total = pack(memory), (memory.center if is_mps else None), None
+        for start in range(0, t_len, chunk):
+            # The entangler tensors are captured by closure: non-reentrant checkpointing
+            # tracks them, and the centre (a Python int) is an explicit input so that the
+            # recomputation in backward starts where the forward chunk did.
+            out = checkpoint(run, x[:, start:start + chunk], centre, *state, use_reentrant=False)
+            chunk_total, centre, state = out[0], out[1], out[2:]
+            total = chunk_total if total is None else total + chunk_total
+        if every:
+            return total / t_len
+        mem = MPS(list(state[:-2]), centre, policy, state[-2], state[-1]) if is_mps else StateVector(state[0])
+        return self._features(mem, x[:, -1])
+
+    def init_state(self, batch: int, device=None) -> QLAMState:
+        """A fresh streaming state for ``batch`` sequences."""
+        return QLAMState(self._new_memory(batch, device or self.encoder.weight.device))
+
+    def step(self, x_t: torch.Tensor, state: QLAMState):
+        """Feed one token ``x_t (B, F)``; returns ``(features (B, D), new state)``.
+
+        The features equal ``forward`` on the sequence fed so far. Memory is constant per token.
+        """
+        self._check_input(x_t, 2)
+        x_t = x_t.to(self._real_dtype)
+        mem = state.memory.copy()
+        self._token_update(mem, x_t, self._entangler())
+        f = self._features(mem, x_t)
+        if self.config.readout_at == "every":
+            total = f if state.feature_sum is None else state.feature_sum + f
+            count = state.tokens + 1
+            return total / count, QLAMState(mem, total, f, count)
+        return f, QLAMState(mem, None, f, state.tokens + 1)
+
+
+class QLAMClassifier(nn.Module):
+    """QLAM memory + MLP head: ``(B, T, F)`` -> logits ``(B, num_classes)``."""
+
+    def __init__(self, input_dim: int, num_classes: int, config: Optional[QLAMConfig] = None, **overrides):
+        super().__init__()
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+            raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
+        self.qlam = QLAM(input_dim, config, **overrides)
+        self.config = self.qlam.config
+        self.num_classes = num_classes
+        d, h = self.qlam.feature_dim, self.config.head_hidden
+        self.head = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, h), nn.GELU(), nn.Linear(h, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.qlam(x))
+
+    def init_state(self, batch: int, device=None) -> QLAMState:
+        return self.qlam.init_state(batch, device)
+
+    def step(self, x_t: torch.Tensor, state: QLAMState):
+        f, state = self.qlam.step(x_t, state)
+        return self.head(f), state

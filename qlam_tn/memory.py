@@ -1,0 +1,150 @@
+"""The QLAM cell as functions over a state: encode a token, entangle, read out.
+
+A QLAM memory is an n-qubit state updated per token::
+
+    |ψ_t> = U_ent · ⊗_i R(a_{t,i}) · |ψ_{t-1}>,      a_t = W_e x_t + b_e
+
+and read out through single-qubit Bloch vectors ``(<X_i>, <Y_i>, <Z_i>)`` (from which any
+query-dependent measurement direction ``m·σ`` follows linearly) and optional neighbour
+``<Z_i Z_{i+1}>``. These functions work on both backends; the dense ``StateVector`` gets fast
+paths (one gather for all Bloch vectors, one matmul for a precomputed entangler), the ``MPS``
+applies brickwork layers in sweep order so each gate needs one centre move.
+"""
+from __future__ import annotations
+
+from typing import List, Optional
+
+import torch
+
+from . import gates as G
+from .mps import MPS
+from .statevector import StateVector
+
+__all__ = ["rotation_layer", "brickwork", "dense_unitary", "apply_dense", "bloch_vectors", "neighbour_zz"]
+
+
+def rotation_layer(angles: torch.Tensor, kinds: str) -> torch.Tensor:
+    """Per-sample single-qubit rotations ``(B, n, 2, 2)`` from angles ``(B, n, k)``.
+
+    ``kinds`` names the rotations applied in order, one letter per angle: ``"y"`` (RY),
+    ``"yz"`` (RY then RZ), ``"zyz"`` (RZ, RY, RZ).
+    """
+    b, n, k = angles.shape
+    if k != len(kinds):
+        raise ValueError(f"{len(kinds)} rotation kinds need {len(kinds)} angles per qubit, got {k}")
+    flat = angles.reshape(b * n, k)
+    out = None
+    for j, kind in enumerate(kinds):
+        build = {"y": G.RY, "z": G.RZ, "x": G.RX}[kind]
+        m = build(flat[:, j])
+        if out is not None and m.dtype != out.dtype:
+            common = torch.promote_types(m.dtype, out.dtype)
+            m, out = m.to(common), out.to(common)
+        out = m if out is None else m @ out
+    return out.reshape(b, n, 2, 2)
+
+
+def brickwork(state, gates: torch.Tensor, parity: int) -> None:
+    """Apply ``gates (P, 4, 4)`` (or per-sample ``(B, P, 4, 4)``) to pairs (parity + 2k, parity + 2k + 1).
+
+    On an MPS the even layer runs left to right and the odd one right to left, so the
+    centre needs one site move per gate instead of a sweep back across the chain.
+    """
+    n = state.n_qubits
+    pairs = list(range(parity, n - 1, 2))
+    if gates.shape[-3] != len(pairs):
+        raise ValueError(f"parity {parity} on {n} qubits has {len(pairs)} pairs, got {gates.shape[-3]} gates")
+    order = list(enumerate(pairs))
+    if isinstance(state, MPS) and parity == 1:
+        order.reverse()
+    for k, q in order:
+        g = gates[..., k, :, :]
+        if g.dtype != state.dtype:
+            g = g.to(state.dtype)
+        state._apply_2q(g, q, q + 1)
+
+
+def dense_unitary(n_qubits: int, layers: List[torch.Tensor], parities: List[int],
+                  rotations: Optional[List[torch.Tensor]] = None) -> torch.Tensor:
+    """The ``(2^n, 2^n)`` matrix of brickwork layers (each optionally followed by rotations ``(n, 2, 2)``).
+
+    Built by running the circuit on the 2^n basis states as a batch, so it stays differentiable.
+    """
+    dim = 2 ** n_qubits
+    dtype = layers[0].dtype if layers else rotations[0].dtype
+    if rotations is not None and any(r.is_complex() for r in rotations):
+        dtype = rotations[0].dtype if rotations[0].is_complex() else dtype
+    eye = torch.eye(dim, dtype=dtype, device=layers[0].device if layers else rotations[0].device)
+    sv = StateVector(eye.reshape((dim,) + (2,) * n_qubits))
+    for idx, (gates, parity) in enumerate(zip(layers, parities)):
+        brickwork(sv, gates.to(sv.dtype) if not gates.is_complex() else gates, parity)
+        if rotations is not None:
+            r = rotations[idx]
+            if r.is_complex() and not sv.dtype.is_complex:
+                sv._promote(r.dtype)
+            sv._apply_layer(r.to(sv.dtype))
+    # Row j of the batch is U|j>, i.e. column j of U.
+    return sv.psi.reshape(dim, dim).transpose(0, 1)
+
+
+def apply_dense(sv: StateVector, unitary: torch.Tensor) -> None:
+    """``ψ <- U ψ`` for a dense ``(2^n, 2^n)`` matrix, one matmul for the whole batch."""
+    if unitary.is_complex() and not sv.dtype.is_complex:
+        sv._promote(unitary.dtype)
+    flat = sv.psi.reshape(sv.batch, -1)
+    sv.psi = (flat @ unitary.transpose(0, 1).to(flat.dtype)).reshape(sv.psi.shape)
+
+
+_FLIP_CACHE = {}
+
+
+def _flip_tables(n: int, device):
+    """Index of ``x XOR bit_q`` and the ±1 sign of qubit q for every basis index: ``(n, 2^n)`` each."""
+    key = (n, str(device))
+    if key not in _FLIP_CACHE:
+        idx = torch.arange(2 ** n, device=device)
+        shifts = torch.arange(n - 1, -1, -1, device=device)
+        masks = (1 << shifts).unsqueeze(-1)  # (n, 1)
+        flip = idx.unsqueeze(0) ^ masks
+        zsign = 1 - 2 * ((idx.unsqueeze(0) >> shifts.unsqueeze(-1)) & 1)
+        _FLIP_CACHE[key] = (flip, zsign)
+    return _FLIP_CACHE[key]
+
+
+def bloch_vectors(state) -> torch.Tensor:
+    """``(B, n, 3)`` Bloch vectors ``(<X_i>, <Y_i>, <Z_i>)`` of every qubit (normalised state assumed
+    for the StateVector fast path; the MPS path divides by the norm)."""
+    if isinstance(state, StateVector):
+        n = state.n_qubits
+        psi = state.psi.reshape(state.batch, -1)
+        flip, zsign = _flip_tables(n, psi.device)
+        z = zsign.to(psi.real.dtype if psi.is_complex() else psi.dtype)
+        flipped = psi[:, flip]  # (B, n, 2^n): ψ[x XOR e_q]
+        cross = psi.conj().unsqueeze(1) * flipped
+        x = cross.real.sum(-1) if psi.is_complex() else cross.sum(-1)
+        if psi.is_complex():
+            # <Y_q> = Σ_x conj(ψ[x]) (-i z_q(x)) ψ[x XOR e_q]
+            y = (cross * z).imag.sum(-1)
+            prob = (psi.conj() * psi).real
+        else:
+            y = torch.zeros_like(x)
+            prob = psi * psi
+        zz = prob @ z.transpose(0, 1)
+        return torch.stack([x, y, zz], dim=-1)
+    rho = state.rdm1()  # (B, n, 2, 2)
+    x = 2 * rho[..., 0, 1].real
+    y = 2 * rho[..., 1, 0].imag if rho.is_complex() else torch.zeros_like(x)
+    z = (rho[..., 0, 0] - rho[..., 1, 1]).real
+    return torch.stack([x, y, z], dim=-1)
+
+
+def neighbour_zz(state) -> torch.Tensor:
+    """``(B, n-1)`` neighbour correlators ``<Z_i Z_{i+1}>``."""
+    n = state.n_qubits
+    if isinstance(state, StateVector):
+        _, zsign = _flip_tables(n, state.device)
+        psi = state.psi.reshape(state.batch, -1)
+        prob = (psi.conj() * psi).real if psi.is_complex() else psi * psi
+        zz = (zsign[:-1] * zsign[1:]).to(prob.dtype)
+        return prob @ zz.transpose(0, 1)
+    return torch.stack([state.expect({i: "Z", i + 1: "Z"}) for i in range(n - 1)], dim=-1)
