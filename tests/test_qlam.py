@@ -1,0 +1,125 @@
+"""The QLAM layer: MPS equals StateVector, streaming equals forward, checkpointing is exact."""
+import pytest
+import torch
+
+from qlam_tn.models.qlam import QLAM, QLAMClassifier, QLAMConfig
+
+CONFIGS = [
+    dict(real=True, entangler="cz"),
+    dict(real=False, encoding="ry_rz", entangler="su4", readout="query+xyz+zz"),
+    dict(real=True, entangler="su4", readout="query+zz", readout_at="last", reupload=True),
+    dict(real=False, entangler="cnot", depth=3, encoding="rz_ry_rz", readout="xyz+zz"),
+]
+
+
+def _pair(kw, n=5, **extra):
+    torch.manual_seed(1)
+    sv = QLAMClassifier(4, 5, n_qubits=n, backend="statevector", **kw, **extra).double()
+    torch.manual_seed(1)
+    # Exact MPS: no cap, no cutoff, and a tiny broadening so that its gradient is the exact one.
+    mps = QLAMClassifier(4, 5, n_qubits=n, backend="mps", cutoff=0.0, grad_eps=1e-28, **kw, **extra).double()
+    return sv, mps
+
+
+def _grads(model):
+    return [p.grad.clone() for p in model.parameters()]
+
+
+@pytest.mark.parametrize("kw", CONFIGS)
+def test_exact_mps_equals_statevector_outputs_and_gradients(kw):
+    sv, mps = _pair(kw)
+    x = torch.rand(3, 7, 4, dtype=torch.float64)
+    y_sv, y_mps = sv(x), mps(x)
+    torch.testing.assert_close(y_mps, y_sv, atol=1e-10, rtol=0)
+    y_sv.pow(2).sum().backward()
+    y_mps.pow(2).sum().backward()
+    for g1, g2 in zip(_grads(sv), _grads(mps)):
+        torch.testing.assert_close(g2, g1, atol=1e-8, rtol=0)
+
+
+@pytest.mark.parametrize("kw", CONFIGS)
+@pytest.mark.parametrize("backend", ["statevector", "mps"])
+def test_streaming_equals_forward(kw, backend):
+    torch.manual_seed(2)
+    model = QLAMClassifier(4, 5, n_qubits=5, backend=backend, bond_dim=4, **kw).double()
+    x = torch.rand(2, 6, 4, dtype=torch.float64)
+    state = model.init_state(2)
+    for t in range(6):
+        out, state = model.step(x[:, t], state)
+        # after t+1 tokens the streamed logits equal the forward of the prefix
+        torch.testing.assert_close(out, model(x[:, : t + 1]), atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("kw", CONFIGS[:2])
+@pytest.mark.parametrize("backend", ["statevector", "mps"])
+def test_checkpointing_gives_same_gradients(kw, backend):
+    x = torch.rand(2, 9, 4, dtype=torch.float64)
+    grads = []
+    for ck in (None, 4):
+        torch.manual_seed(3)
+        model = QLAMClassifier(4, 5, n_qubits=5, backend=backend, bond_dim=4, checkpoint_every=ck, **kw).double()
+        y = model(x)
+        y.sum().backward()
+        grads.append((y.detach(), _grads(model)))
+    torch.testing.assert_close(grads[0][0], grads[1][0], atol=1e-13, rtol=0)
+    for a, b in zip(grads[0][1], grads[1][1]):
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=0)
+
+
+def test_readout_matches_hand_calculation_for_one_token():
+    """One token, RY encoding, no entangling effect measurable: <Z_i> = cos(a_i), <X_i> = sin(a_i)."""
+    model = QLAM(1, n_qubits=3, depth=1, entangler="cz", readout="xyz", readout_at="last", backend="statevector")
+    model = model.double()
+    with torch.no_grad():
+        model.encoder.weight.copy_(torch.tensor([[0.3], [1.1], [-0.7]], dtype=torch.float64))
+        model.encoder.bias.zero_()
+        model.entangler_params[0].zero_()
+    x = torch.ones(1, 1, 1, dtype=torch.float64)
+    f = model(x).reshape(3, 2)  # (X, Z) per qubit
+    a = torch.tensor([0.3, 1.1, -0.7], dtype=torch.float64)
+    # CZ on (0,1) after RY: <Z_i> unchanged; <X_0> = sin(a0)·<Z_1>, <X_1> = sin(a1)·<Z_0>, <X_2> = sin(a2)
+    want_z = torch.cos(a)
+    want_x = torch.stack([torch.sin(a[0]) * torch.cos(a[1]), torch.sin(a[1]) * torch.cos(a[0]), torch.sin(a[2])])
+    torch.testing.assert_close(f[:, 1], want_z, atol=1e-12, rtol=0)
+    torch.testing.assert_close(f[:, 0], want_x, atol=1e-12, rtol=0)
+
+
+def test_truncated_mps_reports_discarded_weight_and_trains():
+    torch.manual_seed(4)
+    model = QLAMClassifier(2, 2, n_qubits=8, backend="mps", bond_dim=2, depth=2)
+    x = torch.rand(8, 12, 2)
+    y = (x[:, :, 0].mean(1) > 0.5).long()
+    opt = torch.optim.Adam(model.parameters(), lr=0.05)
+    losses = []
+    for _ in range(15):
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        assert all(torch.isfinite(p.grad).all() for p in model.parameters())
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0] - 0.05
+
+
+@pytest.mark.parametrize("bad, exc", [
+    (dict(n_qubits=0), ValueError), (dict(bond_dim=0), ValueError), (dict(depth=0), ValueError),
+    (dict(entangler="iswap"), ValueError), (dict(readout="xyz+foo"), ValueError), (dict(readout="xyz+xyz"), ValueError),
+    (dict(backend="gpu"), ValueError), (dict(readout_at="first"), ValueError), (dict(encoding="rx"), ValueError),
+    (dict(real=True, encoding="ry_rz"), ValueError), (dict(n_qubits=2.5), TypeError),
+    (dict(checkpoint_every=0), ValueError), (dict(n_qubits=1, readout="zz"), ValueError),
+])
+def test_invalid_configs(bad, exc):
+    with pytest.raises(exc):
+        QLAMConfig(**bad)
+
+
+def test_bad_inputs():
+    model = QLAMClassifier(3, 4, n_qubits=3)
+    with pytest.raises(ValueError, match="feature size"):
+        model(torch.rand(2, 5, 4))
+    with pytest.raises(ValueError, match="shape"):
+        model(torch.rand(2, 5))
+    with pytest.raises(ValueError, match="feature size"):
+        model.step(torch.rand(2, 4), model.init_state(2))
+    with pytest.raises(ValueError, match="num_classes"):
+        QLAMClassifier(3, 1)
