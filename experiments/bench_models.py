@@ -1,0 +1,130 @@
+"""Sequence-model benchmark: forward and forward+backward time per token per sample, and peak memory.
+
+Every model is matched to one parameter budget (default: a GRU with hidden size 32 on F=28,
+C=10, 6,282 parameters) with ``match_hidden_size``, then timed on a random ``(B, T, F)`` batch:
+
+* ``fwd``: inference, ``model.eval()`` under ``torch.no_grad()``;
+* ``fwdbwd``: training step without the optimiser: ``model.train()``, cross-entropy on the
+  logits, ``backward()``.
+
+Figures are the fastest of ``--repeats`` runs after one warm-up (the minimum is the least
+disturbed by other work on the machine). ``tokens_per_s`` is the training (forward+backward)
+throughput ``B·T / t_fwdbwd``. Each model runs in a fresh process, shortest sequence first, so
+the peak resident memory recorded after each T (``ru_maxrss``, which includes the interpreter
+and torch, about ``rss_before_mb``) is that T's own. Run it alone: two CPU-heavy jobs on a
+2-core machine slow each other down many-fold.
+
+    python -m qlam_tn.experiments.bench_models                      # the README table
+    python -m qlam_tn.experiments.bench_models --T 28 --repeats 2   # a quick run
+"""
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import resource
+import time
+
+import torch
+import torch.nn.functional as F_
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+
+
+def _best_time(fn, repeats: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def bench_model(model: torch.nn.Module, T: int, B: int, F: int, repeats: int = 3, seed: int = 0) -> dict:
+    """Time ``model`` (``(B, T, F) -> (B, C)`` logits, with a ``num_classes`` attribute) on random data.
+
+    Returns ``fwd_ms_per_token_sample``, ``fwdbwd_ms_per_token_sample``, ``tokens_per_s``
+    (forward+backward), ``fwd_ms``/``fwdbwd_ms`` (whole batch), ``peak_rss_mb`` (this
+    process's peak so far) and ``rss_before_mb`` (the peak before the model ran).
+    """
+    rss_before = _peak_rss_mb()
+    g = torch.Generator().manual_seed(seed)
+    p = next(model.parameters())
+    x = torch.randn(B, T, F, generator=g).to(device=p.device, dtype=p.dtype)
+    y = torch.randint(0, model.num_classes, (B,), generator=g).to(p.device)
+
+    def fwd():
+        with torch.no_grad():
+            model(x)
+
+    def fwdbwd():
+        model.zero_grad(set_to_none=True)
+        F_.cross_entropy(model(x), y).backward()
+
+    model.eval()
+    t_fwd = _best_time(fwd, repeats)
+    model.train()
+    t_fwdbwd = _best_time(fwdbwd, repeats)
+    return {"fwd_ms": 1e3 * t_fwd, "fwdbwd_ms": 1e3 * t_fwdbwd,
+            "fwd_ms_per_token_sample": 1e3 * t_fwd / (B * T),
+            "fwdbwd_ms_per_token_sample": 1e3 * t_fwdbwd / (B * T),
+            "tokens_per_s": B * T / t_fwdbwd,
+            "peak_rss_mb": _peak_rss_mb(), "rss_before_mb": rss_before}
+
+
+def _bench_named(name: str, cfg: dict, Ts: list[int], B: int, F: int, classes: int, repeats: int,
+                 threads: int) -> list[dict]:
+    """Build ``name`` and run ``bench_model`` for every T, shortest first (see ``peak_rss_mb``)."""
+    from qlam_tn.models.common import count_parameters
+    from qlam_tn.models.registry import build
+
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    model = build(name, F, classes, **cfg)
+    rows = []
+    for T in sorted(Ts):
+        rows.append({"model": name, "config": cfg, "params": count_parameters(model), "T": T, "B": B,
+                     "threads": torch.get_num_threads(), **bench_model(model, T, B, F, repeats)})
+    return rows
+
+
+def main(argv=None):
+    from qlam_tn.models.common import count_parameters, match_hidden_size
+    from qlam_tn.models.registry import available, build, width_key
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--models", nargs="+", default=["lstm", "gru", "transformer", "ssm"], choices=available())
+    p.add_argument("--T", type=int, nargs="+", default=[28, 784])
+    p.add_argument("--B", type=int, default=32)
+    p.add_argument("--F", type=int, default=28)
+    p.add_argument("--classes", type=int, default=10)
+    p.add_argument("--target", type=int, default=None,
+                   help="parameter budget (default: a GRU with hidden size 32)")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    args = p.parse_args(argv)
+    target = args.target or count_parameters(build("gru", args.F, args.classes, hidden_size=32))
+    ctx = multiprocessing.get_context("spawn")
+    print(f"torch {torch.__version__}, budget {target} parameters, B={args.B}, F={args.F}, "
+          f"threads {args.threads or torch.get_num_threads()}")
+    print("| model | width | params | T | fwd (µs/token/sample) | fwd+bwd (µs/token/sample) "
+          "| fwd+bwd tokens/s | peak RSS (MB) |")
+    print("|---|---|---|---|---|---|---|---|")
+    rows = []
+    for name in args.models:
+        cfg = {width_key(name): match_hidden_size(name, target, args.F, args.classes)}
+        with ctx.Pool(1) as pool:
+            out = pool.apply(_bench_named, (name, cfg, args.T, args.B, args.F, args.classes, args.repeats, args.threads))
+        for r in out:
+            rows.append(r)
+            print(f"| {name} | {width_key(name)}={cfg[width_key(name)]} | {r['params']} | {r['T']} "
+                  f"| {1e3 * r['fwd_ms_per_token_sample']:.2f} | {1e3 * r['fwdbwd_ms_per_token_sample']:.2f} "
+                  f"| {r['tokens_per_s']:,.0f} | {r['peak_rss_mb']:.0f} |", flush=True)
+    return rows
+
+
+if __name__ == "__main__":
+    main()

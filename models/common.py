@@ -1,0 +1,175 @@
+"""Pieces every sequence classifier shares: the input contract, parameter counting, width matching.
+
+The contract (baselines and QLAM alike)::
+
+    forward(x)                 x (B, T, F) float  ->  logits (B, C), read from the last token
+    init_state(B)              ->  state (model-specific; a fresh object, never mutated in place)
+    step(x_t, state)           x_t (B, F)  ->  (logits (B, C), new state)
+
+Feeding the T tokens of ``x`` through ``step`` one at a time gives the logits of ``forward(x)``.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+
+def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
+    """Number of real parameters of ``model``.
+
+    Shared (tied) tensors count once. A complex parameter counts twice (real and imaginary
+    part), so models with complex weights are compared with real ones by degrees of freedom.
+    """
+    return sum(p.numel() * (2 if p.is_complex() else 1)
+               for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def check_positive_int(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+
+def check_probability(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+        raise ValueError(f"{name} must be a float in [0, 1), got {value!r}")
+
+
+class SequenceClassifier(nn.Module):
+    """Base of the sequence classifiers: holds ``input_dim``/``num_classes`` and checks inputs.
+
+    Subclasses implement ``forward(x)``, ``init_state(batch_size)`` and ``step(x_t, state)``
+    (see the module docstring); they call ``_check_sequence`` / ``_check_token`` first, so a
+    wrong rank or feature size raises a ``ValueError`` that names what was expected.
+    """
+
+    def __init__(self, input_dim: int, num_classes: int):
+        super().__init__()
+        check_positive_int("input_dim", input_dim)
+        check_positive_int("num_classes", num_classes)
+        if num_classes < 2:
+            raise ValueError(f"num_classes must be at least 2, got {num_classes}")
+        self.input_dim = input_dim
+        self.num_classes = num_classes
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def init_state(self, batch_size: int):  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def step(self, x_t: torch.Tensor, state):  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def _check_sequence(self, x: torch.Tensor) -> None:
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"expected a torch.Tensor of shape (B, T, {self.input_dim}), got {type(x).__name__}")
+        if x.dim() != 3:
+            raise ValueError(f"expected input of shape (B, T, F={self.input_dim}) (rank 3), "
+                             f"got rank {x.dim()} with shape {tuple(x.shape)}")
+        if x.shape[-1] != self.input_dim:
+            raise ValueError(f"expected feature size F={self.input_dim}, got {x.shape[-1]} "
+                             f"(input shape {tuple(x.shape)})")
+        if x.shape[1] == 0:
+            raise ValueError(f"expected at least one token, got T=0 (input shape {tuple(x.shape)})")
+        if not x.is_floating_point():
+            raise ValueError(f"expected a floating-point input, got {x.dtype}")
+
+    def _check_token(self, x_t: torch.Tensor) -> None:
+        if not isinstance(x_t, torch.Tensor):
+            raise TypeError(f"expected a torch.Tensor of shape (B, {self.input_dim}), got {type(x_t).__name__}")
+        if x_t.dim() != 2:
+            raise ValueError(f"expected a token of shape (B, F={self.input_dim}) (rank 2), "
+                             f"got rank {x_t.dim()} with shape {tuple(x_t.shape)}")
+        if x_t.shape[-1] != self.input_dim:
+            raise ValueError(f"expected feature size F={self.input_dim}, got {x_t.shape[-1]} "
+                             f"(token shape {tuple(x_t.shape)})")
+        if not x_t.is_floating_point():
+            raise ValueError(f"expected a floating-point token, got {x_t.dtype}")
+
+    def _param_like(self) -> torch.Tensor:
+        """A parameter, whose device and dtype the streaming state follows."""
+        return next(self.parameters())
+
+
+def _count_built(name: str, input_dim: int, num_classes: int, cfg: dict) -> int | None:
+    """Parameter count of ``build(name, ...)``, or None where the config is invalid.
+
+    Models are built on the meta device (no memory, no random numbers drawn); a model that
+    cannot be built there is built on the CPU with the global RNG state restored afterwards.
+    """
+    from .registry import build
+
+    try:
+        with torch.device("meta"):
+            return count_parameters(build(name, input_dim, num_classes, **cfg))
+    except ValueError:
+        return None
+    except (NotImplementedError, RuntimeError):
+        with torch.random.fork_rng(devices=[]):
+            try:
+                return count_parameters(build(name, input_dim, num_classes, **cfg))
+            except ValueError:
+                return None
+
+
+def match_hidden_size(name: str, target_params: int, input_dim: int, num_classes: int,
+                      tol: float = 0.1, max_width: int = 1 << 14, **cfg) -> int:
+    """The width of model ``name`` whose parameter count is closest to ``target_params``.
+
+    The width is the registered width keyword of ``name`` (``hidden_size`` for the RNNs,
+    ``d_model`` for the Transformer and the SSM); ``cfg`` fixes everything else. Widths that
+    make the config invalid (a Transformer ``d_model`` not divisible by ``nhead``) are skipped.
+    Raises ``ValueError`` if the closest count is more than ``tol`` (relative) from the target.
+
+    The count grows with the width, so a galloping then binary search finds the first valid
+    width at or above the target; the answer is it or the valid width just below.
+    """
+    from .registry import width_key
+
+    check_positive_int("target_params", target_params)
+    key = width_key(name)
+    if key in cfg:
+        raise ValueError(f"{key!r} is what match_hidden_size chooses for {name!r}; do not pass it")
+    counts: dict[int, int | None] = {}
+
+    def count(w: int) -> int | None:
+        if w not in counts:
+            counts[w] = _count_built(name, input_dim, num_classes, {**cfg, key: w})
+        return counts[w]
+
+    def first_valid(w: int) -> tuple[int, int] | None:
+        """The smallest valid width >= w and its count (invalid widths come in short runs)."""
+        for v in range(w, min(w + 256, max_width) + 1):
+            c = count(v)
+            if c is not None:
+                return v, c
+        return None
+
+    lo, hi = 1, 1
+    while True:
+        found = first_valid(hi)
+        if found is None:
+            raise ValueError(f"no valid {key} in [{hi}, {min(hi + 256, max_width)}] for {name!r} with config {cfg}")
+        if found[1] >= target_params or 2 * hi > max_width:
+            break
+        lo, hi = hi + 1, 2 * hi
+    while lo < hi:
+        mid = (lo + hi) // 2
+        found_mid = first_valid(mid)
+        if found_mid is not None and found_mid[1] >= target_params:
+            hi = mid
+        else:
+            lo = mid + 1
+    w_up, c_up = first_valid(hi)
+    candidates = [(w_up, c_up)]
+    below = next(((v, count(v)) for v in range(w_up - 1, max(0, w_up - 257), -1) if count(v) is not None), None)
+    if below is not None:
+        candidates.append(below)
+    best_w, best_c = min(candidates, key=lambda wc: abs(wc[1] - target_params))
+    if abs(best_c - target_params) > tol * target_params:
+        raise ValueError(f"{name!r}: closest {key}={best_w} gives {best_c} parameters, "
+                         f"{100 * (best_c / target_params - 1):+.1f}% from the target {target_params} "
+                         f"(tolerance {100 * tol:.0f}%); change the fixed config (num_layers, nhead, state_size, ...)")
+    return best_w
