@@ -23,6 +23,7 @@ from torch.utils.checkpoint import checkpoint
 
 from qlam_tn import MPS, StateVector
 from qlam_tn import gates as G
+from qlam_tn.dense_scan import dense_ry_scan
 from qlam_tn.memory import apply_dense, bloch_vectors, brickwork, dense_unitary, neighbour_zz, rotation_layer
 
 ENCODINGS = {"ry": "y", "ry_rz": "yz", "rz_ry_rz": "zyz"}
@@ -33,6 +34,9 @@ READOUT_AT = ("last", "every")
 
 # Largest n for which backend="auto" picks the dense StateVector (see README: crossover measured).
 AUTO_STATEVECTOR_MAX_QUBITS = 12
+# Up to this n the statevector backend multiplies by the entangler as one dense (2^n x 2^n)
+# matrix (2^20 entries at n = 10); above it, gate by gate.
+DENSE_ENTANGLER_MAX_QUBITS = 10
 
 
 @dataclass
@@ -57,6 +61,9 @@ class QLAMConfig:
         checkpoint_every: recompute token chunks of this length in backward (bounded memory).
         head_hidden: hidden width of the classifier MLP.
         grad_eps: Lorentzian broadening of the MPS SVD backward.
+        fast_path: use the hand-differentiated dense scan (``qlam_tn.dense_scan``) where it
+            applies (statevector backend, real, ``ry`` encoding, no re-uploading, readout
+            without ``zz``); ``False`` forces the plain autograd path it is tested against.
     """
 
     n_qubits: int = 8
@@ -74,6 +81,7 @@ class QLAMConfig:
     checkpoint_every: Optional[int] = None
     head_hidden: int = 64
     grad_eps: float = 1e-12
+    fast_path: bool = True
 
     def __post_init__(self):
         def _int(name, lo):
@@ -224,7 +232,8 @@ class QLAM(nn.Module):
     def _entangler(self):
         """What a token step needs: dense matrices (statevector) or layer gates (MPS)."""
         layers = self._layer_gates()
-        if self._backend == "statevector" and not self.config.reupload:
+        if (self._backend == "statevector" and not self.config.reupload
+                and self.config.n_qubits <= DENSE_ENTANGLER_MAX_QUBITS):
             parities = [l % 2 for l in range(len(layers))]
             rots = [r for _, r in layers]
             U = dense_unitary(self.config.n_qubits, [g for g, _ in layers], parities,
@@ -299,10 +308,39 @@ class QLAM(nn.Module):
         if rank == 3 and x.shape[1] < 1:
             raise ValueError("sequence length must be >= 1")
 
+    @property
+    def uses_fast_path(self) -> bool:
+        """Whether ``forward`` runs the hand-differentiated dense scan."""
+        cfg = self.config
+        return (cfg.fast_path and self._backend == "statevector" and cfg.real and cfg.encoding == "ry"
+                and not cfg.reupload and "zz" not in cfg.readout_parts
+                and cfg.n_qubits <= DENSE_ENTANGLER_MAX_QUBITS)
+
+    def _forward_fast(self, x: torch.Tensor) -> torch.Tensor:
+        cfg = self.config
+        b, t_len, _ = x.shape
+        every = cfg.readout_at == "every"
+        angles = self.encoder(x)  # (B, T, n)
+        _, unitary = self._entangler()
+        bloch = dense_ry_scan(angles, unitary, cfg.checkpoint_every)  # (B, T, n, 2): X, Z
+        if not every:
+            bloch, x = bloch[:, -1:], x[:, -1:]
+        feats = []
+        if "query" in cfg.readout_parts:
+            theta = self.query(x)  # (B, T', n)
+            m = torch.stack([torch.sin(theta), torch.cos(theta)], dim=-1)
+            feats.append((m * bloch).sum(-1))
+        if "xyz" in cfg.readout_parts:
+            feats.append(bloch.flatten(2))
+        f = torch.cat(feats, dim=-1)  # (B, T', D)
+        return f.mean(1) if every else f[:, -1]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x (B, T, F)`` -> readout features ``(B, D)``."""
         self._check_input(x, 3)
         x = x.to(self._real_dtype)
+        if self.uses_fast_path:
+            return self._forward_fast(x)
         b, t_len, _ = x.shape
         ent = self._entangler()
         memory = self._new_memory(b, x.device)
