@@ -105,6 +105,10 @@ def main(argv=None):
                    help="parameter budget (default: a GRU with hidden size 32)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--qlam", nargs="*", default=["sv8", "mps8x16", "mps16x16", "mps16x32", "mps32x16", "mps32x32"],
+                   help="QLAM variants: svN (statevector, N qubits) or mpsNxCHI (MPS, N qubits, bond CHI)")
+    p.add_argument("--mps-T", type=int, nargs="+", default=[28],
+                   help="sequence lengths for the MPS variants (T=784 takes minutes per variant)")
     args = p.parse_args(argv)
     target = args.target or count_parameters(build("gru", args.F, args.classes, hidden_size=32))
     ctx = multiprocessing.get_context("spawn")
@@ -114,13 +118,25 @@ def main(argv=None):
           "| fwd+bwd tokens/s | peak RSS (MB) |")
     print("|---|---|---|---|---|---|---|---|")
     rows = []
-    for name in args.models:
-        cfg = {width_key(name): match_hidden_size(name, target, args.F, args.classes)}
+    jobs = [(name, {width_key(name): match_hidden_size(name, target, args.F, args.classes)}, args.T)
+            for name in args.models]
+    for variant in args.qlam:
+        if variant.startswith("sv"):
+            base, Ts = dict(backend="statevector", n_qubits=int(variant[2:])), args.T
+        else:
+            n, chi = variant[3:].split("x")
+            base, Ts = dict(backend="mps", n_qubits=int(n), bond_dim=int(chi)), args.mps_T
+        base["head_hidden"] = match_hidden_size("qlam", target, args.F, args.classes, **base)
+        jobs.append(("qlam", base, Ts))
+    for name, cfg, Ts in jobs:
         with ctx.Pool(1) as pool:
-            out = pool.apply(_bench_named, (name, cfg, args.T, args.B, args.F, args.classes, args.repeats, args.threads))
+            out = pool.apply(_bench_named, (name, cfg, Ts, args.B, args.F, args.classes, args.repeats, args.threads))
+        label = name if name != "qlam" else (
+            f"qlam sv n={cfg['n_qubits']}" if cfg["backend"] == "statevector"
+            else f"qlam mps n={cfg['n_qubits']} χ={cfg['bond_dim']}")
         for r in out:
             rows.append(r)
-            print(f"| {name} | {width_key(name)}={cfg[width_key(name)]} | {r['params']} | {r['T']} "
+            print(f"| {label} | {width_key(name)}={cfg[width_key(name)]} | {r['params']} | {r['T']} "
                   f"| {1e3 * r['fwd_ms_per_token_sample']:.2f} | {1e3 * r['fwdbwd_ms_per_token_sample']:.2f} "
                   f"| {r['tokens_per_s']:,.0f} | {r['peak_rss_mb']:.0f} |", flush=True)
     return rows
