@@ -40,14 +40,20 @@ def random_unitaries(batch: int, dim: int, real: bool, generator: torch.Generato
 
 
 def saturated_state(n: int, chi: int, batch: int, real: bool, generator: torch.Generator) -> MPS:
-    """A state whose middle bonds have reached ``chi`` (random brickwork until saturation)."""
-    psi = MPS.zeros(n, batch=batch, max_bond=chi, dtype=torch.float64 if real else torch.complex128)
+    """A state whose bonds have reached ``min(chi, 2^k, 2^(n-k))`` (random brickwork until saturation).
+
+    Saturated with batch 1, then copied ``batch`` times: the cost of a gate depends on the
+    shapes, not on which states the batch holds.
+    """
+    psi = MPS.zeros(n, batch=1, max_bond=chi, dtype=torch.float64 if real else torch.complex128)
+    full = [min(chi, 2 ** (k + 1), 2 ** (n - k - 1)) for k in range(n - 1)]
     for layer in range(4 * n):
         for q in range(layer % 2, n - 1, 2):
-            psi.apply(random_unitaries(batch, 4, real, generator), (q, q + 1))
-        if min(psi.bond_dims[n // 2 - 2: n // 2 + 2]) >= chi and layer > 2 * chi.bit_length():
+            psi.apply(random_unitaries(1, 4, real, generator), (q, q + 1))
+        if psi.bond_dims == full:
             break
-    return psi
+    tensors = [t.expand(batch, *t.shape[1:]).clone() for t in psi.tensors]
+    return MPS(tensors, psi.center, psi.policy)
 
 
 def _median_time(fn, repeats: int) -> float:

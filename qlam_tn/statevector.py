@@ -10,6 +10,7 @@ from typing import Dict, List, Sequence
 
 import torch
 
+from .contraction import contract
 from .measure import pauli_matrix
 from .state import QuantumState, check_batch, check_dtype, check_n_qubits, complex_dtype_of
 
@@ -88,14 +89,14 @@ class StateVector(QuantumState):
         b = self.batch
         v = self.psi.reshape(b, 2 ** q, 2, -1)
         eq = "bij,bxjy->bxiy" if gate.dim() == 3 else "ij,bxjy->bxiy"
-        self.psi = torch.einsum(eq, gate, v).reshape(self.psi.shape)
+        self.psi = contract(eq, gate, v).reshape(self.psi.shape)
 
     def _apply_2q(self, gate, q0, q1):
         b = self.batch
         g = gate.reshape(gate.shape[:-2] + (2, 2, 2, 2))
         moved = self.psi.movedim((1 + q0, 1 + q1), (1, 2))
         eq = "bijkl,bkly->bijy" if g.dim() == 5 else "ijkl,bkly->bijy"
-        out = torch.einsum(eq, g, moved.reshape(b, 2, 2, -1)).reshape(moved.shape)
+        out = contract(eq, g, moved.reshape(b, 2, 2, -1)).reshape(moved.shape)
         self.psi = out.movedim((1, 2), (1 + q0, 1 + q1))
 
     def _apply_layer(self, gates):
@@ -110,7 +111,7 @@ class StateVector(QuantumState):
         phi = psi
         for q, m in mats.items():
             v = phi.reshape(self.batch, 2 ** q, 2, -1)
-            phi = torch.einsum("ij,bxjy->bxiy", m.to(dtype), v).reshape(psi.shape)
+            phi = contract("ij,bxjy->bxiy", m.to(dtype), v).reshape(psi.shape)
         psi, phi = psi.reshape(self.batch, -1), phi.reshape(self.batch, -1)
         num = (psi.conj() * phi).sum(-1).real
         den = (psi.conj() * psi).sum(-1).real
@@ -121,7 +122,7 @@ class StateVector(QuantumState):
         out = []
         for q in range(self.n_qubits):
             v = self.psi.reshape(self.batch, 2 ** q, 2, -1)
-            out.append(torch.einsum("bxiy,bxjy->bij", v, v.conj()))
+            out.append(contract("bxiy,bxjy->bij", v, v.conj()))
         rho = torch.stack(out, dim=1)
         tr = rho.diagonal(dim1=-2, dim2=-1).sum(-1)
         return rho / tr[..., None, None]
