@@ -187,27 +187,30 @@ class _DenseRYScan(torch.autograd.Function):
                 prev = torch.stack(prev, dim=1)  # (B, tc + 1, D): ψ_{s0-1} .. ψ_{s1-1}
             else:
                 prev = saved[:, s0:s1 + 1]
-            # Direct readout gradients of the whole segment in one go.
+            # Everything that does not depend on the backward recursion is done for the whole
+            # segment at once, with the tokens folded into the batch: the encoding
+            # intermediates, the readout gradients, and (after the loop) ∂L/∂K, ∂L/∂U.
+            flat_mats = [m.reshape(b * tc, m.shape[-2], m.shape[-1]) for m in mats]
+            steps = [s_.view(b, tc, dim) for s_ in _encode(prev[:, :-1].reshape(b * tc, dim), flat_mats, groups)]
             flat = prev[:, 1:].reshape(-1, dim)
             g_direct = _bloch_grad(flat, g_bloch[:, s0:s1].reshape(-1, n, 2), hadamard, zsign).view(b, tc, dim)
             g_psis = torch.empty_like(g_direct)
-            phis = torch.empty_like(g_direct)
-            g_mats = [torch.empty_like(m) for m in mats]
+            g_outs = [torch.empty_like(g_direct) for _ in groups]  # ∂L/∂(output of group gi)
             for t in range(s1 - 1, s0 - 1, -1):
                 i = t - s0
                 g_psi = g_psi + g_direct[:, i]
                 g_psis[:, i] = g_psi
                 g_phi = g_psi @ unitary
-                steps = _encode(prev[:, i], [m[:, i] for m in mats], groups)
-                phis[:, i] = steps[-1]
                 for gi in range(len(groups) - 1, -1, -1):
                     a, g = groups[gi]
-                    g_mats[gi][:, i] = _grad_group(g_phi, steps[gi], 2 ** a, 2 ** g)
+                    g_outs[gi][:, i] = g_phi
                     g_phi = _apply_on_axis(mats[gi][:, i], g_phi, 2 ** a, 2 ** g, transpose=True)
                 g_psi = g_phi
-            # ∂L/∂U = Σ_t gψ_tᵀ φ_t and ∂L/∂a_j = ½ <∂L/∂K, J_j K>, for the whole segment at once.
-            g_u = g_u + g_psis.reshape(-1, dim).transpose(0, 1) @ phis.reshape(-1, dim)
-            for (a, g), k, gk in zip(groups, mats, g_mats):
+            # ∂L/∂U = Σ_t gψ_tᵀ φ_t ; ∂L/∂K per token ; ∂L/∂a_j = ½ <∂L/∂K, J_j K>.
+            g_u = g_u + g_psis.reshape(-1, dim).transpose(0, 1) @ steps[-1].reshape(-1, dim)
+            for gi, ((a, g), k) in enumerate(zip(groups, mats)):
+                gk = _grad_group(g_outs[gi].reshape(b * tc, dim), steps[gi].reshape(b * tc, dim), 2 ** a, 2 ** g)
+                gk = gk.view(k.shape)
                 for j in range(g):
                     g_ang[:, s0:s1, a + j] = 0.5 * (gk * _j_rows(k, g, j)).sum((-2, -1))
         return g_ang, g_u, None, None
