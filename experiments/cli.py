@@ -7,6 +7,10 @@ import sys
 COMMANDS = {
     "demo": ("qlam_tn.experiments.demo", "a one-minute tour of the engine"),
     "bench-engine": ("qlam_tn.experiments.bench_engine", "time one gate and one brickwork layer"),
+    "train": ("qlam_tn.experiments.train", "train a sequence classifier into a run folder"),
+    "eval": ("qlam_tn.experiments.evaluate", "score a checkpoint on a dataset split"),
+    "report": ("qlam_tn.experiments.report", "aggregate run folders into a markdown table"),
+    "quickstart": ("qlam_tn.experiments.quickstart", "train a small QLAM on 8x8 digits (~1 min)"),
 }
 
 

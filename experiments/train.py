@@ -1,0 +1,787 @@
+"""Train a sequence classifier on a sequential-image dataset: ``qlam train``.
+
+::
+
+    qlam train --model gru --dataset mnist10k --data-dir ../shared/data --tokens row \\
+        --epochs 20 --batch-size 64 --lr 3e-3 --out runs --name gru-row-s0
+    qlam train --model lstm --match-params 6282 ...         # width matched to a parameter budget
+    qlam train --model qlam --model-cfg n_qubits=8 backend=statevector ...
+    qlam train --resume runs/gru-row-s0                     # continue an interrupted run exactly
+    qlam train --nproc 2 ...                                # DistributedDataParallel, 2 processes
+    torchrun --nproc_per_node=2 -m qlam_tn.experiments.train ...
+
+What one run does, top to bottom:
+
+1. read the dataset (``experiments.data``), carve the validation split from the training files
+   (stratified, by ``--seed``), optionally keep a seeded subset of ``--limit-train`` images;
+   tokens are normalised with the mean/std of the training images;
+2. build the model (``models.build``; ``--match-params`` sets the width) with every generator
+   seeded by ``--seed``;
+3. AdamW, learning rate linear warm-up then cosine decay to zero, stepped per optimiser step
+   (``LambdaLR``), gradient-norm clipping;
+4. every epoch: train (data order from ``DistributedSampler``: a ``torch.Generator`` seeded with
+   ``seed + epoch``), evaluate on the validation split, write metrics, curves and the ``last``
+   (and, when validation accuracy improves, ``best``) checkpoint;
+5. at the end: score ``best.pt`` on the test split when the dataset has one.
+
+The run folder is described in ``experiments.runfolder``. ``--resume RUN_DIR`` restores model,
+optimiser, schedule, epoch, step and every random generator from ``RUN_DIR/last.pt``, so an
+interrupted run finishes with the same metrics and weights as an uninterrupted one (bitwise on
+the CPU with the same thread count; the resumed run takes its configuration from the checkpoint).
+
+Distributed: under ``torchrun`` (or ``--nproc N``, which starts N local processes on loopback)
+each process trains on its ``1/N`` shard of every epoch with ``--batch-size`` samples per step;
+``DistributedDataParallel`` averages the gradients (gloo on the CPU, NCCL on GPUs), so N
+processes with batch b take the steps one process takes with batch N*b. Metrics are summed over
+processes; only rank 0 writes the run folder.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import io
+import json
+import math
+import os
+import re
+import socket
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, DistributedSampler, Subset
+from tqdm import tqdm
+
+from qlam_tn.experiments import runfolder as rf
+from qlam_tn.experiments.data import DATASETS, DataSplit, SequenceDataset, load_splits, token_shape
+from qlam_tn.models import available, build, count_parameters, match_hidden_size, width_key
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+_TOKENS = re.compile(r"pixel|row|permuted|patch[1-9][0-9]*")
+
+
+# ----------------------------------------------------------------------------------------------
+# Configuration
+# ----------------------------------------------------------------------------------------------
+
+@dataclass
+class TrainConfig:
+    """Everything that decides what a run computes (``config.json["train"]``).
+
+    ``batch_size`` is per process; ``warmup_steps`` overrides ``warmup_frac`` (a fraction of
+    all optimiser steps); ``clip`` is the max global gradient norm (``None``: no clipping);
+    ``model_cfg`` goes to ``models.build`` as keywords; ``match_params`` sets the model's width
+    keyword so that its parameter count is closest to that number.
+    """
+
+    model: str = "qlam"
+    dataset: str = "digits"
+    data_dir: str | None = None
+    tokens: str = "row"
+    permute_seed: int | None = None
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 3e-3
+    weight_decay: float = 0.01
+    warmup_steps: int | None = None
+    warmup_frac: float = 0.05
+    clip: float | None = 1.0
+    seed: int = 0
+    val_fraction: float = 0.1
+    limit_train: int | None = None
+    match_params: int | None = None
+    model_cfg: dict = field(default_factory=dict)
+    dtype: str = "float32"
+
+    def __post_init__(self):
+        if self.model not in available():
+            raise ValueError(f"unknown model {self.model!r}; choose from {', '.join(available())}")
+        self.dataset = self.dataset.lower().replace("-", "_")
+        if self.dataset not in DATASETS:
+            raise ValueError(f"unknown dataset {self.dataset!r}; known: {', '.join(DATASETS)}")
+        if not isinstance(self.tokens, str) or not _TOKENS.fullmatch(self.tokens):
+            raise ValueError(f"unknown token scheme {self.tokens!r}: use pixel, row, patchK "
+                             f"(e.g. patch4) or permuted")
+        for name in ("epochs", "batch_size"):
+            _check_int(name, getattr(self, name), 1)
+        for name in ("permute_seed", "warmup_steps"):
+            if getattr(self, name) is not None:
+                _check_int(name, getattr(self, name), 0)
+        for name in ("limit_train", "match_params"):
+            if getattr(self, name) is not None:
+                _check_int(name, getattr(self, name), 1)
+        _check_int("seed", self.seed, 0)
+        if not (isinstance(self.lr, (int, float)) and self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"lr must be a positive number, got {self.lr!r}")
+        if not (isinstance(self.weight_decay, (int, float)) and self.weight_decay >= 0):
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
+        if not 0.0 <= self.warmup_frac < 1.0:
+            raise ValueError(f"warmup_frac must be in [0, 1), got {self.warmup_frac!r}")
+        if self.clip is not None and not self.clip > 0:
+            raise ValueError(f"clip must be > 0 (or None for no clipping), got {self.clip!r}")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction!r}")
+        if not isinstance(self.model_cfg, dict):
+            raise TypeError(f"model_cfg must be a dict, got {type(self.model_cfg).__name__}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _check_int(name, value, lo):
+    if isinstance(value, bool) or not isinstance(value, int) or value < lo:
+        raise ValueError(f"{name} must be an int >= {lo}, got {value!r}")
+
+
+def parse_model_cfg(items) -> dict:
+    """``["n_qubits=8", "backend=statevector", "bond_dim=None"]`` -> a dict of typed values.
+
+    Values become ``None`` (none/null), bools (true/false), ints, floats, else stay strings.
+    """
+    out = {}
+    for item in items or ():
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key.isidentifier():
+            raise ValueError(f"--model-cfg entries are key=value, got {item!r}")
+        out[key] = _parse_value(raw.strip())
+    return out
+
+
+def _parse_value(raw: str):
+    low = raw.lower()
+    if low in ("none", "null"):
+        return None
+    if low in ("true", "false"):
+        return low == "true"
+    for kind in (int, float):
+        try:
+            return kind(raw)
+        except ValueError:
+            pass
+    return raw
+
+
+# ----------------------------------------------------------------------------------------------
+# Data, model, schedule: the pieces evaluate.py reuses
+# ----------------------------------------------------------------------------------------------
+
+def load_data(cfg: TrainConfig) -> dict[str, DataSplit]:
+    """``{"train", "val" (if val_fraction > 0), "test" (if the dataset has one)}`` splits."""
+    splits = ("train", "val") if cfg.val_fraction > 0 else ("train",)
+    try:
+        return load_splits(cfg.dataset, cfg.data_dir, splits + ("test",), cfg.val_fraction,
+                           cfg.seed)
+    except FileNotFoundError:
+        # No test files: train and validate; a missing training file raises again here.
+        return load_splits(cfg.dataset, cfg.data_dir, splits, cfg.val_fraction, cfg.seed)
+
+
+def make_dataset(split: DataSplit, data_cfg: dict) -> SequenceDataset:
+    """Tokens of ``split`` under a run's token scheme and training-set normalisation."""
+    return SequenceDataset(split.images, split.labels, data_cfg["tokens"], data_cfg["permute_seed"],
+                           normalize=(data_cfg["mean"], data_cfg["std"]))
+
+
+def model_from_config(model_cfg: dict, dtype: str) -> torch.nn.Module:
+    """The model a run's ``config["model"]`` section describes, freshly initialised."""
+    model = build(model_cfg["name"], model_cfg["input_dim"], model_cfg["num_classes"],
+                  **model_cfg["resolved"])
+    return model.to(DTYPES[dtype])
+
+
+def lr_factor(step: int, warmup: int, total: int) -> float:
+    """Multiplier of the base lr at optimiser step ``step`` (0-based): linear warm-up, cosine."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+@torch.no_grad()
+def evaluate(model, loader, device, dtype) -> dict:
+    """Summed cross-entropy, correct predictions and count over ``loader``."""
+    model.eval()
+    loss_sum, correct, n = 0.0, 0, 0
+    for x, y in loader:
+        x, y = x.to(device=device, dtype=dtype), y.to(device)
+        logits = model(x)
+        loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
+        correct += int((logits.argmax(-1) == y).sum())
+        n += len(y)
+    return {"loss_sum": loss_sum, "correct": correct, "n": n}
+
+
+# ----------------------------------------------------------------------------------------------
+# Distributed bookkeeping
+# ----------------------------------------------------------------------------------------------
+
+@dataclass
+class _Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @classmethod
+    def from_env(cls) -> _Dist:
+        """This process's place as ``torchrun`` (or ``--nproc``) describes it in the environment."""
+        env = os.environ
+        return cls(int(env.get("RANK", "0")), int(env.get("WORLD_SIZE", "1")),
+                   int(env.get("LOCAL_RANK", "0")))
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def sum(self, values, device) -> list[float]:
+        """Element-wise sum over processes of a list of numbers."""
+        if self.world == 1:
+            return [float(v) for v in values]
+        t = torch.tensor([float(v) for v in values], dtype=torch.float64, device=device)
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        return t.tolist()
+
+    def max(self, value: float, device) -> float:
+        if self.world == 1:
+            return float(value)
+        t = torch.tensor([float(value)], dtype=torch.float64, device=device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return t.item()
+
+    def gather(self, obj) -> list:
+        if self.world == 1:
+            return [obj]
+        out = [None] * self.world
+        dist.all_gather_object(out, obj)
+        return out
+
+    def param_spread(self, module, device) -> float:
+        """Largest difference of any parameter between processes (0.0 when DDP keeps them in sync)."""
+        flat = torch.cat([(torch.view_as_real(p) if p.is_complex() else p).detach().reshape(-1)
+                          .to(device=device, dtype=torch.float64) for p in module.parameters()])
+        hi, lo = flat.clone(), flat.clone()
+        dist.all_reduce(hi, op=dist.ReduceOp.MAX)
+        dist.all_reduce(lo, op=dist.ReduceOp.MIN)
+        return (hi - lo).max().item()
+
+
+def resolve_device(name: str, d: _Dist | None = None) -> torch.device:
+    """``auto`` (CUDA if torch sees it), ``cpu`` or ``cuda`` (this process's GPU under DDP)."""
+    d = d or _Dist()
+    if name not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"device must be auto, cpu or cuda, got {name!r}")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda asked for, but torch sees no CUDA device")
+    if name == "cpu" or not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda", d.local_rank if d.world > 1 else torch.cuda.current_device())
+
+
+# ----------------------------------------------------------------------------------------------
+# Preparing a run: everything that can fail on bad input, before anything is written
+# ----------------------------------------------------------------------------------------------
+
+@dataclass
+class Prepared:
+    cfg: TrainConfig
+    config: dict                  # what config.json and the checkpoints record
+    splits_record: dict           # what splits.json records
+    model: torch.nn.Module
+    train_set: torch.utils.data.Dataset
+    val_set: SequenceDataset | None
+    test_set: SequenceDataset | None
+    device: torch.device
+    dist: _Dist
+    resume: dict | None = None    # a loaded last.pt to continue from
+
+
+def _indices_summary(indices) -> dict | None:
+    if indices is None:
+        return None
+    arr = np.asarray(indices, dtype=np.int64)
+    return {"count": int(arr.size), "sha256": hashlib.sha256(arr.tobytes()).hexdigest()}
+
+
+def prepare(cfg: TrainConfig, device: str = "auto", resume: dict | None = None) -> Prepared:
+    """Load the data and build the model; raises ``ValueError``/``TypeError``/
+    ``FileNotFoundError`` on bad input, writes nothing."""
+    d = _Dist.from_env()
+    dev = resolve_device(device, d)
+    parts = load_data(cfg)
+    train = parts["train"]
+    info = train.info
+    token_shape(info.image_shape, cfg.tokens)  # a patch size that does not divide fails here
+
+    train_idx = None
+    if cfg.limit_train is not None and cfg.limit_train < len(train.labels):
+        g = torch.Generator().manual_seed(cfg.seed)
+        train_idx = torch.randperm(len(train.labels), generator=g)[:cfg.limit_train].sort().values
+        train = DataSplit(train.images[train_idx], train.labels[train_idx], info)
+    train_set = SequenceDataset(train.images, train.labels, cfg.tokens, cfg.permute_seed,
+                                normalize="standard")
+    data_cfg = {
+        "dataset": cfg.dataset, "tokens": cfg.tokens, "permute_seed": train_set.permute_seed,
+        "image_shape": list(info.image_shape), "seq_len": train_set.seq_len,
+        "num_features": train_set.num_features, "classes": list(info.classes),
+        "mean": train_set.mean.tolist(), "std": train_set.std.tolist(),
+    }
+    val_set = make_dataset(parts["val"], data_cfg) if "val" in parts else None
+    test_set = make_dataset(parts["test"], data_cfg) if "test" in parts else None
+
+    info_dict = info.to_dict()
+    info_dict.update(split="train", val_indices=_indices_summary(info.val_indices),
+                     test_indices=_indices_summary(info.test_indices),
+                     train_used=len(train_set), limit_train=cfg.limit_train)
+    data_cfg["info"] = info_dict
+
+    input_dim, num_classes = train_set.num_features, info.num_classes
+    kwargs = dict(cfg.model_cfg)
+    try:
+        if cfg.match_params is not None:
+            kwargs[width_key(cfg.model)] = match_hidden_size(cfg.model, cfg.match_params, input_dim,
+                                                             num_classes, **kwargs)
+        rf.seed_everything(cfg.seed)
+        model = build(cfg.model, input_dim, num_classes, **kwargs)
+    except TypeError as exc:  # an unknown keyword in --model-cfg
+        raise ValueError(f"--model-cfg {cfg.model_cfg} does not fit model {cfg.model!r}: {exc}") from None
+    model_config = getattr(model, "config", None)
+    resolved = dataclasses.asdict(model_config) if dataclasses.is_dataclass(model_config) else kwargs
+    resolved = {k: v for k, v in resolved.items() if k not in ("input_dim", "num_classes")}
+    model = model.to(device=dev, dtype=DTYPES[cfg.dtype])
+
+    n_train = math.ceil(len(train_set) / d.world)
+    steps_per_epoch = math.ceil(n_train / cfg.batch_size)
+    total = steps_per_epoch * cfg.epochs
+    warmup = cfg.warmup_steps if cfg.warmup_steps is not None else round(cfg.warmup_frac * total)
+    config = {
+        "train": cfg.to_dict(),
+        "model": {"name": cfg.model, "input_dim": input_dim, "num_classes": num_classes,
+                  "cfg": kwargs, "resolved": resolved, "class": type(model).__name__,
+                  "backend": getattr(model_config, "resolved_backend", None),
+                  "params": count_parameters(model)},
+        "data": data_cfg,
+        "schedule": {"steps_per_epoch": steps_per_epoch, "total_steps": total,
+                     "warmup_steps": min(warmup, total)},
+        "distributed": {"world_size": d.world, "batch_per_process": cfg.batch_size,
+                        "global_batch": cfg.batch_size * d.world},
+    }
+    splits_record = {
+        "val_indices": list(info.val_indices), "val_seed": info.seed,
+        "val_fraction": info.val_fraction,
+        "test_indices": None if info.test_indices is None else list(info.test_indices),
+        "train_subset": None if train_idx is None else train_idx.tolist(),
+        "note": "val_indices index the training pool (the training files, or the non-test part "
+                "of a built-in dataset, in source order); train_subset (--limit-train) indexes "
+                "the training split left after carving val",
+    }
+    if resume is not None:
+        _check_resumable(config, resume["config"], d.world)
+    return Prepared(cfg, config, splits_record, model, train_set, val_set, test_set, dev, d, resume)
+
+
+def _check_resumable(now: dict, run: dict, world: int) -> None:
+    """Refuse to continue a run whose model, data or process count would not be the same."""
+    was = run["distributed"]["world_size"]
+    if was != world:
+        raise ValueError(f"the run was trained on {was} process(es); resume it on {was} "
+                         f"(now {world}) to continue it exactly")
+    if now["model"]["resolved"] != run["model"]["resolved"]:
+        raise ValueError(f"the model this code builds, {now['model']['resolved']}, is not the "
+                         f"run's {run['model']['resolved']} (have the model's defaults changed?)")
+    keys = ("image_shape", "mean", "std", "seq_len", "num_features")
+    if any(now["data"][k] != run["data"][k] for k in keys) or \
+            now["data"]["info"]["sizes"] != run["data"]["info"]["sizes"]:
+        raise ValueError(f"the data read now ({now['data']['info']['source']}) differ from the "
+                         f"run's ({run['data']['info']['source']}): sizes or statistics changed")
+
+
+# ----------------------------------------------------------------------------------------------
+# Training
+# ----------------------------------------------------------------------------------------------
+
+def _shard(dataset, d: _Dist):
+    return dataset if d.world == 1 else Subset(dataset, range(d.rank, len(dataset), d.world))
+
+
+def _scores(d: _Dist, stats: dict, device) -> dict:
+    loss_sum, correct, n = d.sum([stats["loss_sum"], stats["correct"], stats["n"]], device)
+    return {"loss": loss_sum / n if n else float("nan"), "acc": correct / n if n else float("nan"),
+            "n": int(n)}
+
+
+def _write_curves(path: Path, history: list[dict], title: str) -> None:
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+        from matplotlib.ticker import MaxNLocator
+    except ImportError:
+        warnings.warn("matplotlib is not installed: no curves.png (pip install matplotlib)",
+                      stacklevel=2)
+        return
+    fig = Figure(figsize=(9, 3.6), layout="constrained")
+    FigureCanvasAgg(fig)
+    epochs = [r["epoch"] for r in history]
+    for ax, key, label in zip(fig.subplots(1, 2), ("loss", "acc"), ("cross-entropy", "accuracy")):
+        ax.plot(epochs, [r[f"train_{key}"] for r in history], "o-", ms=3, label="train")
+        if any(r.get(f"val_{key}") is not None for r in history):
+            ax.plot(epochs, [r[f"val_{key}"] for r in history], "s-", ms=3, label="val")
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title, fontsize=10)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    rf.atomic_write_bytes(path, buf.getvalue())
+
+
+def _metrics_doc(p: Prepared, history, best, test, complete) -> dict:
+    return {"params": p.config["model"]["params"], "epochs_planned": p.cfg.epochs,
+            "complete": complete, "best": best, "test": test, "epochs": history}
+
+
+def fit(p: Prepared, run_dir, *, stop_after: int | None = None, progress: bool = True) -> dict:
+    """Train ``p`` into ``run_dir`` (created by rank 0); returns a summary dict."""
+    d, dev = p.dist, p.device
+    backend, owned = None, False
+    if d.world > 1:
+        if not dist.is_initialized():
+            if dev.type == "cuda":
+                torch.cuda.set_device(dev)
+            dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+            owned = True
+        backend = dist.get_backend()
+    try:
+        return _fit(p, Path(run_dir), backend, stop_after, progress)
+    finally:
+        if owned:
+            dist.destroy_process_group()
+
+
+def _fit(p: Prepared, run_dir: Path, backend, stop_after, progress) -> dict:
+    cfg, d, dev, dtype = p.cfg, p.dist, p.device, DTYPES[p.cfg.dtype]
+    module = p.model
+    model = module
+    if d.world > 1:
+        model = torch.nn.parallel.DistributedDataParallel(
+            module, device_ids=[dev.index] if dev.type == "cuda" else None)
+    optimizer = torch.optim.AdamW(module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched_cfg = p.config["schedule"]
+    warmup, total = sched_cfg["warmup_steps"], sched_cfg["total_steps"]
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, warmup, total))
+
+    sampler = DistributedSampler(p.train_set, num_replicas=d.world, rank=d.rank, shuffle=True,
+                                 seed=cfg.seed)
+    # The loader draws one number per epoch for worker seeds; a generator of its own keeps the
+    # global stream (dropout) untouched by it.
+    loader_gen = torch.Generator()
+    loader = DataLoader(p.train_set, batch_size=cfg.batch_size, sampler=sampler,
+                        generator=loader_gen)
+    val_loader = test_loader = None
+    if p.val_set is not None:
+        val_loader = DataLoader(_shard(p.val_set, d), batch_size=cfg.batch_size)
+    if p.test_set is not None:
+        test_loader = DataLoader(_shard(p.test_set, d), batch_size=cfg.batch_size)
+
+    history, best, epoch, step = [], None, 0, 0
+    rf.seed_everything(cfg.seed + d.rank)  # per-process streams (dropout), reproducible
+    loader_gen.manual_seed(cfg.seed + d.rank)
+    env = rf.environment(dev, d.world, backend)
+    if p.resume is not None:
+        ck = p.resume
+        module.load_state_dict(ck["model"])
+        optimizer.load_state_dict(ck["optimizer"])
+        scheduler.load_state_dict(ck["scheduler"])
+        epoch, step, best, history = ck["epoch"], ck["global_step"], ck["best"], list(ck["history"])
+        rf.set_rng_state(ck["rng"][d.rank], loader_gen)
+        if d.main and (run_dir / "env.json").is_file():
+            previous = json.loads((run_dir / "env.json").read_text())
+            env["previous_sessions"] = previous.pop("previous_sessions", []) + [previous]
+    if d.main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        rf.atomic_write_json(run_dir / "config.json", p.config)
+        rf.atomic_write_json(run_dir / "splits.json", p.splits_record)
+        rf.atomic_write_json(run_dir / "env.json", env)
+
+    T = p.config["data"]["seq_len"]
+    title = f"{cfg.model} on {cfg.dataset} ({cfg.tokens}), seed {cfg.seed}"
+    last_epoch = cfg.epochs if stop_after is None else min(cfg.epochs, stop_after)
+    while epoch < last_epoch:
+        epoch += 1
+        sampler.set_epoch(epoch)
+        model.train()
+        if d.world > 1:
+            dist.barrier()  # rank 0's writes of the last epoch are not this epoch's time
+        t0 = time.perf_counter()
+        loss_sum, correct, seen = 0.0, 0, 0
+        bar = tqdm(total=len(loader), desc=f"epoch {epoch}/{cfg.epochs}", file=sys.stderr,
+                   disable=not (progress and d.main), leave=False, dynamic_ncols=True)
+        for x, y in loader:
+            x, y = x.to(device=dev, dtype=dtype), y.to(dev)
+            logits = model(x)
+            loss = F.cross_entropy(logits, y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.clip is not None:
+                torch.nn.utils.clip_grad_norm_(module.parameters(), cfg.clip)
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            value = loss.item()
+            if not math.isfinite(value):
+                raise FloatingPointError(f"loss is {value} at epoch {epoch}, step {step}; the last "
+                                         f"good state is {run_dir / 'last.pt'}")
+            loss_sum += value * len(y)
+            correct += int((logits.detach().argmax(-1) == y).sum())
+            seen += len(y)
+            elapsed = time.perf_counter() - t0
+            bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.3f}",
+                            tok_s=f"{seen * T * d.world / max(elapsed, 1e-9):,.0f}", refresh=False)
+            bar.update()
+        bar.close()
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        train_time = d.max(time.perf_counter() - t0, dev)
+        tr = _scores(d, {"loss_sum": loss_sum, "correct": correct, "n": seen}, dev)
+        row = {"epoch": epoch, "step": step, "train_loss": tr["loss"], "train_acc": tr["acc"],
+               "val_loss": None, "val_acc": None, "lr": scheduler.get_last_lr()[0],
+               "tokens_per_s": tr["n"] * T / train_time, "train_time_s": train_time}
+        if val_loader is not None:
+            va = _scores(d, evaluate(module, val_loader, dev, dtype), dev)
+            row.update(val_loss=va["loss"], val_acc=va["acc"])
+        if d.world > 1:
+            row["rank_param_spread"] = d.param_spread(module, dev)
+        row["epoch_time_s"] = d.max(time.perf_counter() - t0, dev)
+        history.append(row)
+        # without a validation split the best checkpoint is the last one
+        improved = row["val_acc"] is None or best is None or row["val_acc"] > best["val_acc"]
+        if improved:
+            best = {"epoch": epoch, "val_acc": row["val_acc"], "val_loss": row["val_loss"]}
+
+        states = d.gather(rf.rng_state(loader_gen))
+        if d.main:
+            ckpt = {"config": p.config, "model": module.state_dict(),
+                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                    "epoch": epoch, "global_step": step, "best": best, "history": history,
+                    "rng": states, "threads": torch.get_num_threads()}
+            rf.save_checkpoint(run_dir / "last.pt", ckpt)
+            if improved:
+                rf.save_checkpoint(run_dir / "best.pt", ckpt)
+            rf.atomic_write_json(run_dir / "metrics.json",
+                                 _metrics_doc(p, history, best, None, False))
+            rf.atomic_write_csv(run_dir / "metrics.csv", history)
+            _write_curves(run_dir / "curves.png", history, title)
+            val = "" if row["val_acc"] is None else \
+                f"  val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f}"
+            print(f"epoch {epoch}/{cfg.epochs}  train loss {row['train_loss']:.4f} "
+                  f"acc {row['train_acc']:.4f}{val}  lr {row['lr']:.2e}  "
+                  f"{row['tokens_per_s']:,.0f} tok/s  {row['epoch_time_s']:.1f}s", flush=True)
+
+    summary = {"run_dir": str(run_dir), "epochs_done": epoch, "complete": epoch >= cfg.epochs,
+               "params": p.config["model"]["params"], "best": best, "test": None}
+    if epoch < cfg.epochs:
+        if d.main:
+            print(f"stopped after epoch {epoch} of {cfg.epochs}; continue with "
+                  f"--resume {run_dir}", flush=True)
+        return summary
+
+    test = None
+    if test_loader is not None:
+        best_epoch = best["epoch"]
+        if d.main:
+            module.load_state_dict(rf.load_checkpoint(run_dir / "best.pt")["model"])
+        if d.world > 1:  # rank 0 alone reads the run folder
+            for tensor in module.state_dict().values():
+                dist.broadcast(tensor, 0)
+        te = _scores(d, evaluate(module, test_loader, dev, dtype), dev)
+        test = {"acc": te["acc"], "loss": te["loss"], "n": te["n"], "checkpoint": "best.pt",
+                "epoch": best_epoch}
+    summary["test"] = test
+    if d.main:
+        rf.atomic_write_json(run_dir / "metrics.json", _metrics_doc(p, history, best, test, True))
+        if best["val_acc"] is not None:
+            print(f"best val accuracy {best['val_acc']:.4f} (epoch {best['epoch']})")
+        if test is not None:
+            print(f"test accuracy {test['acc']:.4f} (n={test['n']}, best.pt from epoch "
+                  f"{test['epoch']})")
+        else:
+            print(f"no test split for {cfg.dataset} here: validation scores only")
+        print(f"run folder: {run_dir}", flush=True)
+    return summary
+
+
+# ----------------------------------------------------------------------------------------------
+# Command line
+# ----------------------------------------------------------------------------------------------
+
+_D = TrainConfig()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="qlam train", description="Train a sequence classifier; writes a run folder.",
+        epilog="With --resume RUN_DIR the run's own configuration is used; options that "
+               "contradict it are refused (--data-dir may change).",
+        argument_default=argparse.SUPPRESS)
+    g = ap.add_argument_group("what to train")
+    g.add_argument("--model", help=f"{' | '.join(available())} (default {_D.model})")
+    g.add_argument("--dataset", help=f"{' | '.join(DATASETS)} (default {_D.dataset})")
+    g.add_argument("--data-dir", dest="data_dir", help="folder with the dataset's files")
+    g.add_argument("--tokens", help=f"pixel | row | patchK | permuted (default {_D.tokens})")
+    g.add_argument("--permute-seed", dest="permute_seed", type=int,
+                   help="permute the token order with this seed (permuted: 0)")
+    g.add_argument("--model-cfg", dest="model_cfg", nargs="+", action="extend", metavar="KEY=VALUE",
+                   help="keyword arguments of the model (ints, floats, true/false, none parsed)")
+    g.add_argument("--match-params", dest="match_params", type=int, metavar="N",
+                   help="set the model's width so that it has about N parameters")
+    g.add_argument("--dtype", choices=sorted(DTYPES), help=f"(default {_D.dtype})")
+    g = ap.add_argument_group("optimisation")
+    g.add_argument("--epochs", type=int, help=f"(default {_D.epochs})")
+    g.add_argument("--batch-size", dest="batch_size", type=int,
+                   help=f"per process (default {_D.batch_size})")
+    g.add_argument("--lr", type=float, help=f"peak learning rate (default {_D.lr})")
+    g.add_argument("--weight-decay", dest="weight_decay", type=float,
+                   help=f"AdamW weight decay (default {_D.weight_decay})")
+    g.add_argument("--warmup-steps", dest="warmup_steps", type=int,
+                   help="linear warm-up steps (overrides --warmup-frac)")
+    g.add_argument("--warmup-frac", dest="warmup_frac", type=float,
+                   help=f"warm-up as a fraction of all steps (default {_D.warmup_frac})")
+    g.add_argument("--clip", type=_float_or_none,
+                   help=f"max gradient norm, or none (default {_D.clip})")
+    g.add_argument("--seed", type=int, help=f"seeds init, data order and val split (default {_D.seed})")
+    g.add_argument("--val-fraction", dest="val_fraction", type=float,
+                   help=f"validation share of the training files (default {_D.val_fraction})")
+    g.add_argument("--limit-train", dest="limit_train", type=int, metavar="N",
+                   help="train on a seeded subset of N images (quick runs)")
+    g = ap.add_argument_group("run")
+    g.add_argument("--out", help="runs directory (default runs)")
+    g.add_argument("--name", help="run folder name (default MODEL-DATASET-TOKENS-sSEED-TIME)")
+    g.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from last.pt")
+    g.add_argument("--stop-after", dest="stop_after", type=int, metavar="EPOCH",
+                   help="stop after this epoch, as a pre-empted job would (continue with --resume)")
+    g.add_argument("--device", choices=("auto", "cpu", "cuda"), help="(default auto)")
+    g.add_argument("--threads", type=int, help="torch CPU threads per process")
+    g.add_argument("--nproc", type=int, help="local processes for DistributedDataParallel")
+    g.add_argument("--no-progress", dest="progress", action="store_false",
+                   help="no progress bar")
+    return ap
+
+
+def _float_or_none(raw: str):
+    return None if raw.lower() in ("none", "null", "off") else float(raw)
+
+
+_CONFIG_KEYS = {f.name for f in dataclasses.fields(TrainConfig)}
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _worker(local_rank: int, argv: list[str], world: int, port: int) -> None:
+    os.environ.update(RANK=str(local_rank), LOCAL_RANK=str(local_rank), WORLD_SIZE=str(world),
+                      LOCAL_WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")  # all processes are on this machine
+    code = main(argv)
+    if code:
+        sys.exit(code)
+
+
+def _spawn(argv: list[str], nproc: int) -> int:
+    """Run ``main(argv)`` in ``nproc`` local processes joined over loopback."""
+    import torch.multiprocessing as mp
+
+    ctx = mp.start_processes(_worker, args=(argv, nproc, _free_port()), nprocs=nproc,
+                             join=False, start_method="spawn")
+    try:
+        while not ctx.join():
+            pass
+    except mp.ProcessExitedException as exc:
+        return exc.exit_code if exc.exit_code and exc.exit_code > 0 else 1
+    except mp.ProcessRaisedException as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = vars(parser.parse_args(argv))
+    given = {k: v for k, v in args.items() if k in _CONFIG_KEYS}
+    nproc = args.get("nproc", 1)
+    if nproc < 1:
+        parser.error(f"--nproc must be >= 1, got {nproc}")
+    if args.get("threads") is not None and args["threads"] < 1:
+        parser.error(f"--threads must be >= 1, got {args['threads']}")
+
+    resume = None
+    try:
+        if "model_cfg" in given:
+            given["model_cfg"] = parse_model_cfg(given["model_cfg"])
+        if "resume" in args:
+            if "out" in args or "name" in args:
+                raise ValueError("--resume RUN_DIR names the run: drop --out and --name")
+            run_dir = Path(args["resume"])
+            resume = rf.load_checkpoint(run_dir / "last.pt")
+            stored = TrainConfig(**resume["config"]["train"])
+            clash = [f"--{k.replace('_', '-')} {v!r} (the run has {getattr(stored, k)!r})"
+                     for k, v in given.items() if k != "data_dir" and getattr(stored, k) != v]
+            if clash:
+                raise ValueError("--resume continues the run's own configuration; these differ: "
+                                 + "; ".join(clash))
+            cfg = dataclasses.replace(stored, data_dir=given.get("data_dir", stored.data_dir))
+        else:
+            cfg = TrainConfig(**given)
+            name = args.get("name") or (f"{cfg.model}-{cfg.dataset}-{cfg.tokens}-s{cfg.seed}-"
+                                        f"{time.strftime('%Y%m%d-%H%M%S')}")
+            run_dir = Path(args.get("out", "runs")) / name
+            # every process of a distributed run must agree on the folder: pass it on
+            argv = argv + ["--out", str(run_dir.parent), "--name", run_dir.name]
+            if _Dist.from_env().main and run_dir.exists() and any(run_dir.iterdir()):
+                raise ValueError(f"{run_dir} exists and is not empty: pick another --name, or "
+                                 f"continue it with --resume {run_dir}")
+    except (ValueError, TypeError, FileNotFoundError) as exc:
+        parser.error(str(exc))
+
+    if nproc > 1 and "WORLD_SIZE" not in os.environ:
+        return _spawn(argv, nproc)
+
+    threads = args.get("threads")
+    if threads is None and resume is not None:
+        threads = resume["threads"]  # the same thread count keeps CPU arithmetic bitwise equal
+    if threads is not None:
+        torch.set_num_threads(threads)
+    elif int(os.environ.get("WORLD_SIZE", "1")) > 1 and "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ["WORLD_SIZE"])))
+    try:
+        prepared = prepare(cfg, args.get("device", "auto"), resume)
+    except (ValueError, TypeError, FileNotFoundError) as exc:
+        parser.error(str(exc))
+    try:
+        fit(prepared, run_dir, stop_after=args.get("stop_after"), progress=args.get("progress", True))
+    except KeyboardInterrupt:
+        if prepared.dist.main:
+            print(f"\ninterrupted; the last finished epoch is in {run_dir / 'last.pt'}: continue "
+                  f"with --resume {run_dir}", file=sys.stderr)
+        return 130
+    except FloatingPointError as exc:
+        print(f"qlam train: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,270 @@
+"""Training CLI: run-folder artefacts, exact resume, ``qlam eval --json``, checkpoint
+verification, bad input, the report, the quickstart, and 2-process DDP against one process.
+
+Runs use scikit-learn's digits (built in), a GRU of hidden size 8 and a few hundred images, so
+each takes about a second; the DDP test starts two processes on loopback (gloo).
+"""
+import itertools
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from qlam_tn.experiments import cli, report, runfolder as rf, train
+from qlam_tn.experiments.evaluate import score
+
+pytest.importorskip("sklearn")
+try:
+    import matplotlib  # noqa: F401
+    HAVE_MPL = True
+except ImportError:  # training works without it; curves.png and report plots are skipped
+    HAVE_MPL = False
+
+BASE = ["--model", "gru", "--dataset", "digits", "--tokens", "row", "--model-cfg", "hidden_size=8",
+        "--limit-train", "200", "--batch-size", "32", "--lr", "1e-2", "--epochs", "2",
+        "--threads", "1", "--no-progress"]
+ARTEFACTS = ("config.json", "splits.json", "env.json", "metrics.json", "metrics.csv",
+             "curves.png", "last.pt", "last.pt.sha256", "best.pt", "best.pt.sha256")
+TIMING = ("tokens_per_s", "train_time_s", "epoch_time_s")
+
+
+@pytest.fixture(autouse=True)
+def _keep_threads():
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Two runs of the same config and seed: 2 epochs straight, and 1 epoch + resume to 2."""
+    out = tmp_path_factory.mktemp("runs")
+    threads = torch.get_num_threads()
+    try:
+        assert train.main(BASE + ["--out", str(out), "--name", "full"]) == 0
+        assert train.main(BASE + ["--out", str(out), "--name", "part", "--stop-after", "1"]) == 0
+        assert len(json.loads((out / "part" / "metrics.json").read_text())["epochs"]) == 1
+        assert train.main(["--resume", str(out / "part"), "--no-progress"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    return out
+
+
+def _without_timing(rows):
+    return [{k: v for k, v in r.items() if k not in TIMING} for r in rows]
+
+
+def test_run_folder_has_every_artefact(runs):
+    run = runs / "full"
+    for name in ARTEFACTS:
+        if name != "curves.png" or HAVE_MPL:
+            assert (run / name).is_file(), name
+    if HAVE_MPL:
+        assert (run / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    config = json.loads((run / "config.json").read_text())
+    assert config["train"]["model_cfg"] == {"hidden_size": 8}
+    assert config["model"]["params"] == 3 * (8 * (8 + 8) + 2 * 8) + (8 + 1) * 10  # GRU formula
+    assert config["model"]["resolved"]["hidden_size"] == 8
+    info = config["data"]["info"]
+    assert info["seed"] == 0 and info["train_used"] == 200
+    splits = json.loads((run / "splits.json").read_text())
+    assert info["val_indices"]["count"] == len(splits["val_indices"]) == info["sizes"]["val"] > 0
+    assert len(config["data"]["mean"]) == len(config["data"]["std"]) == 1
+
+    env = json.loads((run / "env.json").read_text())
+    for key in ("python", "torch", "numpy", "torch_threads", "device", "hostname", "git_commit"):
+        assert key in env
+    assert env["torch_threads"] == 1
+
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["complete"] and len(metrics["epochs"]) == 2
+    for key in ("train_loss", "train_acc", "val_loss", "val_acc", "lr", "tokens_per_s", "epoch_time_s"):
+        assert all(r[key] is not None for r in metrics["epochs"]), key
+    assert metrics["epochs"][-1]["lr"] == 0.0  # the cosine ends at zero
+    assert metrics["test"]["n"] == 359 and 0.0 <= metrics["test"]["acc"] <= 1.0
+    lines = (run / "metrics.csv").read_text().splitlines()
+    assert lines[0].startswith("epoch,step,train_loss,train_acc,val_loss,val_acc,lr") and len(lines) == 3
+
+    # plain torch.load with weights_only=True reads a checkpoint (no code runs)
+    ckpt = torch.load(run / "last.pt", weights_only=True)
+    assert ckpt["epoch"] == 2 and ckpt["global_step"] == 2 * 7  # ceil(200 / 32) steps per epoch
+    assert set(ckpt["rng"][0]) >= {"python", "numpy", "torch", "generator"}
+
+
+def test_resume_matches_uninterrupted_run(runs):
+    a = json.loads((runs / "full" / "metrics.json").read_text())
+    b = json.loads((runs / "part" / "metrics.json").read_text())
+    assert _without_timing(a["epochs"]) == _without_timing(b["epochs"])  # bitwise: floats via JSON
+    assert a["best"] == b["best"] and a["test"] == b["test"]
+    ca = rf.load_checkpoint(runs / "full" / "last.pt")
+    cb = rf.load_checkpoint(runs / "part" / "last.pt")
+    for key, value in ca["model"].items():
+        assert torch.equal(value, cb["model"][key]), key
+    for key, state in ca["optimizer"]["state"].items():
+        assert torch.equal(state["exp_avg_sq"], cb["optimizer"]["state"][key]["exp_avg_sq"])
+    env = json.loads((runs / "part" / "env.json").read_text())
+    assert len(env["previous_sessions"]) == 1
+
+
+def test_eval_json_prints_only_accuracy_and_n(runs):
+    ckpt = runs / "full" / "best.pt"
+    proc = subprocess.run([sys.executable, "-m", "qlam_tn.experiments.cli", "eval", "--checkpoint",
+                           str(ckpt), "--dataset", "digits", "--split", "test", "--json"],
+                          check=False, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert set(result) == {"accuracy", "n"} and proc.stdout.strip().count("\n") == 0
+    metrics = json.loads((runs / "full" / "metrics.json").read_text())
+    assert result["n"] == metrics["test"]["n"]
+    assert result["accuracy"] == pytest.approx(metrics["test"]["acc"], abs=1e-12)
+    val = score(ckpt, split="val")
+    assert val["accuracy"] == pytest.approx(metrics["best"]["val_acc"], abs=1e-12)
+
+
+def test_tampered_truncated_and_unsigned_checkpoints_are_refused(runs, tmp_path, capsys):
+    data = (runs / "full" / "last.pt").read_bytes()
+    sidecar = (runs / "full" / "last.pt.sha256").read_text()
+
+    flipped = tmp_path / "flipped.pt"
+    flipped.write_bytes(data[:len(data) // 2] + bytes([data[len(data) // 2] ^ 0xFF]) + data[len(data) // 2 + 1:])
+    rf.sidecar_path(flipped).write_text(sidecar)
+    with pytest.raises(ValueError, match=r"flipped\.pt.*truncated or was modified"):
+        rf.load_checkpoint(flipped)
+
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(data[:len(data) - 100])
+    rf.sidecar_path(truncated).write_text(sidecar)
+    with pytest.raises(ValueError, match=r"truncated\.pt.*truncated or was modified"):
+        rf.load_checkpoint(truncated)
+
+    unsigned = tmp_path / "unsigned.pt"
+    unsigned.write_bytes(data)
+    with pytest.raises(ValueError, match=r"unsigned\.pt.*cannot be verified"):
+        rf.load_checkpoint(unsigned)
+
+    # qlam eval reports it as a usage error (exit 2), naming the file
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["eval", "--checkpoint", str(flipped), "--json"])
+    assert exc.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "flipped.pt" in captured.err
+
+
+class _Payload:
+    """Unpickling this would create ``marker``: weights_only loading must refuse it."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_checkpoint_with_code_is_refused_even_when_its_hash_matches(tmp_path):
+    marker = tmp_path / "pwned"
+    rf.save_checkpoint(tmp_path / "evil.pt", {"model": _Payload(str(marker))})
+    with pytest.raises(ValueError, match=r"evil\.pt: not a loadable checkpoint"):
+        rf.load_checkpoint(tmp_path / "evil.pt")
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("bad", [
+    ["--model", "nosuch"],
+    ["--dataset", "nosuch"],
+    ["--model-cfg", "hidden_size"],          # not key=value
+    ["--model-cfg", "no_such_option=3"],     # not a keyword of the model
+    ["--model-cfg", "hidden_size=-3"],       # rejected by the model's config
+    ["--tokens", "patch5"],                  # 5 does not divide the 64 pixels
+    ["--lr", "-1"],
+    ["--epochs", "two"],
+])
+def test_bad_input_exits_2_without_a_run_folder(bad, tmp_path, capsys):
+    out = tmp_path / "runs"
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["train"] + BASE + bad + ["--out", str(out), "--name", "bad"])
+    assert exc.value.code == 2
+    assert "error:" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_resume_refuses_a_different_configuration(runs, capsys):
+    with pytest.raises(SystemExit) as exc:
+        train.main(["--resume", str(runs / "full"), "--lr", "0.5"])
+    assert exc.value.code == 2
+    assert "--lr 0.5" in capsys.readouterr().err
+
+
+def test_existing_run_folder_is_not_overwritten(runs, capsys):
+    with pytest.raises(SystemExit) as exc:
+        train.main(BASE + ["--out", str(runs), "--name", "full"])
+    assert exc.value.code == 2
+    assert "--resume" in capsys.readouterr().err
+
+
+def test_model_cfg_values_are_typed():
+    assert train.parse_model_cfg(["a=3", "b=0.5", "c=true", "d=None", "e=statevector", "f=1e-3"]) == \
+        {"a": 3, "b": 0.5, "c": True, "d": None, "e": "statevector", "f": 1e-3}
+
+
+def test_schedule_warms_up_linearly_then_decays_to_zero():
+    f = [train.lr_factor(s, 4, 20) for s in range(20)]
+    assert f[:4] == [0.25, 0.5, 0.75, 1.0] and f[4] == 1.0
+    assert all(a >= b for a, b in itertools.pairwise(f[4:])) and 0 < f[-1] < 0.01
+
+
+def test_report_aggregates_runs(runs, tmp_path, capsys):
+    plot = tmp_path / "bars.png"
+    assert report.main([str(runs), "--out", str(tmp_path / "table.md")]
+                       + (["--plot", str(plot)] if HAVE_MPL else [])) == 0
+    table = capsys.readouterr().out
+    assert table == (tmp_path / "table.md").read_text()
+    row = next(line for line in table.splitlines() if line.startswith("| digits"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[:5] == ["digits", "row", "gru", "hidden_size=8", "522"]
+    assert cells[5] == "1 (2 runs)"  # same seed twice
+    assert cells[7].endswith("± 0.00")  # two identical runs
+    if HAVE_MPL:
+        assert plot.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_quickstart_runs_end_to_end(tmp_path, capsys):
+    from qlam_tn.experiments import quickstart
+
+    assert quickstart.main(["--out", str(tmp_path), "--epochs", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "test accuracy" in out and "run folder" in out
+    (run,) = tmp_path.iterdir()
+    assert (run / "best.pt").is_file()
+
+
+def test_two_process_ddp_matches_one_process_with_the_same_global_batch(tmp_path):
+    """2 ranks x batch 16 take the steps of 1 process x batch 32 (DDP averages gradients).
+
+    float64 keeps the comparison tight: observed differences are ~1e-16; asserted below 1e-10.
+    """
+    common = ["--model", "gru", "--dataset", "digits", "--tokens", "row", "--model-cfg",
+              "hidden_size=8", "--limit-train", "128", "--lr", "1e-2", "--epochs", "2",
+              "--dtype", "float64", "--no-progress", "--out", str(tmp_path)]
+    env = {k: os.environ.get(k) for k in ("MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "RANK")}
+    assert env["WORLD_SIZE"] is None, "run the test suite outside torchrun"
+    assert train.main(common + ["--name", "ddp", "--nproc", "2", "--batch-size", "16"]) == 0
+    assert train.main(common + ["--name", "one", "--batch-size", "32", "--threads", "1"]) == 0
+
+    ddp = json.loads((tmp_path / "ddp" / "metrics.json").read_text())
+    one = json.loads((tmp_path / "one" / "metrics.json").read_text())
+    assert [r["rank_param_spread"] for r in ddp["epochs"]] == [0.0, 0.0]  # ranks identical
+    assert [r["step"] for r in ddp["epochs"]] == [r["step"] for r in one["epochs"]] == [4, 8]
+    for rd, ro in zip(ddp["epochs"], one["epochs"]):
+        for key in ("train_loss", "train_acc", "val_loss", "val_acc", "lr"):
+            assert rd[key] == pytest.approx(ro[key], rel=1e-10, abs=1e-12), key
+    assert ddp["test"]["acc"] == pytest.approx(one["test"]["acc"], abs=1e-12)
+    pd = rf.load_checkpoint(tmp_path / "ddp" / "last.pt")
+    po = rf.load_checkpoint(tmp_path / "one" / "last.pt")
+    assert pd["config"]["distributed"] == {"world_size": 2, "batch_per_process": 16, "global_batch": 32}
+    diff = max((pd["model"][k] - po["model"][k]).abs().max().item() for k in po["model"])
+    assert diff < 1e-10
+    assert len(pd["rng"]) == 2  # one generator state per rank
