@@ -136,12 +136,14 @@ class QLAMConfig:
 
 @dataclass
 class QLAMState:
-    """Streaming state: the quantum memory, the running feature sum and the token count."""
+    """Streaming state: the quantum memory, the running feature sum, the token count, and the
+    entangler built once for the parameter values it was built from."""
 
     memory: object
     feature_sum: Optional[torch.Tensor] = None
-    last_features: Optional[torch.Tensor] = None
     tokens: int = 0
+    entangler: Optional[tuple] = None
+    param_versions: Optional[tuple] = None
 
 
 def _antisymmetric(p: torch.Tensor, dim: int) -> torch.Tensor:
@@ -307,6 +309,8 @@ class QLAM(nn.Module):
             raise ValueError(f"input feature size {x.shape[-1]} does not match input_dim {self.input_dim}")
         if rank == 3 and x.shape[1] < 1:
             raise ValueError("sequence length must be >= 1")
+        if not bool(torch.isfinite(x).all()):
+            raise ValueError("input contains NaN or infinite values")
 
     @property
     def uses_fast_path(self) -> bool:
@@ -344,6 +348,7 @@ class QLAM(nn.Module):
         b, t_len, _ = x.shape
         ent = self._entangler()
         memory = self._new_memory(b, x.device)
+        self._last_memory = memory
         every = self.config.readout_at == "every"
         chunk = self.config.checkpoint_every
         if chunk is None or not torch.is_grad_enabled():
@@ -355,6 +360,19 @@ class QLAM(nn.Module):
                     total = f if total is None else total + f
             return total / t_len if every else self._features(memory, x[:, -1])
         return self._forward_checkpointed(x, memory, ent, chunk)
+
+    @property
+    def last_discarded_weight(self) -> Optional[torch.Tensor]:
+        """``(B,)`` weight the MPS truncation cut during the last forward (detached); ``None`` for
+        the statevector backend, which never truncates."""
+        mem = getattr(self, "_last_memory", None)
+        return mem.discarded_weight.detach() if isinstance(mem, MPS) else None
+
+    @property
+    def last_fidelity_estimate(self) -> Optional[torch.Tensor]:
+        """``(B,)`` product of (1 - fraction cut) over the last forward's truncations (detached)."""
+        mem = getattr(self, "_last_memory", None)
+        return mem.fidelity_estimate.detach() if isinstance(mem, MPS) else None
 
     def _forward_checkpointed(self, x, memory, ent, chunk):
         """Token chunks recomputed in backward: activations of one chunk plus one state per chunk."""
@@ -386,9 +404,10 @@ class QLAM(nn.Module):
             out = checkpoint(run, x[:, start:start + chunk], centre, *state, use_reentrant=False)
             chunk_total, centre, state = out[0], out[1], out[2:]
             total = chunk_total if total is None else total + chunk_total
+        mem = MPS(list(state[:-2]), centre, policy, state[-2], state[-1]) if is_mps else StateVector(state[0])
+        self._last_memory = mem
         if every:
             return total / t_len
-        mem = MPS(list(state[:-2]), centre, policy, state[-2], state[-1]) if is_mps else StateVector(state[0])
         return self._features(mem, x[:, -1])
 
     def init_state(self, batch: int, device=None) -> QLAMState:
@@ -401,15 +420,20 @@ class QLAM(nn.Module):
         The features equal ``forward`` on the sequence fed so far. Memory is constant per token.
         """
         self._check_input(x_t, 2)
+        if x_t.shape[0] != state.memory.batch:
+            raise ValueError(f"token batch {x_t.shape[0]} does not match the state's batch {state.memory.batch}")
         x_t = x_t.to(self._real_dtype)
+        versions = tuple(p._version for p in self.parameters())
+        ent = state.entangler if state.param_versions == versions else self._entangler()
+        # Gates never modify tensors in place, so a shallow copy keeps the old state intact.
         mem = state.memory.copy()
-        self._token_update(mem, x_t, self._entangler())
+        self._token_update(mem, x_t, ent)
         f = self._features(mem, x_t)
+        count = state.tokens + 1
         if self.config.readout_at == "every":
             total = f if state.feature_sum is None else state.feature_sum + f
-            count = state.tokens + 1
-            return total / count, QLAMState(mem, total, f, count)
-        return f, QLAMState(mem, None, f, state.tokens + 1)
+            return total / count, QLAMState(mem, total, count, ent, versions)
+        return f, QLAMState(mem, None, count, ent, versions)
 
 
 class QLAMClassifier(nn.Module):

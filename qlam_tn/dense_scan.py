@@ -27,6 +27,9 @@ __all__ = ["dense_ry_scan", "bloch_tables", "qubit_groups"]
 
 _TABLES = {}
 
+# Two qubit groups of at most 6 cover 12 qubits; the dense state is then 4096 numbers a sample.
+MAX_QUBITS = 12
+
 
 def bloch_tables(n: int, device, dtype):
     """Return ``flip (n, 2^n)`` (index of x with bit q flipped) and ``zsign (n, 2^n)`` (±1 of bit q)."""
@@ -63,27 +66,22 @@ def _group_matrix(cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
 
 
 def _apply_on_axis(k: torch.Tensor, psi: torch.Tensor, left: int, dim: int, transpose: bool = False) -> torch.Tensor:
-    """Apply ``k (B, d, d)`` (or its transpose) to the qubit group at index bits [log2 left, +log2 d) of ``psi (B, 2^n)``."""
+    """Apply ``k (B, d, d)`` (or its transpose) to the leading (``left == 1``) or trailing qubit
+    group of ``psi (B, 2^n)``; with at most two groups (n <= 12) there is no middle one."""
     b = psi.shape[0]
-    right = psi.shape[1] // (left * dim)
     if transpose:
         k = k.transpose(-2, -1)
     if left == 1:
-        return torch.bmm(k, psi.view(b, dim, right)).view(b, -1)
-    if right == 1:
-        return torch.bmm(psi.view(b, left, dim), k.transpose(-2, -1)).view(b, -1)
-    return torch.einsum("bij,bljr->blir", k, psi.view(b, left, dim, right)).reshape(b, -1)
+        return torch.bmm(k, psi.view(b, dim, -1)).view(b, -1)
+    return torch.bmm(psi.view(b, left, dim), k.transpose(-2, -1)).view(b, -1)
 
 
 def _grad_group(g_out: torch.Tensor, before: torch.Tensor, left: int, dim: int) -> torch.Tensor:
     """``∂L/∂K (B, d, d)`` of ``out = K ×_axis before`` given ``g_out``, both ``(B, 2^n)``."""
     b = g_out.shape[0]
-    right = g_out.shape[1] // (left * dim)
     if left == 1:
-        return torch.bmm(g_out.view(b, dim, right), before.view(b, dim, right).transpose(1, 2))
-    if right == 1:
-        return torch.bmm(g_out.view(b, left, dim).transpose(1, 2), before.view(b, left, dim))
-    return torch.einsum("blir,bljr->bij", g_out.view(b, left, dim, right), before.view(b, left, dim, right))
+        return torch.bmm(g_out.view(b, dim, -1), before.view(b, dim, -1).transpose(1, 2))
+    return torch.bmm(g_out.view(b, left, dim).transpose(1, 2), before.view(b, left, dim))
 
 
 def _j_rows(k: torch.Tensor, g: int, j: int) -> torch.Tensor:
@@ -141,6 +139,7 @@ class _DenseRYScan(torch.autograd.Function):
         ut = unitary.transpose(0, 1)
         every = checkpoint_every or 1
         block = max(every, 64)
+        need_grad = any(ctx.needs_input_grad[:2])
         psi = angles.new_zeros(b, 2 ** n)
         psi[:, 0] = 1
         saved = [psi]
@@ -153,12 +152,13 @@ class _DenseRYScan(torch.autograd.Function):
             for t in range(s0, s1):
                 psi = _encode(psi, [m[:, t - s0] for m in mats], groups)[-1] @ ut
                 states.append(psi)
-                if every == 1 or ((t + 1) % every == 0 and t + 1 < t_len):
+                if need_grad and (every == 1 or ((t + 1) % every == 0 and t + 1 < t_len)):
                     saved.append(psi)
             stack = torch.stack(states, dim=1)  # (B, t, D)
             bloch[:, s0:s1] = _bloch(stack.reshape(-1, stack.shape[-1]), hadamard, zsign).view(b, s1 - s0, n, 2)
         ctx.n, ctx.every = n, every
-        ctx.save_for_backward(cos, sin, unitary, torch.stack(saved, dim=1))
+        if need_grad:
+            ctx.save_for_backward(cos, sin, unitary, torch.stack(saved, dim=1))
         return bloch
 
     @staticmethod
@@ -231,6 +231,8 @@ def dense_ry_scan(angles: torch.Tensor, unitary: torch.Tensor, checkpoint_every:
     if angles.dim() != 3:
         raise ValueError(f"angles must be (B, T, n), got {tuple(angles.shape)}")
     n = angles.shape[-1]
+    if not 1 <= n <= MAX_QUBITS:
+        raise ValueError(f"dense_ry_scan handles 1..{MAX_QUBITS} qubits, got {n}")
     if unitary.shape != (2 ** n, 2 ** n):
         raise ValueError(f"unitary must be ({2 ** n}, {2 ** n}) for n={n}, got {tuple(unitary.shape)}")
     if angles.is_complex() or unitary.is_complex():

@@ -197,31 +197,29 @@ def U3(theta, phi, lam, dtype=None, device=None):
     return _stack([[c, -el * s], [ep * s, ep * el * c]], None)
 
 
-def _kron_pauli(theta, name, dtype, device, pauli_pair, is_real):
-    """exp(-i theta/2 P⊗P) = cos(theta/2) I - i sin(theta/2) P⊗P."""
+def _kron_pauli(theta, name, dtype, device, pauli):
+    """exp(-i theta/2 P⊗P) = cos(theta/2) I - i sin(theta/2) P⊗P, complex."""
     t = _angle(theta, name, dtype, device)
-    ct = _out_dtype(t, dtype, is_real)
-    pp = torch.kron(pauli_pair, pauli_pair).to(device=t.device)
+    ct = _out_dtype(t, dtype, False)
+    pp = torch.kron(pauli, pauli).to(device=t.device, dtype=ct)
     c, s = torch.cos(t / 2), torch.sin(t / 2)
     eye = torch.eye(4, dtype=ct, device=t.device)
-    coef = -1j if not is_real else 1.0
-    out = c.to(ct)[..., None, None] * eye + (coef * s.to(ct))[..., None, None] * pp.to(ct)
-    return out
+    return c.to(ct)[..., None, None] * eye + (-1j * s.to(ct))[..., None, None] * pp
 
 
 def RXX(theta, dtype=None, device=None):
     """exp(-i theta/2 X⊗X), complex."""
-    return _kron_pauli(theta, "RXX", dtype, device, torch.tensor([[0, 1], [1, 0]], dtype=torch.complex128), False)
+    return _kron_pauli(theta, "RXX", dtype, device, torch.tensor([[0, 1], [1, 0]], dtype=torch.complex128))
 
 
 def RYY(theta, dtype=None, device=None):
     """exp(-i theta/2 Y⊗Y), complex."""
-    return _kron_pauli(theta, "RYY", dtype, device, torch.tensor([[0, -1j], [1j, 0]], dtype=torch.complex128), False)
+    return _kron_pauli(theta, "RYY", dtype, device, torch.tensor([[0, -1j], [1j, 0]], dtype=torch.complex128))
 
 
 def RZZ(theta, dtype=None, device=None):
     """exp(-i theta/2 Z⊗Z) = diag(e^{-it/2}, e^{it/2}, e^{it/2}, e^{-it/2}), complex."""
-    return _kron_pauli(theta, "RZZ", dtype, device, torch.tensor([[1, 0], [0, -1]], dtype=torch.complex128), False)
+    return _kron_pauli(theta, "RZZ", dtype, device, torch.tensor([[1, 0], [0, -1]], dtype=torch.complex128))
 
 
 def _controlled(u: torch.Tensor) -> torch.Tensor:

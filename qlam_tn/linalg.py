@@ -2,7 +2,8 @@
 
 ``svd(A)`` is a thin SVD whose backward uses Lorentzian broadening (Liao et al., PRX 9,
 031041, 2019): every ``1/x`` of the textbook formula becomes ``x / (x² + ε)`` with
-``ε = eps_rel · s_max²``. It stays finite on the exactly degenerate spectra that every product
+``ε = eps_rel · s_max²`` for ``1/s`` and ``ε = eps_rel · s_max⁴`` for ``1/(s_j² - s_i²)``
+(each on its own scale, so the bias does not depend on the norm). It stays finite on the exactly degenerate spectra that every product
 state produces, where ``torch.linalg.svd``'s own backward returns NaN.
 
 ``truncated_svd(A, policy)`` computes the full thin SVD, then decides per sample how many
@@ -54,7 +55,9 @@ class _StableSVD(torch.autograd.Function):
         U, S, Vh = ctx.saved_tensors
         m, n, k = U.shape[-2], Vh.shape[-1], S.shape[-1]
         smax2 = (S[..., :1] ** 2).clamp_min(torch.finfo(S.dtype).tiny)
-        eps = ctx.eps_rel * smax2  # (..., 1): relative to each sample's largest value
+        # Broaden each 1/x on its own scale: x = s for S⁻¹, x = s_j² - s_i² for the gap terms.
+        eps = ctx.eps_rel * smax2  # (..., 1)
+        eps_gap = ctx.eps_rel * smax2 * smax2
         Sc = S.to(U.dtype)
         Uh = U.mH
         V = Vh.mH
@@ -64,7 +67,7 @@ class _StableSVD(torch.autograd.Function):
         if gU is not None or gVh is not None:
             S2 = S * S
             diff = S2.unsqueeze(-2) - S2.unsqueeze(-1)  # (.., i, j) = s_j² - s_i²
-            Einv = _broadened_inverse(diff, eps.unsqueeze(-1))
+            Einv = _broadened_inverse(diff, eps_gap.unsqueeze(-1))
             Einv = Einv.to(U.dtype)
             if gU is not None:
                 J = Uh @ gU
@@ -97,7 +100,8 @@ class _StableSVD(torch.autograd.Function):
 def svd(A: torch.Tensor, eps_rel: float = 1e-12):
     """Thin SVD with the stable backward. ``A (..., m, n)`` -> ``U, S, Vh``.
 
-    ``eps_rel`` sets the Lorentzian broadening ``ε = eps_rel · s_max²`` of the backward.
+    ``eps_rel`` sets the Lorentzian broadening of the backward: ``eps_rel · s_max²`` for ``1/s``,
+    ``eps_rel · s_max⁴`` for ``1/(s_j² - s_i²)``.
     """
     return _StableSVD.apply(A, eps_rel)
 
@@ -181,7 +185,8 @@ def truncated_svd(A: torch.Tensor, policy: TruncationPolicy):
         keep = torch.arange(k, device=S.device) < ranks.unsqueeze(-1)  # (B, k)
         S_kept = torch.where(keep, S, torch.zeros((), dtype=S.dtype, device=S.device))
         kept2 = (S_kept * S_kept).sum(-1)
-        discarded = (total - kept2).clamp_min(0)
+        # Sum what is dropped directly: total - kept2 cancels to zero in float32 for cuts < 1e-7.
+        discarded = torch.where(keep, torch.zeros((), dtype=S.dtype, device=S.device), S2).sum(-1)
         U, S_kept, Vh = U[..., :r], S_kept[..., :r], Vh[..., :r, :]
     else:
         S_kept = S

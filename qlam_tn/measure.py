@@ -65,8 +65,18 @@ def parse_pauli(spec, n_qubits: int) -> Dict[int, str]:
     return out
 
 
+_PAULI_CACHE: Dict[tuple, torch.Tensor] = {}
+
+
 def pauli_matrix(p: str, dtype: torch.dtype, device) -> torch.Tensor:
-    """``(2, 2)`` Pauli matrix; Y forces a complex dtype."""
+    """``(2, 2)`` Pauli matrix (cached per dtype and device); Y forces a complex dtype."""
+    key = (p, dtype, str(device))
+    if key not in _PAULI_CACHE:
+        _PAULI_CACHE[key] = _pauli_matrix(p, dtype, device)
+    return _PAULI_CACHE[key]
+
+
+def _pauli_matrix(p: str, dtype: torch.dtype, device) -> torch.Tensor:
     if p == "X":
         rows = [[0, 1], [1, 0]]
     elif p == "Z":

@@ -18,6 +18,8 @@ import torch
 
 from . import gates as G
 from .mps import MPS
+from .dense_scan import bloch_tables
+from .state import complex_dtype_of
 from .statevector import StateVector
 
 __all__ = ["rotation_layer", "brickwork", "dense_unitary", "apply_dense", "bloch_vectors", "neighbour_zz"]
@@ -57,11 +59,11 @@ def brickwork(state, gates: torch.Tensor, parity: int) -> None:
     order = list(enumerate(pairs))
     if isinstance(state, MPS) and parity == 1:
         order.reverse()
+    if gates.is_complex() and not state.dtype.is_complex:
+        state._promote(complex_dtype_of(state.dtype))
+    gates = gates.to(state.dtype)
     for k, q in order:
-        g = gates[..., k, :, :]
-        if g.dtype != state.dtype:
-            g = g.to(state.dtype)
-        state._apply_2q(g, q, q + 1)
+        state._apply_2q(gates[..., k, :, :], q, q + 1)
 
 
 def _kron_all(blocks: List[torch.Tensor]) -> torch.Tensor:
@@ -110,30 +112,14 @@ def apply_dense(sv: StateVector, unitary: torch.Tensor) -> None:
     sv.psi = (flat @ unitary.transpose(0, 1).to(flat.dtype)).reshape(sv.psi.shape)
 
 
-_FLIP_CACHE = {}
-
-
-def _flip_tables(n: int, device):
-    """Index of ``x XOR bit_q`` and the ±1 sign of qubit q for every basis index: ``(n, 2^n)`` each."""
-    key = (n, str(device))
-    if key not in _FLIP_CACHE:
-        idx = torch.arange(2 ** n, device=device)
-        shifts = torch.arange(n - 1, -1, -1, device=device)
-        masks = (1 << shifts).unsqueeze(-1)  # (n, 1)
-        flip = idx.unsqueeze(0) ^ masks
-        zsign = 1 - 2 * ((idx.unsqueeze(0) >> shifts.unsqueeze(-1)) & 1)
-        _FLIP_CACHE[key] = (flip, zsign)
-    return _FLIP_CACHE[key]
-
-
 def bloch_vectors(state) -> torch.Tensor:
     """``(B, n, 3)`` Bloch vectors ``(<X_i>, <Y_i>, <Z_i>)`` of every qubit (normalised state assumed
     for the StateVector fast path; the MPS path divides by the norm)."""
     if isinstance(state, StateVector):
         n = state.n_qubits
         psi = state.psi.reshape(state.batch, -1)
-        flip, zsign = _flip_tables(n, psi.device)
-        z = zsign.to(psi.real.dtype if psi.is_complex() else psi.dtype)
+        flip, zsign = bloch_tables(n, psi.device, psi.real.dtype if psi.is_complex() else psi.dtype)
+        z = zsign
         flipped = psi[:, flip]  # (B, n, 2^n): ψ[x XOR e_q]
         cross = psi.conj().unsqueeze(1) * flipped
         x = cross.real.sum(-1) if psi.is_complex() else cross.sum(-1)
@@ -157,9 +143,8 @@ def neighbour_zz(state) -> torch.Tensor:
     """``(B, n-1)`` neighbour correlators ``<Z_i Z_{i+1}>``."""
     n = state.n_qubits
     if isinstance(state, StateVector):
-        _, zsign = _flip_tables(n, state.device)
         psi = state.psi.reshape(state.batch, -1)
         prob = (psi.conj() * psi).real if psi.is_complex() else psi * psi
-        zz = (zsign[:-1] * zsign[1:]).to(prob.dtype)
-        return prob @ zz.transpose(0, 1)
-    return torch.stack([state.expect({i: "Z", i + 1: "Z"}) for i in range(n - 1)], dim=-1)
+        _, zsign = bloch_tables(n, state.device, prob.dtype)
+        return prob @ (zsign[:-1] * zsign[1:]).transpose(0, 1)
+    return state.neighbour_zz()

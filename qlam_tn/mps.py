@@ -19,7 +19,6 @@ there they use the SVD with the broadened backward, because QR's backward divide
 """
 from __future__ import annotations
 
-import math
 from typing import Dict, List, Optional, Sequence
 
 import torch
@@ -27,7 +26,7 @@ import torch
 from .contraction import contract
 from .linalg import TruncationPolicy, svd, truncated_svd
 from .measure import pauli_matrix
-from .state import QuantumState, check_batch, check_dtype, check_n_qubits, complex_dtype_of
+from .state import QuantumState, as_int, check_batch, check_dtype, check_n_qubits, complex_dtype_of
 
 __all__ = ["MPS"]
 
@@ -102,7 +101,8 @@ class MPS(QuantumState):
     @classmethod
     def product_state(cls, vectors: torch.Tensor, max_bond: Optional[int] = None, cutoff: float = 1e-12,
                       cutoff_mode: str = "rsum2", renormalize: bool = False, grad_eps: float = 1e-12) -> "MPS":
-        """Product state from single-qubit vectors ``(n, 2)`` or ``(B, n, 2)`` (kept differentiable)."""
+        """Product state ``⊗_k v_k`` from single-qubit vectors ``(n, 2)`` or ``(B, n, 2)`` (differentiable;
+        vectors need not be normalised: the norm is carried by the centre)."""
         v = torch.as_tensor(vectors)
         if v.dim() == 2:
             v = v.unsqueeze(0)
@@ -110,7 +110,15 @@ class MPS(QuantumState):
             raise ValueError(f"vectors must have shape (n, 2) or (B, n, 2), got {tuple(v.shape)}")
         check_dtype(v.dtype)
         policy = TruncationPolicy(max_bond, cutoff, cutoff_mode, renormalize, grad_eps)
-        tensors = [v[:, k, :].reshape(v.shape[0], 1, 2, 1) for k in range(v.shape[1])]
+        # Sites right of the centre must be isometries: normalise them and carry their norms
+        # into site 0 (the centre), which keeps the state and its gradient.
+        norms = torch.linalg.vector_norm(v, dim=-1, keepdim=True)  # (B, n, 1)
+        if bool((norms == 0).any()):
+            raise ValueError("product_state: a single-qubit vector is zero")
+        unit = v / norms
+        scale = norms[:, 1:, 0].prod(-1).to(v.dtype)  # (B,)
+        tensors = [unit[:, k, :].reshape(v.shape[0], 1, 2, 1) for k in range(v.shape[1])]
+        tensors[0] = v[:, 0, :].reshape(v.shape[0], 1, 2, 1) * scale.view(-1, 1, 1, 1)
         return cls(tensors, 0, policy)
 
     @classmethod
@@ -190,19 +198,17 @@ class MPS(QuantumState):
             sample = 0
         if not 0 <= sample < self.batch:
             raise ValueError(f"sample {sample} out of range for batch {self.batch}")
+        if self.n_qubits == 1:
+            raise ValueError("quimb's MatrixProductState needs at least 2 sites")
         arrays = []
         n = self.n_qubits
         for k, t in enumerate(self.tensors):
             a = t[sample].detach().cpu().numpy()  # (l, 2, r)
-            if n == 1:
-                a = a[0, :, 0]
-            elif k == 0:
+            if k == 0:
                 a = a[0]
             elif k == n - 1:
                 a = a[..., 0]
             arrays.append(a)
-        if n == 1:
-            raise ValueError("quimb's MatrixProductState needs at least 2 sites")
         return qtn.MatrixProductState(arrays, shape="lpr")
 
     # ------------------------------------------------------------------ properties
@@ -257,8 +263,9 @@ class MPS(QuantumState):
     # ------------------------------------------------------------------ canonical form
     def move_center(self, site: int) -> "MPS":
         """Move the orthogonality centre to ``site`` (in place, no truncation)."""
-        if isinstance(site, bool) or not isinstance(site, int) or not 0 <= site < self.n_qubits:
-            raise ValueError(f"site must be an int in [0, {self.n_qubits - 1}], got {site!r}")
+        site = as_int(site, "site")
+        if not 0 <= site < self.n_qubits:
+            raise ValueError(f"site must be in [0, {self.n_qubits - 1}], got {site}")
         self.tensors, self.center = self._moved(self.tensors, self.center, site)
         return self
 
@@ -299,15 +306,25 @@ class MPS(QuantumState):
     def _promote(self, dtype):
         self.tensors = [t.to(dtype) for t in self.tensors]
 
-    def _apply_1q(self, gate, q):
+    def _apply_1q(self, gate, q, unitary: bool = True):
         eq = "bij,bxjy->bxiy" if gate.dim() == 3 else "ij,bxjy->bxiy"
-        ts = list(self.tensors)
+        ts, c = self.tensors, self.center
+        if not unitary:
+            # A non-unitary gate would break the isometry of its site: apply it at the centre.
+            ts, c = self._moved(ts, c, q)
+        ts = list(ts)
         ts[q] = contract(eq, gate, ts[q])
-        self.tensors = ts
+        self.tensors, self.center = ts, c
 
-    def _apply_layer(self, gates):
+    def _apply_layer(self, gates, unitary: bool = True):
         eq = "bij,bxjy->bxiy" if gates.dim() == 4 else "ij,bxjy->bxiy"
-        self.tensors = [contract(eq, gates[..., q, :, :], t) for q, t in enumerate(self.tensors)]
+        ts = [contract(eq, gates[..., q, :, :], t) for q, t in enumerate(self.tensors)]
+        c = self.center
+        if not unitary:
+            # Restore the canonical form: a left-to-right QR sweep makes every site but the
+            # last an isometry whatever the gauge was.
+            ts, c = self._moved(ts, 0, self.n_qubits - 1)
+        self.tensors, self.center = ts, c
 
     def _apply_2q(self, gate, q0, q1):
         if q0 > q1:
@@ -439,6 +456,21 @@ class MPS(QuantumState):
         rho = torch.stack(out, dim=1)
         tr = rho.diagonal(dim1=-2, dim2=-1).sum(-1)
         return rho / tr[..., None, None]
+
+    def neighbour_zz(self) -> torch.Tensor:
+        """``(B, n-1)`` correlators ``<Z_i Z_{i+1}>`` from one pass of environments."""
+        L, R = self._left_envs(), self._right_envs()
+        z = pauli_matrix("Z", self.dtype, self.device)
+        out = []
+        for i in range(self.n_qubits - 1):
+            env = self._transfer_left(L[i], self.tensors[i], z)
+            env = self._transfer_left(env, self.tensors[i + 1], z)
+            val = env.diagonal(dim1=-2, dim2=-1).sum(-1) if R[i + 1] is None else \
+                (env * R[i + 1]).sum((-2, -1))
+            out.append(val.real)
+        centre = self.tensors[self.center].reshape(self.batch, -1)
+        norm2 = (centre.conj() * centre).real.sum(-1)
+        return torch.stack(out, dim=-1) / norm2.unsqueeze(-1)
 
     def _rdm2(self, i, j):
         flip = i > j

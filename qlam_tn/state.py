@@ -5,6 +5,7 @@
 """
 from __future__ import annotations
 
+import operator
 from typing import List, Sequence, Tuple
 
 import torch
@@ -20,17 +21,25 @@ def complex_dtype_of(dtype: torch.dtype) -> torch.dtype:
     return torch.complex64 if dtype == torch.float32 else torch.complex128
 
 
+def as_int(value, name: str) -> int:
+    """``value`` as a Python int (numpy and torch integers accepted); bools and floats refused."""
+    if isinstance(value, bool) or (isinstance(value, torch.Tensor) and value.dtype == torch.bool):
+        raise TypeError(f"{name} must be an int, got a bool")
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an int, got {value!r}") from None
+
+
 def check_n_qubits(n_qubits) -> int:
-    if isinstance(n_qubits, bool) or not isinstance(n_qubits, int):
-        raise TypeError(f"n_qubits must be an int, got {n_qubits!r}")
+    n_qubits = as_int(n_qubits, "n_qubits")
     if n_qubits < 1:
         raise ValueError(f"n_qubits must be >= 1, got {n_qubits}")
     return n_qubits
 
 
 def check_batch(batch) -> int:
-    if isinstance(batch, bool) or not isinstance(batch, int):
-        raise TypeError(f"batch must be an int, got {batch!r}")
+    batch = as_int(batch, "batch")
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
     return batch
@@ -55,19 +64,16 @@ class QuantumState:
 
     # ------------------------------------------------------------------ checks
     def _check_qubits(self, qubits) -> Tuple[int, ...]:
-        if isinstance(qubits, bool):
-            raise TypeError("qubits must be an int or a tuple of ints, got a bool")
-        if isinstance(qubits, int):
-            qs: Tuple[int, ...] = (qubits,)
-        elif isinstance(qubits, (tuple, list)):
-            qs = tuple(qubits)
+        if isinstance(qubits, (tuple, list)):
+            qs: Tuple[int, ...] = tuple(as_int(q, "qubit index") for q in qubits)
         else:
-            raise TypeError(f"qubits must be an int or a tuple of ints, got {type(qubits).__name__}")
+            try:
+                qs = (as_int(qubits, "qubits"),)
+            except TypeError:
+                raise TypeError(f"qubits must be an int or a tuple of ints, got {qubits!r}") from None
         if len(qs) not in (1, 2):
             raise ValueError(f"gates act on 1 or 2 qubits, got {len(qs)} qubits {qs}")
         for q in qs:
-            if isinstance(q, bool) or not isinstance(q, int):
-                raise TypeError(f"qubit indices must be ints, got {q!r}")
             if not 0 <= q < self.n_qubits:
                 raise ValueError(f"qubit {q} out of range for {self.n_qubits} qubits")
         if len(set(qs)) != len(qs):
@@ -93,9 +99,14 @@ class QuantumState:
         gate = gate.to(self.device)
         if not bool(torch.isfinite(gate).all()):
             raise ValueError("gate contains NaN or infinite entries")
-        if validate and not _gates.is_unitary(gate.to(complex_dtype_of(gate.dtype)), atol=1e-6 if gate.dtype in (torch.float32, torch.complex64) else 1e-10):
+        if validate and not self._unitary(gate):
             raise ValueError("gate is not unitary (validate=True)")
         return gate
+
+    @staticmethod
+    def _unitary(gate: torch.Tensor) -> bool:
+        low = gate.dtype in (torch.float32, torch.complex64)
+        return _gates.is_unitary(gate, atol=1e-5 if low else 1e-10)
 
     def _check_layer(self, gates) -> torch.Tensor:
         if not isinstance(gates, torch.Tensor):
@@ -124,7 +135,9 @@ class QuantumState:
             gate: ``(2, 2)`` / ``(4, 4)``, or per-sample ``(B, 2, 2)`` / ``(B, 4, 4)``.
                 A two-qubit gate's row index is ``2*b(q0) + b(q1)`` for ``qubits=(q0, q1)``.
             qubits: an int or a pair ``(q0, q1)``, any distance, any order.
-            validate: also check that the gate is unitary.
+            validate: reject a gate that is not unitary. Without it, non-unitary gates are
+                allowed (projectors, noise-free Kraus factors): the MPS then applies a
+                single-qubit one at the orthogonality centre, so its canonical form stays true.
         """
         qs = self._check_qubits(qubits)
         g = self._check_gate(gate, len(qs), validate)
@@ -133,7 +146,7 @@ class QuantumState:
             self._promote(new_dtype)
         g = g.to(self.dtype)
         if len(qs) == 1:
-            self._apply_1q(g, qs[0])
+            self._apply_1q(g, qs[0], unitary=validate or self._unitary(g))
         else:
             self._apply_2q(g, qs[0], qs[1])
         return self
@@ -144,7 +157,8 @@ class QuantumState:
         new_dtype = self._gate_dtype(g)
         if new_dtype != self.dtype:
             self._promote(new_dtype)
-        self._apply_layer(g.to(self.dtype))
+        g = g.to(self.dtype)
+        self._apply_layer(g, unitary=self._unitary(g))
         return self
 
     def expect(self, pauli) -> torch.Tensor:
@@ -168,7 +182,11 @@ class QuantumState:
 
     def schmidt_values(self, bond: int) -> torch.Tensor:
         """Normalised Schmidt values across bond ``bond`` (between qubits bond and bond+1) -> ``(B, k)``."""
-        if isinstance(bond, bool) or not isinstance(bond, int) or not 0 <= bond < self.n_qubits - 1:
+        try:
+            bond = as_int(bond, "bond")
+        except TypeError:
+            bond = None
+        if bond is None or not 0 <= bond < self.n_qubits - 1:
             raise ValueError(f"bond must be an int in [0, {self.n_qubits - 2}], got {bond!r}")
         s = self._schmidt_spectra([bond])[0]
         return s / torch.linalg.vector_norm(s, dim=-1, keepdim=True).clamp_min(torch.finfo(s.dtype).tiny)
@@ -176,13 +194,15 @@ class QuantumState:
     def rdm2(self, i: int, j: int) -> torch.Tensor:
         """Two-qubit reduced density matrix of ``(i, j)`` -> ``(B, 4, 4)``, row index ``2*b_i + b_j``."""
         qs = self._check_qubits((i, j))
-        if len(qs) != 2:
-            raise ValueError("rdm2 needs two distinct qubits")
         return self._rdm2(qs[0], qs[1])
 
     def sample(self, shots: int, generator=None) -> torch.Tensor:
         """Measure every qubit in the Z basis ``shots`` times -> ``(B, shots, n)`` int64 bits."""
-        if isinstance(shots, bool) or not isinstance(shots, int) or shots < 1:
+        try:
+            shots = as_int(shots, "shots")
+        except TypeError:
+            raise ValueError(f"shots must be a positive int, got {shots!r}") from None
+        if shots < 1:
             raise ValueError(f"shots must be a positive int, got {shots!r}")
         with torch.no_grad():
             return self._sample(shots, generator)
@@ -195,13 +215,13 @@ class QuantumState:
     def _promote(self, dtype: torch.dtype) -> None:
         raise NotImplementedError
 
-    def _apply_1q(self, gate, q):
+    def _apply_1q(self, gate, q, unitary: bool = True):
         raise NotImplementedError
 
     def _apply_2q(self, gate, q0, q1):
         raise NotImplementedError
 
-    def _apply_layer(self, gates):
+    def _apply_layer(self, gates, unitary: bool = True):
         raise NotImplementedError
 
     def _expect_ops(self, ops) -> torch.Tensor:

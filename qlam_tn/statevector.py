@@ -77,15 +77,14 @@ class StateVector(QuantumState):
         return torch.linalg.vector_norm(self.to_dense(), dim=-1)
 
     def copy(self) -> "StateVector":
-        out = StateVector(self.psi.clone())
-        out.discarded_weight = self.discarded_weight.clone()
-        return out
+        """A shallow copy: the amplitude tensor is shared (gates never modify it in place)."""
+        return StateVector(self.psi)
 
     # ------------------------------------------------------------------ gates
     def _promote(self, dtype):
         self.psi = self.psi.to(dtype)
 
-    def _apply_1q(self, gate, q):
+    def _apply_1q(self, gate, q, unitary: bool = True):
         b = self.batch
         v = self.psi.reshape(b, 2 ** q, 2, -1)
         eq = "bij,bxjy->bxiy" if gate.dim() == 3 else "ij,bxjy->bxiy"
@@ -99,7 +98,7 @@ class StateVector(QuantumState):
         out = contract(eq, g, moved.reshape(b, 2, 2, -1)).reshape(moved.shape)
         self.psi = out.movedim((1, 2), (1 + q0, 1 + q1))
 
-    def _apply_layer(self, gates):
+    def _apply_layer(self, gates, unitary: bool = True):
         for q in range(self.n_qubits):
             self._apply_1q(gates[..., q, :, :], q)
 
@@ -142,6 +141,8 @@ class StateVector(QuantumState):
 
     def _sample(self, shots, generator):
         probs = (self.to_dense().abs() ** 2).to(torch.float64)
-        idx = torch.multinomial(probs, shots, replacement=True, generator=generator)  # (B, shots)
+        if generator is not None:
+            probs = probs.to(generator.device)  # multinomial draws on the generator's device
+        idx = torch.multinomial(probs, shots, replacement=True, generator=generator).to(self.device)
         shifts = torch.arange(self.n_qubits - 1, -1, -1, device=idx.device)
         return (idx.unsqueeze(-1) >> shifts) & 1

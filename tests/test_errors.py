@@ -38,7 +38,7 @@ BAD_APPLY = [
     (lambda: (qt.gates.RY(torch.tensor([0.1, 0.2, 0.3], dtype=torch.float64)), 0), ValueError, "batch"),
     (lambda: (torch.tensor([[float("nan"), 0], [0, 1]]), 0), ValueError, "NaN"),
     (lambda: (qt.gates.H(), 1.5), TypeError, "int"),
-    (lambda: (qt.gates.H(), True), TypeError, "bool"),
+    (lambda: (qt.gates.H(), True), TypeError, "int"),
     (lambda: ("not a gate", 0), TypeError, "tensor"),
 ]
 

@@ -45,3 +45,12 @@ def test_bloch_and_zz_on_both_backends_match_expect(dtype):
         zz = neighbour_zz(state)
         for q in range(n - 1):
             torch.testing.assert_close(zz[:, q], sv.expect(f"Z{q} Z{q + 1}"), atol=1e-10, rtol=0)
+
+
+def test_brickwork_promotes_a_real_state_for_complex_gates():
+    ref = qt.StateVector.zeros(2, dtype=torch.float64).apply(qt.gates.H(), 0).apply(qt.gates.ISWAP(), (0, 1))
+    for st in (qt.StateVector.zeros(2, dtype=torch.float64), qt.MPS.zeros(2, dtype=torch.float64)):
+        st.apply(qt.gates.H(), 0)
+        brickwork(st, qt.gates.ISWAP()[None], 0)
+        assert st.dtype == torch.complex128
+        torch.testing.assert_close(st.to_dense(), ref.to_dense(), atol=1e-12, rtol=0)

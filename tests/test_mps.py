@@ -206,6 +206,8 @@ def test_renormalised_norm_drift_over_10000_layers():
         psi.apply_layer(qt.gates.RY(ang))
         q = layer % (n - 1)
         psi.apply(cz, (q, q + 1))
+    # The full contraction, not only the centre tensor: it also sees drift of the isometries.
+    assert abs(psi.to_dense().norm().item() - 1) < 1e-8
     assert abs(psi.norm().item() - 1) < 1e-8
     assert psi.discarded_weight.item() > 0
     assert 0 < psi.fidelity_estimate.item() < 1
@@ -232,3 +234,49 @@ def test_entropy_of_partially_entangled_pair_by_hand():
     assert abs(psi.entropy().item() - (-(p * np.log2(p)).sum())) < 1e-12
     assert abs(psi.renyi(2).item() - (-np.log2((p ** 2).sum()))) < 1e-12
     torch.testing.assert_close(psi.schmidt_values(0)[0], torch.tensor(np.sqrt(p), dtype=torch.float64), atol=1e-12, rtol=0)
+
+
+def test_non_unitary_single_qubit_gates_keep_canonical_form():
+    proj = torch.tensor([[1.0, 0.0], [0.0, 0.0]], dtype=torch.float64)
+    for apply in ("gate", "layer"):
+        mps, sv = qt.MPS.zeros(3, batch=2), qt.StateVector.zeros(3, batch=2)
+        for st in (mps, sv):
+            st.apply(qt.gates.H(), 0).apply(qt.gates.CNOT(), (0, 2)).apply(qt.gates.RY(0.4), 1)
+            if apply == "gate":
+                st.apply(proj, 0)
+            else:
+                st.apply_layer(torch.stack([proj, qt.gates.H(), 2 * qt.gates.X()]))
+        torch.testing.assert_close(mps.to_dense(), sv.to_dense(), atol=1e-12, rtol=0)
+        torch.testing.assert_close(mps.norm(), sv.norm(), atol=1e-12, rtol=0)
+        torch.testing.assert_close(mps.rdm1(), sv.rdm1(), atol=1e-12, rtol=0)
+        for label in ("Z2", "X1 Z2", "Z0"):
+            torch.testing.assert_close(mps.expect(label), sv.expect(label), atol=1e-12, rtol=0)
+
+
+def test_unnormalised_product_state():
+    v = torch.tensor([[3.0, 4.0], [1.0, 1.0], [0.0, 2.0]], dtype=torch.float64)
+    p = qt.MPS.product_state(v)
+    dense = torch.kron(torch.kron(v[0], v[1]), v[2])
+    torch.testing.assert_close(p.to_dense()[0], dense, atol=1e-12, rtol=0)
+    torch.testing.assert_close(p.norm()[0], dense.norm(), atol=1e-12, rtol=0)
+    assert abs(p.expect("X1").item() - 1.0) < 1e-12 and abs(p.expect("Z2").item() + 1.0) < 1e-12
+
+
+def test_float32_discarded_weight_is_not_lost_to_cancellation():
+    s = torch.tensor([0.8, 0.5, 0.3, 0.1, 1e-4, 3e-5], dtype=torch.float64)
+    s = s / s.norm()
+    q1, _ = torch.linalg.qr(torch.randn(6, 6, dtype=torch.float64))
+    q2, _ = torch.linalg.qr(torch.randn(6, 6, dtype=torch.float64))
+    a = (q1 * s) @ q2.T
+    want = float((s[4:] ** 2).sum())
+    for dtype in (torch.float32, torch.float64):
+        *_, disc, _ = qt.truncated_svd(a.to(dtype)[None], qt.TruncationPolicy(max_bond=4, cutoff=0.0))
+        assert abs(disc.item() - want) < 1e-3 * want
+
+
+def test_numpy_integers_are_accepted():
+    np_int = np.int64
+    psi = qt.MPS.zeros(np_int(3))
+    psi.apply(qt.gates.H(), np_int(0)).apply(qt.gates.CNOT(), (np_int(0), np_int(2)))
+    assert abs(psi.expect("Z0 Z2").item() - 1) < 1e-12
+    assert psi.schmidt_values(np_int(1)).shape == (1, 2)

@@ -98,7 +98,14 @@ def test_truncated_mps_reports_discarded_weight_and_trains():
         assert all(torch.isfinite(p.grad).all() for p in model.parameters())
         opt.step()
         losses.append(loss.item())
+        cut, fid = model.qlam.last_discarded_weight, model.qlam.last_fidelity_estimate
+        assert cut.shape == (8,) and torch.all(cut > 0) and torch.all(cut < 1)
+        assert torch.all(fid < 1) and torch.all(fid > 0)
     assert losses[-1] < losses[0] - 0.05
+    # the statevector backend never truncates and says so
+    sv = QLAMClassifier(2, 2, n_qubits=4, backend="statevector")
+    sv(x)
+    assert sv.qlam.last_discarded_weight is None
 
 
 @pytest.mark.parametrize("bad, exc", [
@@ -123,3 +130,10 @@ def test_bad_inputs():
         model.step(torch.rand(2, 4), model.init_state(2))
     with pytest.raises(ValueError, match="num_classes"):
         QLAMClassifier(3, 1)
+    with pytest.raises(ValueError, match="batch"):
+        model.step(torch.rand(3, 3), model.init_state(2))
+    bad = torch.rand(2, 5, 3)
+    bad[1, 2, 0] = float("nan")
+    for m in (model, QLAMClassifier(3, 4, n_qubits=3, backend="mps"), QLAMClassifier(3, 4, n_qubits=3, fast_path=False)):
+        with pytest.raises(ValueError, match="NaN"):
+            m(bad)
