@@ -43,15 +43,17 @@ def bloch_tables(n: int, device, dtype):
     return _TABLES[key]
 
 
-def qubit_groups(n: int, max_group: int = 6):
-    """Split qubits 0..n-1 into contiguous groups of at most ``max_group`` (as equal as possible)."""
-    k = -(-n // max_group)
-    sizes = [n // k + (1 if i < n % k else 0) for i in range(k)]
-    out, start = [], 0
-    for size in sizes:
-        out.append((start, size))
-        start += size
-    return out
+def qubit_groups(n: int):
+    """Split qubits 0..n-1 into two contiguous halves (one group for n = 1).
+
+    Each group's rotations become one ``(2^g, 2^g)`` matrix per sample and token: two halves
+    keep that small (``2·4^{n/2}`` entries instead of ``4^n``) while needing only two batched
+    matmuls per token.
+    """
+    if n == 1:
+        return [(0, 1)]
+    first = (n + 1) // 2
+    return [(0, first), (first, n - first)]
 
 
 def _group_matrix(cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
