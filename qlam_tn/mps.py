@@ -26,7 +26,7 @@ import torch
 from .contraction import contract
 from .linalg import TruncationPolicy, svd, truncated_svd
 from .measure import pauli_matrix
-from .state import QuantumState, as_int, check_batch, check_dtype, check_n_qubits, complex_dtype_of
+from .state import QuantumState, as_amplitudes, as_int, check_batch, check_dtype, check_n_qubits, complex_dtype_of
 
 __all__ = ["MPS"]
 
@@ -128,17 +128,7 @@ class MPS(QuantumState):
 
         The centre ends on the last site; truncation (if any) is recorded in ``discarded_weight``.
         """
-        a = torch.as_tensor(amplitudes)
-        if a.dim() == 1:
-            a = a.unsqueeze(0)
-        if a.dim() != 2:
-            raise ValueError(f"amplitudes must be (2**n,) or (B, 2**n), got {tuple(a.shape)}")
-        n = a.shape[1].bit_length() - 1
-        if n < 1 or a.shape[1] != 2 ** n:
-            raise ValueError(f"amplitude length {a.shape[1]} is not a power of two >= 2")
-        if not (a.is_complex() or a.is_floating_point()):
-            a = a.to(torch.float64)
-        check_dtype(a.dtype)
+        a, n = as_amplitudes(amplitudes)
         policy = TruncationPolicy(max_bond, cutoff, cutoff_mode, renormalize, grad_eps)
         b = a.shape[0]
         real = a.real.dtype if a.is_complex() else a.dtype

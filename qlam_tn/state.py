@@ -52,6 +52,22 @@ def check_dtype(dtype) -> torch.dtype:
     return dtype
 
 
+def as_amplitudes(amplitudes):
+    """Validate ``(2**n,)`` or ``(B, 2**n)`` amplitudes; returns ``(a (B, 2**n), n)``."""
+    a = torch.as_tensor(amplitudes)
+    if a.dim() == 1:
+        a = a.unsqueeze(0)
+    if a.dim() != 2:
+        raise ValueError(f"amplitudes must be (2**n,) or (B, 2**n), got {tuple(a.shape)}")
+    n = a.shape[1].bit_length() - 1
+    if n < 1 or a.shape[1] != 2 ** n:
+        raise ValueError(f"amplitude length {a.shape[1]} is not a power of two >= 2")
+    if not (a.is_complex() or a.is_floating_point()):
+        a = a.to(torch.float64)
+    check_dtype(a.dtype)
+    return a, n
+
+
 class QuantumState:
     """Batched n-qubit pure state. Subclasses implement the contractions.
 

@@ -12,7 +12,7 @@ import torch
 
 from .contraction import contract
 from .measure import pauli_matrix
-from .state import QuantumState, check_batch, check_dtype, check_n_qubits, complex_dtype_of
+from .state import QuantumState, as_amplitudes, check_batch, check_dtype, check_n_qubits, complex_dtype_of
 
 __all__ = ["StateVector"]
 
@@ -47,16 +47,7 @@ class StateVector(QuantumState):
     @classmethod
     def from_dense(cls, amplitudes: torch.Tensor) -> "StateVector":
         """From ``(2**n,)`` or ``(B, 2**n)`` amplitudes (big-endian)."""
-        a = torch.as_tensor(amplitudes)
-        if a.dim() == 1:
-            a = a.unsqueeze(0)
-        if a.dim() != 2:
-            raise ValueError(f"amplitudes must be (2**n,) or (B, 2**n), got {tuple(a.shape)}")
-        n = a.shape[1].bit_length() - 1
-        if a.shape[1] != 2 ** n or n < 1:
-            raise ValueError(f"amplitude length {a.shape[1]} is not a power of two >= 2")
-        if not (a.is_complex() or a.is_floating_point()):
-            a = a.to(torch.float64)
+        a, n = as_amplitudes(amplitudes)
         return cls(a.reshape((a.shape[0],) + (2,) * n))
 
     # ------------------------------------------------------------------ properties
