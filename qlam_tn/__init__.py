@@ -8,6 +8,7 @@ Public API::
     psi.expect("Z0 Z5"), psi.entropy(), psi.discarded_weight
 """
 from . import gates
+from .circuit import Circuit, simulate
 from .linalg import CUTOFF_MODES, TruncationPolicy, svd, truncated_svd
 from .measure import entropy_from_schmidt, parse_pauli, renyi_from_schmidt
 from .mps import MPS
@@ -17,6 +18,6 @@ from .statevector import StateVector
 __version__ = "0.1.0"
 
 __all__ = [
-    "MPS", "StateVector", "QuantumState", "TruncationPolicy", "CUTOFF_MODES",
+    "MPS", "StateVector", "QuantumState", "Circuit", "simulate", "TruncationPolicy", "CUTOFF_MODES",
     "gates", "svd", "truncated_svd", "parse_pauli", "entropy_from_schmidt", "renyi_from_schmidt",
 ]

@@ -1,0 +1,270 @@
+"""``Circuit`` to and from Qiskit and quimb.
+
+Qubit order. Both libraries index qubits explicitly, so qubit ``k`` of a Qiskit or quimb
+circuit is qubit ``k`` here and named gates keep their argument order (``cx(control,
+target)``). What differs is how a basis label is read:
+
+* the engine and quimb are big-endian: qubit 0 is the leftmost bit of ``|b0 b1 ... b_{n-1}>``;
+* Qiskit is little-endian: qubit 0 is the rightmost bit, in ``Statevector`` amplitudes, in
+  Pauli labels (``"XZ"`` is X on qubit 1, Z on qubit 0) and in ``Operator``/``to_matrix()``
+  matrices (a gate on qargs ``(a, b)`` has row index ``b(a) + 2*b(b)``).
+
+So a Qiskit ``Statevector`` ``v`` of ``n`` qubits equals the engine's amplitudes after
+``v.reshape([2]*n).transpose(reversed axes)``, and a 2-qubit matrix from Qiskit is converted by
+swapping its two bit positions (``_swap_bit_order``) before it becomes a ``unitary`` op, and
+back again on export. Named gates need no conversion: their definitions agree.
+
+``from_qiskit`` raises ``ValueError`` naming the instruction for what a pure-state simulator
+cannot run: ``measure`` (unless ``drop_final_measurements=True`` and nothing follows it on that
+qubit), ``reset``, control flow (``if_else``, ``while_loop``, ``for_loop``, ``switch_case``,
+``box``), unbound parameters, and opaque instructions (no matrix and no definition). ``barrier``
+and ``delay`` are skipped. A gate that is not one of the named gates becomes a ``unitary`` op
+(up to 2 qubits, from ``to_matrix()``) or is expanded through its ``definition`` (more
+qubits, e.g. ``ccx``, ``mcx``, ``QFT``), keeping global phases in ``Circuit.global_phase``.
+"""
+from __future__ import annotations
+
+import cmath
+import math
+from typing import Dict, List, Set
+
+import numpy as np
+import torch
+
+from .circuit import Circuit, _controlled
+
+__all__ = ["from_qiskit", "to_qiskit", "from_quimb", "to_quimb"]
+
+
+def _swap_bit_order(m: np.ndarray) -> np.ndarray:
+    """A 2-qubit matrix re-indexed between ``2*b(q0)+b(q1)`` and ``b(q0)+2*b(q1)`` (an involution)."""
+    return m.reshape(2, 2, 2, 2).transpose(1, 0, 3, 2).reshape(4, 4)
+
+
+def _scalar(value, where: str) -> float:
+    """A Python float from a float, 0-d / size-1 tensor; per-sample values are refused."""
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            raise ValueError(f"{where}: a per-sample parameter (batch {value.numel()}) has no single value "
+                             "to export")
+        return float(value.detach().reshape(()))
+    return float(value)
+
+
+# ---------------------------------------------------------------------------- Qiskit
+
+# Qiskit gate name -> how to append it (params first, then qubits, in Qiskit's order).
+_FROM_QISKIT = {
+    "id": lambda c, p, q: c.id(*q),
+    "h": lambda c, p, q: c.h(*q), "x": lambda c, p, q: c.x(*q), "y": lambda c, p, q: c.y(*q),
+    "z": lambda c, p, q: c.z(*q), "s": lambda c, p, q: c.s(*q), "sdg": lambda c, p, q: c.sdg(*q),
+    "t": lambda c, p, q: c.t(*q), "tdg": lambda c, p, q: c.tdg(*q), "sx": lambda c, p, q: c.sx(*q),
+    "sxdg": lambda c, p, q: c.sxdg(*q),
+    "rx": lambda c, p, q: c.rx(*p, *q), "ry": lambda c, p, q: c.ry(*p, *q), "rz": lambda c, p, q: c.rz(*p, *q),
+    "p": lambda c, p, q: c.p(*p, *q), "u1": lambda c, p, q: c.p(*p, *q),
+    "u2": lambda c, p, q: c.u3(math.pi / 2, *p, *q),
+    "u3": lambda c, p, q: c.u3(*p, *q), "u": lambda c, p, q: c.u3(*p, *q),
+    "cx": lambda c, p, q: c.cx(*q), "cy": lambda c, p, q: c.cy(*q), "cz": lambda c, p, q: c.cz(*q),
+    "ch": lambda c, p, q: c.ch(*q), "swap": lambda c, p, q: c.swap(*q), "iswap": lambda c, p, q: c.iswap(*q),
+    "rxx": lambda c, p, q: c.rxx(*p, *q), "ryy": lambda c, p, q: c.ryy(*p, *q), "rzz": lambda c, p, q: c.rzz(*p, *q),
+    "crx": lambda c, p, q: c.crx(*p, *q), "cry": lambda c, p, q: c.cry(*p, *q), "crz": lambda c, p, q: c.crz(*p, *q),
+    "cp": lambda c, p, q: c.cp(*p, *q), "cu1": lambda c, p, q: c.cp(*p, *q),
+    "cu3": lambda c, p, q: c.cu3(*p, *q),
+}
+
+_CONTROL_FLOW = ("if_else", "while_loop", "for_loop", "switch_case", "box")
+
+
+class _QiskitReader:
+    def __init__(self, n_qubits: int, drop_final_measurements: bool):
+        self.out = Circuit(n_qubits)
+        self.drop_final = drop_final_measurements
+        self.measured: Set[int] = set()
+
+    @staticmethod
+    def _float(value, name: str, context: str) -> float:
+        try:
+            return float(value)
+        except TypeError:
+            raise ValueError(f"unsupported Qiskit instruction {name!r}{context}: parameter {value} is not bound "
+                             "(bind parameters with QuantumCircuit.assign_parameters first)") from None
+
+    def read(self, qc, qubit_map: List[int], context: str = "") -> None:
+        from qiskit.circuit import ControlFlowOp
+
+        self.out.global_phase += self._float(qc.global_phase, "global_phase", context)
+        for inst in qc.data:
+            op = inst.operation
+            name = op.name
+            qs = [qubit_map[qc.find_bit(b).index] for b in inst.qubits]
+            where = context or ""
+            if name in ("barrier", "delay"):
+                continue
+            if name == "measure":
+                if not self.drop_final:
+                    raise ValueError(f"unsupported Qiskit instruction 'measure'{where}: measurement is not "
+                                     "supported (pass drop_final_measurements=True to drop measurements at "
+                                     "the end of the circuit)")
+                self.measured.update(qs)
+                continue
+            if name == "reset":
+                raise ValueError(f"unsupported Qiskit instruction 'reset'{where}: reset is not unitary")
+            if isinstance(op, ControlFlowOp) or name in _CONTROL_FLOW:
+                raise ValueError(f"unsupported Qiskit instruction {name!r}{where}: classical control flow "
+                                 "needs mid-circuit measurement")
+            if inst.clbits:
+                raise ValueError(f"unsupported Qiskit instruction {name!r}{where}: it acts on classical bits")
+            late = self.measured.intersection(qs)
+            if late:
+                raise ValueError(f"unsupported Qiskit instruction 'measure'{where}: qubit {min(late)} is "
+                                 f"measured mid-circuit ({name!r} follows it)")
+            self.instruction(op, qs, where)
+
+    def instruction(self, op, qs: List[int], where: str) -> None:
+        from qiskit.circuit import Gate
+
+        name = op.name
+        # A user's own Gate may reuse a standard name: trust the name only for library classes.
+        standard = any((k.__module__ or "").startswith("qiskit.circuit.library") for k in type(op).__mro__)
+        if name in _FROM_QISKIT and standard:
+            params = [self._float(p, name, where) for p in op.params]
+            _FROM_QISKIT[name](self.out, params, qs)
+            return
+        if name == "global_phase" and standard:
+            self.out.global_phase += self._float(op.params[0], name, where)
+            return
+        if isinstance(op, Gate) and 1 <= op.num_qubits <= 2:
+            try:
+                m = np.asarray(op.to_matrix(), dtype=complex)
+            except Exception:  # noqa: BLE001 - no matrix: fall back on the definition below
+                m = None
+            if m is not None:
+                if op.num_qubits == 2:
+                    m = _swap_bit_order(m)
+                self.out.unitary(torch.as_tensor(m), tuple(qs))
+                return
+        definition = getattr(op, "definition", None)
+        if definition is None:
+            raise ValueError(f"unsupported Qiskit instruction {name!r}{where}: it has neither a matrix nor a "
+                             "definition (opaque)")
+        self.read(definition, qs, f" (inside {name!r})" if not where else f"{where[:-1]} > {name!r})")
+
+
+def from_qiskit(qc, drop_final_measurements: bool = False) -> Circuit:
+    """A ``Circuit`` from a ``qiskit.QuantumCircuit`` (all quantum registers, in Qiskit's order)."""
+    from qiskit import QuantumCircuit
+
+    if not isinstance(qc, QuantumCircuit):
+        raise TypeError(f"from_qiskit needs a qiskit.QuantumCircuit, got {type(qc).__name__}")
+    reader = _QiskitReader(qc.num_qubits, drop_final_measurements)
+    reader.read(qc, list(range(qc.num_qubits)))
+    return reader.out
+
+
+def to_qiskit(circuit: Circuit):
+    """A ``qiskit.QuantumCircuit`` with the same ops, qubit ``k`` -> Qiskit qubit ``k``.
+
+    Parameters become floats (the autograd graph stays here); ``cu3`` becomes ``CUGate`` with
+    ``γ = 0``; a ``unitary`` op becomes a ``UnitaryGate`` with its matrix re-indexed to
+    little-endian.
+    """
+    from qiskit import QuantumCircuit
+    from qiskit.circuit.library import UnitaryGate
+
+    if circuit.batch is not None and circuit.batch > 1:
+        raise ValueError(f"to_qiskit: the circuit has per-sample parameters (batch {circuit.batch}); "
+                         "a Qiskit circuit holds one value per parameter")
+    qc = QuantumCircuit(circuit.n_qubits, global_phase=circuit.global_phase)
+    for k, op in enumerate(circuit):
+        where = f"to_qiskit: op {k} ({op.name})"
+        if op.name == "unitary":
+            m = op.params[0].detach().cpu().to(torch.complex128).numpy().reshape(2 ** len(op.qubits), -1)
+            if len(op.qubits) == 2:
+                m = _swap_bit_order(m)
+            qc.append(UnitaryGate(m, check_input=False), list(op.qubits))
+            continue
+        p = [_scalar(v, where) for v in op.params]
+        q = list(op.qubits)
+        if op.name == "u3":
+            qc.u(*p, *q)
+        elif op.name == "cu3":
+            qc.cu(*p, 0.0, *q)
+        else:
+            getattr(qc, op.name)(*p, *q)
+    return qc
+
+
+# ---------------------------------------------------------------------------- quimb
+
+_TO_QUIMB = {
+    "id": "IDEN", "h": "H", "x": "X", "y": "Y", "z": "Z", "s": "S", "sdg": "SDG", "t": "T", "tdg": "TDG",
+    "sx": "SX", "sxdg": "SXDG", "rx": "RX", "ry": "RY", "rz": "RZ", "p": "U1", "u3": "U3",
+    "cx": "CX", "cy": "CY", "cz": "CZ", "swap": "SWAP", "iswap": "ISWAP", "rxx": "RXX", "ryy": "RYY",
+    "rzz": "RZZ", "crx": "CRX", "cry": "CRY", "crz": "CRZ", "cp": "CU1", "cu3": "CU3",
+}
+# quimb label -> our name, for the labels whose matrices agree (tested); the rest go by matrix.
+_FROM_QUIMB: Dict[str, str] = {v: k for k, v in _TO_QUIMB.items()}
+_FROM_QUIMB.update({"CNOT": "cx", "PHASE": "p"})
+
+
+def to_quimb(circuit: Circuit, cls=None, **kwargs):
+    """A ``quimb.tensor.Circuit`` (or ``cls(n_qubits, **kwargs)``, e.g. ``quimb.tensor.CircuitMPS``).
+
+    Named gates keep their quimb labels; ``ch`` and ``unitary`` ops go in as raw matrices, and a
+    nonzero ``global_phase`` as a raw phase on qubit 0. Parameters become floats.
+    """
+    import quimb.tensor as qtn
+
+    if circuit.batch is not None and circuit.batch > 1:
+        raise ValueError(f"to_quimb: the circuit has per-sample parameters (batch {circuit.batch}); "
+                         "a quimb circuit holds one value per parameter")
+    qc = (cls or qtn.Circuit)(circuit.n_qubits, **kwargs)
+    for k, op in enumerate(circuit):
+        label = _TO_QUIMB.get(op.name)
+        if label is None:
+            from .circuit import gate_matrix
+            m = gate_matrix(op).detach().cpu().to(torch.complex128).numpy()
+            qc.apply_gate_raw(m.reshape(m.shape[-2:]), op.qubits)
+        else:
+            params = [_scalar(v, f"to_quimb: op {k} ({op.name})") for v in op.params]
+            qc.apply_gate(label, *params, *op.qubits)
+    if circuit.global_phase:
+        qc.apply_gate_raw(cmath.exp(1j * circuit.global_phase) * np.eye(2), (0,))
+    return qc
+
+
+def from_quimb(qc) -> Circuit:
+    """A ``Circuit`` from a ``quimb.tensor.Circuit``'s ``gates`` (parameters kept as given, torch
+    tensors included). Gates on 3 qubits are supported for ``CCX``/``TOFFOLI``/``CCNOT``,
+    ``CCZ`` and ``CSWAP``/``FREDKIN``; other gates on more than 2 qubits raise ``ValueError``.
+    """
+    n = qc.N
+    out = Circuit(n)
+    for gate in qc.gates:
+        label = gate.label.upper() if isinstance(gate.label, str) else str(gate.label)
+        qubits = tuple(gate.qubits)
+        controls = tuple(gate.controls or ())
+        params = [] if isinstance(gate.params, str) else list(gate.params)
+        params = [p if isinstance(p, torch.Tensor) else float(p) for p in params]
+        if not controls and label in _FROM_QUIMB:
+            out.append(_FROM_QUIMB[label], qubits, params)
+        elif not controls and label == "U2":
+            out.u3(math.pi / 2, *params, *qubits)
+        elif not controls and label in ("CCX", "TOFFOLI", "CCNOT"):
+            out.ccx(*qubits)
+        elif not controls and label == "CCZ":
+            out.h(qubits[2]).ccx(*qubits).h(qubits[2])
+        elif not controls and label in ("CSWAP", "FREDKIN"):
+            out.cswap(*qubits)
+        else:
+            m = torch.as_tensor(np.array(gate.array, dtype=complex)).reshape(2 ** len(qubits), -1)
+            if controls:
+                if len(controls) + len(qubits) != 2:
+                    raise ValueError(f"from_quimb: gate {label!r} with controls {controls} acts on more than 2 qubits")
+                m = _controlled(m)
+                qubits = controls + qubits
+            if len(qubits) > 2:
+                raise ValueError(f"from_quimb: gate {label!r} acts on {len(qubits)} qubits; only 1- and 2-qubit "
+                                 "gates (and CCX, CCZ, CSWAP) are supported")
+            out.unitary(m, qubits)
+    return out
