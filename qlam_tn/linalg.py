@@ -29,6 +29,9 @@ import torch
 
 CUTOFF_MODES = ("abs", "rel", "sum2", "rsum2")
 
+# Kept singular values above this fraction of s_max use the exact gauge form of the backward.
+_GAUGE_FORM_MIN = 1e-6
+
 __all__ = ["svd", "TruncationPolicy", "truncated_svd", "CUTOFF_MODES"]
 
 
@@ -44,15 +47,23 @@ class _StableSVD(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, A, eps_rel):
+    def forward(ctx, A, eps_rel, policy, absorb):
         U, S, Vh = torch.linalg.svd(A, full_matrices=False)
         ctx.eps_rel = eps_rel
-        ctx.save_for_backward(U, S, Vh)
-        return U, S, Vh
+        ctx.absorb = absorb
+        k = S.shape[-1]
+        if policy is not None:
+            ranks = policy.ranks(S)
+        else:
+            ranks = torch.full(S.shape[:-1], k, dtype=torch.long, device=S.device)
+        keep = torch.arange(k, device=S.device) < ranks.unsqueeze(-1)
+        ctx.mark_non_differentiable(ranks)
+        ctx.save_for_backward(U, S, Vh, keep)
+        return U, S, Vh, ranks
 
     @staticmethod
-    def backward(ctx, gU, gS, gVh):
-        U, S, Vh = ctx.saved_tensors
+    def backward(ctx, gU, gS, gVh, _g_ranks=None):
+        U, S, Vh, keep = ctx.saved_tensors
         m, n, k = U.shape[-2], Vh.shape[-1], S.shape[-1]
         smax2 = (S[..., :1] ** 2).clamp_min(torch.finfo(S.dtype).tiny)
         # Broaden each 1/x on its own scale: x = s for S⁻¹, x = s_j² - s_i² for the gap terms.
@@ -81,6 +92,30 @@ class _StableSVD(torch.autograd.Function):
                 K = Vh @ gV
                 skewK = K - K.mH
                 inner = inner + Sc.unsqueeze(-1) * skewK * Einv
+        if ctx.absorb is not None and (gU is not None or gVh is not None):
+            # The caller keeps one factor as an isometry and absorbs S into the other, the new
+            # orthogonality centre, and its loss depends on the centre only through the state.
+            # The centre's gradient is then exact, M = U† G V follows from it alone, and M_ij is
+            # the kept pairs' entry of the inner matrix, also where s_i = s_j (a Bell pair's
+            # Schmidt values), where the textbook 1/(s_j² - s_i²) form is 0/0 and broadening
+            # would drop it. (The isometry's gradient carries an extra Hermitian part from the
+            # canonical-form assumptions downstream; the skew parts the textbook form uses
+            # cancel it, this form avoids it.)
+            # Used only where s > _GAUGE_FORM_MIN · s_max (below): a plain, unbiased inverse.
+            sinv_k = (1 / S.clamp_min(torch.finfo(S.dtype).tiny)).to(U.dtype)
+            if ctx.absorb == "right":  # centre S·Vh: K = M† S  ->  M_ij = conj(K_ji) / s_i
+                K_ = (Vh @ gVh.mH) if gVh is not None else torch.zeros_like(inner)
+                m_kept = K_.mH * sinv_k.unsqueeze(-1)
+            else:  # centre U·S: J = M S  ->  M_ij = J_ij / s_j
+                J_ = (Uh @ gU) if gU is not None else torch.zeros_like(inner)
+                m_kept = J_ * sinv_k.unsqueeze(-2)
+            # Both forms agree away from degeneracy. Dividing by s is safe only for values well
+            # above zero: a kept pair with a (numerically) zero member keeps the textbook form,
+            # which reaches that entry through the other, nonzero value.
+            big = keep & (S > _GAUGE_FORM_MIN * S[..., :1])
+            pair = big.unsqueeze(-1) & big.unsqueeze(-2)
+            pair = pair & ~torch.eye(k, dtype=torch.bool, device=pair.device)
+            inner = torch.where(pair, m_kept, inner)
         if gS is not None:
             inner = inner + torch.diag_embed(gS.to(U.dtype))
 
@@ -94,16 +129,21 @@ class _StableSVD(torch.autograd.Function):
             # U S⁻¹ gV† (I - V V†)
             SgVh = sinv.unsqueeze(-1) * gVh
             gA = gA + U @ (SgVh - (SgVh @ V) @ Vh)
-        return gA, None
+        return gA, None, None, None
 
 
-def svd(A: torch.Tensor, eps_rel: float = 1e-12):
+def svd(A: torch.Tensor, eps_rel: float = 1e-12, absorb: Optional[str] = None):
     """Thin SVD with the stable backward. ``A (..., m, n)`` -> ``U, S, Vh``.
 
     ``eps_rel`` sets the Lorentzian broadening of the backward: ``eps_rel · s_max²`` for ``1/s``,
-    ``eps_rel · s_max⁴`` for ``1/(s_j² - s_i²)``.
+    ``eps_rel · s_max⁴`` for ``1/(s_j² - s_i²)``. ``absorb="right"`` (``U`` kept as an isometry,
+    ``S·Vh`` the new centre) or ``"left"`` (``U·S`` the centre, ``Vh`` the isometry) tells the
+    backward how an MPS uses the factors, which makes it exact on degenerate spectra.
     """
-    return _StableSVD.apply(A, eps_rel)
+    if absorb not in (None, "left", "right"):
+        raise ValueError(f"absorb must be None, 'left' or 'right', got {absorb!r}")
+    U, S, Vh, _ = _StableSVD.apply(A, eps_rel, None, absorb)
+    return U, S, Vh
 
 
 @dataclass(frozen=True)
@@ -162,8 +202,11 @@ class TruncationPolicy:
         return r
 
 
-def truncated_svd(A: torch.Tensor, policy: TruncationPolicy):
+def truncated_svd(A: torch.Tensor, policy: TruncationPolicy, absorb: str = "right"):
     """Truncated SVD of a batch of matrices at the orthogonality centre.
+
+    ``absorb`` says which factor the caller turns into the new centre (see ``svd``); the
+    backward is then exact on degenerate kept pairs.
 
     Args:
         A: ``(B, m, n)``.
@@ -175,8 +218,9 @@ def truncated_svd(A: torch.Tensor, policy: TruncationPolicy):
         absolute units) and ``kept_norm2`` is ``Σ s²`` kept (before any renormalisation).
         With ``policy.renormalize`` the kept ``S`` is rescaled to ``Σ s² = 1``.
     """
-    U, S, Vh = svd(A, policy.grad_eps)
-    ranks = policy.ranks(S)
+    if absorb not in ("left", "right"):
+        raise ValueError(f"absorb must be 'left' or 'right', got {absorb!r}")
+    U, S, Vh, ranks = _StableSVD.apply(A, policy.grad_eps, policy, absorb)
     r = int(ranks.max())
     S2 = S * S
     total = S2.sum(-1)

@@ -138,7 +138,7 @@ class MPS(QuantumState):
         rest, left = a, 1
         for _ in range(n - 1):
             m = rest.reshape(b, left * 2, -1)
-            U, S, Vh, d, kept2 = truncated_svd(m, policy)
+            U, S, Vh, d, kept2 = truncated_svd(m, policy, absorb="right")
             r = S.shape[-1]
             tensors.append(U.reshape(b, left, 2, r))
             rest = S.to(Vh.dtype).unsqueeze(-1) * Vh
@@ -270,7 +270,7 @@ class MPS(QuantumState):
             l, r = a.shape[1], a.shape[3]
             m = a.reshape(b, l * 2, r)
             if _needs_grad(a, ts[c + 1]):
-                U, S, Vh = svd(m, self.policy.grad_eps)
+                U, S, Vh = svd(m, self.policy.grad_eps, absorb="right")
                 q, rr = U, S.to(Vh.dtype).unsqueeze(-1) * Vh
             else:
                 q, rr = torch.linalg.qr(m)
@@ -282,7 +282,7 @@ class MPS(QuantumState):
             l, r = a.shape[1], a.shape[3]
             m = a.reshape(b, l, 2 * r)
             if _needs_grad(a, ts[c - 1]):
-                U, S, Vh = svd(m, self.policy.grad_eps)
+                U, S, Vh = svd(m, self.policy.grad_eps, absorb="left")
                 q_h, lower = Vh, U * S.to(U.dtype).unsqueeze(-2)
             else:
                 q, rr = torch.linalg.qr(m.mH)
@@ -354,7 +354,7 @@ class MPS(QuantumState):
             g = gate.reshape(gate.shape[:-2] + (2, 2, 2, 2))
             eq = "bklij,bxiy,byjz->bxklz" if g.dim() == 5 else "klij,bxiy,byjz->bxklz"
             theta = contract(eq, g, a0, a1)
-        U, S, Vh, disc, kept2 = truncated_svd(theta.reshape(b, l * 2, 2 * r), self.policy)
+        U, S, Vh, disc, kept2 = truncated_svd(theta.reshape(b, l * 2, 2 * r), self.policy, absorb=direction)
         k = S.shape[-1]
         S = S.to(U.dtype)
         if direction == "right":
@@ -501,7 +501,7 @@ class MPS(QuantumState):
         m = ts[c]
         for bnd in range(c, hi + 1):
             l, r = m.shape[1], m.shape[3]
-            U, S, Vh = svd(m.reshape(b, l * 2, r), eps)
+            U, S, Vh = svd(m.reshape(b, l * 2, r), eps, absorb="right")
             spectra[bnd] = S
             if bnd < hi:
                 m = contract("bkr,brjz->bkjz", S.to(Vh.dtype).unsqueeze(-1) * Vh, ts[bnd + 1])
@@ -509,7 +509,7 @@ class MPS(QuantumState):
         m = ts[c]
         for bnd in range(c - 1, lo - 1, -1):
             l, r = m.shape[1], m.shape[3]
-            U, S, Vh = svd(m.reshape(b, l, 2 * r), eps)
+            U, S, Vh = svd(m.reshape(b, l, 2 * r), eps, absorb="left")
             spectra[bnd] = S
             if bnd > lo:
                 m = contract("bxjl,blk->bxjk", ts[bnd], U * S.to(U.dtype).unsqueeze(-2))

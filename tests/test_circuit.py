@@ -265,8 +265,6 @@ def test_gradients_flow_from_expectations_to_parameters(backend, opts, tol):
     np.testing.assert_allclose(phis.grad.numpy(), d_phi, atol=tol)
 
 
-@pytest.mark.xfail(strict=True, reason="engine bug, qlam_tn/linalg.py: the SVD backward is wrong at exactly "
-                                      "degenerate or zero singular values (Bell pairs, rank-deficient bonds)")
 def test_mps_gradient_at_a_bell_pair_matches_the_statevector():
     def energy(t, backend):
         c = qt.Circuit(4).h(0).cx(0, 3).u3(-1.2, t, 0.3, 3).cy(3, 1).iswap(2, 0).cp(0.7, 2, 3)
