@@ -21,7 +21,7 @@ import torch
 from qlam_tn.experiments.train import TrainConfig, fit, prepare
 
 MODEL_CFG = {"n_qubits": 8, "backend": "statevector", "depth": 2, "readout": "query+xyz",
-             "readout_at": "every", "head_hidden": 32}
+             "readout_at": "every", "head_hidden": 32, "encoding_scale": 0.5}
 
 
 def config(seed: int = 0, epochs: int = 20) -> TrainConfig:

@@ -50,7 +50,9 @@ class QLAMConfig:
         depth: brickwork layers per token (alternating even/odd pairs), >= 1.
         encoding: rotations per qubit from ``W_e x_t + b_e``: ``ry`` | ``ry_rz`` | ``rz_ry_rz``.
         reupload: re-apply the token's rotations before every entangling layer.
-        encoding_scale: init std of ``W_e`` (small: the encoding starts near identity).
+        encoding_scale: init std of ``W_e`` times √F (small: the encoding starts near the
+            identity). 0.1 measured 90.2 ± 1.0 % test on row-level mnist10k against 68.3 ± 4.4 %
+            for 0.5 (3 seeds, README).
         entangler: ``cz`` | ``cnot`` (fixed gate + trainable single-qubit rotations per layer) or
             ``su4`` (a trainable general two-qubit unitary per pair: SO(4) in real mode).
         readout: ``+``-joined parts of ``query`` (query-dependent directions), ``xyz`` (local
@@ -72,7 +74,7 @@ class QLAMConfig:
     depth: int = 2
     encoding: str = "ry"
     reupload: bool = False
-    encoding_scale: float = 0.5
+    encoding_scale: float = 0.1
     entangler: str = "cz"
     readout: str = "query+xyz"
     readout_at: str = "every"

@@ -20,4 +20,4 @@ for seed in 0 1 2; do
       --match-params "$BUDGET"
   done
 done
-qlam report "$OUT"/* --out "$OUT/report.md" --plot "$OUT/report.png"
+qlam report "$OUT" --out "$OUT/report.md" --plot "$OUT/report.png"
