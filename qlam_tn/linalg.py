@@ -75,21 +75,20 @@ class _StableSVD(torch.autograd.Function):
 
         # Inner k x k matrix.
         inner = torch.zeros(U.shape[:-2] + (k, k), dtype=U.dtype, device=U.device)
+        J = Uh @ gU if gU is not None else None  # U† gU
+        K = Vh @ gVh.mH if gVh is not None else None  # V† gV
         if gU is not None or gVh is not None:
             S2 = S * S
             diff = S2.unsqueeze(-2) - S2.unsqueeze(-1)  # (.., i, j) = s_j² - s_i²
             Einv = _broadened_inverse(diff, eps_gap.unsqueeze(-1))
             Einv = Einv.to(U.dtype)
-            if gU is not None:
-                J = Uh @ gU
+            if J is not None:
                 skewJ = J - J.mH
                 inner = inner + skewJ * Sc.unsqueeze(-2) * Einv
                 if U.is_complex():
                     sinv = _broadened_inverse(S, eps).to(U.dtype)
                     inner = inner + torch.diag_embed(1j * J.diagonal(dim1=-2, dim2=-1).imag * sinv)
-            if gVh is not None:
-                gV = gVh.mH
-                K = Vh @ gV
+            if K is not None:
                 skewK = K - K.mH
                 inner = inner + Sc.unsqueeze(-1) * skewK * Einv
         if ctx.absorb is not None and (gU is not None or gVh is not None):
@@ -104,11 +103,9 @@ class _StableSVD(torch.autograd.Function):
             # Used only where s > _GAUGE_FORM_MIN · s_max (below): a plain, unbiased inverse.
             sinv_k = (1 / S.clamp_min(torch.finfo(S.dtype).tiny)).to(U.dtype)
             if ctx.absorb == "right":  # centre S·Vh: K = M† S  ->  M_ij = conj(K_ji) / s_i
-                K_ = (Vh @ gVh.mH) if gVh is not None else torch.zeros_like(inner)
-                m_kept = K_.mH * sinv_k.unsqueeze(-1)
+                m_kept = (K.mH if K is not None else torch.zeros_like(inner)) * sinv_k.unsqueeze(-1)
             else:  # centre U·S: J = M S  ->  M_ij = J_ij / s_j
-                J_ = (Uh @ gU) if gU is not None else torch.zeros_like(inner)
-                m_kept = J_ * sinv_k.unsqueeze(-2)
+                m_kept = (J if J is not None else torch.zeros_like(inner)) * sinv_k.unsqueeze(-2)
             # Both forms agree away from degeneracy. Dividing by s is safe only for values well
             # above zero: a kept pair with a (numerically) zero member keeps the textbook form,
             # which reaches that entry through the other, nonzero value.
