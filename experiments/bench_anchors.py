@@ -1,0 +1,119 @@
+"""The engine against the anchors: qlam_tn's MPS, quimb's CircuitMPS and Qiskit Aer's MPS method.
+
+The same circuit on all three, ``tokens`` times per run: the QLAM token circuit (RY on every
+qubit, two brickwork layers of CZ, RX on every qubit) with fixed random angles, complex128, the
+same ``max_bond`` and cutoff (``rsum2`` 1e-12 for qlam_tn and quimb; Aer's truncation threshold
+1e-12, which it applies to the discarded Σs² of its Vidal form). Reported per run: time per token
+and its ratio to qlam_tn (measured in the same process, one after the other), the largest
+difference of <Z_q> over all qubits against qlam_tn, and each engine's discarded weight
+(quimb: 1 - norm², no renormalisation; Aer: not exposed, it renormalises).
+
+    python -m qlam_tn.experiments.bench_anchors                  # n 16 32, chi 16 32 64
+    python -m qlam_tn.experiments.bench_anchors --n 16 --chi 32  # one point
+
+Needs the ``bench`` extra (qiskit, qiskit-aer). Run it alone.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+import qlam_tn as qt
+
+
+def token_angles(n: int, tokens: int, seed: int = 0) -> np.ndarray:
+    """``(tokens, 2, n)`` angles: RY then RX per qubit."""
+    return np.random.default_rng(seed).uniform(0, 2 * np.pi, size=(tokens, 2, n))
+
+
+def run_qlam(n, chi, angles, batch: int = 1):
+    psi = qt.MPS.zeros(n, batch=batch, max_bond=chi, cutoff=1e-12, dtype=torch.complex128)
+    cz = qt.gates.CZ(dtype=torch.complex128)
+    t0 = time.perf_counter()
+    for ry, rx in angles:
+        psi.apply_layer(qt.gates.RY(torch.as_tensor(ry)).to(torch.complex128))
+        for parity in (0, 1):
+            for q in range(parity, n - 1, 2):
+                psi.apply(cz, (q, q + 1))
+        psi.apply_layer(qt.gates.RX(torch.as_tensor(rx)))
+    dt = time.perf_counter() - t0
+    z = np.array([psi.expect(f"Z{q}")[0].item() for q in range(n)])
+    return dt, z, psi.discarded_weight[0].item()
+
+
+def run_quimb(n, chi, angles):
+    import quimb.tensor as qtn
+
+    circ = qtn.CircuitMPS(n, gate_opts=dict(max_bond=chi, cutoff=1e-12, cutoff_mode="rsum2"))
+    t0 = time.perf_counter()
+    for ry, rx in angles:
+        for q in range(n):
+            circ.apply_gate("RY", float(ry[q]), q)
+        for parity in (0, 1):
+            for q in range(parity, n - 1, 2):
+                circ.apply_gate("CZ", q, q + 1)
+        for q in range(n):
+            circ.apply_gate("RX", float(rx[q]), q)
+    dt = time.perf_counter() - t0
+    psi = circ.psi
+    norm2 = float(abs(psi.H @ psi))
+    zmat = np.diag([1.0, -1.0])
+    # local_expectation normalises by <psi|psi> itself (normalized=True)
+    z = np.array([float(np.real(psi.local_expectation(zmat, q, normalized=True))) for q in range(n)])
+    return dt, z, 1 - norm2
+
+
+def run_aer(n, chi, angles):
+    from qiskit import QuantumCircuit, transpile
+    from qiskit.quantum_info import Pauli
+    from qiskit_aer import AerSimulator
+
+    qc = QuantumCircuit(n)
+    for ry, rx in angles:
+        for q in range(n):
+            qc.ry(float(ry[q]), q)
+        for parity in (0, 1):
+            for q in range(parity, n - 1, 2):
+                qc.cz(q, q + 1)
+        for q in range(n):
+            qc.rx(float(rx[q]), q)
+    for q in range(n):
+        qc.save_expectation_value(Pauli("Z"), [q], label=f"z{q}")
+    sim = AerSimulator(method="matrix_product_state", matrix_product_state_max_bond_dimension=chi,
+                       matrix_product_state_truncation_threshold=1e-12, max_parallel_threads=torch.get_num_threads())
+    tqc = transpile(qc, sim, optimization_level=0)
+    t0 = time.perf_counter()
+    data = sim.run(tqc, shots=1).result().data()
+    dt = time.perf_counter() - t0
+    return dt, np.array([float(data[f"z{q}"]) for q in range(n)]), float("nan")
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--n", type=int, nargs="+", default=[16, 32])
+    p.add_argument("--chi", type=int, nargs="+", default=[16, 32, 64])
+    p.add_argument("--tokens", type=int, default=12)
+    p.add_argument("--engines", nargs="+", default=["qlam_tn", "quimb", "aer"])
+    args = p.parse_args(argv)
+    runners = {"qlam_tn": run_qlam, "quimb": run_quimb, "aer": run_aer}
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, {args.tokens} tokens per run, complex128")
+    print("| n | χ | engine | ms / token | time ÷ qlam_tn | max abs Δ<Z_q> vs qlam_tn | discarded weight |")
+    print("|---|---|---|---|---|---|---|")
+    for n in args.n:
+        for chi in args.chi:
+            angles = token_angles(n, args.tokens)
+            run_qlam(n, chi, angles[:1])  # warm-up (plans, allocator)
+            ref = None
+            for name in args.engines:
+                dt, z, disc = runners[name](n, chi, angles)
+                if ref is None:
+                    ref = (dt, z)
+                print(f"| {n} | {chi} | {name} | {1e3 * dt / args.tokens:.1f} | {dt / ref[0]:.2f} "
+                      f"| {np.abs(z - ref[1]).max():.1e} | {disc:.2e} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,27 @@
+"""The anchor benchmark's three engines agree where nothing is truncated (tiny configuration)."""
+import numpy as np
+import pytest
+
+from qlam_tn.experiments import bench_anchors as B
+
+
+def test_engines_agree_without_truncation():
+    n, chi = 6, 8  # 2^(6/2) = 8: exact
+    angles = B.token_angles(n, 3)
+    _, z_ours, d_ours = B.run_qlam(n, chi, angles)
+    _, z_quimb, d_quimb = B.run_quimb(n, chi, angles)
+    np.testing.assert_allclose(z_ours, z_quimb, atol=1e-10)
+    assert d_ours < 1e-12 and abs(d_quimb) < 1e-10
+    pytest.importorskip("qiskit_aer")
+    _, z_aer, _ = B.run_aer(n, chi, angles)
+    np.testing.assert_allclose(z_ours, z_aer, atol=1e-8)
+
+
+def test_truncated_discarded_weight_matches_quimb():
+    n, chi = 8, 4
+    angles = B.token_angles(n, 3, seed=1)
+    _, z_ours, d_ours = B.run_qlam(n, chi, angles)
+    _, z_quimb, d_quimb = B.run_quimb(n, chi, angles)
+    assert d_ours > 1e-3
+    assert abs(d_ours - d_quimb) < 1e-8
+    np.testing.assert_allclose(z_ours, z_quimb, atol=1e-8)
