@@ -44,6 +44,40 @@ def run_qlam(n, chi, angles, batch: int = 1):
     return dt, z, psi.discarded_weight[0].item()
 
 
+def run_qlam_ry_cz(n, chi, angles, dtype, batch: int = 1):
+    """The token circuit without its RX layer (RY + CZ only: real), in ``dtype``; returns seconds."""
+    psi = qt.MPS.zeros(n, batch=batch, max_bond=chi, cutoff=1e-12, dtype=dtype)
+    cz = qt.gates.CZ(dtype=dtype)
+    t0 = time.perf_counter()
+    for ry, _ in angles:
+        psi.apply_layer(qt.gates.RY(torch.as_tensor(ry)).to(dtype))
+        for parity in (0, 1):
+            for q in range(parity, n - 1, 2):
+                psi.apply(cz, (q, q + 1))
+    return time.perf_counter() - t0
+
+
+def svd_share(n, chi, angles):
+    """Time of one run against the summed standalone time of the SVDs it performs."""
+    shapes = []
+    real_svd = torch.linalg.svd
+
+    def spy(a, *args, **kw):
+        shapes.append((tuple(a.shape), a.dtype))
+        return real_svd(a, *args, **kw)
+
+    torch.linalg.svd = spy
+    try:
+        dt, _, _ = run_qlam(n, chi, angles)
+    finally:
+        torch.linalg.svd = real_svd
+    mats = [torch.randn(shape, dtype=dtype) for shape, dtype in shapes]
+    t0 = time.perf_counter()
+    for m in mats:
+        real_svd(m, full_matrices=False)
+    return dt, time.perf_counter() - t0, len(shapes)
+
+
 def run_quimb(n, chi, angles):
     import quimb.tensor as qtn
 
@@ -97,6 +131,8 @@ def main(argv=None):
     p.add_argument("--chi", type=int, nargs="+", default=[16, 32, 64])
     p.add_argument("--tokens", type=int, default=12)
     p.add_argument("--engines", nargs="+", default=["qlam_tn", "quimb", "aer"])
+    p.add_argument("--extras", action="store_true",
+                   help="also: batch 32 against Aer per state, real vs complex, time vs standalone SVDs")
     args = p.parse_args(argv)
     runners = {"qlam_tn": run_qlam, "quimb": run_quimb, "aer": run_aer}
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, {args.tokens} tokens per run, complex128")
@@ -113,6 +149,21 @@ def main(argv=None):
                     ref = (dt, z)
                 print(f"| {n} | {chi} | {name} | {1e3 * dt / args.tokens:.1f} | {dt / ref[0]:.2f} "
                       f"| {np.abs(z - ref[1]).max():.1e} | {disc:.2e} |", flush=True)
+    if not args.extras:
+        return
+    print("\n| n | χ | Aer per state ÷ qlam_tn per sample at B=32 | RY+CZ complex128 ÷ float64 "
+          "| token time ÷ standalone SVD time (SVDs per run) |")
+    print("|---|---|---|---|---|")
+    for n in args.n:
+        for chi in args.chi:
+            angles = token_angles(n, args.tokens)
+            t_aer, _, _ = run_aer(n, chi, angles)
+            t_b32, _, _ = run_qlam(n, chi, angles, batch=32)
+            t_c = run_qlam_ry_cz(n, chi, angles, torch.complex128)
+            t_r = run_qlam_ry_cz(n, chi, angles, torch.float64)
+            t_run, t_svd, count = svd_share(n, chi, angles)
+            print(f"| {n} | {chi} | {t_aer / (t_b32 / 32):.2f} | {t_c / t_r:.2f} | {t_run / t_svd:.2f} ({count}) |",
+                  flush=True)
 
 
 if __name__ == "__main__":
