@@ -1,5 +1,6 @@
 """The anchor benchmark's three engines agree where nothing is truncated (tiny configuration)."""
 import numpy as np
+import torch
 import pytest
 
 from qlam_tn.experiments import bench_anchors as B
@@ -25,3 +26,12 @@ def test_truncated_discarded_weight_matches_quimb():
     assert d_ours > 1e-3
     assert abs(d_ours - d_quimb) < 1e-8
     np.testing.assert_allclose(z_ours, z_quimb, atol=1e-8)
+
+
+def test_extras_count_every_split_and_keep_real_circuits_real():
+    n, tokens = 6, 2
+    angles = B.token_angles(n, tokens)
+    t_run, t_svd, count = B.svd_share(n, 4, angles)
+    assert count == tokens * (n - 1)  # one split per two-qubit gate; QR moves outside autograd
+    assert t_run > 0 and t_svd > 0
+    assert B.run_qlam_ry_cz(n, 4, angles, torch.float64) > 0
