@@ -9,6 +9,7 @@ COMMANDS = {
     "bench-engine": ("qlam_tn.experiments.bench_engine", "time one gate and one brickwork layer"),
     "bench-models": ("qlam_tn.experiments.bench_models", "time QLAM and the baselines per token"),
     "bench-oracle": ("qlam_tn.experiments.bench_oracle", "exact-oracle time vs n; token-update GFLOP/s"),
+    "entangle": ("qlam_tn.experiments.entangle", "entanglement of a QLAM memory vs context length"),
     "bench-anchors": ("qlam_tn.experiments.bench_anchors", "the MPS against quimb and Qiskit Aer"),
     "bench-contraction": ("qlam_tn.experiments.bench_contraction", "planned vs plain einsum overhead"),
     "memory-check": ("qlam_tn.experiments.memory_check", "peak memory of a QLAM training step"),
