@@ -95,7 +95,9 @@ def _plots(out: Path, traces: dict):
     for ax, n in zip(axes[0], ns):
         for (nn, chi), (s_vn, _, _) in sorted(traces.items(), key=lambda kv: (kv[0][0], kv[0][1] or 1 << 30)):
             if nn == n:
-                ax.plot(s_vn[:, n // 2 - 1].numpy(), label=f"χ={chi or 'exact'}", lw=1)
+                line, = ax.plot(s_vn[:, n // 2 - 1].numpy(), label=f"χ={chi or 'exact'}", lw=1)
+                if chi is not None and math.log2(chi) < n // 2:  # the cap log2 χ, in the line's colour
+                    ax.axhline(math.log2(chi), color=line.get_color(), ls=":", lw=0.6)
         ax.axhline(n // 2, color="k", ls="--", lw=0.8, label="max min(k, n-k)")
         ax.axhline(page_entropy_bits(n // 2, n), color="r", ls=":", lw=0.8, label="Page value")
         ax.set(title=f"centre-bond entropy, n={n}", xlabel="token", ylabel="bits", xscale="log")
