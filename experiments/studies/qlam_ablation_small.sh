@@ -24,3 +24,9 @@ run init0.1 0.01 encoding_scale=0.1
 run init0.2 0.01 encoding_scale=0.2
 run n10 0.01 n_qubits=10
 run head64 0.01 head_hidden=64
+# Second round, from the better init 0.1 (lr 0.01 unless stated):
+run i01-lr0.03 0.03 encoding_scale=0.1
+run i01-su4 0.01 encoding_scale=0.1 entangler=su4
+run i01-reupload-d3 0.01 encoding_scale=0.1 reupload=true depth=3
+run i01-n10 0.01 encoding_scale=0.1 n_qubits=10
+run i01-init0.05 0.01 encoding_scale=0.05
