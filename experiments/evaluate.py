@@ -11,6 +11,17 @@ normalisation, and the validation split's fraction and seed (``--split val`` is 
 validation split). ``--dataset`` and ``--data-dir`` default to the run's. With ``--json``,
 stdout holds exactly one JSON object ``{"accuracy": ..., "n": ...}``; everything else goes to
 stderr.
+
+Accuracy versus bond dimension (QLAM checkpoints): ``--bond-dim CHI`` rebuilds the run's QLAM on
+the MPS backend with bond cap ``CHI`` (``exact``: no cap, only the 1e-12 cutoff) and loads the
+trained weights, which do not depend on the backend. A statevector-trained model is then
+"trained exact, evaluated truncated". The JSON gains the bond cap, the backends and the
+discarded weight (accumulated over a sequence's tokens, then averaged / maximised over the
+split's sequences)::
+
+    qlam eval --checkpoint runs/row_mnist10k/qlam-su4-init01-s0/best.pt --bond-dim 4 --json
+    {"accuracy": ..., "n": 2000, "bond_dim": 4, "backend": "mps", "trained_backend":
+     "statevector", "trained_bond_dim": null, "discarded_weight_mean": ..., "discarded_weight_max": ...}
 """
 from __future__ import annotations
 
@@ -18,22 +29,107 @@ import argparse
 import contextlib
 import json
 import sys
+from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from qlam_tn.experiments import runfolder as rf
 from qlam_tn.experiments.data import load_splits
 from qlam_tn.experiments.train import DTYPES, evaluate, make_dataset, model_from_config, \
     resolve_device
 
+# ``score(bond_dim=KEEP)``: evaluate the model as it was trained (distinct from None = exact MPS).
+KEEP = "keep"
+
+
+def parse_bond_dim(raw) -> int | None:
+    """``"exact"``/``"none"``/``None`` -> ``None`` (no cap); ``"8"``/``8`` -> ``8``; else ``ValueError``."""
+    if raw is None or (isinstance(raw, str) and raw.strip().lower() in ("exact", "none")):
+        return None
+    try:
+        chi = int(raw)
+    except (TypeError, ValueError):
+        raise ValueError(f"bond dimension must be a positive int or 'exact', got {raw!r}") from None
+    if isinstance(raw, bool) or chi < 1 or (isinstance(raw, float) and raw != chi):
+        raise ValueError(f"bond dimension must be a positive int or 'exact', got {raw!r}")
+    return chi
+
+
+def resolve_checkpoint(path) -> Path:
+    """A ``.pt`` file, or a run folder (its ``best.pt``, else its ``last.pt``)."""
+    path = Path(path)
+    if path.is_dir():
+        for name in ("best.pt", "last.pt"):
+            if (path / name).is_file():
+                return path / name
+        raise FileNotFoundError(f"{path}: a folder without best.pt or last.pt (not a run folder?)")
+    return path
+
+
+def qlam_model_config(config: dict, bond_dim=KEEP) -> dict:
+    """A run's ``config["model"]`` with its QLAM rebuilt on the MPS backend at ``bond_dim``.
+
+    ``bond_dim=KEEP`` returns ``config["model"]`` unchanged. The parameters of a QLAM do not
+    depend on the backend (the same encoder, entangler and query weights drive either engine),
+    so the run's state dict loads into the rebuilt model. ``ValueError`` for a non-QLAM run.
+    """
+    model_cfg = config["model"]
+    if bond_dim == KEEP:
+        return model_cfg
+    if model_cfg["name"] != "qlam":
+        raise ValueError(f"a bond dimension applies to QLAM checkpoints only; this one holds a "
+                         f"{model_cfg['name']!r} model")
+    resolved = {**model_cfg["resolved"], "backend": "mps", "bond_dim": parse_bond_dim(bond_dim)}
+    return {**model_cfg, "resolved": resolved}
+
+
+def load_model(checkpoint, bond_dim=KEEP, dtype: str | None = None):
+    """``(model, ckpt)``: the trained model of ``checkpoint`` (a ``.pt`` or a run folder), on the CPU.
+
+    ``bond_dim``: ``KEEP`` (as trained), an int cap or ``None``/``"exact"`` (MPS backend, see
+    :func:`qlam_model_config`). ``dtype`` (``float32``/``float64``) defaults to the run's.
+    """
+    ckpt = rf.load_checkpoint(resolve_checkpoint(checkpoint))
+    config = ckpt["config"]
+    model = model_from_config(qlam_model_config(config, bond_dim), dtype or config["train"]["dtype"])
+    model.load_state_dict(ckpt["model"])
+    return model, ckpt
+
+
+@torch.no_grad()
+def evaluate_truncated(model, loader, device, dtype) -> dict:
+    """:func:`train.evaluate` plus the MPS discarded weight of every sequence: adds
+    ``discarded_sum`` and ``discarded_max`` (over sequences of the per-sequence weight cut,
+    accumulated over its tokens)."""
+    model.eval()
+    loss_sum, correct, n, d_sum, d_max = 0.0, 0, 0, 0.0, 0.0
+    for x, y in loader:
+        x, y = x.to(device=device, dtype=dtype), y.to(device)
+        logits = model(x)
+        disc = model.qlam.last_discarded_weight  # (B,), set by this forward
+        loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
+        correct += int((logits.argmax(-1) == y).sum())
+        n += len(y)
+        d_sum += float(disc.sum())
+        d_max = max(d_max, float(disc.max()))
+    return {"loss_sum": loss_sum, "correct": correct, "n": n, "discarded_sum": d_sum,
+            "discarded_max": d_max}
+
 
 def score(checkpoint, dataset: str | None = None, data_dir=None, split: str = "test",
-          batch_size: int = 256, device: str = "auto") -> dict:
+          batch_size: int = 256, device: str = "auto", bond_dim=KEEP) -> dict:
     """``{"accuracy", "n", "loss"}`` of the model in ``checkpoint`` on ``split``.
+
+    ``bond_dim`` (QLAM only; an int, or ``None``/``"exact"``): evaluate on the MPS backend at
+    that bond cap instead of as trained; the result then also holds ``bond_dim``, ``backend``,
+    ``trained_backend``, ``trained_bond_dim``, ``discarded_weight_mean`` and
+    ``discarded_weight_max``.
 
     Raises ``ValueError`` for a checkpoint that fails verification or a dataset that does not
     fit the model (image shape, classes), ``FileNotFoundError`` for missing files.
     """
+    checkpoint = resolve_checkpoint(checkpoint)
     ckpt = rf.load_checkpoint(checkpoint)
     config = ckpt["config"]
     train_cfg, data_cfg = config["train"], config["data"]
@@ -51,13 +147,22 @@ def score(checkpoint, dataset: str | None = None, data_dir=None, split: str = "t
         raise ValueError(f"{dataset!r} has {part.info.num_classes} classes; the model in "
                          f"{checkpoint} has {config['model']['num_classes']}")
     dev = resolve_device(device)
-    model = model_from_config(config["model"], train_cfg["dtype"]).to(dev)
+    model = model_from_config(qlam_model_config(config, bond_dim), train_cfg["dtype"]).to(dev)
     model.load_state_dict(ckpt["model"])
     loader = torch.utils.data.DataLoader(make_dataset(part, data_cfg), batch_size=batch_size)
-    stats = evaluate(model, loader, dev, DTYPES[train_cfg["dtype"]])
+    truncated = bond_dim != KEEP
+    stats = (evaluate_truncated if truncated else evaluate)(model, loader, dev,
+                                                             DTYPES[train_cfg["dtype"]])
     n = stats["n"]
-    return {"accuracy": stats["correct"] / n, "n": n, "loss": stats["loss_sum"] / n,
-            "dataset": dataset, "split": split, "epoch": ckpt["epoch"]}
+    out = {"accuracy": stats["correct"] / n, "n": n, "loss": stats["loss_sum"] / n,
+           "dataset": dataset, "split": split, "epoch": ckpt["epoch"]}
+    if truncated:
+        resolved = config["model"]["resolved"]
+        out.update(bond_dim=model.config.bond_dim, backend="mps",
+                   trained_backend=config["model"]["backend"], trained_bond_dim=resolved["bond_dim"],
+                   discarded_weight_mean=stats["discarded_sum"] / n,
+                   discarded_weight_max=stats["discarded_max"])
+    return out
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,14 +174,24 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     ap.add_argument("--threads", type=int, help="torch CPU threads")
+    ap.add_argument("--bond-dim", metavar="CHI",
+                    help="QLAM only: evaluate on the MPS backend with this bond cap (an int, or "
+                         "'exact' for none); the JSON adds the discarded weight")
     ap.add_argument("--json", action="store_true",
-                    help='print only {"accuracy": ..., "n": ...} on stdout')
+                    help='print only {"accuracy": ..., "n": ...} on stdout (with --bond-dim '
+                         'also the bond caps, backends and discarded weight)')
     return ap
 
 
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    bond_dim = KEEP
+    if args.bond_dim is not None:
+        try:
+            bond_dim = parse_bond_dim(args.bond_dim)
+        except ValueError as exc:
+            parser.error(f"--bond-dim: {exc}")
     if args.batch_size < 1:
         parser.error(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.threads is not None:
@@ -87,15 +202,22 @@ def main(argv=None) -> int:
     with contextlib.redirect_stdout(sys.stderr):
         try:
             result = score(args.checkpoint, args.dataset, args.data_dir, args.split,
-                           args.batch_size, args.device)
+                           args.batch_size, args.device, bond_dim)
         except (ValueError, FileNotFoundError) as exc:
             parser.error(str(exc))
+    extra = ("bond_dim", "backend", "trained_backend", "trained_bond_dim", "discarded_weight_mean",
+             "discarded_weight_max")
     if args.json:
-        print(json.dumps({"accuracy": result["accuracy"], "n": result["n"]}))
+        print(json.dumps({k: result[k] for k in ("accuracy", "n") + extra if k in result}))
     else:
         print(f"accuracy {result['accuracy']:.4f} on {result['n']} {result['split']} images of "
               f"{result['dataset']} (loss {result['loss']:.4f}; {args.checkpoint}, epoch "
               f"{result['epoch']})")
+        if "bond_dim" in result:
+            print(f"MPS bond cap {result['bond_dim'] or 'exact'} (trained on "
+                  f"{result['trained_backend']}, bond cap {result['trained_bond_dim'] or 'exact'}): "
+                  f"discarded weight per sequence mean {result['discarded_weight_mean']:.3e}, "
+                  f"max {result['discarded_weight_max']:.3e}")
     return 0
 
 
