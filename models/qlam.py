@@ -5,7 +5,11 @@ Per token ``x_t (B, F)``::
     a_t = W_e x_t + b_e                       encoding angles, k per qubit
     |ψ_t> = U_ent(θ) · ⊗_i R(a_{t,i}) |ψ_{t-1}>   (with re-uploading: R before every layer)
     features_t = [ m_t·b_i  (query),  b_i (local X/Y/Z),  <Z_i Z_{i+1}> ]
-    logits = head(features_T)  or  head(mean_t features_t)
+    logits = head(features_T)  or  head(mean_t features_t)  or  head(Σ_t α_t features_t)
+
+with ``α = softmax_t(w_p·x_t + b_p)`` for ``readout_at="attn"``: the pooling weights depend on the
+tokens only, never on the memory, so they are known before the scan and streaming keeps a running
+(max, normaliser, weighted sum) of constant size.
 
 where ``b_i`` is qubit i's Bloch vector and ``m_t`` the query-dependent measurement
 direction ``m_{t,i}(W_q x_t)`` on the Bloch sphere. The memory is held by the engine's
@@ -30,7 +34,7 @@ ENCODINGS = {"ry": "y", "ry_rz": "yz", "rz_ry_rz": "zyz"}
 ENTANGLERS = ("cz", "cnot", "su4")
 READOUT_PARTS = ("query", "xyz", "zz")
 BACKENDS = ("auto", "mps", "statevector")
-READOUT_AT = ("last", "every")
+READOUT_AT = ("last", "every", "attn")
 
 # Largest n for which backend="auto" picks the dense StateVector (see README: crossover measured).
 AUTO_STATEVECTOR_MAX_QUBITS = 12
@@ -57,7 +61,11 @@ class QLAMConfig:
             ``su4`` (a trainable general two-qubit unitary per pair: SO(4) in real mode).
         readout: ``+``-joined parts of ``query`` (query-dependent directions), ``xyz`` (local
             Bloch vectors), ``zz`` (neighbour correlators).
-        readout_at: ``last`` (features of the final token) or ``every`` (mean over tokens).
+        query_heads: measurement directions per qubit computed from each token (``query`` part):
+            ``n · query_heads`` query features.
+        readout_at: ``last`` (features of the final token), ``every`` (mean over tokens) or
+            ``attn`` (softmax-weighted sum over tokens, weights scored from each token by a
+            linear map: ``F + 1`` extra parameters).
         backend: ``mps`` | ``statevector`` | ``auto`` (statevector up to 12 qubits).
         real: real-amplitude circuits (RY encodings, real entanglers): float arithmetic.
         checkpoint_every: recompute token chunks of this length in backward (bounded memory).
@@ -77,6 +85,7 @@ class QLAMConfig:
     encoding_scale: float = 0.1
     entangler: str = "cz"
     readout: str = "query+xyz"
+    query_heads: int = 1
     readout_at: str = "every"
     backend: str = "auto"
     real: bool = True
@@ -96,6 +105,7 @@ class QLAMConfig:
         _int("n_qubits", 1)
         _int("depth", 1)
         _int("head_hidden", 1)
+        _int("query_heads", 1)
         if self.bond_dim is not None:
             _int("bond_dim", 1)
         if self.checkpoint_every is not None:
@@ -138,11 +148,14 @@ class QLAMConfig:
 
 @dataclass
 class QLAMState:
-    """Streaming state: the quantum memory, the running feature sum, the token count, and the
-    entangler built once for the parameter values it was built from."""
+    """Streaming state: the quantum memory, the running (weighted) feature sum, the token count,
+    the running softmax max and normaliser of ``attn`` pooling, and the entangler built once for
+    the parameter values it was built from."""
 
     memory: object
     feature_sum: Optional[torch.Tensor] = None
+    score_max: Optional[torch.Tensor] = None
+    score_norm: Optional[torch.Tensor] = None
     tokens: int = 0
     entangler: Optional[tuple] = None
     param_versions: Optional[tuple] = None
@@ -171,7 +184,7 @@ def _hermitian(p: torch.Tensor, dim: int) -> torch.Tensor:
 class QLAM(nn.Module):
     """The quantum memory layer: ``(B, T, F)`` tokens -> ``(B, D)`` readout features.
 
-    ``D = n`` (query) ``+ 3n`` (xyz; ``2n`` in real mode, where ``<Y> = 0``) ``+ (n-1)`` (zz).
+    ``D = n·query_heads`` (query) ``+ 3n`` (xyz; ``2n`` in real mode, where ``<Y> = 0``) ``+ (n-1)`` (zz).
     """
 
     def __init__(self, input_dim: int, config: Optional[QLAMConfig] = None, **overrides):
@@ -198,8 +211,14 @@ class QLAM(nn.Module):
             self.entangler_params = nn.ParameterList(
                 [nn.Parameter(0.1 * torch.randn(n, rot)) for _ in range(n_layers)])
         parts = cfg.readout_parts
-        self.query = nn.Linear(input_dim, n * (1 if cfg.real else 2)) if "query" in parts else None
-        self.feature_dim = (n if "query" in parts else 0) + ((2 if cfg.real else 3) * n if "xyz" in parts else 0) \
+        h = cfg.query_heads
+        self.query = nn.Linear(input_dim, n * h * (1 if cfg.real else 2)) if "query" in parts else None
+        # Token-scored pooling weights; zero init starts as the plain mean ("every").
+        self.pool = nn.Linear(input_dim, 1) if cfg.readout_at == "attn" else None
+        if self.pool is not None:
+            nn.init.zeros_(self.pool.weight)
+            nn.init.zeros_(self.pool.bias)
+        self.feature_dim = (n * h if "query" in parts else 0) + ((2 if cfg.real else 3) * n if "xyz" in parts else 0) \
             + (n - 1 if "zz" in parts else 0)
 
     # ------------------------------------------------------------------ circuit pieces
@@ -284,16 +303,16 @@ class QLAM(nn.Module):
         if "query" in parts or "xyz" in parts:
             bloch = bloch_vectors(memory).to(self._real_dtype)  # (B, n, 3)
             if "query" in parts:
-                q = self.query(x_t).reshape(x_t.shape[0], cfg.n_qubits, -1)
-                theta = q[..., 0]
+                q = self.query(x_t).reshape(x_t.shape[0], cfg.n_qubits, cfg.query_heads, -1)
+                theta = q[..., 0]  # (B, n, heads)
                 if cfg.real:
                     m = torch.stack([torch.sin(theta), torch.cos(theta)], dim=-1)
-                    feats.append((m * bloch[..., [0, 2]]).sum(-1))
+                    feats.append((m * bloch[:, :, None, [0, 2]]).sum(-1).flatten(1))
                 else:
                     phi = q[..., 1]
                     m = torch.stack([torch.sin(theta) * torch.cos(phi), torch.sin(theta) * torch.sin(phi),
                                      torch.cos(theta)], dim=-1)
-                    feats.append((m * bloch).sum(-1))
+                    feats.append((m * bloch[:, :, None]).sum(-1).flatten(1))
             if "xyz" in parts:
                 feats.append((bloch[..., [0, 2]] if cfg.real else bloch).flatten(1))
         if "zz" in parts:
@@ -325,7 +344,7 @@ class QLAM(nn.Module):
     def _forward_fast(self, x: torch.Tensor) -> torch.Tensor:
         cfg = self.config
         b, t_len, _ = x.shape
-        every = cfg.readout_at == "every"
+        every = cfg.readout_at != "last"
         angles = self.encoder(x)  # (B, T, n)
         _, unitary = self._entangler()
         bloch = dense_ry_scan(angles, unitary, cfg.checkpoint_every)  # (B, T, n, 2): X, Z
@@ -333,13 +352,21 @@ class QLAM(nn.Module):
             bloch, x = bloch[:, -1:], x[:, -1:]
         feats = []
         if "query" in cfg.readout_parts:
-            theta = self.query(x)  # (B, T', n)
+            theta = self.query(x).view(b, x.shape[1], cfg.n_qubits, cfg.query_heads)  # (B, T', n, heads)
             m = torch.stack([torch.sin(theta), torch.cos(theta)], dim=-1)
-            feats.append((m * bloch).sum(-1))
+            feats.append((m * bloch[..., None, :]).sum(-1).flatten(2))
         if "xyz" in cfg.readout_parts:
             feats.append(bloch.flatten(2))
         f = torch.cat(feats, dim=-1)  # (B, T', D)
-        return f.mean(1) if every else f[:, -1]
+        if not every:
+            return f[:, -1]
+        return torch.einsum("bt,btd->bd", self._pool_weights(x), f)
+
+    def _pool_weights(self, x: torch.Tensor) -> torch.Tensor:
+        """Pooling weights ``(B, T)`` over the tokens of ``x (B, T, F)``, summing to 1."""
+        if self.pool is None:
+            return x.new_full(x.shape[:2], 1.0 / x.shape[1])
+        return torch.softmax(self.pool(x).squeeze(-1), dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x (B, T, F)`` -> readout features ``(B, D)``."""
@@ -351,17 +378,18 @@ class QLAM(nn.Module):
         ent = self._entangler()
         memory = self._new_memory(b, x.device)
         self._last_memory = memory
-        every = self.config.readout_at == "every"
+        pooled = self.config.readout_at != "last"
+        weights = self._pool_weights(x) if pooled else None  # (B, T)
         chunk = self.config.checkpoint_every
         if chunk is None or not torch.is_grad_enabled():
             total = None
             for t in range(t_len):
                 self._token_update(memory, x[:, t], ent)
-                if every:
-                    f = self._features(memory, x[:, t])
+                if pooled:
+                    f = weights[:, t, None] * self._features(memory, x[:, t])
                     total = f if total is None else total + f
-            return total / t_len if every else self._features(memory, x[:, -1])
-        return self._forward_checkpointed(x, memory, ent, chunk)
+            return total if pooled else self._features(memory, x[:, -1])
+        return self._forward_checkpointed(x, weights, memory, ent, chunk)
 
     @property
     def last_discarded_weight(self) -> Optional[torch.Tensor]:
@@ -376,9 +404,10 @@ class QLAM(nn.Module):
         mem = getattr(self, "_last_memory", None)
         return mem.fidelity_estimate.detach() if isinstance(mem, MPS) else None
 
-    def _forward_checkpointed(self, x, memory, ent, chunk):
-        """Token chunks recomputed in backward: activations of one chunk plus one state per chunk."""
-        every = self.config.readout_at == "every"
+    def _forward_checkpointed(self, x, weights, memory, ent, chunk):
+        """Token chunks recomputed in backward: activations of one chunk plus one state per chunk.
+        ``weights (B, T)`` pool the per-token features (``None``: features of the last token)."""
+        pooled = weights is not None
         t_len = x.shape[1]
         is_mps = isinstance(memory, MPS)
         policy = memory.policy if is_mps else None
@@ -386,7 +415,7 @@ class QLAM(nn.Module):
         def pack(mem):
             return (*mem.tensors, mem.discarded_weight, mem._log_fidelity) if is_mps else (mem.psi,)
 
-        def run(xc, centre, *state):
+        def run(xc, wc, centre, *state):
             if is_mps:
                 mem = MPS(list(state[:-2]), centre, policy, state[-2], state[-1])
             else:
@@ -394,8 +423,8 @@ class QLAM(nn.Module):
             total = x.new_zeros(x.shape[0], self.feature_dim)
             for t in range(xc.shape[1]):
                 self._token_update(mem, xc[:, t], ent)
-                if every:
-                    total = total + self._features(mem, xc[:, t])
+                if pooled:
+                    total = total + wc[:, t, None] * self._features(mem, xc[:, t])
             return total, (mem.center if is_mps else None), *pack(mem)
 
         state, centre, total = pack(memory), (memory.center if is_mps else None), None
@@ -403,14 +432,13 @@ class QLAM(nn.Module):
             # The entangler tensors are captured by closure: non-reentrant checkpointing
             # tracks them, and the centre (a Python int) is an explicit input so that the
             # recomputation in backward starts where the forward chunk did.
-            out = checkpoint(run, x[:, start:start + chunk], centre, *state, use_reentrant=False)
+            wc = weights[:, start:start + chunk] if pooled else None
+            out = checkpoint(run, x[:, start:start + chunk], wc, centre, *state, use_reentrant=False)
             chunk_total, centre, state = out[0], out[1], out[2:]
             total = chunk_total if total is None else total + chunk_total
         mem = MPS(list(state[:-2]), centre, policy, state[-2], state[-1]) if is_mps else StateVector(state[0])
         self._last_memory = mem
-        if every:
-            return total / t_len
-        return self._features(mem, x[:, -1])
+        return total if pooled else self._features(mem, x[:, -1])
 
     def init_state(self, batch: int, device=None) -> QLAMState:
         """A fresh streaming state for ``batch`` sequences."""
@@ -434,8 +462,19 @@ class QLAM(nn.Module):
         count = state.tokens + 1
         if self.config.readout_at == "every":
             total = f if state.feature_sum is None else state.feature_sum + f
-            return total / count, QLAMState(mem, total, count, ent, versions)
-        return f, QLAMState(mem, None, count, ent, versions)
+            return total / count, QLAMState(mem, total, tokens=count, entangler=ent, param_versions=versions)
+        if self.config.readout_at == "attn":
+            # Online softmax: rescale the running sums to the new maximum score.
+            score = self.pool(x_t).squeeze(-1)  # (B,)
+            if state.feature_sum is None:
+                top, norm, total = score, torch.ones_like(score), f
+            else:
+                top = torch.maximum(state.score_max, score)
+                old, new = torch.exp(state.score_max - top), torch.exp(score - top)
+                norm = state.score_norm * old + new
+                total = state.feature_sum * old[:, None] + new[:, None] * f
+            return total / norm[:, None], QLAMState(mem, total, top, norm, count, ent, versions)
+        return f, QLAMState(mem, tokens=count, entangler=ent, param_versions=versions)
 
 
 class QLAMClassifier(nn.Module):

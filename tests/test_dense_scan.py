@@ -8,13 +8,18 @@ from qlam_tn.models.qlam import QLAMClassifier
 
 @pytest.mark.parametrize("n", [1, 3, 5, 8])
 @pytest.mark.parametrize("kw", [dict(), dict(readout="xyz", readout_at="last"), dict(checkpoint_every=4),
-                                dict(checkpoint_every=50), dict(entangler="su4", depth=3)])
+                                dict(checkpoint_every=50), dict(entangler="su4", depth=3),
+                                dict(readout_at="attn", checkpoint_every=4, query_heads=2)])
 def test_fast_path_equals_reference(n, kw):
     x = torch.rand(3, 70, 2, dtype=torch.float64)
     torch.manual_seed(1)
     fast = QLAMClassifier(2, 5, n_qubits=n, backend="statevector", fast_path=True, **kw).double()
     torch.manual_seed(1)
     ref = QLAMClassifier(2, 5, n_qubits=n, backend="statevector", fast_path=False, **kw).double()
+    if fast.qlam.pool is not None:  # random pooling scores, the same in both
+        with torch.no_grad():
+            fast.qlam.pool.weight.normal_()
+            ref.qlam.pool.weight.copy_(fast.qlam.pool.weight)
     assert fast.qlam.uses_fast_path and not ref.qlam.uses_fast_path
     y_f, y_r = fast(x), ref(x)
     torch.testing.assert_close(y_f, y_r, atol=1e-12, rtol=0)

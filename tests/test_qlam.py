@@ -9,7 +9,18 @@ CONFIGS = [
     dict(real=False, encoding="ry_rz", entangler="su4", readout="query+xyz+zz"),
     dict(real=True, entangler="su4", readout="query+zz", readout_at="last", reupload=True),
     dict(real=False, entangler="cnot", depth=3, encoding="rz_ry_rz", readout="xyz+zz"),
+    dict(real=True, entangler="su4", readout_at="attn", query_heads=3),
 ]
+
+
+def _scramble_pool(model, seed=7):
+    """Random attention-pooling scores (they start at zero, i.e. as the plain mean)."""
+    if model.qlam.pool is not None:
+        g = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            for p in model.qlam.pool.parameters():
+                p.copy_(torch.randn(p.shape, generator=g, dtype=p.dtype))
+    return model
 
 
 def _pair(kw, n=5, **extra):
@@ -18,7 +29,7 @@ def _pair(kw, n=5, **extra):
     torch.manual_seed(1)
     # Exact MPS: no cap, no cutoff, and a tiny broadening so that its gradient is the exact one.
     mps = QLAMClassifier(4, 5, n_qubits=n, backend="mps", cutoff=0.0, grad_eps=1e-28, **kw, **extra).double()
-    return sv, mps
+    return _scramble_pool(sv), _scramble_pool(mps)
 
 
 def _grads(model):
@@ -41,7 +52,7 @@ def test_exact_mps_equals_statevector_outputs_and_gradients(kw):
 @pytest.mark.parametrize("backend", ["statevector", "mps"])
 def test_streaming_equals_forward(kw, backend):
     torch.manual_seed(2)
-    model = QLAMClassifier(4, 5, n_qubits=5, backend=backend, bond_dim=4, **kw).double()
+    model = _scramble_pool(QLAMClassifier(4, 5, n_qubits=5, backend=backend, bond_dim=4, **kw).double())
     x = torch.rand(2, 6, 4, dtype=torch.float64)
     state = model.init_state(2)
     for t in range(6):
@@ -50,7 +61,7 @@ def test_streaming_equals_forward(kw, backend):
         torch.testing.assert_close(out, model(x[:, : t + 1]), atol=1e-12, rtol=0)
 
 
-@pytest.mark.parametrize("kw", CONFIGS[:2])
+@pytest.mark.parametrize("kw", CONFIGS[:2] + CONFIGS[-1:])
 @pytest.mark.parametrize("backend", ["statevector", "mps"])
 def test_checkpointing_gives_same_gradients(kw, backend):
     x = torch.rand(2, 9, 4, dtype=torch.float64)
@@ -58,12 +69,25 @@ def test_checkpointing_gives_same_gradients(kw, backend):
     for ck in (None, 4):
         torch.manual_seed(3)
         model = QLAMClassifier(4, 5, n_qubits=5, backend=backend, bond_dim=4, checkpoint_every=ck, **kw).double()
+        _scramble_pool(model)
         y = model(x)
         y.sum().backward()
         grads.append((y.detach(), _grads(model)))
     torch.testing.assert_close(grads[0][0], grads[1][0], atol=1e-13, rtol=0)
     for a, b in zip(grads[0][1], grads[1][1]):
         torch.testing.assert_close(a, b, atol=1e-12, rtol=0)
+
+
+def test_attention_pooling_matches_hand_softmax():
+    """readout_at="attn" is Σ_t softmax_t(w·x_t + b) f_t over the per-token features of "every"."""
+    torch.manual_seed(5)
+    attn = _scramble_pool(QLAMClassifier(4, 3, n_qubits=4, readout_at="attn", fast_path=False).double()).qlam
+    x = torch.rand(2, 6, 4, dtype=torch.float64)
+    ref = QLAM(4, attn.config, readout_at="last").double()
+    ref.load_state_dict({k: v for k, v in attn.state_dict().items() if not k.startswith("pool.")})
+    feats = torch.stack([ref(x[:, : t + 1]) for t in range(6)], dim=1)  # (B, T, D) per-token features
+    alpha = torch.softmax(x @ attn.pool.weight[0] + attn.pool.bias, dim=1)  # (B, T)
+    torch.testing.assert_close(attn(x), (alpha[..., None] * feats).sum(1), atol=1e-12, rtol=0)
 
 
 def test_readout_matches_hand_calculation_for_one_token():
@@ -113,7 +137,7 @@ def test_truncated_mps_reports_discarded_weight_and_trains():
     (dict(entangler="iswap"), ValueError), (dict(readout="xyz+foo"), ValueError), (dict(readout="xyz+xyz"), ValueError),
     (dict(backend="gpu"), ValueError), (dict(readout_at="first"), ValueError), (dict(encoding="rx"), ValueError),
     (dict(real=True, encoding="ry_rz"), ValueError), (dict(n_qubits=2.5), TypeError),
-    (dict(checkpoint_every=0), ValueError), (dict(n_qubits=1, readout="zz"), ValueError),
+    (dict(checkpoint_every=0), ValueError), (dict(query_heads=0), ValueError), (dict(n_qubits=1, readout="zz"), ValueError),
 ])
 def test_invalid_configs(bad, exc):
     with pytest.raises(exc):
