@@ -95,8 +95,9 @@ def run_quimb(n, chi, angles):
     psi = circ.psi
     norm2 = float(abs(psi.H @ psi))
     zmat = np.diag([1.0, -1.0])
-    # local_expectation normalises by <psi|psi> itself (normalized=True)
-    z = np.array([float(np.real(psi.local_expectation(zmat, q, normalized=True))) for q in range(n)])
+    # <psi|Z_q|psi> / <psi|psi> by direct contraction: MatrixProductState.local_expectation
+    # has an incompatible signature before quimb 1.16 (which the pennylane extra resolves to).
+    z = np.array([float(np.real(psi.H @ psi.gate(zmat, q))) / norm2 for q in range(n)])
     return dt, z, 1 - norm2
 
 

@@ -18,6 +18,7 @@ COMMANDS = {
     "report": ("qlam_tn.experiments.report", "aggregate run folders into a markdown table"),
     "quickstart": ("qlam_tn.experiments.quickstart", "train a small QLAM on 8x8 digits (~1 min)"),
     "scale": ("qlam_tn.experiments.scale", "time/memory/truncation vs qubits, bond dimension and sequence length"),
+    "bench-pennylane": ("qlam_tn.experiments.bench_pennylane", "qlam.mps vs default.tensor: value and gradient of a 30-qubit circuit"),
 }
 
 

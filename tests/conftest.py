@@ -14,6 +14,12 @@ def _seed():
 
 
 def pytest_collection_modifyitems(config, items):
+    if not config.getoption("markexpr"):
+        # The slow tier runs only when asked for with -m (e.g. -m slow).
+        slow = pytest.mark.skip(reason="slow tier: run with -m slow")
+        for item in items:
+            if item.get_closest_marker("slow") is not None:
+                item.add_marker(slow)
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA device")
