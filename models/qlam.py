@@ -27,8 +27,9 @@ from torch.utils.checkpoint import checkpoint
 
 from qlam_tn import MPS, StateVector
 from qlam_tn import gates as G
-from qlam_tn.dense_scan import dense_ry_scan
-from qlam_tn.memory import apply_dense, bloch_vectors, brickwork, dense_unitary, neighbour_zz, rotation_layer
+from qlam_tn.dense_scan import dense_ry_scan, factored_ry_scan
+from qlam_tn.memory import (apply_dense, bloch_vectors, brickwork, brickwork_factors, dense_unitary, neighbour_zz,
+                             rotation_layer)
 
 ENCODINGS = {"ry": "y", "ry_rz": "yz", "rz_ry_rz": "zyz"}
 ENTANGLERS = ("cz", "cnot", "su4")
@@ -346,8 +347,19 @@ class QLAM(nn.Module):
         b, t_len, _ = x.shape
         every = cfg.readout_at != "last"
         angles = self.encoder(x)  # (B, T, n)
-        _, unitary = self._entangler()
-        bloch = dense_ry_scan(angles, unitary, cfg.checkpoint_every)  # (B, T, n, 2): X, Z
+        layers = self._layer_gates()
+        gates, rots = [g for g, _ in layers], [r for _, r in layers]
+        rots = rots if rots[0] is not None else None
+        parities = [l % 2 for l in range(len(layers))]
+        # Depth <= 2 brickworks factor into per-group matrices (folded into the per-token
+        # rotations) and a small tail: per token a 2^w instead of a 2^n matmul (w = 5 at n = 8).
+        factors = brickwork_factors(cfg.n_qubits, gates, parities, rots)
+        if factors is not None:
+            bloch = factored_ry_scan(angles, *factors, checkpoint_every=cfg.checkpoint_every)
+        else:
+            unitary = dense_unitary(cfg.n_qubits, gates, parities, rots)
+            bloch = dense_ry_scan(angles, unitary, cfg.checkpoint_every)
+        # bloch (B, T, n, 2): <X_q>, <Z_q>
         if not every:
             bloch, x = bloch[:, -1:], x[:, -1:]
         feats = []

@@ -22,7 +22,8 @@ from .dense_scan import bloch_tables
 from .state import complex_dtype_of
 from .statevector import StateVector
 
-__all__ = ["rotation_layer", "brickwork", "dense_unitary", "apply_dense", "bloch_vectors", "neighbour_zz"]
+__all__ = ["rotation_layer", "brickwork", "dense_unitary", "brickwork_factors", "apply_dense", "bloch_vectors",
+           "neighbour_zz"]
 
 
 def rotation_layer(angles: torch.Tensor, kinds: str) -> torch.Tensor:
@@ -102,6 +103,59 @@ def dense_unitary(n_qubits: int, layers: List[torch.Tensor], parities: List[int]
             m = _kron_all([r.to(dtype) for r in rotations[idx].unbind(0)]) @ m
         u = m if u is None else m @ u
     return u
+
+
+def brickwork_factors(n_qubits: int, layers: List[torch.Tensor], parities: List[int],
+                      rotations: Optional[List[torch.Tensor]] = None):
+    """Factor the brickwork of :func:`dense_unitary` as ``U = (I ⊗ tail)(f_a ⊗ f_b)`` when it has
+    at most two layers (parities 0 then 1); ``None`` otherwise (and for one qubit).
+
+    The qubits split into a leading group A of even size ``n_a`` (the scan's group, see
+    ``qlam_tn.dense_scan.qubit_groups``, rounded up to even so that no layer-0 gate straddles
+    it) and group B. ``f_a (2^{n_a}, 2^{n_a})`` holds layer 0 on A and the layer-1 gates on qubits
+    ``0 .. n_a-2``; ``f_b`` layer 0 on B (None when B is empty); ``tail (2^w, 2^w)``, on the
+    last ``w = n - n_a + 1`` qubits, the rest of layer 1 (None for one layer or an empty B).
+    The layer-1 parts commute (disjoint qubits), which is what lets them split. Rotations after
+    a layer go with the gates of the same qubits. ``qlam_tn.dense_scan.factored_ry_scan`` takes
+    these instead of the dense ``U``: per token a ``2^w`` instead of a ``2^n`` matmul.
+    """
+    n = n_qubits
+    if n < 2 or len(layers) not in (1, 2) or list(parities) != [0, 1][:len(layers)]:
+        return None
+    na = (n + 1) // 2
+    na += na % 2
+    if na > 6 or n - na > 6:
+        return None
+    rots = list(rotations) if rotations is not None else [None] * len(layers)
+    dtype = layers[0].dtype
+    for t in list(layers[1:]) + [r for r in rots if r is not None]:
+        dtype = torch.promote_types(dtype, t.dtype)
+    eye2 = torch.eye(2, dtype=dtype, device=layers[0].device)
+
+    def block(gates, lo, hi, pad_front=False):
+        """Kronecker product of ``gates`` over qubits lo..hi-1 (identity on what they leave)."""
+        blocks = ([eye2] if pad_front else []) + [g.to(dtype) for g in gates]
+        blocks += [eye2] * (hi - lo - 2 * len(gates) - int(pad_front))
+        return _kron_all(blocks)
+
+    def with_rot(m, r, lo, hi):
+        return m if r is None else _kron_all([q.to(dtype) for q in r[lo:hi].unbind(0)]) @ m
+
+    g0 = list(layers[0].unbind(0))
+    f_a = with_rot(block(g0[:na // 2], 0, na), rots[0], 0, na)
+    f_b = with_rot(block(g0[na // 2:], na, n), rots[0], na, n) if n > na else None
+    tail = None
+    if len(layers) == 2:
+        g1 = list(layers[1].unbind(0))
+        inner = (na - 2) // 2  # layer-1 pairs (1,2), (3,4), ... inside qubits 0 .. n_a-2
+        a1 = block(g1[:inner], 0, na, pad_front=True)
+        if n > na:
+            a1 = with_rot(a1, None if rots[1] is None else torch.cat([rots[1][:na - 1], eye2[None]]), 0, na)
+            tail = with_rot(block(g1[inner:], na - 1, n), rots[1], na - 1, n)
+        else:
+            a1 = with_rot(a1, rots[1], 0, na)
+        f_a = a1 @ f_a
+    return f_a, f_b, tail
 
 
 def apply_dense(sv: StateVector, unitary: torch.Tensor) -> None:
