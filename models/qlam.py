@@ -345,7 +345,7 @@ class QLAM(nn.Module):
     def _forward_fast(self, x: torch.Tensor) -> torch.Tensor:
         cfg = self.config
         b, t_len, _ = x.shape
-        every = cfg.readout_at != "last"
+        pooled = cfg.readout_at != "last"
         angles = self.encoder(x)  # (B, T, n)
         layers = self._layer_gates()
         gates, rots = [g for g, _ in layers], [r for _, r in layers]
@@ -360,7 +360,7 @@ class QLAM(nn.Module):
             unitary = dense_unitary(cfg.n_qubits, gates, parities, rots)
             bloch = dense_ry_scan(angles, unitary, cfg.checkpoint_every)
         # bloch (B, T, n, 2): <X_q>, <Z_q>
-        if not every:
+        if not pooled:
             bloch, x = bloch[:, -1:], x[:, -1:]
         feats = []
         if "query" in cfg.readout_parts:
@@ -370,7 +370,7 @@ class QLAM(nn.Module):
         if "xyz" in cfg.readout_parts:
             feats.append(bloch.flatten(2))
         f = torch.cat(feats, dim=-1)  # (B, T', D)
-        if not every:
+        if not pooled:
             return f[:, -1]
         return torch.einsum("bt,btd->bd", self._pool_weights(x), f)
 
