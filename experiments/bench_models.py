@@ -32,7 +32,8 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
 
 
-def _best_time(fn, repeats: int) -> float:
+def best_time(fn, repeats: int) -> float:
+    """Best wall time (s) of ``repeats`` calls of ``fn`` after one untimed warm-up call."""
     fn()  # warm-up
     times = []
     for _ in range(repeats):
@@ -64,9 +65,9 @@ def bench_model(model: torch.nn.Module, T: int, B: int, F: int, repeats: int = 3
         F_.cross_entropy(model(x), y).backward()
 
     model.eval()
-    t_fwd = _best_time(fwd, repeats)
+    t_fwd = best_time(fwd, repeats)
     model.train()
-    t_fwdbwd = _best_time(fwdbwd, repeats)
+    t_fwdbwd = best_time(fwdbwd, repeats)
     return {"fwd_ms": 1e3 * t_fwd, "fwdbwd_ms": 1e3 * t_fwdbwd,
             "fwd_ms_per_token_sample": 1e3 * t_fwd / (B * T),
             "fwdbwd_ms_per_token_sample": 1e3 * t_fwdbwd / (B * T),

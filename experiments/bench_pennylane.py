@@ -33,6 +33,8 @@ from typing import Callable, Dict, List, Optional
 import numpy as np
 import torch
 
+from qlam_tn.experiments.bench_models import best_time
+
 
 def circuit_fn(qml, n: int, depth: int) -> Callable:
     """The quantum function; ``weights`` is ``(depth, n)``."""
@@ -46,17 +48,6 @@ def circuit_fn(qml, n: int, depth: int) -> Callable:
         return qml.expval(qml.Z(n // 2))
 
     return circuit
-
-
-def best_time(fn: Callable[[], object], repeats: int) -> float:
-    """Best wall time of ``repeats`` calls after one untimed warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def run(n: int = 30, depth: int = 10, chi: int = 32, cutoff: float = 1e-12, repeats: int = 3,

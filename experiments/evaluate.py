@@ -130,7 +130,7 @@ def score(checkpoint, dataset: str | None = None, data_dir=None, split: str = "t
     fit the model (image shape, classes), ``FileNotFoundError`` for missing files.
     """
     checkpoint = resolve_checkpoint(checkpoint)
-    ckpt = rf.load_checkpoint(checkpoint)
+    model, ckpt = load_model(checkpoint, bond_dim)
     config = ckpt["config"]
     train_cfg, data_cfg = config["train"], config["data"]
     dataset = dataset or data_cfg["dataset"]
@@ -147,8 +147,7 @@ def score(checkpoint, dataset: str | None = None, data_dir=None, split: str = "t
         raise ValueError(f"{dataset!r} has {part.info.num_classes} classes; the model in "
                          f"{checkpoint} has {config['model']['num_classes']}")
     dev = resolve_device(device)
-    model = model_from_config(qlam_model_config(config, bond_dim), train_cfg["dtype"]).to(dev)
-    model.load_state_dict(ckpt["model"])
+    model = model.to(dev)
     loader = torch.utils.data.DataLoader(make_dataset(part, data_cfg), batch_size=batch_size)
     truncated = bond_dim != KEEP
     stats = (evaluate_truncated if truncated else evaluate)(model, loader, dev,
