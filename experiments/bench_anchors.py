@@ -24,6 +24,13 @@ import torch
 import qlam_tn as qt
 
 
+def brickwork_pairs(n: int) -> list:
+    """The token's CZ pairs in the order every engine applies them: the even layer left to right,
+    the odd layer right to left (gates within a layer commute; this order lets an MPS with a
+    canonical centre reach each pair with one site move, as ``qlam_tn.memory.brickwork`` does)."""
+    return list(range(0, n - 1, 2)) + list(range(1, n - 1, 2))[::-1]
+
+
 def token_angles(n: int, tokens: int, seed: int = 0) -> np.ndarray:
     """``(tokens, 2, n)`` angles: RY then RX per qubit."""
     return np.random.default_rng(seed).uniform(0, 2 * np.pi, size=(tokens, 2, n))
@@ -35,9 +42,8 @@ def run_qlam(n, chi, angles, batch: int = 1):
     t0 = time.perf_counter()
     for ry, rx in angles:
         psi.apply_layer(qt.gates.RY(torch.as_tensor(ry)).to(torch.complex128))
-        for parity in (0, 1):
-            for q in range(parity, n - 1, 2):
-                psi.apply(cz, (q, q + 1))
+        for q in brickwork_pairs(n):
+            psi.apply(cz, (q, q + 1))
         psi.apply_layer(qt.gates.RX(torch.as_tensor(rx)))
     dt = time.perf_counter() - t0
     z = np.array([psi.expect(f"Z{q}")[0].item() for q in range(n)])
@@ -51,31 +57,46 @@ def run_qlam_ry_cz(n, chi, angles, dtype, batch: int = 1):
     t0 = time.perf_counter()
     for ry, _ in angles:
         psi.apply_layer(qt.gates.RY(torch.as_tensor(ry)).to(dtype))
-        for parity in (0, 1):
-            for q in range(parity, n - 1, 2):
-                psi.apply(cz, (q, q + 1))
+        for q in brickwork_pairs(n):
+            psi.apply(cz, (q, q + 1))
     return time.perf_counter() - t0
 
 
-def svd_share(n, chi, angles):
-    """Time of one run against the summed standalone time of the SVDs it performs."""
-    shapes = []
-    real_svd = torch.linalg.svd
+def decomposition_share(n, chi, angles):
+    """One run's time against the summed standalone time of the decompositions it performs.
 
-    def spy(a, *args, **kw):
-        shapes.append((tuple(a.shape), a.dtype))
-        return real_svd(a, *args, **kw)
+    Returns ``(run_s, split_s, all_s, splits, qrs)``: ``split_s`` sums the two-site splits (SVD,
+    or ``eigh`` of the Gram matrix where ``truncated_split`` takes that path), ``all_s`` adds the
+    QRs of the centre moves; each re-run standalone on random matrices of the recorded shapes.
+    """
+    calls = {"svd": [], "eigh": [], "qr": []}
+    real = {name: getattr(torch.linalg, name) for name in calls}
 
-    torch.linalg.svd = spy
+    def spy(name):
+        def wrapped(a, *args, **kw):
+            calls[name].append((tuple(a.shape), a.dtype))
+            return real[name](a, *args, **kw)
+        return wrapped
+
+    for name in calls:
+        setattr(torch.linalg, name, spy(name))
     try:
         dt, _, _ = run_qlam(n, chi, angles)
     finally:
-        torch.linalg.svd = real_svd
-    mats = [torch.randn(shape, dtype=dtype) for shape, dtype in shapes]
-    t0 = time.perf_counter()
-    for m in mats:
-        real_svd(m, full_matrices=False)
-    return dt, time.perf_counter() - t0, len(shapes)
+        for name in calls:
+            setattr(torch.linalg, name, real[name])
+
+    def standalone(name):
+        mats = [torch.randn(shape, dtype=dtype) for shape, dtype in calls[name]]
+        if name == "eigh":
+            mats = [m + m.mH for m in mats]
+        t0 = time.perf_counter()
+        for m in mats:
+            real[name](m, full_matrices=False) if name == "svd" else real[name](m)
+        return time.perf_counter() - t0
+
+    t_split = standalone("svd") + standalone("eigh")
+    return dt, t_split, t_split + standalone("qr"), len(calls["svd"]) + len(calls["eigh"]), len(calls["qr"])
 
 
 def run_quimb(n, chi, angles):
@@ -86,9 +107,8 @@ def run_quimb(n, chi, angles):
     for ry, rx in angles:
         for q in range(n):
             circ.apply_gate("RY", float(ry[q]), q)
-        for parity in (0, 1):
-            for q in range(parity, n - 1, 2):
-                circ.apply_gate("CZ", q, q + 1)
+        for q in brickwork_pairs(n):
+            circ.apply_gate("CZ", q, q + 1)
         for q in range(n):
             circ.apply_gate("RX", float(rx[q]), q)
     dt = time.perf_counter() - t0
@@ -110,9 +130,8 @@ def run_aer(n, chi, angles):
     for ry, rx in angles:
         for q in range(n):
             qc.ry(float(ry[q]), q)
-        for parity in (0, 1):
-            for q in range(parity, n - 1, 2):
-                qc.cz(q, q + 1)
+        for q in brickwork_pairs(n):
+            qc.cz(q, q + 1)
         for q in range(n):
             qc.rx(float(rx[q]), q)
     for q in range(n):
@@ -133,7 +152,7 @@ def main(argv=None):
     p.add_argument("--tokens", type=int, default=12)
     p.add_argument("--engines", nargs="+", default=["qlam_tn", "quimb", "aer"])
     p.add_argument("--extras", action="store_true",
-                   help="also: batch 32 against Aer per state, real vs complex, time vs standalone SVDs")
+                   help="also: batch 32 against Aer per state, real vs complex, time vs standalone decompositions")
     args = p.parse_args(argv)
     runners = {"qlam_tn": run_qlam, "quimb": run_quimb, "aer": run_aer}
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, {args.tokens} tokens per run, complex128")
@@ -153,8 +172,8 @@ def main(argv=None):
     if not args.extras:
         return
     print("\n| n | χ | Aer per state ÷ qlam_tn per sample at B=32 | RY+CZ complex128 ÷ float64 "
-          "| token time ÷ standalone SVD time (SVDs per run) |")
-    print("|---|---|---|---|---|")
+          "| token time ÷ standalone split time (splits per run) | ÷ splits + QR moves (QRs per run) |")
+    print("|---|---|---|---|---|---|")
     for n in args.n:
         for chi in args.chi:
             angles = token_angles(n, args.tokens)
@@ -162,9 +181,9 @@ def main(argv=None):
             t_b32, _, _ = run_qlam(n, chi, angles, batch=32)
             t_c = run_qlam_ry_cz(n, chi, angles, torch.complex128)
             t_r = run_qlam_ry_cz(n, chi, angles, torch.float64)
-            t_run, t_svd, count = svd_share(n, chi, angles)
-            print(f"| {n} | {chi} | {t_aer / (t_b32 / 32):.2f} | {t_c / t_r:.2f} | {t_run / t_svd:.2f} ({count}) |",
-                  flush=True)
+            t_run, t_split, t_all, splits, qrs = decomposition_share(n, chi, angles)
+            print(f"| {n} | {chi} | {t_aer / (t_b32 / 32):.2f} | {t_c / t_r:.2f} | {t_run / t_split:.2f} ({splits}) "
+                  f"| {t_run / t_all:.2f} ({qrs}) |", flush=True)
 
 
 if __name__ == "__main__":

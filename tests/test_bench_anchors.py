@@ -28,10 +28,20 @@ def test_truncated_discarded_weight_matches_quimb():
     np.testing.assert_allclose(z_ours, z_quimb, atol=1e-8)
 
 
+def test_brickwork_order_covers_every_pair_once():
+    for n in (2, 5, 6):
+        pairs = B.brickwork_pairs(n)
+        assert sorted(pairs) == list(range(n - 1))
+        evens = [q for q in pairs if q % 2 == 0]
+        assert pairs[:len(evens)] == sorted(evens) and pairs[len(evens):] == sorted(pairs[len(evens):], reverse=True)
+
+
 def test_extras_count_every_split_and_keep_real_circuits_real():
     n, tokens = 6, 2
     angles = B.token_angles(n, tokens)
-    t_run, t_svd, count = B.svd_share(n, 4, angles)
-    assert count == tokens * (n - 1)  # one split per two-qubit gate; QR moves outside autograd
-    assert t_run > 0 and t_svd > 0
+    t_run, t_split, t_all, splits, qrs = B.decomposition_share(n, 4, angles)
+    assert splits == tokens * (n - 1)  # one split per two-qubit gate
+    # The brickwork order reaches each pair with at most one centre move (QR outside autograd).
+    assert qrs <= tokens * (n - 1)
+    assert t_run > 0 and 0 < t_split <= t_all
     assert B.run_qlam_ry_cz(n, 4, angles, torch.float64) > 0

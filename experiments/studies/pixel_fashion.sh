@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Pixel-level Fashion-MNIST (T=784, one pixel per token): the row-level study's best QLAM cell
+# (8 qubits, statevector fast path, su4 entanglers, encoding init 0.1, 8 query heads, attention
+# pooling; 4,726 parameters at F=1) against LSTM, GRU, Transformer and SSM matched to its parameter
+# count. Scores are on a validation split carved from the training files (10%, stratified, by
+# seed); training uses a seeded subset of LIMIT images of the rest.
+#
+#   bash experiments/studies/pixel_fashion.sh DATA_DIR [OUT] [EPOCHS] [LIMIT]
+#
+# RUNS (default: every model for seeds 0 1 2) lists MODEL:SEED pairs to train, in order, so the
+# study can be split into queues that run side by side, e.g. on 2 cores with THREADS=1:
+#   RUNS="qlam:0 qlam:1 qlam:2" THREADS=1 bash .../pixel_fashion.sh DATA &
+#   RUNS="gru:0 lstm:0 ssm:0 transformer:0 ..." THREADS=1 bash .../pixel_fashion.sh DATA &
+# then `qlam report OUT --out OUT/report.md --plot OUT/report.png`.
+set -euo pipefail
+DATA=${1:?usage: pixel_fashion.sh DATA_DIR [OUT] [EPOCHS] [LIMIT]}
+OUT=${2:-runs/pixel_fashion}
+EPOCHS=${3:-10}
+LIMIT=${4:-10000}
+BUDGET=4726
+DEFAULT_RUNS=""
+for seed in 0 1 2; do
+  for model in qlam gru lstm transformer ssm; do DEFAULT_RUNS+="$model:$seed "; done
+done
+common=(--dataset fashion_mnist --data-dir "$DATA" --tokens pixel --epochs "$EPOCHS" --batch-size 64
+        --limit-train "$LIMIT" --out "$OUT" --no-progress --threads "${THREADS:-2}")
+for run in ${RUNS:-$DEFAULT_RUNS}; do
+  model=${run%%:*}; seed=${run##*:}
+  if [ "$model" = qlam ]; then
+    qlam train --model qlam "${common[@]}" --seed "$seed" --name "qlam-attn-h8-s$seed" --lr 0.01 --weight-decay 0.1 \
+      --model-cfg n_qubits=8 backend=statevector depth=2 readout=query+xyz encoding_scale=0.1 entangler=su4 \
+      readout_at=attn query_heads=8 head_hidden=48
+  else
+    qlam train --model "$model" "${common[@]}" --seed "$seed" --name "$model-s$seed" --lr 0.01 \
+      --match-params "$BUDGET"
+  fi
+done

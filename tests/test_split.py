@@ -1,0 +1,83 @@
+"""``truncated_split``: the eigh (Gram) fast path against numpy's SVD and against ``truncated_svd``."""
+import numpy as np
+import pytest
+import torch
+
+import qlam_tn as qt
+from qlam_tn.linalg import truncated_split
+
+
+def _random(b, m, n, dtype, rank=None, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    a = torch.randn(b, m, n, dtype=dtype, generator=g)
+    if rank is not None:  # exactly rank-deficient
+        a = torch.randn(b, m, rank, dtype=dtype, generator=g) @ torch.randn(b, rank, n, dtype=dtype, generator=g)
+    return a
+
+
+def _numpy_best(a, r):
+    """Best rank-r approximation and discarded Σ s² per sample (numpy's SVD: the reference)."""
+    out, disc = [], []
+    for m in a.numpy():
+        u, s, vh = np.linalg.svd(m, full_matrices=False)
+        out.append((u[:, :r] * s[:r]) @ vh[:r])
+        disc.append(float((s[r:] ** 2).sum()))
+    return np.stack(out), np.array(disc)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.complex128])
+@pytest.mark.parametrize("absorb", ["right", "left"])
+@pytest.mark.parametrize("shape", [(3, 8, 8), (2, 4, 8), (2, 8, 4)])
+def test_split_matches_numpy_svd(dtype, absorb, shape):
+    a = _random(*shape, dtype)
+    pol = qt.TruncationPolicy(max_bond=3, cutoff=1e-12)
+    left, right, disc, kept2 = truncated_split(a, pol, absorb=absorb)
+    ref, ref_disc = _numpy_best(a, 3)
+    np.testing.assert_allclose((left @ right).numpy(), ref, atol=1e-10)
+    np.testing.assert_allclose(disc.numpy(), ref_disc, rtol=1e-10)
+    np.testing.assert_allclose((disc + kept2).numpy(), (a.abs() ** 2).sum((-2, -1)).numpy(), rtol=1e-12)
+    iso = left.mH @ left if absorb == "right" else right @ right.mH
+    eye = torch.eye(iso.shape[-1], dtype=dtype).expand_as(iso)
+    assert torch.allclose(iso, eye, atol=1e-12)
+
+
+@pytest.mark.parametrize("absorb", ["right", "left"])
+def test_split_per_sample_ranks_and_padding(absorb):
+    # Sample 0 has rank 1, sample 1 rank 6: the rsum2 cutoff keeps 1 and 6 values, the batch
+    # shares width 6 and sample 0's centre is zero beyond its rank.
+    a = torch.cat([_random(1, 6, 6, torch.float64, rank=1, seed=1), _random(1, 6, 6, torch.float64, seed=2)])
+    pol = qt.TruncationPolicy(cutoff=1e-12)
+    left, right, disc, kept2 = truncated_split(a, pol, absorb=absorb)
+    assert left.shape[-1] == 6
+    centre = right if absorb == "right" else left.mH
+    assert torch.count_nonzero(centre[0, 1:]) == 0
+    assert torch.allclose(left @ right, a, atol=1e-12)
+    assert float(disc.max()) < 1e-14 * float(kept2.max())
+
+
+@pytest.mark.parametrize("renormalize", [False, True])
+def test_split_equals_truncated_svd(renormalize):
+    a = _random(4, 16, 16, torch.complex128, seed=3)
+    pol = qt.TruncationPolicy(max_bond=5, cutoff=1e-10, renormalize=renormalize)
+    left, right, disc, kept2 = truncated_split(a, pol, absorb="right")
+    U, S, Vh, d_ref, k_ref = qt.truncated_svd(a, pol, absorb="right")
+    assert torch.allclose(left @ right, U @ (S.to(U.dtype).unsqueeze(-1) * Vh), atol=1e-12)
+    assert torch.allclose(disc, d_ref, rtol=1e-10) and torch.allclose(kept2, k_ref, rtol=1e-12)
+
+
+def test_split_uses_svd_under_autograd_and_for_fine_abs_cutoffs(mocker):
+    eigh = mocker.spy(torch.linalg, "eigh")
+    a = _random(2, 8, 8, torch.float64, seed=4)
+    truncated_split(a, qt.TruncationPolicy(max_bond=4), absorb="right")
+    assert eigh.call_count == 1
+    # A cutoff of 1e-12 on s itself is below what A A† resolves: the SVD path.
+    truncated_split(a, qt.TruncationPolicy(cutoff=1e-12, cutoff_mode="abs"), absorb="right")
+    assert eigh.call_count == 1
+    # Autograd: the SVD with the stable backward, and the same forward values.
+    x = a.clone().requires_grad_(True)
+    left, right, *_ = truncated_split(x, qt.TruncationPolicy(max_bond=4), absorb="left")
+    assert eigh.call_count == 1
+    (left @ right).sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+    l0, r0, *_ = truncated_split(a, qt.TruncationPolicy(max_bond=4), absorb="left")
+    assert torch.allclose((left @ right).detach(), l0 @ r0, atol=1e-12)
