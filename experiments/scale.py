@@ -448,13 +448,7 @@ class _SaturatedStart(torch.nn.Module):
         self.saturated = saturated
 
     def forward(self, x):
-        qlam = self.model.qlam
-        # The instance attribute shadows QLAM._new_memory for this call only.
-        qlam._new_memory = lambda *args, **kwargs: self.saturated.copy()
-        try:
-            return self.model(x)
-        finally:
-            del qlam._new_memory
+        return self.model(x, memory=self.saturated)
 
 
 def _time_sequence(model, x, y, mode: str, repeats: int, min_time: float, slow_s: float) -> float:

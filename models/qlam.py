@@ -334,6 +334,16 @@ class QLAM(nn.Module):
         if not bool(torch.isfinite(x).all()):
             raise ValueError("input contains NaN or infinite values")
 
+    def _check_memory(self, memory, batch: int):
+        kind = StateVector if self._backend == "statevector" else MPS
+        if not isinstance(memory, kind):
+            raise TypeError(f"memory must be a {kind.__name__} (backend {self._backend!r}), got {type(memory).__name__}")
+        if memory.n_qubits != self.config.n_qubits or memory.batch != batch:
+            raise ValueError(f"memory has {memory.n_qubits} qubits and batch {memory.batch}; "
+                             f"this QLAM needs {self.config.n_qubits} qubits and batch {batch}")
+        if memory.dtype != self._state_dtype:
+            raise ValueError(f"memory dtype {memory.dtype} differs from this QLAM's state dtype {self._state_dtype}")
+
     @property
     def uses_fast_path(self) -> bool:
         """Whether ``forward`` runs the hand-differentiated dense scan."""
@@ -380,15 +390,22 @@ class QLAM(nn.Module):
             return x.new_full(x.shape[:2], 1.0 / x.shape[1])
         return torch.softmax(self.pool(x).squeeze(-1), dim=1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``x (B, T, F)`` -> readout features ``(B, D)``."""
+    def forward(self, x: torch.Tensor, memory=None) -> torch.Tensor:
+        """``x (B, T, F)`` -> readout features ``(B, D)``.
+
+        ``memory``: start from a copy of this state (the backend's ``MPS`` or ``StateVector``,
+        batch B, ``n_qubits`` qubits; e.g. one left by an earlier sequence) instead of ``|0…0>``.
+        The caller's state is not modified. Runs the general (autograd) path.
+        """
         self._check_input(x, 3)
         x = x.to(self._real_dtype)
-        if self.uses_fast_path:
+        if memory is None and self.uses_fast_path:
             return self._forward_fast(x)
         b, t_len, _ = x.shape
+        if memory is not None:
+            self._check_memory(memory, b)
         ent = self._entangler()
-        memory = self._new_memory(b, x.device)
+        memory = self._new_memory(b, x.device) if memory is None else memory.copy()
         self._last_memory = memory
         pooled = self.config.readout_at != "last"
         weights = self._pool_weights(x) if pooled else None  # (B, T)
@@ -502,8 +519,9 @@ class QLAMClassifier(nn.Module):
         d, h = self.qlam.feature_dim, self.config.head_hidden
         self.head = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, h), nn.GELU(), nn.Linear(h, num_classes))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.qlam(x))
+    def forward(self, x: torch.Tensor, memory=None) -> torch.Tensor:
+        """``x (B, T, F)`` -> logits ``(B, num_classes)``; ``memory`` as in ``QLAM.forward``."""
+        return self.head(self.qlam(x, memory=memory))
 
     def init_state(self, batch: int, device=None) -> QLAMState:
         return self.qlam.init_state(batch, device)

@@ -61,6 +61,30 @@ def test_streaming_equals_forward(kw, backend):
         torch.testing.assert_close(out, model(x[:, : t + 1]), atol=1e-12, rtol=0)
 
 
+@pytest.mark.parametrize("backend", ["statevector", "mps"])
+@pytest.mark.parametrize("entangler", ["cz", "su4"])
+def test_forward_from_a_given_memory_continues_the_sequence(backend, entangler):
+    # Last-token readout: the logits of x2 run from the memory x1 left equal those of x1 ++ x2,
+    # and the caller's memory is left as it was. (The statevector config is the fast path's.)
+    torch.manual_seed(4)
+    model = QLAMClassifier(4, 5, n_qubits=5, backend=backend, entangler=entangler, readout_at="last").double()
+    x = torch.rand(2, 9, 4, dtype=torch.float64)
+    state = model.init_state(2)
+    for t in range(4):
+        _, state = model.step(x[:, t], state)
+    before = state.memory.to_dense().clone()
+    out = model(x[:, 4:], memory=state.memory)
+    torch.testing.assert_close(out, model(x), atol=1e-12, rtol=0)
+    torch.testing.assert_close(state.memory.to_dense(), before, atol=0, rtol=0)
+    with pytest.raises(ValueError, match="batch"):
+        model(x[:1, 4:], memory=state.memory)
+    with pytest.raises(ValueError, match="dtype"):
+        model(x[:, 4:], memory=type(state.memory).zeros(5, batch=2, dtype=torch.float32))
+    wrong = QLAMClassifier(4, 5, n_qubits=5, backend="mps" if backend == "statevector" else "statevector").double()
+    with pytest.raises(TypeError, match="memory must be"):
+        model(x[:, 4:], memory=wrong.init_state(2).memory)
+
+
 @pytest.mark.parametrize("kw", CONFIGS[:2] + CONFIGS[-1:])
 @pytest.mark.parametrize("backend", ["statevector", "mps"])
 def test_checkpointing_gives_same_gradients(kw, backend):
