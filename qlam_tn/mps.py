@@ -13,9 +13,9 @@ centre onto the pair, contract, take a thin SVD and keep ``min(max_bond, rank by
 values (``TruncationPolicy``); what is cut is added to ``discarded_weight`` per sample.
 Non-adjacent gates are routed with SWAPs that restore qubit order afterwards.
 
-Canonical moves use QR, except when autograd is recording through the tensors involved:
-there they use the SVD with the broadened backward, because QR's backward divides by
-``R``'s diagonal and returns inf on the rank-deficient bonds that truncation produces.
+Canonical moves use QR. Under autograd, QR's backward divides by ``R``'s diagonal and returns
+inf on the rank-deficient bonds that per-sample truncation produces: a move whose ``R`` is
+singular uses the SVD with the broadened backward instead.
 """
 from __future__ import annotations
 
@@ -42,6 +42,29 @@ def _swap_pair(gate: torch.Tensor) -> torch.Tensor:
     """Re-express a (…, 4, 4) gate on (q0, q1) as the same gate on (q1, q0)."""
     g = gate.reshape(gate.shape[:-2] + (2, 2, 2, 2))
     return g.transpose(-4, -3).transpose(-2, -1).reshape(gate.shape)
+
+
+# QR's backward solves with R: under autograd a move uses it only where every |R_ii| is above
+# this fraction of the largest (R full rank), and the SVD with the broadened backward otherwise.
+_QR_GRAD_MIN_DIAG = 1e-10
+
+
+def _qr_move(m: torch.Tensor, grad_eps: float, needs_grad: bool):
+    """``m (B, p, q) = Q R`` for a centre move: ``Q`` an isometry ``(B, p, k)``, ``R (B, k, q)``.
+
+    Outside autograd this is LAPACK's QR. Under autograd, QR's backward divides by ``R``'s
+    diagonal and returns inf where the batch's shared bond is wider than a sample's rank (what
+    per-sample truncation leaves): there the thin SVD with the broadened backward replaces it,
+    ``Q = U``, ``R = S·Vh``. The check costs one host sync per move.
+    """
+    q, r = torch.linalg.qr(m)
+    if not needs_grad:
+        return q, r
+    diag = r.detach().diagonal(dim1=-2, dim2=-1).abs()
+    if bool((diag > _QR_GRAD_MIN_DIAG * diag.amax(-1, keepdim=True).clamp_min(torch.finfo(diag.dtype).tiny)).all()):
+        return q, r
+    U, S, Vh = svd(m, grad_eps, absorb="right")
+    return U, S.to(Vh.dtype).unsqueeze(-1) * Vh
 
 
 def _on_physical(gate: torch.Tensor, site: torch.Tensor) -> torch.Tensor:
@@ -274,11 +297,7 @@ class MPS(QuantumState):
             a = ts[c]
             l, r = a.shape[1], a.shape[3]
             m = a.reshape(b, l * 2, r)
-            if _needs_grad(a, ts[c + 1]):
-                U, S, Vh = svd(m, self.policy.grad_eps, absorb="right")
-                q, rr = U, S.to(Vh.dtype).unsqueeze(-1) * Vh
-            else:
-                q, rr = torch.linalg.qr(m)
+            q, rr = _qr_move(m, self.policy.grad_eps, _needs_grad(a, ts[c + 1]))
             ts[c] = q.reshape(b, l, 2, q.shape[-1])
             nxt = ts[c + 1]
             ts[c + 1] = torch.matmul(rr, nxt.reshape(b, r, -1)).reshape(b, rr.shape[-2], 2, nxt.shape[3])
@@ -287,12 +306,8 @@ class MPS(QuantumState):
             a = ts[c]
             l, r = a.shape[1], a.shape[3]
             m = a.reshape(b, l, 2 * r)
-            if _needs_grad(a, ts[c - 1]):
-                U, S, Vh = svd(m, self.policy.grad_eps, absorb="left")
-                q_h, lower = Vh, U * S.to(U.dtype).unsqueeze(-2)
-            else:
-                q, rr = torch.linalg.qr(m.mH)
-                q_h, lower = q.mH, rr.mH
+            q, rr = _qr_move(m.mH, self.policy.grad_eps, _needs_grad(a, ts[c - 1]))
+            q_h, lower = q.mH, rr.mH
             ts[c] = q_h.reshape(b, q_h.shape[-2], 2, r)
             prv = ts[c - 1]
             ts[c - 1] = torch.matmul(prv.reshape(b, -1, l), lower).reshape(b, prv.shape[1], 2, lower.shape[-1])
