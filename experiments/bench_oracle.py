@@ -89,7 +89,7 @@ def main(argv=None):
         r = time_oracle(n, args.layers)
         print(f"| {n} | {r['amplitude_s']:.3f} | {r['expectation_s']:.3f} |", flush=True)
     peak = measure_matmul_peak(dtypes=(torch.float64, torch.complex128), sizes=(256, 512, 1024))
-    print(f"\nmatmul peak (GFLOP/s): " + ", ".join(f"{k} {v:.1f}" for k, v in peak.gflops.items()))
+    print("\nmatmul peak (GFLOP/s): " + ", ".join(f"{k} {v:.1f}" for k, v in peak.gflops.items()))
     print(f"\nToken update (RY layer + {args.depth} brickwork layers of random 2-qubit unitaries), B={args.batch}")
     print("| n | χ | dtype | time (ms) | GFLOP | GFLOP/s | % of matmul peak | SVD share of FLOPs |")
     print("|---|---|---|---|---|---|---|---|")

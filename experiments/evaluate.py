@@ -32,7 +32,6 @@ import sys
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from qlam_tn.experiments import runfolder as rf
 from qlam_tn.experiments.data import load_splits
@@ -102,19 +101,14 @@ def evaluate_truncated(model, loader, device, dtype) -> dict:
     """:func:`train.evaluate` plus the MPS discarded weight of every sequence: adds
     ``discarded_sum`` and ``discarded_max`` (over sequences of the per-sequence weight cut,
     accumulated over its tokens)."""
-    model.eval()
-    loss_sum, correct, n, d_sum, d_max = 0.0, 0, 0, 0.0, 0.0
-    for x, y in loader:
-        x, y = x.to(device=device, dtype=dtype), y.to(device)
-        logits = model(x)
-        disc = model.qlam.last_discarded_weight  # (B,), set by this forward
-        loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
-        correct += int((logits.argmax(-1) == y).sum())
-        n += len(y)
-        d_sum += float(disc.sum())
-        d_max = max(d_max, float(disc.max()))
-    return {"loss_sum": loss_sum, "correct": correct, "n": n, "discarded_sum": d_sum,
-            "discarded_max": d_max}
+    cut = {"discarded_sum": 0.0, "discarded_max": 0.0}
+
+    def record(m):
+        disc = m.qlam.last_discarded_weight  # (B,), set by this batch's forward
+        cut["discarded_sum"] += float(disc.sum())
+        cut["discarded_max"] = max(cut["discarded_max"], float(disc.max()))
+
+    return {**evaluate(model, loader, device, dtype, after_batch=record), **cut}
 
 
 def score(checkpoint, dataset: str | None = None, data_dir=None, split: str = "test",

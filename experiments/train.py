@@ -208,13 +208,19 @@ def lr_factor(step: int, warmup: int, total: int) -> float:
 
 
 @torch.no_grad()
-def evaluate(model, loader, device, dtype) -> dict:
-    """Summed cross-entropy, correct predictions and count over ``loader``."""
+def evaluate(model, loader, device, dtype, after_batch=None) -> dict:
+    """Summed cross-entropy, correct predictions and count over ``loader``.
+
+    ``after_batch(model)``, if given, is called after each batch's forward (e.g. to read what
+    that forward recorded on the model).
+    """
     model.eval()
     loss_sum, correct, n = 0.0, 0, 0
     for x, y in loader:
         x, y = x.to(device=device, dtype=dtype), y.to(device)
         logits = model(x)
+        if after_batch is not None:
+            after_batch(model)
         loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
         correct += int((logits.argmax(-1) == y).sum())
         n += len(y)

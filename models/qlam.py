@@ -18,7 +18,7 @@ direction ``m_{t,i}(W_q x_t)`` on the Bloch sphere. The memory is held by the en
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Optional
 
 import torch

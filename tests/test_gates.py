@@ -6,7 +6,6 @@ import pytest
 import scipy.linalg
 import torch
 
-import qlam_tn as qt
 import qlam_tn.gates as G
 
 X = np.array([[0, 1], [1, 0]], dtype=complex)

@@ -240,12 +240,12 @@ def test_non_unitary_single_qubit_gates_keep_canonical_form():
     proj = torch.tensor([[1.0, 0.0], [0.0, 0.0]], dtype=torch.float64)
     for apply in ("gate", "layer"):
         mps, sv = qt.MPS.zeros(3, batch=2), qt.StateVector.zeros(3, batch=2)
-        for st in (mps, sv):
-            st.apply(qt.gates.H(), 0).apply(qt.gates.CNOT(), (0, 2)).apply(qt.gates.RY(0.4), 1)
+        for state in (mps, sv):
+            state.apply(qt.gates.H(), 0).apply(qt.gates.CNOT(), (0, 2)).apply(qt.gates.RY(0.4), 1)
             if apply == "gate":
-                st.apply(proj, 0)
+                state.apply(proj, 0)
             else:
-                st.apply_layer(torch.stack([proj, qt.gates.H(), 2 * qt.gates.X()]))
+                state.apply_layer(torch.stack([proj, qt.gates.H(), 2 * qt.gates.X()]))
         torch.testing.assert_close(mps.to_dense(), sv.to_dense(), atol=1e-12, rtol=0)
         torch.testing.assert_close(mps.norm(), sv.norm(), atol=1e-12, rtol=0)
         torch.testing.assert_close(mps.rdm1(), sv.rdm1(), atol=1e-12, rtol=0)
