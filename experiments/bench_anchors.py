@@ -16,6 +16,7 @@ Needs the ``bench`` extra (qiskit, qiskit-aer). Run it alone.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 
 import numpy as np
@@ -36,8 +37,9 @@ def token_angles(n: int, tokens: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).uniform(0, 2 * np.pi, size=(tokens, 2, n))
 
 
-def run_qlam(n, chi, angles, batch: int = 1):
+def run_qlam(n, chi, angles, batch: int = 1, split: str = "auto"):
     psi = qt.MPS.zeros(n, batch=batch, max_bond=chi, cutoff=1e-12, dtype=torch.complex128)
+    psi.policy = dataclasses.replace(psi.policy, split=split)
     cz = qt.gates.CZ(dtype=torch.complex128)
     t0 = time.perf_counter()
     for ry, rx in angles:
@@ -150,11 +152,13 @@ def main(argv=None):
     p.add_argument("--n", type=int, nargs="+", default=[16, 32])
     p.add_argument("--chi", type=int, nargs="+", default=[16, 32, 64])
     p.add_argument("--tokens", type=int, default=12)
-    p.add_argument("--engines", nargs="+", default=["qlam_tn", "quimb", "aer"])
+    p.add_argument("--engines", nargs="+", default=["qlam_tn", "qlam_tn-svd", "quimb", "aer"],
+                   help="qlam_tn-svd: qlam_tn with every split by LAPACK's SVD (the reference path)")
     p.add_argument("--extras", action="store_true",
                    help="also: batch 32 against Aer per state, real vs complex, time vs standalone decompositions")
     args = p.parse_args(argv)
-    runners = {"qlam_tn": run_qlam, "quimb": run_quimb, "aer": run_aer}
+    runners = {"qlam_tn": run_qlam, "qlam_tn-svd": lambda *a: run_qlam(*a, split="svd"), "quimb": run_quimb,
+               "aer": run_aer}
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, {args.tokens} tokens per run, complex128")
     print("| n | χ | engine | ms / token | time ÷ qlam_tn | max abs Δ<Z_q> vs qlam_tn | discarded weight |")
     print("|---|---|---|---|---|---|---|")

@@ -34,6 +34,7 @@ from typing import Optional
 import torch
 
 CUTOFF_MODES = ("abs", "rel", "sum2", "rsum2")
+SPLIT_METHODS = ("auto", "svd")
 
 # Kept singular values above this fraction of s_max use the exact gauge form of the backward.
 _GAUGE_FORM_MIN = 1e-6
@@ -161,6 +162,9 @@ class TruncationPolicy:
             the state stays normalised (and rounding drift is removed); the discarded
             weight is still recorded.
         grad_eps: relative Lorentzian broadening of the SVD backward.
+        split: how ``truncated_split`` factors a two-site update outside autograd: ``"auto"``
+            (``eigh`` of the Gram matrix where the cutoff allows, like quimb's ``eig`` method)
+            or ``"svd"`` (always LAPACK's SVD: exact small singular values, the reference).
     """
 
     max_bond: Optional[int] = None
@@ -168,6 +172,7 @@ class TruncationPolicy:
     cutoff_mode: str = "rsum2"
     renormalize: bool = False
     grad_eps: float = 1e-12
+    split: str = "auto"
 
     def __post_init__(self):
         if self.max_bond is not None:
@@ -181,6 +186,8 @@ class TruncationPolicy:
             raise ValueError(f"cutoff must be a finite number >= 0, got {self.cutoff}")
         if not (self.grad_eps > 0.0):
             raise ValueError(f"grad_eps must be > 0, got {self.grad_eps}")
+        if self.split not in SPLIT_METHODS:
+            raise ValueError(f"unknown split {self.split!r}; choose one of {SPLIT_METHODS}")
 
     def ranks(self, S: torch.Tensor) -> torch.Tensor:
         """Per-sample number of singular values to keep. ``S (B, k)`` sorted descending -> ``(B,)`` long."""
@@ -250,7 +257,7 @@ _GRAM_RESOLVES = {"sum2": 1e-15, "rsum2": 1e-15, "abs": 1e-7, "rel": 1e-7}
 
 
 def _gram_split_ok(A: torch.Tensor, policy: TruncationPolicy) -> bool:
-    if torch.is_grad_enabled() and A.requires_grad:
+    if policy.split == "svd" or (torch.is_grad_enabled() and A.requires_grad):
         return False
     return policy.cutoff == 0.0 or policy.cutoff >= _GRAM_RESOLVES[policy.cutoff_mode]
 
@@ -264,7 +271,8 @@ def truncated_split(A: torch.Tensor, policy: TruncationPolicy, absorb: str = "ri
     ``policy.renormalize`` the same way). Per sample, the centre's rows (columns) beyond that
     sample's rank are zero.
 
-    Without autograd (and for cutoffs of at least ~1e-15 on s², ~1e-7 on s) the factors come from
+    Without autograd (with ``policy.split="auto"`` and cutoffs of at least ~1e-15 on s², ~1e-7
+    on s) the factors come from
     ``eigh`` of ``A A†`` (``A† A`` for ``"left"``) when that is the smaller side, with the centre
     projected exactly (``C = U† A``) so the kept state is exact up to what is cut; values the
     Gram matrix cannot resolve (< ~1e-8 · s_max) carry < ~1e-16 of the weight and are cut like any

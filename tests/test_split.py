@@ -73,6 +73,11 @@ def test_split_uses_svd_under_autograd_and_for_fine_abs_cutoffs(mocker):
     # A cutoff of 1e-12 on s itself is below what A A† resolves: the SVD path.
     truncated_split(a, qt.TruncationPolicy(cutoff=1e-12, cutoff_mode="abs"), absorb="right")
     assert eigh.call_count == 1
+    # split="svd" forces the reference path.
+    truncated_split(a, qt.TruncationPolicy(max_bond=4, split="svd"), absorb="right")
+    assert eigh.call_count == 1
+    with pytest.raises(ValueError, match="unknown split"):
+        qt.TruncationPolicy(split="qr")
     # Autograd: the SVD with the stable backward, and the same forward values.
     x = a.clone().requires_grad_(True)
     left, right, *_ = truncated_split(x, qt.TruncationPolicy(max_bond=4), absorb="left")
