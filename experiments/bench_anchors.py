@@ -67,38 +67,48 @@ def run_qlam_ry_cz(n, chi, angles, dtype, batch: int = 1):
 def decomposition_share(n, chi, angles):
     """One run's time against the summed standalone time of the decompositions it performs.
 
-    Returns ``(run_s, split_s, all_s, splits, qrs)``: ``split_s`` sums the two-site splits (SVD,
-    or ``eigh`` of the Gram matrix where ``truncated_split`` takes that path), ``all_s`` adds the
-    QRs of the centre moves; each re-run standalone on random matrices of the recorded shapes.
+    Returns ``(run_s, split_s, all_s, splits, qrs)``: ``split_s`` sums the two-site splits (LAPACK's
+    SVD, or where ``truncated_split`` took the Gram path: the Gram matmul, ``eigh`` and the
+    projection ``Q†θ``), ``all_s`` adds the QRs of the centre moves; each re-run standalone on
+    random matrices of the recorded shapes.
     """
-    calls = {"svd": [], "eigh": [], "qr": []}
-    real = {name: getattr(torch.linalg, name) for name in calls}
+    import qlam_tn.linalg as L
+    import qlam_tn.mps as M
 
-    def spy(name):
-        def wrapped(a, *args, **kw):
-            calls[name].append((tuple(a.shape), a.dtype))
-            return real[name](a, *args, **kw)
-        return wrapped
+    splits, qrs = [], []
+    real_split, real_qr = M.truncated_split, torch.linalg.qr
 
-    for name in calls:
-        setattr(torch.linalg, name, spy(name))
+    def split_spy(a, policy, absorb="right"):
+        side_ok = a.shape[-2] <= a.shape[-1] if absorb == "right" else a.shape[-1] <= a.shape[-2]
+        splits.append((tuple(a.shape), a.dtype, absorb, side_ok and L._gram_split_ok(a, policy)))
+        return real_split(a, policy, absorb=absorb)
+
+    def qr_spy(a, *args, **kw):
+        qrs.append((tuple(a.shape), a.dtype))
+        return real_qr(a, *args, **kw)
+
+    M.truncated_split, torch.linalg.qr = split_spy, qr_spy
     try:
         dt, _, _ = run_qlam(n, chi, angles)
     finally:
-        for name in calls:
-            setattr(torch.linalg, name, real[name])
+        M.truncated_split, torch.linalg.qr = real_split, real_qr
 
-    def standalone(name):
-        mats = [torch.randn(shape, dtype=dtype) for shape, dtype in calls[name]]
-        if name == "eigh":
-            mats = [m + m.mH for m in mats]
-        t0 = time.perf_counter()
-        for m in mats:
-            real[name](m, full_matrices=False) if name == "svd" else real[name](m)
-        return time.perf_counter() - t0
-
-    t_split = standalone("svd") + standalone("eigh")
-    return dt, t_split, t_split + standalone("qr"), len(calls["svd"]) + len(calls["eigh"]), len(calls["qr"])
+    mats = [(torch.randn(shape, dtype=dtype), absorb, gram) for shape, dtype, absorb, gram in splits]
+    t0 = time.perf_counter()
+    for a, absorb, gram in mats:
+        if gram:
+            m = a if absorb == "right" else a.mH
+            q = torch.linalg.eigh(m @ m.mH)[1]
+            q.mH @ m
+        else:
+            torch.linalg.svd(a, full_matrices=False)
+    t_split = time.perf_counter() - t0
+    mats = [torch.randn(shape, dtype=dtype) for shape, dtype in qrs]
+    t0 = time.perf_counter()
+    for a in mats:
+        real_qr(a)
+    t_qr = time.perf_counter() - t0
+    return dt, t_split, t_split + t_qr, len(splits), len(qrs)
 
 
 def run_quimb(n, chi, angles):

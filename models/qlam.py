@@ -334,13 +334,23 @@ class QLAM(nn.Module):
         if not bool(torch.isfinite(x).all()):
             raise ValueError("input contains NaN or infinite values")
 
-    def _check_memory(self, memory, batch: int):
+    def _adopt(self, memory):
+        """A copy of a given ``memory`` that truncates as this model's own would (its bond cap,
+        cutoff and gradient broadening) and counts discarded weight from zero."""
+        if isinstance(memory, StateVector):
+            return memory.copy()
+        fresh = self._new_memory(memory.batch, memory.device)
+        return MPS(list(memory.tensors), memory.center, fresh.policy)
+
+    def _check_memory(self, memory, batch: int, device):
         kind = StateVector if self._backend == "statevector" else MPS
         if not isinstance(memory, kind):
             raise TypeError(f"memory must be a {kind.__name__} (backend {self._backend!r}), got {type(memory).__name__}")
         if memory.n_qubits != self.config.n_qubits or memory.batch != batch:
             raise ValueError(f"memory has {memory.n_qubits} qubits and batch {memory.batch}; "
                              f"this QLAM needs {self.config.n_qubits} qubits and batch {batch}")
+        if memory.device != torch.device(device):
+            raise ValueError(f"memory is on {memory.device}, the input on {device}")
         if memory.dtype != self._state_dtype:
             raise ValueError(f"memory dtype {memory.dtype} differs from this QLAM's state dtype {self._state_dtype}")
 
@@ -394,8 +404,10 @@ class QLAM(nn.Module):
         """``x (B, T, F)`` -> readout features ``(B, D)``.
 
         ``memory``: start from a copy of this state (the backend's ``MPS`` or ``StateVector``,
-        batch B, ``n_qubits`` qubits; e.g. one left by an earlier sequence) instead of ``|0…0>``.
-        The caller's state is not modified. Runs the general (autograd) path.
+        batch B, ``n_qubits`` qubits, this model's dtype and the input's device; e.g. one left
+        by an earlier sequence) instead of ``|0…0>``. The copy truncates with this model's bond
+        cap and cutoff, and ``last_discarded_weight`` counts only this call's cuts. The caller's
+        state is not modified. Runs the general (autograd) path.
         """
         self._check_input(x, 3)
         x = x.to(self._real_dtype)
@@ -403,9 +415,9 @@ class QLAM(nn.Module):
             return self._forward_fast(x)
         b, t_len, _ = x.shape
         if memory is not None:
-            self._check_memory(memory, b)
+            self._check_memory(memory, b, x.device)
         ent = self._entangler()
-        memory = self._new_memory(b, x.device) if memory is None else memory.copy()
+        memory = self._new_memory(b, x.device) if memory is None else self._adopt(memory)
         self._last_memory = memory
         pooled = self.config.readout_at != "last"
         weights = self._pool_weights(x) if pooled else None  # (B, T)

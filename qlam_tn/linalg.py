@@ -251,13 +251,17 @@ def truncated_svd(A: torch.Tensor, policy: TruncationPolicy, absorb: str = "righ
     return U, S_kept, Vh, discarded, kept2
 
 
-# The Gram matrix squares singular values: below ~1e-8 · s_max they drown in rounding. ``sum2`` /
+# The Gram matrix squares singular values: in float64 those below ~1e-8 · s_max drown in rounding. ``sum2`` /
 # ``rsum2`` cutoffs act on s² and resolve down to ~1e-16 of Σ s²; ``abs`` / ``rel`` act on s.
 _GRAM_RESOLVES = {"sum2": 1e-15, "rsum2": 1e-15, "abs": 1e-7, "rel": 1e-7}
 
 
 def _gram_split_ok(A: torch.Tensor, policy: TruncationPolicy) -> bool:
     if policy.split == "svd" or (torch.is_grad_enabled() and A.requires_grad):
+        return False
+    # In single precision the Gram matrix's floor is ~1e-7 of s_max² (~3e-4 of s_max): the
+    # default cutoffs would keep noise there, so float32/complex64 always take the SVD.
+    if A.dtype not in (torch.float64, torch.complex128):
         return False
     return policy.cutoff == 0.0 or policy.cutoff >= _GRAM_RESOLVES[policy.cutoff_mode]
 
@@ -271,8 +275,8 @@ def truncated_split(A: torch.Tensor, policy: TruncationPolicy, absorb: str = "ri
     ``policy.renormalize`` the same way). Per sample, the centre's rows (columns) beyond that
     sample's rank are zero.
 
-    Without autograd (with ``policy.split="auto"`` and cutoffs of at least ~1e-15 on s², ~1e-7
-    on s) the factors come from
+    Without autograd (with ``policy.split="auto"``, float64/complex128, and cutoffs of at least
+    ~1e-15 on s², ~1e-7 on s) the factors come from
     ``eigh`` of ``A A†`` (``A† A`` for ``"left"``) when that is the smaller side, with the centre
     projected exactly (``C = U† A``) so the kept state is exact up to what is cut; values the
     Gram matrix cannot resolve (< ~1e-8 · s_max) carry < ~1e-16 of the weight and are cut like any

@@ -45,8 +45,9 @@ def _swap_pair(gate: torch.Tensor) -> torch.Tensor:
 
 
 # QR's backward solves with R: under autograd a move uses it only where every |R_ii| is above
-# this fraction of the largest (R full rank), and the SVD with the broadened backward otherwise.
-_QR_GRAD_MIN_DIAG = 1e-10
+# this many machine epsilons of the largest (R numerically full rank: 2e-13 in float64, 1e-4 in
+# float32), and the SVD with the broadened backward otherwise.
+_QR_GRAD_MIN_DIAG_EPS = 1000
 
 
 def _qr_move(m: torch.Tensor, grad_eps: float, needs_grad: bool):
@@ -61,7 +62,8 @@ def _qr_move(m: torch.Tensor, grad_eps: float, needs_grad: bool):
     if not needs_grad:
         return q, r
     diag = r.detach().diagonal(dim1=-2, dim2=-1).abs()
-    if bool((diag > _QR_GRAD_MIN_DIAG * diag.amax(-1, keepdim=True).clamp_min(torch.finfo(diag.dtype).tiny)).all()):
+    fin = torch.finfo(diag.dtype)
+    if bool((diag > _QR_GRAD_MIN_DIAG_EPS * fin.eps * diag.amax(-1, keepdim=True).clamp_min(fin.tiny)).all()):
         return q, r
     U, S, Vh = svd(m, grad_eps, absorb="right")
     return U, S.to(Vh.dtype).unsqueeze(-1) * Vh

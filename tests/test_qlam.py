@@ -1,4 +1,6 @@
 """The QLAM layer: MPS equals StateVector, streaming equals forward, checkpointing is exact."""
+import dataclasses
+
 import pytest
 import torch
 
@@ -66,16 +68,30 @@ def test_streaming_equals_forward(kw, backend):
 def test_forward_from_a_given_memory_continues_the_sequence(backend, entangler):
     # Last-token readout: the logits of x2 run from the memory x1 left equal those of x1 ++ x2,
     # and the caller's memory is left as it was. (The statevector config is the fast path's.)
+    # On the MPS (bond cap 2: it truncates) a memory with another bond cap and a non-zero
+    # discarded weight is adopted with this model's policy and counts from zero.
     torch.manual_seed(4)
-    model = QLAMClassifier(4, 5, n_qubits=5, backend=backend, entangler=entangler, readout_at="last").double()
+    model = QLAMClassifier(4, 5, n_qubits=5, backend=backend, entangler=entangler, readout_at="last",
+                           bond_dim=2).double()
     x = torch.rand(2, 9, 4, dtype=torch.float64)
     state = model.init_state(2)
     for t in range(4):
         _, state = model.step(x[:, t], state)
-    before = state.memory.to_dense().clone()
-    out = model(x[:, 4:], memory=state.memory)
-    torch.testing.assert_close(out, model(x), atol=1e-12, rtol=0)
-    torch.testing.assert_close(state.memory.to_dense(), before, atol=0, rtol=0)
+    memory = state.memory
+    if backend == "mps":
+        memory = memory.copy()
+        memory.policy = dataclasses.replace(memory.policy, max_bond=64)
+        cut_before = memory.discarded_weight.clone()
+        memory.discarded_weight = memory.discarded_weight + 0.5
+    before = memory.to_dense().clone()
+    out = model(x[:, 4:], memory=memory)
+    cut_rest = model.qlam.last_discarded_weight
+    full = model(x)
+    torch.testing.assert_close(out, full, atol=1e-12, rtol=0)
+    torch.testing.assert_close(memory.to_dense(), before, atol=0, rtol=0)
+    if backend == "mps":
+        assert float(model.qlam.last_discarded_weight.min()) > 1e-6
+        torch.testing.assert_close(cut_before + cut_rest, model.qlam.last_discarded_weight, atol=1e-12, rtol=0)
     with pytest.raises(ValueError, match="batch"):
         model(x[:1, 4:], memory=state.memory)
     with pytest.raises(ValueError, match="dtype"):

@@ -73,6 +73,10 @@ def test_split_uses_svd_under_autograd_and_for_fine_abs_cutoffs(mocker):
     # A cutoff of 1e-12 on s itself is below what A A† resolves: the SVD path.
     truncated_split(a, qt.TruncationPolicy(cutoff=1e-12, cutoff_mode="abs"), absorb="right")
     assert eigh.call_count == 1
+    # Single precision cannot resolve the default cutoff through the Gram matrix: the SVD.
+    for low in (torch.float32, torch.complex64):
+        truncated_split(a.to(low), qt.TruncationPolicy(max_bond=4), absorb="right")
+    assert eigh.call_count == 1
     # split="svd" forces the reference path.
     truncated_split(a, qt.TruncationPolicy(max_bond=4, split="svd"), absorb="right")
     assert eigh.call_count == 1
