@@ -30,6 +30,7 @@ from qlam_tn import gates as G
 from qlam_tn.dense_scan import dense_ry_scan, factored_ry_scan
 from qlam_tn.memory import (apply_dense, bloch_vectors, brickwork, brickwork_factors, dense_unitary, neighbour_zz,
                              rotation_layer)
+from qlam_tn.models.common import check_sequence, check_token
 
 ENCODINGS = {"ry": "y", "ry_rz": "yz", "rz_ry_rz": "zyz"}
 ENTANGLERS = ("cz", "cnot", "su4")
@@ -322,15 +323,9 @@ class QLAM(nn.Module):
 
     # ------------------------------------------------------------------ public API
     def _check_input(self, x: torch.Tensor, rank: int):
-        if not isinstance(x, torch.Tensor):
-            raise TypeError(f"input must be a torch tensor, got {type(x).__name__}")
-        if x.dim() != rank:
-            want = "(B, T, F)" if rank == 3 else "(B, F)"
-            raise ValueError(f"input must have shape {want}, got rank {x.dim()} shape {tuple(x.shape)}")
-        if x.shape[-1] != self.input_dim:
-            raise ValueError(f"input feature size {x.shape[-1]} does not match input_dim {self.input_dim}")
-        if rank == 3 and x.shape[1] < 1:
-            raise ValueError("sequence length must be >= 1")
+        (check_sequence if rank == 3 else check_token)(x, self.input_dim)
+        # The other models let NaN through to their outputs; a quantum memory would carry it
+        # into every later token's state, so it is refused here.
         if not bool(torch.isfinite(x).all()):
             raise ValueError("input contains NaN or infinite values")
 
