@@ -293,23 +293,18 @@ def truncated_split(A: torch.Tensor, policy: TruncationPolicy, absorb: str = "ri
         return U * S.unsqueeze(-2), Vh, disc, kept2
     # Work on the side the isometry lives on: rows for "right", columns (via A†) for "left".
     M = A if absorb == "right" else A.mH  # (B, k, N)
-    _, V = torch.linalg.eigh(M @ M.mH)  # ascending eigenvalues
-    Q = V.flip(-1)  # (B, k, k) descending
-    C = Q.mH @ M  # (B, k, N): rows are s_i · v_i†
-    S2 = (C.real ** 2 + C.imag ** 2).sum(-1) if C.is_complex() else (C * C).sum(-1)  # (B, k)
-    # Rounding can leave S2 marginally out of order; ranks() needs it sorted (cuts are per value).
-    S2, order = S2.sort(-1, descending=True)
-    Q = Q.gather(-1, order.unsqueeze(-2).expand_as(Q))
-    C = C.gather(-2, order.unsqueeze(-1).expand_as(C))
+    w, V = torch.linalg.eigh(M @ M.mH)  # ascending eigenvalues s_i² (absolute error ~eps·s_max²)
+    S2 = w.flip(-1).clamp_min(0)  # (B, k) descending
     ranks = policy.ranks(S2.sqrt())
     r = int(ranks.max())
-    k = S2.shape[-1]
-    keep = torch.arange(k, device=A.device) < ranks.unsqueeze(-1)  # (B, k)
+    Q = V[..., :, -r:].flip(-1) if r < S2.shape[-1] else V.flip(-1)  # (B, k, r) kept eigenvectors
+    C = Q.mH @ M  # (B, r, N): rows are s_i · v_i†, the centre projected exactly
+    keep = torch.arange(S2.shape[-1], device=A.device) < ranks.unsqueeze(-1)  # (B, k)
     zero = torch.zeros((), dtype=S2.dtype, device=A.device)
     kept2 = torch.where(keep, S2, zero).sum(-1)
     discarded = torch.where(keep, zero, S2).sum(-1)
-    C = C * keep.to(C.dtype).unsqueeze(-1)
-    Q, C = Q[..., :r], C[..., :r, :]
+    if bool((ranks < r).any()):  # zero the rows beyond each sample's own rank
+        C = C * keep[:, :r].to(C.dtype).unsqueeze(-1)
     if policy.renormalize:
         C = C * torch.rsqrt(kept2.clamp_min(torch.finfo(S2.dtype).tiny)).to(C.dtype)[:, None, None]
     if absorb == "right":
