@@ -293,12 +293,16 @@ def truncated_split(A: torch.Tensor, policy: TruncationPolicy, absorb: str = "ri
         return U * S.unsqueeze(-2), Vh, disc, kept2
     # Work on the side the isometry lives on: rows for "right", columns (via A†) for "left".
     M = A if absorb == "right" else A.mH  # (B, k, N)
-    w, V = torch.linalg.eigh(M @ M.mH)  # ascending eigenvalues s_i² (absolute error ~eps·s_max²)
-    S2 = w.flip(-1).clamp_min(0)  # (B, k) descending
+    _, V = torch.linalg.eigh(M @ M.mH)  # ascending eigenvalues
+    Q = V.flip(-1)  # (B, k, k), descending
+    C = Q.mH @ M  # (B, k, N): rows are s_i · v_i†, the centre projected exactly
+    # Weights from the rows, not the eigenvalues: a row of a (near-)null direction has norm²
+    # ~eps²·s_max² where its eigenvalue carries ~eps·s_max² of rounding. Rounding can swap
+    # nearly equal neighbours; the eigenvalue order is kept (the cut is the same to ~eps).
+    S2 = (C.real ** 2 + C.imag ** 2).sum(-1) if C.is_complex() else (C * C).sum(-1)  # (B, k)
     ranks = policy.ranks(S2.sqrt())
     r = int(ranks.max())
-    Q = V[..., :, -r:].flip(-1) if r < S2.shape[-1] else V.flip(-1)  # (B, k, r) kept eigenvectors
-    C = Q.mH @ M  # (B, r, N): rows are s_i · v_i†, the centre projected exactly
+    Q, C = Q[..., :r], C[..., :r, :]
     keep = torch.arange(S2.shape[-1], device=A.device) < ranks.unsqueeze(-1)  # (B, k)
     zero = torch.zeros((), dtype=S2.dtype, device=A.device)
     kept2 = torch.where(keep, S2, zero).sum(-1)
