@@ -79,8 +79,7 @@ def decomposition_share(n, chi, angles):
     real_split, real_qr = M.truncated_split, torch.linalg.qr
 
     def split_spy(a, policy, absorb="right"):
-        side_ok = a.shape[-2] <= a.shape[-1] if absorb == "right" else a.shape[-1] <= a.shape[-2]
-        splits.append((tuple(a.shape), a.dtype, absorb, side_ok and L._gram_split_ok(a, policy)))
+        splits.append((tuple(a.shape), a.dtype, absorb, L.uses_gram_split(a, policy, absorb)))
         return real_split(a, policy, absorb=absorb)
 
     def qr_spy(a, *args, **kw):

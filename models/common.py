@@ -36,34 +36,23 @@ def check_probability(name: str, value: Any) -> None:
         raise ValueError(f"{name} must be a float in [0, 1), got {value!r}")
 
 
-def check_sequence(x: torch.Tensor, input_dim: int) -> None:
-    """Raise a clear error unless ``x`` is a floating-point ``(B, T, input_dim)`` tensor with T >= 1."""
+def check_input(x: torch.Tensor, input_dim: int, token: bool = False) -> None:
+    """Raise a clear error unless ``x`` is a floating-point ``(B, T, input_dim)`` sequence with T >= 1
+    (or, with ``token=True``, one ``(B, input_dim)`` token)."""
+    what, shape = ("token", f"(B, F={input_dim})") if token else ("input", f"(B, T, F={input_dim})")
+    rank = 2 if token else 3
     if not isinstance(x, torch.Tensor):
-        raise TypeError(f"expected a torch.Tensor of shape (B, T, {input_dim}), got {type(x).__name__}")
-    if x.dim() != 3:
-        raise ValueError(f"expected input of shape (B, T, F={input_dim}) (rank 3), "
+        raise TypeError(f"expected a torch.Tensor of shape {shape}, got {type(x).__name__}")
+    if x.dim() != rank:
+        raise ValueError(f"expected {'a token' if token else 'input'} of shape {shape} (rank {rank}), "
                          f"got rank {x.dim()} with shape {tuple(x.shape)}")
     if x.shape[-1] != input_dim:
         raise ValueError(f"expected feature size F={input_dim}, got {x.shape[-1]} "
-                         f"(input shape {tuple(x.shape)})")
-    if x.shape[1] == 0:
+                         f"({what} shape {tuple(x.shape)})")
+    if not token and x.shape[1] == 0:
         raise ValueError(f"expected at least one token, got T=0 (input shape {tuple(x.shape)})")
     if not x.is_floating_point():
-        raise ValueError(f"expected a floating-point input, got {x.dtype}")
-
-
-def check_token(x_t: torch.Tensor, input_dim: int) -> None:
-    """Raise a clear error unless ``x_t`` is a floating-point ``(B, input_dim)`` tensor."""
-    if not isinstance(x_t, torch.Tensor):
-        raise TypeError(f"expected a torch.Tensor of shape (B, {input_dim}), got {type(x_t).__name__}")
-    if x_t.dim() != 2:
-        raise ValueError(f"expected a token of shape (B, F={input_dim}) (rank 2), "
-                         f"got rank {x_t.dim()} with shape {tuple(x_t.shape)}")
-    if x_t.shape[-1] != input_dim:
-        raise ValueError(f"expected feature size F={input_dim}, got {x_t.shape[-1]} "
-                         f"(token shape {tuple(x_t.shape)})")
-    if not x_t.is_floating_point():
-        raise ValueError(f"expected a floating-point token, got {x_t.dtype}")
+        raise ValueError(f"expected a floating-point {what}, got {x.dtype}")
 
 
 class SequenceClassifier(nn.Module):
@@ -93,10 +82,10 @@ class SequenceClassifier(nn.Module):
         raise NotImplementedError
 
     def _check_sequence(self, x: torch.Tensor) -> None:
-        check_sequence(x, self.input_dim)
+        check_input(x, self.input_dim)
 
     def _check_token(self, x_t: torch.Tensor) -> None:
-        check_token(x_t, self.input_dim)
+        check_input(x_t, self.input_dim, token=True)
 
     def _param_like(self) -> torch.Tensor:
         """A parameter, whose device and dtype the streaming state follows."""

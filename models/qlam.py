@@ -30,7 +30,7 @@ from qlam_tn import gates as G
 from qlam_tn.dense_scan import dense_ry_scan, factored_ry_scan
 from qlam_tn.memory import (apply_dense, bloch_vectors, brickwork, brickwork_factors, dense_unitary, neighbour_zz,
                              rotation_layer)
-from qlam_tn.models.common import check_sequence, check_token
+from qlam_tn.models.common import check_input
 
 ENCODINGS = {"ry": "y", "ry_rz": "yz", "rz_ry_rz": "zyz"}
 ENTANGLERS = ("cz", "cnot", "su4")
@@ -323,7 +323,7 @@ class QLAM(nn.Module):
 
     # ------------------------------------------------------------------ public API
     def _check_input(self, x: torch.Tensor, rank: int):
-        (check_sequence if rank == 3 else check_token)(x, self.input_dim)
+        check_input(x, self.input_dim, token=rank == 2)
         # The other models let NaN through to their outputs; a quantum memory would carry it
         # into every later token's state, so it is refused here.
         if not bool(torch.isfinite(x).all()):

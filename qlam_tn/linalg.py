@@ -266,6 +266,13 @@ def _gram_split_ok(A: torch.Tensor, policy: TruncationPolicy) -> bool:
     return policy.cutoff == 0.0 or policy.cutoff >= _GRAM_RESOLVES[policy.cutoff_mode]
 
 
+def uses_gram_split(A: torch.Tensor, policy: TruncationPolicy, absorb: str) -> bool:
+    """Whether ``truncated_split(A, policy, absorb)`` takes the Gram (``eigh``) path: allowed by
+    ``_gram_split_ok`` and the isometry on the smaller side."""
+    m, n = A.shape[-2], A.shape[-1]
+    return _gram_split_ok(A, policy) and (m <= n if absorb == "right" else n <= m)
+
+
 def truncated_split(A: torch.Tensor, policy: TruncationPolicy, absorb: str = "right"):
     """Split ``A (B, m, n)`` into the factors of a truncated two-site update.
 
@@ -284,8 +291,7 @@ def truncated_split(A: torch.Tensor, policy: TruncationPolicy, absorb: str = "ri
     """
     if absorb not in ("left", "right"):
         raise ValueError(f"absorb must be 'left' or 'right', got {absorb!r}")
-    m, n = A.shape[-2], A.shape[-1]
-    if not _gram_split_ok(A, policy) or (m > n if absorb == "right" else n > m):
+    if not uses_gram_split(A, policy, absorb):
         U, S, Vh, disc, kept2 = truncated_svd(A, policy, absorb=absorb)
         S = S.to(U.dtype)
         if absorb == "right":
