@@ -68,6 +68,10 @@ class QLAMConfig:
         readout_at: ``last`` (features of the final token), ``every`` (mean over tokens) or
             ``attn`` (softmax-weighted sum over tokens, weights scored from each token by a
             linear map: ``F + 1`` extra parameters).
+        pool_positions: with ``readout_at="attn"``, a learned score bias for each of the first
+            ``pool_positions`` token positions (0: none). At pixel level a token is one scalar, so
+            token-only scores cannot say *when* to read the memory; this lets them
+            (``pool_positions`` extra parameters; longer sequences are refused).
         backend: ``mps`` | ``statevector`` | ``auto`` (statevector up to 12 qubits).
         real: real-amplitude circuits (RY encodings, real entanglers): float arithmetic.
         checkpoint_every: recompute token chunks of this length in backward (bounded memory).
@@ -89,6 +93,7 @@ class QLAMConfig:
     readout: str = "query+xyz"
     query_heads: int = 1
     readout_at: str = "every"
+    pool_positions: int = 0
     backend: str = "auto"
     real: bool = True
     checkpoint_every: Optional[int] = None
@@ -108,6 +113,7 @@ class QLAMConfig:
         _int("depth", 1)
         _int("head_hidden", 1)
         _int("query_heads", 1)
+        _int("pool_positions", 0)
         if self.bond_dim is not None:
             _int("bond_dim", 1)
         if self.checkpoint_every is not None:
@@ -129,6 +135,8 @@ class QLAMConfig:
             raise ValueError("readout 'zz' needs n_qubits >= 2")
         if self.real and self.encoding != "ry":
             raise ValueError(f"real=True needs encoding='ry' (got {self.encoding!r}: RZ is complex)")
+        if self.pool_positions and self.readout_at != "attn":
+            raise ValueError(f"pool_positions needs readout_at='attn' (got {self.readout_at!r})")
         if not (self.cutoff >= 0):
             raise ValueError(f"cutoff must be >= 0, got {self.cutoff}")
         if not (self.encoding_scale >= 0):
@@ -220,6 +228,8 @@ class QLAM(nn.Module):
         if self.pool is not None:
             nn.init.zeros_(self.pool.weight)
             nn.init.zeros_(self.pool.bias)
+        # Per-position score bias (zero init: the token-only scores at the start).
+        self.pool_position_bias = nn.Parameter(torch.zeros(cfg.pool_positions)) if cfg.pool_positions else None
         self.feature_dim = (n * h if "query" in parts else 0) + ((2 if cfg.real else 3) * n if "xyz" in parts else 0) \
             + (n - 1 if "zz" in parts else 0)
 
@@ -393,7 +403,17 @@ class QLAM(nn.Module):
         """Pooling weights ``(B, T)`` over the tokens of ``x (B, T, F)``, summing to 1."""
         if self.pool is None:
             return x.new_full(x.shape[:2], 1.0 / x.shape[1])
-        return torch.softmax(self.pool(x).squeeze(-1), dim=1)
+        scores = self.pool(x).squeeze(-1)
+        if self.pool_position_bias is not None:
+            scores = scores + self.pool_position_bias[: x.shape[1]]
+        return torch.softmax(scores, dim=1)
+
+    def _check_length(self, t_len: int) -> None:
+        """Refuse sequences longer than the learned position biases cover."""
+        limit = self.config.pool_positions
+        if limit and t_len > limit:
+            raise ValueError(f"sequence of {t_len} tokens is longer than pool_positions={limit} "
+                             f"(this model learned pooling biases for {limit} positions)")
 
     def forward(self, x: torch.Tensor, memory=None) -> torch.Tensor:
         """``x (B, T, F)`` -> readout features ``(B, D)``.
@@ -405,6 +425,7 @@ class QLAM(nn.Module):
         state is not modified. Runs the general (autograd) path.
         """
         self._check_input(x, 3)
+        self._check_length(x.shape[1])
         x = x.to(self._real_dtype)
         if memory is None and self.uses_fast_path:
             return self._forward_fast(x)
@@ -488,6 +509,7 @@ class QLAM(nn.Module):
         self._check_input(x_t, 2)
         if x_t.shape[0] != state.memory.batch:
             raise ValueError(f"token batch {x_t.shape[0]} does not match the state's batch {state.memory.batch}")
+        self._check_length(state.tokens + 1)
         x_t = x_t.to(self._real_dtype)
         versions = tuple(p._version for p in self.parameters())
         ent = state.entangler if state.param_versions == versions else self._entangler()
@@ -502,6 +524,8 @@ class QLAM(nn.Module):
         if self.config.readout_at == "attn":
             # Online softmax: rescale the running sums to the new maximum score.
             score = self.pool(x_t).squeeze(-1)  # (B,)
+            if self.pool_position_bias is not None:
+                score = score + self.pool_position_bias[state.tokens]
             if state.feature_sum is None:
                 top, norm, total = score, torch.ones_like(score), f
             else:

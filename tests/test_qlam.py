@@ -11,7 +11,7 @@ CONFIGS = [
     dict(real=False, encoding="ry_rz", entangler="su4", readout="query+xyz+zz"),
     dict(real=True, entangler="su4", readout="query+zz", readout_at="last", reupload=True),
     dict(real=False, entangler="cnot", depth=3, encoding="rz_ry_rz", readout="xyz+zz"),
-    dict(real=True, entangler="su4", readout_at="attn", query_heads=3),
+    dict(real=True, entangler="su4", readout_at="attn", query_heads=3, pool_positions=16),
 ]
 
 
@@ -22,6 +22,9 @@ def _scramble_pool(model, seed=7):
         with torch.no_grad():
             for p in model.qlam.pool.parameters():
                 p.copy_(torch.randn(p.shape, generator=g, dtype=p.dtype))
+            if model.qlam.pool_position_bias is not None:
+                b = model.qlam.pool_position_bias
+                b.copy_(torch.randn(b.shape, generator=g, dtype=b.dtype))
     return model
 
 
@@ -130,6 +133,36 @@ def test_attention_pooling_matches_hand_softmax():
     torch.testing.assert_close(attn(x), (alpha[..., None] * feats).sum(1), atol=1e-12, rtol=0)
 
 
+@pytest.mark.parametrize("fast_path", [True, False])
+def test_position_biased_pooling_matches_hand_softmax(fast_path):
+    """pool_positions adds a learned bias per position: α_t = softmax_t(w·x_t + b + p_t)."""
+    torch.manual_seed(6)
+    model = _scramble_pool(QLAMClassifier(1, 3, n_qubits=4, readout_at="attn", pool_positions=8,
+                                          fast_path=fast_path).double()).qlam
+    assert model.uses_fast_path == fast_path
+    x = torch.rand(2, 6, 1, dtype=torch.float64)
+    ref = QLAM(1, model.config, readout_at="last", pool_positions=0).double()
+    ref.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("pool")})
+    feats = torch.stack([ref(x[:, : t + 1]) for t in range(6)], dim=1)  # (B, T, D)
+    scores = x[..., 0] * model.pool.weight[0, 0] + model.pool.bias + model.pool_position_bias[:6]
+    alpha = torch.softmax(scores, dim=1)
+    torch.testing.assert_close(model(x), (alpha[..., None] * feats).sum(1), atol=1e-12, rtol=0)
+    # the bias is what moves the weights: the same tokens in another order pool differently
+    assert not torch.allclose(alpha, torch.softmax(scores - model.pool_position_bias[:6], dim=1))
+
+
+def test_position_biased_pooling_refuses_longer_sequences():
+    model = QLAMClassifier(1, 3, n_qubits=3, readout_at="attn", pool_positions=4)
+    with pytest.raises(ValueError, match="pool_positions=4"):
+        model(torch.rand(2, 5, 1))
+    state = model.init_state(2)
+    for _ in range(4):
+        _, state = model.step(torch.rand(2, 1), state)
+    with pytest.raises(ValueError, match="pool_positions=4"):
+        model.step(torch.rand(2, 1), state)
+    assert state.tokens == 4  # the refused token changed nothing
+
+
 def test_readout_matches_hand_calculation_for_one_token():
     """One token, RY encoding, no entangling effect measurable: <Z_i> = cos(a_i), <X_i> = sin(a_i)."""
     model = QLAM(1, n_qubits=3, depth=1, entangler="cz", readout="xyz", readout_at="last", backend="statevector")
@@ -178,6 +211,7 @@ def test_truncated_mps_reports_discarded_weight_and_trains():
     (dict(backend="gpu"), ValueError), (dict(readout_at="first"), ValueError), (dict(encoding="rx"), ValueError),
     (dict(real=True, encoding="ry_rz"), ValueError), (dict(n_qubits=2.5), TypeError),
     (dict(checkpoint_every=0), ValueError), (dict(query_heads=0), ValueError), (dict(n_qubits=1, readout="zz"), ValueError),
+    (dict(pool_positions=8, readout_at="every"), ValueError), (dict(pool_positions=-1, readout_at="attn"), ValueError),
 ])
 def test_invalid_configs(bad, exc):
     with pytest.raises(exc):
