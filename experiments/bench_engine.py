@@ -13,6 +13,11 @@ a 2-core machine slow each other down many-fold.
 
     python -m qlam_tn.experiments.bench_engine            # the README table
     python -m qlam_tn.experiments.bench_engine --quick    # a 10-second smoke run
+    python -m qlam_tn.experiments.bench_engine --lapack   # the decompositions alone, real vs complex
+
+``--lapack`` times what a two-site split at bond χ runs, by itself: ``eigh`` of a (2χ x 2χ) Gram
+matrix, the thin SVD and QR of a (2χ x 2χ) matrix, batched over B, in float64 and complex128. Their
+ratio bounds how much faster a real circuit can run than a complex one when the splits dominate.
 """
 from __future__ import annotations
 
@@ -89,6 +94,36 @@ def bench_one(n: int, chi: int, batch: int, real: bool, repeats: int, seed: int 
             "gate_ms_per_sample": 1e3 * t_gate / batch}
 
 
+def lapack_times(chi: int, batch: int, repeats: int, seed: int = 0) -> dict:
+    """Median ms of ``eigh`` (of a Gram matrix), thin ``svd`` and ``qr`` of ``(batch, 2χ, 2χ)``
+    matrices in float64 and complex128, and the complex/real ratio of each."""
+    g = torch.Generator().manual_seed(seed)
+    out = {"chi": chi, "batch": batch}
+    for dtype in (torch.float64, torch.complex128):
+        a = torch.randn(batch, 2 * chi, 2 * chi, dtype=dtype, generator=g)
+        gram = a @ a.mH
+        tag = "real" if dtype == torch.float64 else "complex"
+        out[f"eigh_{tag}"] = 1e3 * _median_time(lambda: torch.linalg.eigh(gram), repeats)
+        out[f"svd_{tag}"] = 1e3 * _median_time(lambda: torch.linalg.svd(a, full_matrices=False), repeats)
+        out[f"qr_{tag}"] = 1e3 * _median_time(lambda: torch.linalg.qr(a), repeats)
+    for op in ("eigh", "svd", "qr"):
+        out[f"{op}_ratio"] = out[f"{op}_complex"] / out[f"{op}_real"]
+    return out
+
+
+def print_lapack(chis, batches, repeats: int) -> list:
+    print("| χ | B | eigh f64 / c128 (ms) | ratio | SVD f64 / c128 (ms) | ratio | QR f64 / c128 (ms) | ratio |")
+    print("|---|---|---|---|---|---|---|---|")
+    rows = []
+    for chi, batch in itertools.product(chis, batches):
+        r = lapack_times(chi, batch, repeats)
+        rows.append(r)
+        cells = " | ".join(f"{r[op + '_real']:.3f} / {r[op + '_complex']:.3f} | {r[op + '_ratio']:.2f}×"
+                           for op in ("eigh", "svd", "qr"))
+        print(f"| {chi} | {batch} | {cells} |", flush=True)
+    return rows
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--n", type=int, nargs="+", default=[16, 32])
@@ -96,10 +131,14 @@ def main(argv=None):
     p.add_argument("--batch", type=int, nargs="+", default=[1, 32])
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--quick", action="store_true", help="n=8, chi=8, B=1 and 4 only")
+    p.add_argument("--lapack", action="store_true",
+                   help="time the split's decompositions alone (eigh, SVD, QR; float64 vs complex128)")
     args = p.parse_args(argv)
     if args.quick:
         args.n, args.chi, args.batch, args.repeats = [8], [8], [1, 4], 3
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}")
+    if args.lapack:
+        return print_lapack(args.chi, args.batch, args.repeats)
     print("| n | χ | B | dtype | gate (ms) | gate per sample (ms) | brickwork layer (ms) |")
     print("|---|---|---|---|---|---|---|")
     rows = []

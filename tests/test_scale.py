@@ -223,3 +223,12 @@ def test_bad_flags_are_refused(tmp_path, capsys):
 
 def test_registered_in_the_cli():
     assert cli.COMMANDS["scale"][0] == "qlam_tn.experiments.scale"
+
+
+def test_lapack_times_reports_both_dtypes_and_their_ratio():
+    from qlam_tn.experiments.bench_engine import lapack_times
+
+    r = lapack_times(chi=2, batch=3, repeats=1)
+    for op in ("eigh", "svd", "qr"):
+        assert r[f"{op}_real"] > 0 and r[f"{op}_complex"] > 0
+        assert r[f"{op}_ratio"] == pytest.approx(r[f"{op}_complex"] / r[f"{op}_real"])
