@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Pilots for the pixel-level QLAM cell on Fashion-MNIST (T=784), same protocol as
+# pixel_lr_pilot.sh: 3,000 training images, 3 epochs, seed 0, lr 0.03 (that pilot's best), validation
+# accuracy. One seed each: a hint, not a result. Each variant changes one thing of the cell of
+# pixel_fashion.sh; VARIANTS picks the runs (default: all, in the order below), two at a time.
+#
+#   bash experiments/studies/pixel_cell_pilot.sh DATA_DIR [OUT]
+set -euo pipefail
+DATA=${1:?usage: pixel_cell_pilot.sh DATA_DIR [OUT]}
+OUT=${2:-runs/pix_tune}
+common=(--dataset fashion_mnist --data-dir "$DATA" --tokens pixel --epochs 3 --batch-size 64 --limit-train 3000
+        --out "$OUT" --no-progress --threads "${THREADS:-1}" --seed 0 --lr 0.03)
+cell=(n_qubits=8 backend=statevector readout=query+xyz query_heads=8 head_hidden=48 readout_at=attn)
+# name -> "train flags | cell options" (the baseline is pixel_lr_pilot.sh's attn-lr0.03)
+declare -A V=(
+  [pos-lr0.03]="--weight-decay 0.1 | depth=2 entangler=su4 encoding_scale=0.1 pool_positions=784"
+  [pos-enc0.3-lr0.03]="--weight-decay 0.1 | depth=2 entangler=su4 encoding_scale=0.3 pool_positions=784"
+  [wd0-lr0.03]="--weight-decay 0 | depth=2 entangler=su4 encoding_scale=0.1"
+  [enc0.03-lr0.03]="--weight-decay 0.1 | depth=2 entangler=su4 encoding_scale=0.03"
+  [depth1-lr0.03]="--weight-decay 0.1 | depth=1 entangler=su4 encoding_scale=0.1"
+  [cz-lr0.03]="--weight-decay 0.1 | depth=2 entangler=cz encoding_scale=0.1"
+)
+ORDER="pos-lr0.03 pos-enc0.3-lr0.03 wd0-lr0.03 enc0.03-lr0.03 depth1-lr0.03 cz-lr0.03"
+for name in ${VARIANTS:-$ORDER}; do
+  spec=${V[$name]:?unknown variant $name}
+  flags=${spec%%|*}; opts=${spec##*|}
+  # shellcheck disable=SC2086  # flags and opts are word lists
+  qlam train --model qlam "${common[@]}" $flags --name "$name" --model-cfg "${cell[@]}" $opts &
+  while [ "$(jobs -rp | wc -l)" -ge "${PARALLEL:-2}" ]; do sleep 5; done
+done
+wait
