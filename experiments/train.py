@@ -96,6 +96,7 @@ class TrainConfig:
     seed: int = 0
     val_fraction: float = 0.1
     limit_train: int | None = None
+    limit_val: int | None = None
     match_params: int | None = None
     model_cfg: dict = field(default_factory=dict)
     dtype: str = "float32"
@@ -114,7 +115,7 @@ class TrainConfig:
         for name in ("permute_seed", "warmup_steps"):
             if getattr(self, name) is not None:
                 _check_int(name, getattr(self, name), 0)
-        for name in ("limit_train", "match_params"):
+        for name in ("limit_train", "limit_val", "match_params"):
             if getattr(self, name) is not None:
                 _check_int(name, getattr(self, name), 1)
         _check_int("seed", self.seed, 0)
@@ -340,13 +341,21 @@ def prepare(cfg: TrainConfig, device: str = "auto", resume: dict | None = None) 
         "num_features": train_set.num_features, "classes": list(info.classes),
         "mean": train_set.mean.tolist(), "std": train_set.std.tolist(),
     }
+    val_idx = None
+    if "val" in parts and cfg.limit_val is not None and cfg.limit_val < len(parts["val"].labels):
+        # Its own generator stream (seed + 1): the training subset above stays what it was.
+        g = torch.Generator().manual_seed(cfg.seed + 1)
+        val = parts["val"]
+        val_idx = torch.randperm(len(val.labels), generator=g)[:cfg.limit_val].sort().values
+        parts["val"] = DataSplit(val.images[val_idx], val.labels[val_idx], val.info)
     val_set = make_dataset(parts["val"], data_cfg) if "val" in parts else None
     test_set = make_dataset(parts["test"], data_cfg) if "test" in parts else None
 
     info_dict = info.to_dict()
     info_dict.update(split="train", val_indices=_indices_summary(info.val_indices),
                      test_indices=_indices_summary(info.test_indices),
-                     train_used=len(train_set), limit_train=cfg.limit_train)
+                     train_used=len(train_set), limit_train=cfg.limit_train,
+                     val_used=None if val_set is None else len(val_set), limit_val=cfg.limit_val)
     data_cfg["info"] = info_dict
 
     input_dim, num_classes = train_set.num_features, info.num_classes
@@ -385,9 +394,11 @@ def prepare(cfg: TrainConfig, device: str = "auto", resume: dict | None = None) 
         "val_fraction": info.val_fraction,
         "test_indices": None if info.test_indices is None else list(info.test_indices),
         "train_subset": None if train_idx is None else train_idx.tolist(),
+        "val_subset": None if val_idx is None else val_idx.tolist(),
         "note": "val_indices index the training pool (the training files, or the non-test part "
                 "of a built-in dataset, in source order); train_subset (--limit-train) indexes "
-                "the training split left after carving val",
+                "the training split left after carving val; val_subset (--limit-val) indexes the "
+                "validation split",
     }
     if resume is not None:
         _check_resumable(config, resume["config"], d.world)
@@ -669,6 +680,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"validation share of the training files (default {_D.val_fraction})")
     g.add_argument("--limit-train", dest="limit_train", type=int, metavar="N",
                    help="train on a seeded subset of N images (quick runs)")
+    g.add_argument("--limit-val", dest="limit_val", type=int, metavar="N",
+                   help="validate on a seeded subset of N validation images (quick runs)")
     g = ap.add_argument_group("run")
     g.add_argument("--out", help="runs directory (default runs)")
     g.add_argument("--name", help="run folder name (default MODEL-DATASET-TOKENS-sSEED-TIME)")

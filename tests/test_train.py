@@ -125,6 +125,20 @@ def test_eval_json_prints_only_accuracy_and_n(runs):
     assert val["accuracy"] == pytest.approx(metrics["best"]["val_acc"], abs=1e-12)
 
 
+def test_limit_val_scores_a_seeded_subset_and_leaves_training_alone(runs, tmp_path):
+    assert train.main(BASE + ["--out", str(tmp_path), "--name", "lv", "--limit-val", "40", "--epochs", "1"]) == 0
+    splits = json.loads((tmp_path / "lv" / "splits.json").read_text())
+    full = json.loads((runs / "full" / "splits.json").read_text())
+    assert splits["train_subset"] == full["train_subset"] and splits["val_indices"] == full["val_indices"]
+    sub = splits["val_subset"]
+    assert len(sub) == len(set(sub)) == 40 and sub == sorted(sub)
+    assert 0 <= sub[0] and sub[-1] < len(full["val_indices"])
+    acc = json.loads((tmp_path / "lv" / "metrics.json").read_text())["epochs"][0]["val_acc"]
+    assert acc * 40 == pytest.approx(round(acc * 40), abs=1e-9)  # a fraction of 40 images
+    cfg = json.loads((tmp_path / "lv" / "config.json").read_text())
+    assert cfg["data"]["info"]["val_used"] == 40
+
+
 def test_tampered_truncated_and_unsigned_checkpoints_are_refused(runs, tmp_path, capsys):
     data = (runs / "full" / "last.pt").read_bytes()
     sidecar = (runs / "full" / "last.pt.sha256").read_text()
