@@ -7,9 +7,10 @@ Per token ``x_t (B, F)``::
     features_t = [ m_t·b_i  (query),  b_i (local X/Y/Z),  <Z_i Z_{i+1}> ]
     logits = head(features_T)  or  head(mean_t features_t)  or  head(Σ_t α_t features_t)
 
-with ``α = softmax_t(w_p·x_t + b_p)`` for ``readout_at="attn"``: the pooling weights depend on the
-tokens only, never on the memory, so they are known before the scan and streaming keeps a running
-(max, normaliser, weighted sum) of constant size.
+with ``α = softmax_t(w_p·x_t + b_p [+ p_t] [+ u·features_t])`` for ``readout_at="attn"``: by
+default the pooling weights depend on the tokens only; a learned bias per position
+(``pool_positions``) and a score from the memory's own readout (``pool_memory``) are options.
+Streaming keeps a running (max, normaliser, weighted sum) of constant size in every case.
 
 where ``b_i`` is qubit i's Bloch vector and ``m_t`` the query-dependent measurement
 direction ``m_{t,i}(W_q x_t)`` on the Bloch sphere. The memory is held by the engine's
@@ -72,6 +73,9 @@ class QLAMConfig:
             ``pool_positions`` token positions (0: none). At pixel level a token is one scalar, so
             token-only scores cannot say *when* to read the memory; this lets them
             (``pool_positions`` extra parameters; longer sequences are refused).
+        pool_memory: with ``readout_at="attn"``, add ``u·f_t`` to the scores: the weights then
+            depend on what the memory reads at each token, not only on the token (``D`` extra
+            parameters, zero init). Still streamable: ``f_t`` is computed at every token anyway.
         backend: ``mps`` | ``statevector`` | ``auto`` (statevector up to 12 qubits).
         real: real-amplitude circuits (RY encodings, real entanglers): float arithmetic.
         checkpoint_every: recompute token chunks of this length in backward (bounded memory).
@@ -94,6 +98,7 @@ class QLAMConfig:
     query_heads: int = 1
     readout_at: str = "every"
     pool_positions: int = 0
+    pool_memory: bool = False
     backend: str = "auto"
     real: bool = True
     checkpoint_every: Optional[int] = None
@@ -135,8 +140,11 @@ class QLAMConfig:
             raise ValueError("readout 'zz' needs n_qubits >= 2")
         if self.real and self.encoding != "ry":
             raise ValueError(f"real=True needs encoding='ry' (got {self.encoding!r}: RZ is complex)")
-        if self.pool_positions and self.readout_at != "attn":
-            raise ValueError(f"pool_positions needs readout_at='attn' (got {self.readout_at!r})")
+        for name in ("pool_positions", "pool_memory"):
+            if getattr(self, name) and self.readout_at != "attn":
+                raise ValueError(f"{name} needs readout_at='attn' (got {self.readout_at!r})")
+        if not isinstance(self.pool_memory, bool):
+            raise TypeError(f"pool_memory must be a bool, got {self.pool_memory!r}")
         if not (self.cutoff >= 0):
             raise ValueError(f"cutoff must be >= 0, got {self.cutoff}")
         if not (self.encoding_scale >= 0):
@@ -232,6 +240,10 @@ class QLAM(nn.Module):
         self.pool_position_bias = nn.Parameter(torch.zeros(cfg.pool_positions)) if cfg.pool_positions else None
         self.feature_dim = (n * h if "query" in parts else 0) + ((2 if cfg.real else 3) * n if "xyz" in parts else 0) \
             + (n - 1 if "zz" in parts else 0)
+        # Memory-dependent score term u·f_t (zero init: the token-only scores at the start).
+        self.pool_memory = nn.Linear(self.feature_dim, 1, bias=False) if cfg.pool_memory else None
+        if self.pool_memory is not None:
+            nn.init.zeros_(self.pool_memory.weight)
 
     # ------------------------------------------------------------------ circuit pieces
     @property
@@ -397,16 +409,19 @@ class QLAM(nn.Module):
         f = torch.cat(feats, dim=-1)  # (B, T', D)
         if not pooled:
             return f[:, -1]
-        return torch.einsum("bt,btd->bd", self._pool_weights(x), f)
+        return self._pool(x, f)
 
-    def _pool_weights(self, x: torch.Tensor) -> torch.Tensor:
-        """Pooling weights ``(B, T)`` over the tokens of ``x (B, T, F)``, summing to 1."""
+    def _pool(self, x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+        """Pool per-token features ``f (B, T, D)`` of tokens ``x (B, T, F)`` into ``(B, D)``:
+        the mean (``every``) or ``Σ_t softmax_t(w·x_t + b [+ p_t] [+ u·f_t]) f_t`` (``attn``)."""
         if self.pool is None:
-            return x.new_full(x.shape[:2], 1.0 / x.shape[1])
-        scores = self.pool(x).squeeze(-1)
+            return f.mean(1)
+        scores = self.pool(x).squeeze(-1)  # (B, T)
         if self.pool_position_bias is not None:
             scores = scores + self.pool_position_bias[: x.shape[1]]
-        return torch.softmax(scores, dim=1)
+        if self.pool_memory is not None:
+            scores = scores + self.pool_memory(f).squeeze(-1)
+        return torch.einsum("bt,btd->bd", torch.softmax(scores, dim=1), f)
 
     def _check_length(self, t_len: int) -> None:
         """Refuse sequences longer than the learned position biases cover."""
@@ -436,17 +451,15 @@ class QLAM(nn.Module):
         memory = self._new_memory(b, x.device) if memory is None else self._adopt(memory)
         self._last_memory = memory
         pooled = self.config.readout_at != "last"
-        weights = self._pool_weights(x) if pooled else None  # (B, T)
         chunk = self.config.checkpoint_every
         if chunk is None or not torch.is_grad_enabled():
-            total = None
+            feats = []
             for t in range(t_len):
                 self._token_update(memory, x[:, t], ent)
                 if pooled:
-                    f = weights[:, t, None] * self._features(memory, x[:, t])
-                    total = f if total is None else total + f
-            return total if pooled else self._features(memory, x[:, -1])
-        return self._forward_checkpointed(x, weights, memory, ent, chunk)
+                    feats.append(self._features(memory, x[:, t]))
+            return self._pool(x, torch.stack(feats, 1)) if pooled else self._features(memory, x[:, -1])
+        return self._forward_checkpointed(x, pooled, memory, ent, chunk)
 
     @property
     def last_discarded_weight(self) -> Optional[torch.Tensor]:
@@ -461,10 +474,9 @@ class QLAM(nn.Module):
         mem = getattr(self, "_last_memory", None)
         return mem.fidelity_estimate.detach() if isinstance(mem, MPS) else None
 
-    def _forward_checkpointed(self, x, weights, memory, ent, chunk):
-        """Token chunks recomputed in backward: activations of one chunk plus one state per chunk.
-        ``weights (B, T)`` pool the per-token features (``None``: features of the last token)."""
-        pooled = weights is not None
+    def _forward_checkpointed(self, x, pooled, memory, ent, chunk):
+        """Token chunks recomputed in backward: activations of one chunk plus one state per chunk
+        (and, when ``pooled``, the per-token features ``(B, T, D)``, pooled at the end)."""
         t_len = x.shape[1]
         is_mps = isinstance(memory, MPS)
         policy = memory.policy if is_mps else None
@@ -472,30 +484,30 @@ class QLAM(nn.Module):
         def pack(mem):
             return (*mem.tensors, mem.discarded_weight, mem._log_fidelity) if is_mps else (mem.psi,)
 
-        def run(xc, wc, centre, *state):
+        def run(xc, centre, *state):
             if is_mps:
                 mem = MPS(list(state[:-2]), centre, policy, state[-2], state[-1])
             else:
                 mem = StateVector(state[0])
-            total = x.new_zeros(x.shape[0], self.feature_dim)
+            feats = []
             for t in range(xc.shape[1]):
                 self._token_update(mem, xc[:, t], ent)
                 if pooled:
-                    total = total + wc[:, t, None] * self._features(mem, xc[:, t])
-            return total, (mem.center if is_mps else None), *pack(mem)
+                    feats.append(self._features(mem, xc[:, t]))
+            chunk_feats = torch.stack(feats, 1) if pooled else x.new_zeros(())
+            return chunk_feats, (mem.center if is_mps else None), *pack(mem)
 
-        state, centre, total = pack(memory), (memory.center if is_mps else None), None
+        state, centre, feats = pack(memory), (memory.center if is_mps else None), []
         for start in range(0, t_len, chunk):
             # The entangler tensors are captured by closure: non-reentrant checkpointing
             # tracks them, and the centre (a Python int) is an explicit input so that the
             # recomputation in backward starts where the forward chunk did.
-            wc = weights[:, start:start + chunk] if pooled else None
-            out = checkpoint(run, x[:, start:start + chunk], wc, centre, *state, use_reentrant=False)
-            chunk_total, centre, state = out[0], out[1], out[2:]
-            total = chunk_total if total is None else total + chunk_total
+            out = checkpoint(run, x[:, start:start + chunk], centre, *state, use_reentrant=False)
+            feats.append(out[0])
+            centre, state = out[1], out[2:]
         mem = MPS(list(state[:-2]), centre, policy, state[-2], state[-1]) if is_mps else StateVector(state[0])
         self._last_memory = mem
-        return total if pooled else self._features(mem, x[:, -1])
+        return self._pool(x, torch.cat(feats, 1)) if pooled else self._features(mem, x[:, -1])
 
     def init_state(self, batch: int, device=None) -> QLAMState:
         """A fresh streaming state for ``batch`` sequences."""
@@ -526,6 +538,8 @@ class QLAM(nn.Module):
             score = self.pool(x_t).squeeze(-1)  # (B,)
             if self.pool_position_bias is not None:
                 score = score + self.pool_position_bias[state.tokens]
+            if self.pool_memory is not None:
+                score = score + self.pool_memory(f).squeeze(-1)
             if state.feature_sum is None:
                 top, norm, total = score, torch.ones_like(score), f
             else:

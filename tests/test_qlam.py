@@ -11,7 +11,7 @@ CONFIGS = [
     dict(real=False, encoding="ry_rz", entangler="su4", readout="query+xyz+zz"),
     dict(real=True, entangler="su4", readout="query+zz", readout_at="last", reupload=True),
     dict(real=False, entangler="cnot", depth=3, encoding="rz_ry_rz", readout="xyz+zz"),
-    dict(real=True, entangler="su4", readout_at="attn", query_heads=3, pool_positions=16),
+    dict(real=True, entangler="su4", readout_at="attn", query_heads=3, pool_positions=16, pool_memory=True),
 ]
 
 
@@ -25,6 +25,9 @@ def _scramble_pool(model, seed=7):
             if model.qlam.pool_position_bias is not None:
                 b = model.qlam.pool_position_bias
                 b.copy_(torch.randn(b.shape, generator=g, dtype=b.dtype))
+            if model.qlam.pool_memory is not None:
+                u = model.qlam.pool_memory.weight
+                u.copy_(torch.randn(u.shape, generator=g, dtype=u.dtype))
     return model
 
 
@@ -151,6 +154,22 @@ def test_position_biased_pooling_matches_hand_softmax(fast_path):
     assert not torch.allclose(alpha, torch.softmax(scores - model.pool_position_bias[:6], dim=1))
 
 
+@pytest.mark.parametrize("fast_path", [True, False])
+def test_memory_scored_pooling_matches_hand_softmax(fast_path):
+    """pool_memory adds u·f_t, the memory's own readout at token t, to the scores."""
+    torch.manual_seed(8)
+    model = _scramble_pool(QLAMClassifier(2, 3, n_qubits=4, readout_at="attn", pool_memory=True,
+                                          fast_path=fast_path).double()).qlam
+    assert model.uses_fast_path == fast_path
+    x = torch.rand(3, 7, 2, dtype=torch.float64)
+    ref = QLAM(2, model.config, readout_at="last", pool_memory=False).double()
+    ref.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("pool")})
+    feats = torch.stack([ref(x[:, : t + 1]) for t in range(7)], dim=1)  # (B, T, D)
+    scores = x @ model.pool.weight[0] + model.pool.bias + feats @ model.pool_memory.weight[0]
+    alpha = torch.softmax(scores, dim=1)
+    torch.testing.assert_close(model(x), (alpha[..., None] * feats).sum(1), atol=1e-12, rtol=0)
+
+
 def test_position_biased_pooling_refuses_longer_sequences():
     model = QLAMClassifier(1, 3, n_qubits=3, readout_at="attn", pool_positions=4)
     with pytest.raises(ValueError, match="pool_positions=4"):
@@ -211,7 +230,8 @@ def test_truncated_mps_reports_discarded_weight_and_trains():
     (dict(backend="gpu"), ValueError), (dict(readout_at="first"), ValueError), (dict(encoding="rx"), ValueError),
     (dict(real=True, encoding="ry_rz"), ValueError), (dict(n_qubits=2.5), TypeError),
     (dict(checkpoint_every=0), ValueError), (dict(query_heads=0), ValueError), (dict(n_qubits=1, readout="zz"), ValueError),
-    (dict(pool_positions=8, readout_at="every"), ValueError), (dict(pool_positions=-1, readout_at="attn"), ValueError),
+    (dict(pool_positions=8, readout_at="every"), ValueError), (dict(pool_memory=True), ValueError),
+    (dict(pool_memory=1, readout_at="attn"), TypeError), (dict(pool_positions=-1, readout_at="attn"), ValueError),
 ])
 def test_invalid_configs(bad, exc):
     with pytest.raises(exc):

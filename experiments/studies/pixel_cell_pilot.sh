@@ -15,12 +15,14 @@ cell=(n_qubits=8 backend=statevector readout=query+xyz query_heads=8 head_hidden
 declare -A V=(
   [pos-lr0.03]="--weight-decay 0.1 | depth=2 entangler=su4 encoding_scale=0.1 pool_positions=784"
   [pos-enc0.3-lr0.03]="--weight-decay 0.1 | depth=2 entangler=su4 encoding_scale=0.3 pool_positions=784"
+  [mem-lr0.03]="--weight-decay 0.1 | depth=2 entangler=su4 encoding_scale=0.1 pool_memory=true"
+  [mempos-lr0.03]="--weight-decay 0.1 | depth=2 entangler=su4 encoding_scale=0.1 pool_memory=true pool_positions=784"
   [wd0-lr0.03]="--weight-decay 0 | depth=2 entangler=su4 encoding_scale=0.1"
   [enc0.03-lr0.03]="--weight-decay 0.1 | depth=2 entangler=su4 encoding_scale=0.03"
   [depth1-lr0.03]="--weight-decay 0.1 | depth=1 entangler=su4 encoding_scale=0.1"
   [cz-lr0.03]="--weight-decay 0.1 | depth=2 entangler=cz encoding_scale=0.1"
 )
-ORDER="pos-lr0.03 pos-enc0.3-lr0.03 wd0-lr0.03 enc0.03-lr0.03 depth1-lr0.03 cz-lr0.03"
+ORDER="pos-lr0.03 pos-enc0.3-lr0.03 mem-lr0.03 mempos-lr0.03 wd0-lr0.03 enc0.03-lr0.03 depth1-lr0.03 cz-lr0.03"
 for name in ${VARIANTS:-$ORDER}; do
   spec=${V[$name]:?unknown variant $name}
   flags=${spec%%|*}; opts=${spec##*|}
