@@ -21,8 +21,14 @@ declare -A V=(
   [enc0.03-lr0.03]="--weight-decay 0.1 | depth=2 entangler=su4 encoding_scale=0.03"
   [depth1-lr0.03]="--weight-decay 0.1 | depth=1 entangler=su4 encoding_scale=0.1"
   [cz-lr0.03]="--weight-decay 0.1 | depth=2 entangler=cz encoding_scale=0.1"
+  # second round: the gentler-memory changes above, combined
+  [d1-enc0.03-lr0.03]="--weight-decay 0.1 | depth=1 entangler=su4 encoding_scale=0.03"
+  [d1-enc0.03-cz-lr0.03]="--weight-decay 0.1 | depth=1 entangler=cz encoding_scale=0.03"
+  [wd0.3-lr0.03]="--weight-decay 0.3 | depth=2 entangler=su4 encoding_scale=0.1"
+  [enc0.01-lr0.03]="--weight-decay 0.1 | depth=2 entangler=su4 encoding_scale=0.01"
 )
-ORDER="pos-lr0.03 pos-enc0.3-lr0.03 mem-lr0.03 mempos-lr0.03 wd0-lr0.03 enc0.03-lr0.03 depth1-lr0.03 cz-lr0.03"
+ORDER="pos-lr0.03 pos-enc0.3-lr0.03 mem-lr0.03 mempos-lr0.03 wd0-lr0.03 enc0.03-lr0.03 depth1-lr0.03 cz-lr0.03
+       d1-enc0.03-lr0.03 d1-enc0.03-cz-lr0.03 wd0.3-lr0.03 enc0.01-lr0.03"
 for name in ${VARIANTS:-$ORDER}; do
   spec=${V[$name]:?unknown variant $name}
   flags=${spec%%|*}; opts=${spec##*|}
