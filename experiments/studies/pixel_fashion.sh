@@ -13,7 +13,9 @@
 #   RUNS="gru:0 lstm:0 ssm:0 transformer:0 ..." THREADS=1 bash .../pixel_fashion.sh DATA &
 # then `qlam report OUT --out OUT/report.md --plot OUT/report.png`.
 # QLAM variants beyond the default (lr 0.01), not in the default list: qlam-lr0.03 (lr 0.03) and
-# qlam-pos (lr 0.03 and a learned pooling-score bias per position, pool_positions=784).
+# qlam-pos (lr 0.03 and a learned pooling-score bias per position, pool_positions=784), and
+# qlam-gentle (lr 0.01; depth 1, fixed CZ + trainable RY entangler, encoding init 0.03: the best
+# combination of pixel_cell_pilot.sh).
 set -euo pipefail
 DATA=${1:?usage: pixel_fashion.sh DATA_DIR [OUT] [EPOCHS] [LIMIT]}
 OUT=${2:-runs/pixel_fashion}
@@ -28,17 +30,20 @@ common=(--dataset fashion_mnist --data-dir "$DATA" --tokens pixel --epochs "$EPO
         --limit-train "$LIMIT" --out "$OUT" --no-progress --threads "${THREADS:-2}")
 for run in ${RUNS:-$DEFAULT_RUNS}; do
   model=${run%%:*}; seed=${run##*:}
-  cell=(n_qubits=8 backend=statevector depth=2 readout=query+xyz encoding_scale=0.1 entangler=su4
-        readout_at=attn query_heads=8 head_hidden=48)
+  cell=(n_qubits=8 backend=statevector readout=query+xyz readout_at=attn query_heads=8 head_hidden=48)
+  su4=(depth=2 entangler=su4 encoding_scale=0.1)
   if [ "$model" = qlam ]; then
     qlam train --model qlam "${common[@]}" --seed "$seed" --name "qlam-attn-h8-s$seed" --lr 0.01 --weight-decay 0.1 \
-      --model-cfg "${cell[@]}"
+      --model-cfg "${cell[@]}" "${su4[@]}"
   elif [ "$model" = qlam-lr0.03 ]; then
     qlam train --model qlam "${common[@]}" --seed "$seed" --name "qlam-attn-h8-lr0.03-s$seed" --lr 0.03 \
-      --weight-decay 0.1 --model-cfg "${cell[@]}"
+      --weight-decay 0.1 --model-cfg "${cell[@]}" "${su4[@]}"
   elif [ "$model" = qlam-pos ]; then
     qlam train --model qlam "${common[@]}" --seed "$seed" --name "qlam-attn-h8-pos-lr0.03-s$seed" --lr 0.03 \
-      --weight-decay 0.1 --model-cfg "${cell[@]}" pool_positions=784
+      --weight-decay 0.1 --model-cfg "${cell[@]}" "${su4[@]}" pool_positions=784
+  elif [ "$model" = qlam-gentle ]; then
+    qlam train --model qlam "${common[@]}" --seed "$seed" --name "qlam-attn-h8-d1-cz-enc0.03-s$seed" --lr 0.01 \
+      --weight-decay 0.1 --model-cfg "${cell[@]}" depth=1 entangler=cz encoding_scale=0.03
   else
     qlam train --model "$model" "${common[@]}" --seed "$seed" --name "$model-s$seed" --lr 0.01 \
       --match-params "$BUDGET"
