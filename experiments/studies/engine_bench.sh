@@ -14,7 +14,7 @@ run models_b64 qlam bench-models --models gru --qlam sv8 mps16x16 --B 64 --T 784
 run anchors qlam bench-anchors --extras
 run engine qlam bench-engine
 # The split's decompositions alone, float64 vs complex128: the ceiling on a real circuit's speed-up.
-run lapack qlam bench-engine --lapack --chi 8 16 32 64
+run lapack qlam bench-engine --lapack --chi 8 16 32 64 --repeats 15
 # The floor under the MPS training target (issue: n=16, χ=16, B=64, ≥ 10k tokens/s): once the bonds
 # saturate ([2, 4, 8, 16, ..., 16, 8, 4, 2]), 7 of a token's 15 two-site splits are (64, 32, 32)
 # matrices; their forward SVDs alone (what autograd runs; float32, the training dtype) bound the rate.
