@@ -129,6 +129,8 @@ class TrainConfig:
             raise ValueError(f"clip must be > 0 (or None for no clipping), got {self.clip!r}")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction!r}")
+        if self.limit_val is not None and self.val_fraction == 0:
+            raise ValueError("limit_val needs a validation split; val_fraction is 0")
         if not isinstance(self.model_cfg, dict):
             raise TypeError(f"model_cfg must be a dict, got {type(self.model_cfg).__name__}")
         if self.dtype not in DTYPES:

@@ -195,6 +195,8 @@ def test_checkpoint_with_code_is_refused_even_when_its_hash_matches(tmp_path):
     ["--tokens", "patch5"],                  # 5 does not divide the 64 pixels
     ["--lr", "-1"],
     ["--epochs", "two"],
+    ["--limit-val", "0"],
+    ["--limit-val", "10", "--val-fraction", "0"],  # nothing to take a subset of
 ])
 def test_bad_input_exits_2_without_a_run_folder(bad, tmp_path, capsys):
     out = tmp_path / "runs"

@@ -28,10 +28,10 @@ for seed in 0 1 2; do
 done
 common=(--dataset fashion_mnist --data-dir "$DATA" --tokens pixel --epochs "$EPOCHS" --batch-size 64
         --limit-train "$LIMIT" --out "$OUT" --no-progress --threads "${THREADS:-2}")
+cell=(n_qubits=8 backend=statevector readout=query+xyz readout_at=attn query_heads=8 head_hidden=48)
+su4=(depth=2 entangler=su4 encoding_scale=0.1)
 for run in ${RUNS:-$DEFAULT_RUNS}; do
   model=${run%%:*}; seed=${run##*:}
-  cell=(n_qubits=8 backend=statevector readout=query+xyz readout_at=attn query_heads=8 head_hidden=48)
-  su4=(depth=2 entangler=su4 encoding_scale=0.1)
   if [ "$model" = qlam ]; then
     qlam train --model qlam "${common[@]}" --seed "$seed" --name "qlam-attn-h8-s$seed" --lr 0.01 --weight-decay 0.1 \
       --model-cfg "${cell[@]}" "${su4[@]}"
