@@ -300,23 +300,59 @@ def truncated_split(A: torch.Tensor, policy: TruncationPolicy, absorb: str = "ri
     # Work on the side the isometry lives on: rows for "right", columns (via A†) for "left".
     M = A if absorb == "right" else A.mH  # (B, k, N)
     _, V = torch.linalg.eigh(M @ M.mH)  # ascending eigenvalues
-    Q = V.flip(-1)  # (B, k, k), descending
-    C = Q.mH @ M  # (B, k, N): rows are s_i · v_i†, the centre projected exactly
+    C = V.mH @ M  # (B, k, N): rows are s_i · v_i†, ascending, the centre projected exactly
     # Weights from the rows, not the eigenvalues: a row of a (near-)null direction has norm²
     # ~eps²·s_max² where its eigenvalue carries ~eps·s_max² of rounding. Rounding can swap
     # nearly equal neighbours; the eigenvalue order is kept (the cut is the same to ~eps).
-    S2 = (C.real ** 2 + C.imag ** 2).sum(-1) if C.is_complex() else (C * C).sum(-1)  # (B, k)
-    ranks = policy.ranks(S2.sqrt())
-    r = int(ranks.max())
-    Q, C = Q[..., :r], C[..., :r, :]
-    keep = torch.arange(S2.shape[-1], device=A.device) < ranks.unsqueeze(-1)  # (B, k)
-    zero = torch.zeros((), dtype=S2.dtype, device=A.device)
-    kept2 = torch.where(keep, S2, zero).sum(-1)
-    discarded = torch.where(keep, zero, S2).sum(-1)
-    if bool((ranks < r).any()):  # zero the rows beyond each sample's own rank
-        C = C * keep[:, :r].to(C.dtype).unsqueeze(-1)
+    S2 = torch.linalg.vector_norm(C, dim=-1).square()  # (B, k) ascending
+    # Ascending order lets one cumsum give every tail sum, smallest first (so what is dropped is
+    # summed accurately); the cut is tested against policy.ranks (tests/test_split.py).
+    tails = S2.cumsum(-1)  # tails[i] = Σ_{j <= i} s_j²
+    ranks = gram_ranks(S2, tails, policy)
+    k = S2.shape[-1]
+    uniform = A.shape[0] == 1 or not bool((ranks != ranks[0]).any())
+    r = int(ranks[0]) if uniform else int(ranks.max())
+    total = tails[..., -1]
+    if uniform:  # one width for the batch (always at B=1): no masking
+        discarded = tails[..., k - r - 1] if r < k else torch.zeros_like(total)
+    else:
+        drop = k - ranks  # (B,)
+        idx = (drop - 1).clamp_min(0).unsqueeze(-1)
+        discarded = torch.where(drop > 0, tails.gather(-1, idx).squeeze(-1), torch.zeros_like(total))
+    kept2 = total - discarded
+    # Kept rows, largest first (the documented order: a sample's rows beyond its rank are zero).
+    Q, C = V[..., k - r:].flip(-1), C[..., k - r:, :].flip(-2)
+    if not uniform:  # zero the rows beyond each sample's own rank
+        keep = torch.arange(r, device=A.device) < ranks.unsqueeze(-1)  # (B, r)
+        C = C * keep.to(C.dtype).unsqueeze(-1)
     if policy.renormalize:
         C = C * torch.rsqrt(kept2.clamp_min(torch.finfo(S2.dtype).tiny)).to(C.dtype)[:, None, None]
     if absorb == "right":
         return Q, C, discarded, kept2
     return C.mH, Q.mH, discarded, kept2
+
+
+def gram_ranks(S2: torch.Tensor, tails: torch.Tensor, policy: TruncationPolicy) -> torch.Tensor:
+    """Per-sample number of values to keep, as ``policy.ranks`` decides, from ascending weights.
+
+    ``S2 (B, k)`` squared singular values in ascending order and ``tails = S2.cumsum(-1)``
+    -> ``(B,)`` long. Drops the smallest values whose weight (``abs``/``rel``) or running tail sum
+    (``sum2``/``rsum2``) is at or below the cutoff, keeps at least one, caps at ``max_bond``.
+    """
+    k = S2.shape[-1]
+    c = policy.cutoff
+    if c > 0.0:
+        if policy.cutoff_mode == "abs":
+            drop = (S2 <= c * c).sum(-1)
+        elif policy.cutoff_mode == "rel":
+            drop = (S2 <= (c * c) * S2[..., -1:]).sum(-1)
+        elif policy.cutoff_mode == "sum2":
+            drop = (tails <= c).sum(-1)
+        else:
+            drop = (tails <= c * tails[..., -1:]).sum(-1)
+        r = (k - drop).clamp(min=1)
+    else:
+        r = torch.full(S2.shape[:-1], k, dtype=torch.long, device=S2.device)
+    if policy.max_bond is not None:
+        r = r.clamp(max=policy.max_bond)
+    return r

@@ -342,6 +342,12 @@ class MPS(QuantumState):
         if q0 > q1:
             gate, q0, q1 = _swap_pair(gate), q1, q0
         ts, c = self.tensors, self.center
+        if q1 == q0 + 1:  # neighbours (every brickwork gate): one step, nothing to route
+            ts, c, disc, logf = self._two_site(ts, c, gate, q0, "right" if c <= q0 else "left")
+            self.tensors, self.center = ts, c
+            self.discarded_weight = self.discarded_weight + disc
+            self._log_fidelity = self._log_fidelity + logf
+            return
         disc = torch.zeros_like(self.discarded_weight)
         logf = torch.zeros_like(self._log_fidelity)
         # Route q1 next to q0, apply, route back: each SWAP is a truncated two-site update.
@@ -382,8 +388,8 @@ class MPS(QuantumState):
         ts[i] = left.reshape(b, l, 2, k)
         ts[i + 1] = right.reshape(b, k, 2, r)
         c = i + 1 if direction == "right" else i
-        tiny = torch.finfo(kept2.dtype).tiny
-        log_keep = torch.log1p(-disc / (disc + kept2).clamp_min(tiny))
+        # log(1 - ε) with ε the cut fraction of this split's weight (0 / 0 -> 0 via the clamp).
+        log_keep = torch.log1p(-(disc / (disc + kept2).clamp_min(torch.finfo(kept2.dtype).tiny)))
         return ts, c, disc, log_keep
 
     # ------------------------------------------------------------------ contractions

@@ -91,3 +91,35 @@ def test_split_uses_svd_under_autograd_and_for_fine_abs_cutoffs(mocker):
     assert x.grad is not None and torch.isfinite(x.grad).all()
     l0, r0, *_ = truncated_split(a, qt.TruncationPolicy(max_bond=4), absorb="left")
     assert torch.allclose((left @ right).detach(), l0 @ r0, atol=1e-12)
+
+
+def test_split_mixed_ranks_discard_matches_numpy():
+    # Ranks 2 (exact) and 4 (max_bond) in one batch: the masked path's discarded weight per sample.
+    a = torch.cat([_random(1, 8, 8, torch.complex128, rank=2, seed=5), _random(1, 8, 8, torch.complex128, seed=6)])
+    left, right, disc, kept2 = truncated_split(a, qt.TruncationPolicy(max_bond=4, cutoff=1e-12), absorb="left")
+    ref0, _ = _numpy_best(a[:1], 2)
+    ref1, d1 = _numpy_best(a[1:], 4)
+    out = (left @ right).numpy()
+    np.testing.assert_allclose(out[0], ref0[0], atol=1e-10)
+    np.testing.assert_allclose(out[1], ref1[0], atol=1e-10)
+    assert float(disc[0]) < 1e-24 and disc[1].item() == pytest.approx(d1[0], rel=1e-10)
+    assert torch.count_nonzero(left[0, :, 2:]) == 0  # sample 0's centre is zero beyond its rank
+
+
+@pytest.mark.parametrize("mode", ["abs", "rel", "sum2", "rsum2"])
+@pytest.mark.parametrize("max_bond", [None, 3])
+def test_gram_ranks_match_policy_ranks(mode, max_bond):
+    # The Gram path's cut (ascending weights, one cumsum) against TruncationPolicy.ranks (the SVD
+    # path's, descending), on spectra with exact zeros and ties (cutoffs off the ties' exact
+    # boundaries: there the two sum orders may round either way).
+    from qlam_tn.linalg import gram_ranks
+    g = torch.Generator().manual_seed(7)
+    s = torch.rand(64, 10, generator=g, dtype=torch.float64) ** 6
+    s[:8, 5:] = 0.0
+    s[8:16] = s[8:16, :1]  # all tied
+    s, _ = s.sort(-1, descending=True)
+    for cutoff in (0.0, 1e-3, 0.05, 0.25):
+        pol = qt.TruncationPolicy(max_bond=max_bond, cutoff=cutoff, cutoff_mode=mode)
+        asc = (s * s).flip(-1)
+        got = gram_ranks(asc, asc.cumsum(-1), pol)
+        assert torch.equal(got, pol.ranks(s)), (mode, cutoff)
