@@ -104,6 +104,7 @@ def test_split_mixed_ranks_discard_matches_numpy():
     np.testing.assert_allclose(out[1], ref1[0], atol=1e-10)
     assert float(disc[0]) < 1e-24 and disc[1].item() == pytest.approx(d1[0], rel=1e-10)
     assert torch.count_nonzero(left[0, :, 2:]) == 0  # sample 0's centre is zero beyond its rank
+    np.testing.assert_allclose((disc + kept2).numpy(), (a.abs() ** 2).sum((-2, -1)).numpy(), rtol=1e-12)
 
 
 @pytest.mark.parametrize("mode", ["abs", "rel", "sum2", "rsum2"])
