@@ -45,3 +45,6 @@ def test_extras_count_every_split_and_keep_real_circuits_real():
     assert qrs <= tokens * (n - 1)
     assert t_run > 0 and 0 < t_split <= t_all
     assert B.run_qlam_ry_cz(n, 4, angles, torch.float64) > 0
+    # A batch performs the same splits, each one batched call over its samples.
+    _, _, _, splits_b, qrs_b = B.decomposition_share(n, 4, angles, batch=3)
+    assert (splits_b, qrs_b) == (splits, qrs)
