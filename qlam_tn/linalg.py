@@ -350,9 +350,5 @@ def gram_ranks(S2: torch.Tensor, tails: torch.Tensor, policy: TruncationPolicy) 
             drop = (tails <= c).sum(-1)
         else:
             drop = (tails <= c * tails[..., -1:]).sum(-1)
-        r = (k - drop).clamp(min=1)
-    else:
-        r = torch.full(S2.shape[:-1], k, dtype=torch.long, device=S2.device)
-    if policy.max_bond is not None:
-        r = r.clamp(max=policy.max_bond)
-    return r
+        return (k - drop).clamp(min=1, max=policy.max_bond)
+    return torch.full(S2.shape[:-1], min(k, policy.max_bond or k), dtype=torch.long, device=S2.device)
