@@ -149,6 +149,7 @@ def parse_model_cfg(items) -> dict:
     """``["n_qubits=8", "backend=statevector", "bond_dim=None"]`` -> a dict of typed values.
 
     Values become ``None`` (none/null), bools (true/false), ints, floats, else stay strings.
+    A key given twice takes its last value (the ablation scripts override a base list this way).
     """
     out = {}
     for item in items or ():
@@ -660,7 +661,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--permute-seed", dest="permute_seed", type=int,
                    help="permute the token order with this seed (permuted: 0)")
     g.add_argument("--model-cfg", dest="model_cfg", nargs="+", action="extend", metavar="KEY=VALUE",
-                   help="keyword arguments of the model (ints, floats, true/false, none parsed)")
+                   help="keyword arguments of the model (ints, floats, true/false, none parsed); a key "
+                        "given twice takes its last value, so a script can override a base list")
     g.add_argument("--match-params", dest="match_params", type=int, metavar="N",
                    help="set the model's width so that it has about N parameters")
     g.add_argument("--dtype", choices=sorted(DTYPES), help=f"(default {_D.dtype})")

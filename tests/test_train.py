@@ -224,6 +224,8 @@ def test_existing_run_folder_is_not_overwritten(runs, capsys):
 def test_model_cfg_values_are_typed():
     assert train.parse_model_cfg(["a=3", "b=0.5", "c=true", "d=None", "e=statevector", "f=1e-3"]) == \
         {"a": 3, "b": 0.5, "c": True, "d": None, "e": "statevector", "f": 1e-3}
+    # Documented: the last value of a repeated key wins (scripts override a base list).
+    assert train.parse_model_cfg(["depth=2", "n_qubits=8", "depth=1"]) == {"depth": 1, "n_qubits": 8}
 
 
 def test_schedule_warms_up_linearly_then_decays_to_zero():
