@@ -8,7 +8,7 @@ and its ratio to qlam_tn (measured in the same process, one after the other), th
 difference of <Z_q> over all qubits against qlam_tn, and each engine's discarded weight
 (quimb: 1 - norm², no renormalisation; Aer: not exposed, it renormalises).
 
-    python -m qlam_tn.experiments.bench_anchors                  # n 16 32, chi 16 32 64
+    python -m qlam_tn.experiments.bench_anchors                  # n 16 32 64, chi 16 32 64 (the grid)
     python -m qlam_tn.experiments.bench_anchors --n 16 --chi 32  # one point
 
 Needs the ``bench`` extra (qiskit, qiskit-aer). Run it alone.
@@ -159,7 +159,7 @@ def run_aer(n, chi, angles):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--n", type=int, nargs="+", default=[16, 32])
+    p.add_argument("--n", type=int, nargs="+", default=[16, 32, 64])
     p.add_argument("--chi", type=int, nargs="+", default=[16, 32, 64])
     p.add_argument("--tokens", type=int, default=12)
     p.add_argument("--engines", nargs="+", default=["qlam_tn", "qlam_tn-svd", "quimb", "aer"],
