@@ -71,49 +71,42 @@ def decomposition_share(n, chi, angles, batch: int = 1):
     SVD, or where ``truncated_split`` took the Gram path: the Gram matmul, ``eigh`` and the
     projection ``Q†θ``), ``all_s`` adds the QRs of the centre moves; each re-run standalone on
     random matrices of the recorded shapes (``(batch, m, n)``: a batch of B samples' splits is one
-    batched call, split over threads by ``qlam_tn.parallel.batch_map`` as in the run).
+    batched LAPACK call, as in the run).
     """
     import qlam_tn.linalg as L
     import qlam_tn.mps as M
-    from qlam_tn.parallel import batch_map
 
     splits, qrs = [], []
-    real_split, real_qr_move = M.truncated_split, M._qr_move
+    real_split, real_qr = M.truncated_split, torch.linalg.qr
 
     def split_spy(a, policy, absorb="right"):
         splits.append((tuple(a.shape), a.dtype, absorb, L.uses_gram_split(a, policy, absorb)))
         return real_split(a, policy, absorb=absorb)
 
-    def qr_spy(m, *args, **kw):
-        qrs.append((tuple(m.shape), m.dtype))
-        return real_qr_move(m, *args, **kw)
+    def qr_spy(a, *args, **kw):
+        qrs.append((tuple(a.shape), a.dtype))
+        return real_qr(a, *args, **kw)
 
-    M.truncated_split, M._qr_move = split_spy, qr_spy
+    M.truncated_split, torch.linalg.qr = split_spy, qr_spy
     try:
         dt, _, _ = run_qlam(n, chi, angles, batch=batch)
     finally:
-        M.truncated_split, M._qr_move = real_split, real_qr_move
-
-    def eigh_vectors(g):
-        return torch.linalg.eigh(g)[1]
-
-    def thin_svd(a):
-        return torch.linalg.svd(a, full_matrices=False)
+        M.truncated_split, torch.linalg.qr = real_split, real_qr
 
     mats = [(torch.randn(shape, dtype=dtype), absorb, gram) for shape, dtype, absorb, gram in splits]
     t0 = time.perf_counter()
     for a, absorb, gram in mats:
         if gram:
             m = a if absorb == "right" else a.mH
-            q = batch_map(eigh_vectors, m @ m.mH)
+            q = torch.linalg.eigh(m @ m.mH)[1]
             q.mH @ m
         else:
-            batch_map(thin_svd, a)
+            torch.linalg.svd(a, full_matrices=False)
     t_split = time.perf_counter() - t0
     mats = [torch.randn(shape, dtype=dtype) for shape, dtype in qrs]
     t0 = time.perf_counter()
     for a in mats:
-        batch_map(torch.linalg.qr, a)
+        real_qr(a)
     t_qr = time.perf_counter() - t0
     return dt, t_split, t_split + t_qr, len(splits), len(qrs)
 

@@ -33,8 +33,6 @@ from typing import Optional
 
 import torch
 
-from .parallel import batch_map
-
 CUTOFF_MODES = ("abs", "rel", "sum2", "rsum2")
 SPLIT_METHODS = ("auto", "svd")
 
@@ -42,14 +40,6 @@ SPLIT_METHODS = ("auto", "svd")
 _GAUGE_FORM_MIN = 1e-6
 
 __all__ = ["svd", "TruncationPolicy", "truncated_svd", "truncated_split", "CUTOFF_MODES"]
-
-
-def _thin_svd(a: torch.Tensor):
-    return torch.linalg.svd(a, full_matrices=False)
-
-
-def _eigenvectors(g: torch.Tensor) -> torch.Tensor:
-    return torch.linalg.eigh(g)[1]
 
 
 def _broadened_inverse(x: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
@@ -65,7 +55,7 @@ class _StableSVD(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, A, eps_rel, policy, absorb):
-        U, S, Vh = batch_map(_thin_svd, A)
+        U, S, Vh = torch.linalg.svd(A, full_matrices=False)
         ctx.eps_rel = eps_rel
         ctx.absorb = absorb
         k = S.shape[-1]
@@ -309,7 +299,7 @@ def truncated_split(A: torch.Tensor, policy: TruncationPolicy, absorb: str = "ri
         return U * S.unsqueeze(-2), Vh, disc, kept2
     # Work on the side the isometry lives on: rows for "right", columns (via A†) for "left".
     M = A if absorb == "right" else A.mH  # (B, k, N)
-    V = batch_map(_eigenvectors, M @ M.mH)  # ascending eigenvalues
+    _, V = torch.linalg.eigh(M @ M.mH)  # ascending eigenvalues
     C = V.mH @ M  # (B, k, N): rows are s_i · v_i†, ascending, the centre projected exactly
     # Weights from the rows, not the eigenvalues: a row of a (near-)null direction has norm²
     # ~eps²·s_max² where its eigenvalue carries ~eps·s_max² of rounding. Rounding can swap

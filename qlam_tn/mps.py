@@ -25,7 +25,6 @@ import torch
 
 from .contraction import contract
 from .linalg import TruncationPolicy, svd, truncated_split, truncated_svd
-from .parallel import batch_map
 from .measure import pauli_matrix
 from .state import QuantumState, as_amplitudes, as_int, check_batch, check_dtype, check_n_qubits, complex_dtype_of
 
@@ -59,9 +58,9 @@ def _qr_move(m: torch.Tensor, grad_eps: float, needs_grad: bool):
     per-sample truncation leaves): there the thin SVD with the broadened backward replaces it,
     ``Q = U``, ``R = S·Vh``. The check costs one host sync per move.
     """
-    if not needs_grad:
-        return batch_map(torch.linalg.qr, m)
     q, r = torch.linalg.qr(m)
+    if not needs_grad:
+        return q, r
     diag = r.detach().diagonal(dim1=-2, dim2=-1).abs()
     fin = torch.finfo(diag.dtype)
     if bool((diag > _QR_GRAD_MIN_DIAG_EPS * fin.eps * diag.amax(-1, keepdim=True).clamp_min(fin.tiny)).all()):
