@@ -18,6 +18,16 @@ def test_engines_agree_without_truncation():
     np.testing.assert_allclose(z_ours, z_aer, atol=1e-8)
 
 
+def test_aer_runs_64_qubits():
+    # One token from |0...0>: bonds reach 4, so chi=4 is exact and the engines must agree.
+    pytest.importorskip("qiskit_aer")
+    angles = B.token_angles(64, 1, seed=2)
+    _, z_ours, d_ours = B.run_qlam(64, 4, angles)
+    _, z_aer, _ = B.run_aer(64, 4, angles)
+    assert d_ours < 1e-12
+    np.testing.assert_allclose(z_ours, z_aer, atol=1e-8)
+
+
 def test_truncated_discarded_weight_matches_quimb():
     n, chi = 8, 4
     angles = B.token_angles(n, 3, seed=1)
