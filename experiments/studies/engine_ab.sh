@@ -72,7 +72,7 @@ tmp, reps, old_rev, new_rev = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.ar
 runs = {s: [json.load(open(f"{tmp}/{s}.{r}.json")) for r in range(1, reps + 1)] for s in ("old", "new")}
 print(f"ms per token (a whole batch's token; median of {reps} alternating runs); circuits: n=32, complex128; "
       f"old = {old_rev}, new = {new_rev}")
-print("| case | old | new | old ÷ new | results agree? (<Z0>, discarded; loss, Σ|grad|) |")
+print("| case | old | new | old ÷ new | results agree? (<Z0>, discarded; loss, Σ abs(grad)) |")
 print("|---|---|---|---|---|")
 for case in runs["old"][0]:
     o = statistics.median(r[case][0] for r in runs["old"])
