@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Every speed table in the README's "Measured" section, in one run. Run it ALONE on the machine
-# (another CPU job skews every figure); it takes ~15 minutes on 2 cores.
+# (another CPU job skews every figure); it takes ~20 minutes on 2 cores.
 #
 #   bash experiments/studies/engine_bench.sh [OUT]
 #
