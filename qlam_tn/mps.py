@@ -342,24 +342,16 @@ class MPS(QuantumState):
         if q0 > q1:
             gate, q0, q1 = _swap_pair(gate), q1, q0
         ts, c = self.tensors, self.center
-        if q1 == q0 + 1:  # neighbours (every brickwork gate): one step, nothing to route
-            ts, c, disc, logf = self._two_site(ts, c, gate, q0, "right" if c <= q0 else "left")
-            self.tensors, self.center = ts, c
-            self.discarded_weight = self.discarded_weight + disc
-            self._log_fidelity = self._log_fidelity + logf
-            return
-        disc = torch.zeros_like(self.discarded_weight)
-        logf = torch.zeros_like(self._log_fidelity)
-        # Route q1 next to q0, apply, route back: each SWAP is a truncated two-site update.
-        for k in range(q1 - 1, q0, -1):
-            ts, c, d, lf = self._two_site(ts, c, None, k, "left")
-            disc, logf = disc + d, logf + lf
-        direction = "right" if c <= q0 or q1 > q0 + 1 else "left"
-        ts, c, d, lf = self._two_site(ts, c, gate, q0, direction)
-        disc, logf = disc + d, logf + lf
-        for k in range(q0 + 1, q1):
-            ts, c, d, lf = self._two_site(ts, c, None, k, "right")
-            disc, logf = disc + d, logf + lf
+        # Route q1 next to q0 (SWAPs leftwards), apply, route back: each step is a truncated
+        # two-site update. A routed gate leaves the centre moving right; a neighbouring one goes
+        # whichever way the centre already is, so it needs no sweep back.
+        direction = "right" if q1 > q0 + 1 or c <= q0 else "left"
+        steps = ([(None, k, "left") for k in range(q1 - 1, q0, -1)] + [(gate, q0, direction)]
+                 + [(None, k, "right") for k in range(q0 + 1, q1)])
+        disc = logf = None
+        for g, k, d in steps:
+            ts, c, dk, lk = self._two_site(ts, c, g, k, d)
+            disc, logf = (dk, lk) if disc is None else (disc + dk, logf + lk)
         # Commit only once every step succeeded.
         self.tensors, self.center = ts, c
         self.discarded_weight = self.discarded_weight + disc

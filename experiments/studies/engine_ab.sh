@@ -20,18 +20,19 @@ git worktree add -q --detach "$TMP/old" "$OLD"
 if [ -n "$NEW" ]; then git worktree add -q --detach "$TMP/new" "$NEW"; NEWDIR=$TMP/new; else NEWDIR=$(pwd); fi
 cat > "$TMP/ab_token_time.py" <<'PY'
 import json, sys, time
-import numpy as np
 import torch
 sys.path.insert(0, sys.argv[1])
 import qlam_tn as qt
 assert qt.__file__.startswith(sys.argv[1]), qt.__file__
 torch.set_num_threads(2)
+# The anchors benchmark's circuit pieces (experiments/ is the installed tree's: only qlam_tn/ differs).
+from qlam_tn.experiments.bench_anchors import brickwork_pairs, token_angles
 n, warm, timed = 32, 3, 3
-pairs = list(range(0, n - 1, 2)) + list(range(1, n - 1, 2))[::-1]
+pairs = brickwork_pairs(n)
 out = {}
 for batch in (1, 32):
     for chi in (16, 32, 64):
-        angles = np.random.default_rng(0).uniform(0, 2 * np.pi, size=(warm + timed, 2, n))
+        angles = token_angles(n, warm + timed)
         psi = qt.MPS.zeros(n, batch=batch, max_bond=chi, cutoff=1e-12, dtype=torch.complex128)
         cz = qt.gates.CZ(dtype=torch.complex128)
         for t, (ry, rx) in enumerate(angles):
