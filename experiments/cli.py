@@ -17,6 +17,7 @@ COMMANDS = {
     "eval": ("qlam_tn.experiments.evaluate", "score a checkpoint on a dataset split"),
     "report": ("qlam_tn.experiments.report", "aggregate run folders into a markdown table"),
     "quickstart": ("qlam_tn.experiments.quickstart", "train a small QLAM on 8x8 digits (~1 min)"),
+    "probe": ("qlam_tn.experiments.readout_probe", "linear probes of a trained memory's richer readouts"),
     "scale": ("qlam_tn.experiments.scale", "time/memory/truncation vs qubits, bond dimension and sequence length"),
     "bench-pennylane": ("qlam_tn.experiments.bench_pennylane", "qlam.mps vs default.tensor: value and gradient of a 30-qubit circuit"),
 }

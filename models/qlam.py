@@ -6,11 +6,14 @@ Per token ``x_t (B, F)``::
     |ψ_t> = U_ent(θ) · ⊗_i R(a_{t,i}) |ψ_{t-1}>   (with re-uploading: R before every layer)
     features_t = [ m_t·b_i  (query),  b_i (local X/Y/Z),  <Z_i Z_{i+1}> ]
     logits = head(features_T)  or  head(mean_t features_t)  or  head(Σ_t α_t features_t)
+             or  head([mean_{t in segment s} features_t  for s = 1..S])
 
 with ``α = softmax_t(w_p·x_t + b_p [+ p_t] [+ u·features_t])`` for ``readout_at="attn"``: by
 default the pooling weights depend on the tokens only; a learned bias per position
 (``pool_positions``) and a score from the memory's own readout (``pool_memory``) are options.
 Streaming keeps a running (max, normaliser, weighted sum) of constant size in every case.
+``readout_at="segments"`` reads the memory per segment of ``segment_length`` tokens instead: the
+head sees *when* the memory held what (S running sums, still constant size).
 
 where ``b_i`` is qubit i's Bloch vector and ``m_t`` the query-dependent measurement
 direction ``m_{t,i}(W_q x_t)`` on the Bloch sphere. The memory is held by the engine's
@@ -37,7 +40,7 @@ ENCODINGS = {"ry": "y", "ry_rz": "yz", "rz_ry_rz": "zyz"}
 ENTANGLERS = ("cz", "cnot", "su4")
 READOUT_PARTS = ("query", "xyz", "zz")
 BACKENDS = ("auto", "mps", "statevector")
-READOUT_AT = ("last", "every", "attn")
+READOUT_AT = ("last", "every", "attn", "segments")
 
 # Largest n for which backend="auto" picks the dense StateVector (see README: crossover measured).
 AUTO_STATEVECTOR_MAX_QUBITS = 12
@@ -68,7 +71,9 @@ class QLAMConfig:
             ``n · query_heads`` query features.
         readout_at: ``last`` (features of the final token), ``every`` (mean over tokens) or
             ``attn`` (softmax-weighted sum over tokens, weights scored from each token by a
-            linear map: ``F + 1`` extra parameters).
+            linear map: ``F + 1`` extra parameters) or ``segments`` (the mean over each of
+            ``segments`` consecutive segments of ``segment_length`` tokens, concatenated: ``S·D``
+            features; at pixel level, 28 segments of 28 tokens are the image's rows).
         pool_positions: with ``readout_at="attn"``, a learned score bias for each of the first
             ``pool_positions`` token positions (0: none). At pixel level a token is one scalar, so
             token-only scores cannot say *when* to read the memory; this lets them
@@ -76,6 +81,9 @@ class QLAMConfig:
         pool_memory: with ``readout_at="attn"``, add ``u·f_t`` to the scores: the weights then
             depend on what the memory reads at each token, not only on the token (``D`` extra
             parameters, zero init). Still streamable: ``f_t`` is computed at every token anyway.
+        segments, segment_length: with ``readout_at="segments"``, the number of segments and
+            their length in tokens (both >= 1; longer sequences than their product are refused;
+            a segment not yet complete is its partial sum over ``segment_length``).
         backend: ``mps`` | ``statevector`` | ``auto`` (statevector up to 12 qubits).
         real: real-amplitude circuits (RY encodings, real entanglers): float arithmetic.
         checkpoint_every: recompute token chunks of this length in backward (bounded memory).
@@ -99,6 +107,8 @@ class QLAMConfig:
     readout_at: str = "every"
     pool_positions: int = 0
     pool_memory: bool = False
+    segments: int = 0
+    segment_length: int = 0
     backend: str = "auto"
     real: bool = True
     checkpoint_every: Optional[int] = None
@@ -119,6 +129,8 @@ class QLAMConfig:
         _int("head_hidden", 1)
         _int("query_heads", 1)
         _int("pool_positions", 0)
+        _int("segments", 0)
+        _int("segment_length", 0)
         if self.bond_dim is not None:
             _int("bond_dim", 1)
         if self.checkpoint_every is not None:
@@ -143,6 +155,11 @@ class QLAMConfig:
         for name in ("pool_positions", "pool_memory"):
             if getattr(self, name) and self.readout_at != "attn":
                 raise ValueError(f"{name} needs readout_at='attn' (got {self.readout_at!r})")
+        by_segment = self.readout_at == "segments"
+        if by_segment != bool(self.segments) or by_segment != bool(self.segment_length):
+            raise ValueError("readout_at='segments' needs segments >= 1 and segment_length >= 1, and "
+                             f"they apply only to it (got readout_at={self.readout_at!r}, "
+                             f"segments={self.segments}, segment_length={self.segment_length})")
         if not isinstance(self.pool_memory, bool):
             raise TypeError(f"pool_memory must be a bool, got {self.pool_memory!r}")
         if not (self.cutoff >= 0):
@@ -202,7 +219,8 @@ def _hermitian(p: torch.Tensor, dim: int) -> torch.Tensor:
 class QLAM(nn.Module):
     """The quantum memory layer: ``(B, T, F)`` tokens -> ``(B, D)`` readout features.
 
-    ``D = n·query_heads`` (query) ``+ 3n`` (xyz; ``2n`` in real mode, where ``<Y> = 0``) ``+ (n-1)`` (zz).
+    Per token ``D_t = n·query_heads`` (query) ``+ 3n`` (xyz; ``2n`` in real mode, where ``<Y> = 0``)
+    ``+ (n-1)`` (zz) features (``token_feature_dim``); ``D = D_t``, or ``S·D_t`` with ``S`` segments.
     """
 
     def __init__(self, input_dim: int, config: Optional[QLAMConfig] = None, **overrides):
@@ -238,10 +256,11 @@ class QLAM(nn.Module):
             nn.init.zeros_(self.pool.bias)
         # Per-position score bias (zero init: the token-only scores at the start).
         self.pool_position_bias = nn.Parameter(torch.zeros(cfg.pool_positions)) if cfg.pool_positions else None
-        self.feature_dim = (n * h if "query" in parts else 0) + ((2 if cfg.real else 3) * n if "xyz" in parts else 0) \
-            + (n - 1 if "zz" in parts else 0)
+        self.token_feature_dim = (n * h if "query" in parts else 0) \
+            + ((2 if cfg.real else 3) * n if "xyz" in parts else 0) + (n - 1 if "zz" in parts else 0)
+        self.feature_dim = self.token_feature_dim * (cfg.segments or 1)
         # Memory-dependent score term u·f_t (zero init: the token-only scores at the start).
-        self.pool_memory = nn.Linear(self.feature_dim, 1, bias=False) if cfg.pool_memory else None
+        self.pool_memory = nn.Linear(self.token_feature_dim, 1, bias=False) if cfg.pool_memory else None
         if self.pool_memory is not None:
             nn.init.zeros_(self.pool_memory.weight)
 
@@ -413,7 +432,14 @@ class QLAM(nn.Module):
 
     def _pool(self, x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
         """Pool per-token features ``f (B, T, D)`` of tokens ``x (B, T, F)`` into ``(B, D)``:
-        the mean (``every``) or ``Σ_t softmax_t(w·x_t + b [+ p_t] [+ u·f_t]) f_t`` (``attn``)."""
+        the mean (``every``) or ``Σ_t softmax_t(w·x_t + b [+ p_t] [+ u·f_t]) f_t`` (``attn``);
+        ``(B, S·D)`` segment means for ``segments``."""
+        cfg = self.config
+        if cfg.readout_at == "segments":
+            b, t_len, d = f.shape
+            padded = f.new_zeros(b, cfg.segments * cfg.segment_length, d)
+            padded[:, :t_len] = f
+            return padded.view(b, cfg.segments, cfg.segment_length, d).sum(2).flatten(1) / cfg.segment_length
         if self.pool is None:
             return f.mean(1)
         scores = self.pool(x).squeeze(-1)  # (B, T)
@@ -424,11 +450,16 @@ class QLAM(nn.Module):
         return torch.einsum("bt,btd->bd", torch.softmax(scores, dim=1), f)
 
     def _check_length(self, t_len: int) -> None:
-        """Refuse sequences longer than the learned position biases cover."""
-        limit = self.config.pool_positions
+        """Refuse sequences longer than the learned position biases or the segments cover."""
+        cfg = self.config
+        limit = cfg.pool_positions
         if limit and t_len > limit:
             raise ValueError(f"sequence of {t_len} tokens is longer than pool_positions={limit} "
                              f"(this model learned pooling biases for {limit} positions)")
+        covered = cfg.segments * cfg.segment_length
+        if covered and t_len > covered:
+            raise ValueError(f"sequence of {t_len} tokens is longer than segments={cfg.segments} x "
+                             f"segment_length={cfg.segment_length} = {covered} tokens")
 
     def forward(self, x: torch.Tensor, memory=None) -> torch.Tensor:
         """``x (B, T, F)`` -> readout features ``(B, D)``.
@@ -533,6 +564,11 @@ class QLAM(nn.Module):
         if self.config.readout_at == "every":
             total = f if state.feature_sum is None else state.feature_sum + f
             return total / count, QLAMState(mem, total, tokens=count, entangler=ent, param_versions=versions)
+        if self.config.readout_at == "segments":
+            sums = f.new_zeros(f.shape[0], self.config.segments, f.shape[1]) if state.feature_sum is None \
+                else state.feature_sum.clone()
+            sums[:, state.tokens // self.config.segment_length] += f / self.config.segment_length
+            return sums.flatten(1), QLAMState(mem, sums, tokens=count, entangler=ent, param_versions=versions)
         if self.config.readout_at == "attn":
             # Online softmax: rescale the running sums to the new maximum score.
             score = self.pool(x_t).squeeze(-1)  # (B,)

@@ -11,7 +11,8 @@ from qlam_tn.models.qlam import QLAMClassifier
 @pytest.mark.parametrize("n", [1, 3, 5, 8])
 @pytest.mark.parametrize("kw", [dict(), dict(readout="xyz", readout_at="last"), dict(checkpoint_every=4),
                                 dict(checkpoint_every=50), dict(entangler="su4", depth=3),
-                                dict(readout_at="attn", checkpoint_every=4, query_heads=2)])
+                                dict(readout_at="attn", checkpoint_every=4, query_heads=2),
+                                dict(readout_at="segments", segments=8, segment_length=10, checkpoint_every=4)])
 def test_fast_path_equals_reference(n, kw):
     _fast_equals_reference(n, kw, t_len=70)
 

@@ -11,6 +11,8 @@ CONFIGS = [
     dict(real=False, encoding="ry_rz", entangler="su4", readout="query+xyz+zz"),
     dict(real=True, entangler="su4", readout="query+zz", readout_at="last", reupload=True),
     dict(real=False, entangler="cnot", depth=3, encoding="rz_ry_rz", readout="xyz+zz"),
+    # segments of 3 tokens: the tests' 7- and 9-token sequences end inside a segment or fill all 3
+    dict(real=False, entangler="su4", readout_at="segments", segments=3, segment_length=3, query_heads=2),
     dict(real=True, entangler="su4", readout_at="attn", query_heads=3, pool_positions=16, pool_memory=True),
 ]
 
@@ -170,6 +172,35 @@ def test_memory_scored_pooling_matches_hand_softmax(fast_path):
     torch.testing.assert_close(model(x), (alpha[..., None] * feats).sum(1), atol=1e-12, rtol=0)
 
 
+@pytest.mark.parametrize("fast_path", [True, False])
+def test_segment_readout_matches_hand_means(fast_path):
+    """readout_at="segments": per segment of L tokens, Σ_{t in segment} f_t / L, concatenated;
+    segments not reached yet are zero, a partial one is its partial sum over L."""
+    torch.manual_seed(9)
+    model = QLAM(1, n_qubits=4, readout_at="segments", segments=4, segment_length=3, fast_path=fast_path).double()
+    assert model.uses_fast_path == fast_path
+    assert model.feature_dim == 4 * model.token_feature_dim
+    x = torch.rand(2, 8, 1, dtype=torch.float64)
+    ref = QLAM(1, model.config, readout_at="last", segments=0, segment_length=0).double()
+    ref.load_state_dict(model.state_dict())
+    feats = torch.stack([ref(x[:, : t + 1]) for t in range(8)], dim=1)  # (B, T, D)
+    want = torch.cat([feats[:, 0:3].sum(1) / 3, feats[:, 3:6].sum(1) / 3, feats[:, 6:8].sum(1) / 3,
+                      torch.zeros_like(feats[:, 0])], dim=1)
+    torch.testing.assert_close(model(x), want, atol=1e-12, rtol=0)
+
+
+def test_segment_readout_refuses_longer_sequences():
+    model = QLAMClassifier(1, 3, n_qubits=3, readout_at="segments", segments=2, segment_length=2)
+    with pytest.raises(ValueError, match="segment_length=2 = 4 tokens"):
+        model(torch.rand(2, 5, 1))
+    state = model.init_state(2)
+    for _ in range(4):
+        _, state = model.step(torch.rand(2, 1), state)
+    with pytest.raises(ValueError, match="segments=2"):
+        model.step(torch.rand(2, 1), state)
+    assert state.tokens == 4
+
+
 def test_position_biased_pooling_refuses_longer_sequences():
     model = QLAMClassifier(1, 3, n_qubits=3, readout_at="attn", pool_positions=4)
     with pytest.raises(ValueError, match="pool_positions=4"):
@@ -232,6 +263,8 @@ def test_truncated_mps_reports_discarded_weight_and_trains():
     (dict(checkpoint_every=0), ValueError), (dict(query_heads=0), ValueError), (dict(n_qubits=1, readout="zz"), ValueError),
     (dict(pool_positions=8, readout_at="every"), ValueError), (dict(pool_memory=True), ValueError),
     (dict(pool_memory=1, readout_at="attn"), TypeError), (dict(pool_positions=-1, readout_at="attn"), ValueError),
+    (dict(readout_at="segments"), ValueError), (dict(readout_at="segments", segments=4), ValueError),
+    (dict(segments=4, segment_length=2), ValueError), (dict(readout_at="segments", segments=2, segment_length=-1), ValueError),
 ])
 def test_invalid_configs(bad, exc):
     with pytest.raises(exc):

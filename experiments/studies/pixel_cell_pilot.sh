@@ -26,9 +26,14 @@ declare -A V=(
   [d1-enc0.03-cz-lr0.03]="--weight-decay 0.1 | depth=1 entangler=cz encoding_scale=0.03"
   [wd0.3-lr0.03]="--weight-decay 0.3 | depth=2 entangler=su4 encoding_scale=0.1"
   [enc0.01-lr0.03]="--weight-decay 0.1 | depth=2 entangler=su4 encoding_scale=0.01"
+  # third round: the gentle cell (d1-enc0.03-cz) read per segment of the sequence instead of
+  # pooled over all of it (readout_probe.py: a linear probe of the memory's Bloch vectors per row
+  # reads 76-80% where the pooled readout reads 70%); head sized to the 4.7k parameter budget
+  [seg28-h8-lr0.03]="--weight-decay 0.1 | depth=1 entangler=cz encoding_scale=0.03 readout=xyz readout_at=segments segments=28 segment_length=28 head_hidden=8"
+  [seg14-h16-lr0.03]="--weight-decay 0.1 | depth=1 entangler=cz encoding_scale=0.03 readout=xyz readout_at=segments segments=14 segment_length=56 head_hidden=16"
 )
 ORDER="pos-lr0.03 pos-enc0.3-lr0.03 mem-lr0.03 mempos-lr0.03 wd0-lr0.03 enc0.03-lr0.03 depth1-lr0.03 cz-lr0.03
-       d1-enc0.03-lr0.03 d1-enc0.03-cz-lr0.03 wd0.3-lr0.03 enc0.01-lr0.03"
+       d1-enc0.03-lr0.03 d1-enc0.03-cz-lr0.03 wd0.3-lr0.03 enc0.01-lr0.03 seg28-h8-lr0.03 seg14-h16-lr0.03"
 for name in ${VARIANTS:-$ORDER}; do
   spec=${V[$name]:?unknown variant $name}
   flags=${spec%%|*}; opts=${spec##*|}

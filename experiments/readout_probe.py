@@ -1,0 +1,188 @@
+"""Readout probe: does a QLAM memory hold more than its readout passes to the head?
+
+For a trained statevector QLAM checkpoint (real amplitudes, ``ry`` encoding, ``attn`` or
+``every`` pooling), run the memory over real sequences and pool, with the model's own pooling
+weights, several per-token feature sets of the same states:
+
+* ``model``: the features the model's head reads (its query heads and Bloch vectors);
+* ``bloch``: ``(<X_q>, <Z_q>)`` of every qubit (2n numbers);
+* ``rho_halves``: every entry of the reduced density matrices of the two qubit halves
+  (``2 · d(d+1)/2`` numbers, ``d = 2^{n/2}``: 272 at n = 8) — every observable on either half;
+* ``probs``: the computational-basis probabilities (``2^n`` numbers);
+* ``bloch_segments``: the Bloch vectors averaged over each of ``S`` equal segments of the
+  sequence (``S · 2n`` numbers): a readout that knows *when* the memory held what;
+* ``tokens``: the raw tokens themselves (``T · F`` numbers), the linear-probe reference.
+
+A linear probe (standardised multinomial logistic regression, scikit-learn) is fitted on each
+pooled set over training images and scored on the run's validation split. If ``rho_halves`` or
+``probs`` probe far above ``model``, the memory holds class information its readout does not
+pass on. The same is done for a freshly initialised model of the same configuration (``--random``)
+as a reservoir baseline. Everything here runs under ``no_grad`` on a dense state (n <= 12).
+
+    qlam probe RUN_DIR --data-dir DIR [--train 10000] [--val 6000] [--random] [--out F.json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+import numpy as np
+import torch
+
+from qlam_tn.experiments import runfolder as rf
+from qlam_tn.experiments.data import load_splits
+from qlam_tn.experiments.evaluate import load_model
+from qlam_tn.experiments.train import make_dataset, model_from_config
+from qlam_tn.memory import dense_unitary
+from qlam_tn.dense_scan import gram_bloch, qubit_groups
+
+FEATURE_SETS = ("model", "bloch", "rho_halves", "probs", "bloch_segments", "tokens")
+
+
+def _group_kron(c: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    """``⊗_j RY(a_j)`` of one group from ``cos, sin (B, g)`` of the half angles -> ``(B, 2^g, 2^g)``
+    (first qubit most significant)."""
+    b, g = c.shape
+    k = c.new_ones(b, 1, 1)
+    for j in range(g):
+        r = torch.stack((torch.stack((c[:, j], -s[:, j]), -1), torch.stack((s[:, j], c[:, j]), -1)), -2)
+        k = torch.einsum("bij,bkl->bikjl", k, r).reshape(b, k.shape[1] * 2, k.shape[2] * 2)
+    return k
+
+
+def _triu(m: torch.Tensor) -> torch.Tensor:
+    """Upper triangle (with the diagonal) of ``(..., d, d)`` -> ``(..., d(d+1)/2)``."""
+    d = m.shape[-1]
+    iu = torch.triu_indices(d, d)
+    return m[..., iu[0], iu[1]]
+
+
+@torch.no_grad()
+def pooled_features(qlam, x: torch.Tensor, segments: int = 28) -> dict[str, torch.Tensor]:
+    """Pooled feature sets ``{name: (B, D_name)}`` of tokens ``x (B, T, F)`` for a statevector QLAM
+    (``segments`` equal parts of the sequence for ``bloch_segments``; T must be a multiple).
+
+    The memory is stepped densely: ``ψ_t = U (K_A ⊗ K_B) ψ_{t-1}`` with the model's entangler ``U``
+    and per-token group rotations, then every set is pooled with the model's own weights.
+    """
+    cfg = qlam.config
+    if not (cfg.real and cfg.encoding == "ry" and not cfg.reupload and cfg.readout_at != "last"):
+        raise ValueError("the probe needs a real, ry-encoded, pooled QLAM without re-uploading")
+    n = cfg.n_qubits
+    b, t_len, _ = x.shape
+    na = qubit_groups(n)[0][1]
+    da, db = 2 ** na, 2 ** (n - na)
+    layers = qlam._layer_gates()
+    rots = [r for _, r in layers]
+    U = dense_unitary(n, [g for g, _ in layers], [l % 2 for l in range(len(layers))],
+                      rots if rots[0] is not None else None).to(x.dtype)
+    half = 0.5 * qlam.encoder(x)  # (B, T, n)
+    c, s = torch.cos(half), torch.sin(half)
+    if qlam.pool is None:
+        alpha = x.new_full((b, t_len), 1.0 / t_len)
+    else:
+        scores = qlam.pool(x).squeeze(-1)
+        if qlam.pool_position_bias is not None:
+            scores = scores + qlam.pool_position_bias[:t_len]
+        if qlam.pool_memory is not None:
+            raise ValueError("the probe does not support pool_memory (weights depend on the readout)")
+        alpha = torch.softmax(scores, dim=1)
+    if t_len % segments:
+        raise ValueError(f"{t_len} tokens do not split into {segments} equal segments")
+    seg_len = t_len // segments
+    psi = x.new_zeros(b, da, db)
+    psi[:, 0, 0] = 1
+    sums = {"bloch": 0, "rho_halves": 0, "probs": 0}
+    seg = x.new_zeros(b, segments, 2 * n)
+    for t in range(t_len):
+        ka = _group_kron(c[:, t, :na], s[:, t, :na])
+        kb = _group_kron(c[:, t, na:], s[:, t, na:])
+        psi = ka @ psi @ kb.transpose(1, 2)
+        psi = (psi.reshape(b, -1) @ U.T).reshape(b, da, db)
+        w = alpha[:, t, None]
+        rho_a, rho_b = psi @ psi.transpose(1, 2), psi.transpose(1, 2) @ psi
+        sums["rho_halves"] = sums["rho_halves"] + w * torch.cat((_triu(rho_a), _triu(rho_b)), 1)
+        sums["probs"] = sums["probs"] + w * psi.reshape(b, -1) ** 2
+        bloch = gram_bloch(psi.reshape(b, -1), n).reshape(b, -1)
+        sums["bloch"] = sums["bloch"] + w * bloch
+        seg[:, t // seg_len] += bloch / seg_len
+    sums["bloch_segments"] = seg.flatten(1)
+    sums["tokens"] = x.flatten(1)
+    sums["model"] = qlam(x)
+    return sums
+
+
+def collect(qlam, dataset, limit: int, batch: int, seed: int, desc: str, segments: int) -> tuple[dict, np.ndarray]:
+    """Pooled features of ``limit`` sequences of ``dataset`` (a seeded subset) and their labels."""
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randperm(len(dataset), generator=g)[:limit]
+    feats, labels = {k: [] for k in FEATURE_SETS}, []
+    start = time.time()
+    for i in range(0, len(idx), batch):
+        xs, ys = zip(*(dataset[int(j)] for j in idx[i:i + batch]))
+        f = pooled_features(qlam, torch.stack(xs).to(qlam.encoder.weight.dtype), segments)
+        for k in FEATURE_SETS:
+            feats[k].append(f[k].double().numpy())
+        labels.append(torch.as_tensor(ys).numpy())
+        print(f"  {desc}: {min(i + batch, len(idx))}/{len(idx)} sequences, {time.time() - start:.0f} s",
+              file=sys.stderr, flush=True)
+    return {k: np.concatenate(v) for k, v in feats.items()}, np.concatenate(labels)
+
+
+def probe(train: tuple, val: tuple, c: float) -> dict[str, float]:
+    """Validation accuracy of a standardised logistic regression per feature set."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    (ftr, ytr), (fva, yva) = train, val
+    out = {}
+    for k in FEATURE_SETS:
+        clf = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=2000))
+        clf.fit(ftr[k], ytr)
+        out[k] = {"dim": int(ftr[k].shape[1]), "train_acc": float(clf.score(ftr[k], ytr)),
+                  "val_acc": float(clf.score(fva[k], yva))}
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="qlam probe",
+                                 description=__doc__.split("\n\n")[0])
+    ap.add_argument("run", help="a QLAM run folder or checkpoint (statevector backend)")
+    ap.add_argument("--data-dir", default=None, help="dataset folder (default: the run's)")
+    ap.add_argument("--train", type=int, default=10000, help="training sequences for the probe")
+    ap.add_argument("--val", type=int, default=6000, help="validation sequences to score on")
+    ap.add_argument("--batch", type=int, default=500)
+    ap.add_argument("--segments", type=int, default=28, help="segments of bloch_segments")
+    ap.add_argument("--C", type=float, default=1.0, help="inverse L2 strength of the probe")
+    ap.add_argument("--random", action="store_true", help="also probe a freshly initialised model")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--out", default=None, help="write the results as JSON here (atomically)")
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model, ckpt = load_model(args.run)
+    config = ckpt["config"]
+    tcfg, dcfg = config["train"], config["data"]
+    parts = load_splits(tcfg["dataset"], args.data_dir or tcfg["data_dir"], ("train", "val"),
+                        tcfg["val_fraction"], tcfg["seed"])
+    train_set, val_set = make_dataset(parts["train"], dcfg), make_dataset(parts["val"], dcfg)
+    models = {"trained": model.qlam.eval()}
+    if args.random:
+        torch.manual_seed(tcfg["seed"])
+        models["random"] = model_from_config(config["model"], tcfg["dtype"]).qlam.eval()
+    result = {"run": str(args.run), "epoch": ckpt["epoch"], "train": args.train, "val": args.val, "C": args.C}
+    for name, qlam in models.items():
+        tr = collect(qlam, train_set, args.train, args.batch, 0, f"{name} train", args.segments)
+        va = collect(qlam, val_set, args.val, args.batch, 1, f"{name} val", args.segments)
+        result[name] = probe(tr, va, args.C)
+        print(json.dumps({name: result[name]}, indent=1), flush=True)
+    if args.out:
+        rf.atomic_write_json(args.out, result)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,57 @@
+"""The readout probe's dense stepping against the model's own scan and against itself."""
+import numpy as np
+import pytest
+import torch
+
+from qlam_tn.experiments.readout_probe import FEATURE_SETS, pooled_features, probe
+from qlam_tn.models.qlam import QLAM
+
+
+def _model(**kw):
+    torch.manual_seed(4)
+    model = QLAM(1, n_qubits=5, depth=1, entangler="cz", readout="query+xyz", query_heads=2,
+                 encoding_scale=1.0, **kw).double()
+    if model.pool is not None:
+        with torch.no_grad():
+            model.pool.weight.normal_()
+            model.pool.bias.normal_()
+    return model
+
+
+def test_pooled_sets_agree_with_the_model_and_each_other():
+    model = _model(readout_at="attn")
+    x = torch.rand(3, 12, 1, dtype=torch.float64)
+    f = pooled_features(model, x, segments=4)
+    assert set(f) == set(FEATURE_SETS)
+    n = 5
+    # Bloch vectors stepped here equal the xyz part of the model's fast-path features
+    torch.testing.assert_close(f["bloch"], f["model"][:, -2 * n:], atol=1e-12, rtol=0)
+    # segment means equal the last-token readout of every prefix, averaged by hand
+    ref = QLAM(1, model.config, readout="xyz", readout_at="last").double()
+    ref.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith(("pool", "query"))})
+    per_token = torch.stack([ref(x[:, : t + 1]) for t in range(12)], 1)  # (B, T, 2n)
+    torch.testing.assert_close(f["bloch_segments"], per_token.view(3, 4, 3, 2 * n).mean(2).flatten(1),
+                               atol=1e-12, rtol=0)
+    # the diagonal of the pooled ρ_A (first 3 qubits) is the pooled marginal of the probabilities
+    iu = torch.triu_indices(8, 8)
+    rho_a = torch.zeros(3, 8, 8, dtype=torch.float64)
+    rho_a[:, iu[0], iu[1]] = f["rho_halves"][:, : iu.shape[1]]
+    torch.testing.assert_close(torch.diagonal(rho_a, dim1=1, dim2=2), f["probs"].view(3, 8, 4).sum(2),
+                               atol=1e-12, rtol=0)
+    torch.testing.assert_close(f["probs"].sum(1), torch.ones(3, dtype=torch.float64), atol=1e-12, rtol=0)
+    torch.testing.assert_close(f["tokens"], x.flatten(1))
+
+
+def test_refuses_what_it_cannot_probe():
+    with pytest.raises(ValueError, match="equal segments"):
+        pooled_features(_model(readout_at="every"), torch.rand(2, 10, 1, dtype=torch.float64), segments=4)
+    with pytest.raises(ValueError, match="pooled QLAM"):
+        pooled_features(_model(readout_at="last"), torch.rand(2, 8, 1, dtype=torch.float64), segments=4)
+
+
+def test_probe_separates_separable_sets():
+    rng = np.random.default_rng(0)
+    y = np.arange(200) % 2
+    feats = {k: rng.normal(size=(200, 3)) + 4.0 * y[:, None] for k in FEATURE_SETS}
+    out = probe((feats, y), (feats, y), c=1.0)
+    assert all(v["val_acc"] == 1.0 and v["dim"] == 3 for v in out.values())
