@@ -2,7 +2,6 @@
 import numpy as np
 import pytest
 import torch
-
 from qlam_tn.experiments.readout_probe import FEATURE_SETS, pooled_features, probe
 from qlam_tn.models.qlam import QLAM
 
