@@ -41,6 +41,7 @@ ENTANGLERS = ("cz", "cnot", "su4")
 READOUT_PARTS = ("query", "xyz", "zz")
 BACKENDS = ("auto", "mps", "statevector")
 READOUT_AT = ("last", "every", "attn", "segments")
+HEAD_NORMS = ("layer", "batch")
 
 # Largest n for which backend="auto" picks the dense StateVector (see README: crossover measured).
 AUTO_STATEVECTOR_MAX_QUBITS = 12
@@ -88,6 +89,10 @@ class QLAMConfig:
         real: real-amplitude circuits (RY encodings, real entanglers): float arithmetic.
         checkpoint_every: recompute token chunks of this length in backward (bounded memory).
         head_hidden: hidden width of the classifier MLP.
+        head_norm: the classifier's input normalisation: ``layer`` (LayerNorm: across the
+            features of a sample) or ``batch`` (BatchNorm: each feature over the batch, running
+            statistics at evaluation). Pooled readouts of a gentle memory are small variations
+            around per-feature offsets, which LayerNorm leaves in place and BatchNorm removes.
         grad_eps: Lorentzian broadening of the MPS SVD backward.
         fast_path: use the hand-differentiated dense scan (``qlam_tn.dense_scan``) where it
             applies (statevector backend, real, ``ry`` encoding, no re-uploading, readout
@@ -113,6 +118,7 @@ class QLAMConfig:
     real: bool = True
     checkpoint_every: Optional[int] = None
     head_hidden: int = 64
+    head_norm: str = "layer"
     grad_eps: float = 1e-12
     fast_path: bool = True
 
@@ -141,6 +147,8 @@ class QLAMConfig:
             raise ValueError(f"unknown entangler {self.entangler!r}; choose one of {ENTANGLERS}")
         if self.backend not in BACKENDS:
             raise ValueError(f"unknown backend {self.backend!r}; choose one of {BACKENDS}")
+        if self.head_norm not in HEAD_NORMS:
+            raise ValueError(f"unknown head_norm {self.head_norm!r}; choose one of {HEAD_NORMS}")
         if self.readout_at not in READOUT_AT:
             raise ValueError(f"unknown readout_at {self.readout_at!r}; choose one of {READOUT_AT}")
         parts = self.readout.split("+")
@@ -598,7 +606,8 @@ class QLAMClassifier(nn.Module):
         self.config = self.qlam.config
         self.num_classes = num_classes
         d, h = self.qlam.feature_dim, self.config.head_hidden
-        self.head = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, h), nn.GELU(), nn.Linear(h, num_classes))
+        norm = nn.LayerNorm(d) if self.config.head_norm == "layer" else nn.BatchNorm1d(d)
+        self.head = nn.Sequential(norm, nn.Linear(d, h), nn.GELU(), nn.Linear(h, num_classes))
 
     def forward(self, x: torch.Tensor, memory=None) -> torch.Tensor:
         """``x (B, T, F)`` -> logits ``(B, num_classes)``; ``memory`` as in ``QLAM.forward``."""

@@ -12,7 +12,9 @@ CONFIGS = [
     dict(real=True, entangler="su4", readout="query+zz", readout_at="last", reupload=True),
     dict(real=False, entangler="cnot", depth=3, encoding="rz_ry_rz", readout="xyz+zz"),
     # segments of 3 tokens: the tests' 7- and 9-token sequences end inside a segment or fill all 3
-    dict(real=False, entangler="su4", readout_at="segments", segments=3, segment_length=3, query_heads=2),
+    # (and a BatchNorm head: in training mode it normalises over the batch, the same in every path)
+    dict(real=False, entangler="su4", readout_at="segments", segments=3, segment_length=3, query_heads=2,
+         head_norm="batch"),
     dict(real=True, entangler="su4", readout_at="attn", query_heads=3, pool_positions=16, pool_memory=True),
 ]
 
@@ -264,7 +266,7 @@ def test_truncated_mps_reports_discarded_weight_and_trains():
     (dict(pool_positions=8, readout_at="every"), ValueError), (dict(pool_memory=True), ValueError),
     (dict(pool_memory=1, readout_at="attn"), TypeError), (dict(pool_positions=-1, readout_at="attn"), ValueError),
     (dict(readout_at="segments"), ValueError), (dict(readout_at="segments", segments=4), ValueError),
-    (dict(segments=4, segment_length=2), ValueError), (dict(readout_at="segments", segments=2, segment_length=-1), ValueError),
+    (dict(segments=4, segment_length=2), ValueError), (dict(head_norm="group"), ValueError), (dict(readout_at="segments", segments=2, segment_length=-1), ValueError),
 ])
 def test_invalid_configs(bad, exc):
     with pytest.raises(exc):

@@ -31,9 +31,14 @@ declare -A V=(
   # reads 76-80% where the pooled readout reads 70%); head sized to the 4.7k parameter budget
   [seg28-h8-lr0.03]="--weight-decay 0.1 | depth=1 entangler=cz encoding_scale=0.03 readout=xyz readout_at=segments segments=28 segment_length=28 head_hidden=8"
   [seg14-h16-lr0.03]="--weight-decay 0.1 | depth=1 entangler=cz encoding_scale=0.03 readout=xyz readout_at=segments segments=14 segment_length=56 head_hidden=16"
+  # the same and the gentle cell with a BatchNorm head: per-feature standardisation, as the probe's
+  [seg28-h8-bn-lr0.03]="--weight-decay 0.1 | depth=1 entangler=cz encoding_scale=0.03 readout=xyz readout_at=segments segments=28 segment_length=28 head_hidden=8 head_norm=batch"
+  [seg14-h16-bn-lr0.03]="--weight-decay 0.1 | depth=1 entangler=cz encoding_scale=0.03 readout=xyz readout_at=segments segments=14 segment_length=56 head_hidden=16 head_norm=batch"
+  [d1-enc0.03-cz-bn-lr0.03]="--weight-decay 0.1 | depth=1 entangler=cz encoding_scale=0.03 head_norm=batch"
 )
 ORDER="pos-lr0.03 pos-enc0.3-lr0.03 mem-lr0.03 mempos-lr0.03 wd0-lr0.03 enc0.03-lr0.03 depth1-lr0.03 cz-lr0.03
-       d1-enc0.03-lr0.03 d1-enc0.03-cz-lr0.03 wd0.3-lr0.03 enc0.01-lr0.03 seg28-h8-lr0.03 seg14-h16-lr0.03"
+       d1-enc0.03-lr0.03 d1-enc0.03-cz-lr0.03 wd0.3-lr0.03 enc0.01-lr0.03 seg28-h8-lr0.03 seg14-h16-lr0.03
+       seg28-h8-bn-lr0.03 seg14-h16-bn-lr0.03 d1-enc0.03-cz-bn-lr0.03"
 for name in ${VARIANTS:-$ORDER}; do
   spec=${V[$name]:?unknown variant $name}
   flags=${spec%%|*}; opts=${spec##*|}
