@@ -15,7 +15,8 @@
 # QLAM variants beyond the default (lr 0.01), not in the default list: qlam-lr0.03 (lr 0.03) and
 # qlam-pos (lr 0.03 and a learned pooling-score bias per position, pool_positions=784), and
 # qlam-gentle (lr 0.01; depth 1, fixed CZ + trainable RY entangler, encoding init 0.03: the best
-# combination of pixel_cell_pilot.sh).
+# combination of pixel_cell_pilot.sh), and qlam-seg (the gentle cell read per segment of 56 tokens,
+# two image rows: readout_at=segments, Bloch vectors only, BatchNorm head of 16; 4,242 parameters).
 set -euo pipefail
 DATA=${1:?usage: pixel_fashion.sh DATA_DIR [OUT] [EPOCHS] [LIMIT]}
 OUT=${2:-runs/pixel_fashion}
@@ -44,6 +45,10 @@ for run in ${RUNS:-$DEFAULT_RUNS}; do
   elif [ "$model" = qlam-gentle ]; then
     qlam train --model qlam "${common[@]}" --seed "$seed" --name "qlam-attn-h8-d1-cz-enc0.03-s$seed" --lr 0.01 \
       --weight-decay 0.1 --model-cfg "${cell[@]}" depth=1 entangler=cz encoding_scale=0.03
+  elif [ "$model" = qlam-seg ]; then
+    qlam train --model qlam "${common[@]}" --seed "$seed" --name "qlam-seg14-bn-s$seed" --lr 0.01 \
+      --weight-decay 0.1 --model-cfg "${cell[@]}" depth=1 entangler=cz encoding_scale=0.03 readout=xyz \
+      readout_at=segments segments=14 segment_length=56 head_hidden=16 head_norm=batch
   else
     qlam train --model "$model" "${common[@]}" --seed "$seed" --name "$model-s$seed" --lr 0.01 \
       --match-params "$BUDGET"
