@@ -16,10 +16,10 @@ weights, several per-token feature sets of the same states:
 A linear probe (standardised multinomial logistic regression, scikit-learn) is fitted on each
 pooled set over training images and scored on the run's validation split. If ``rho_halves`` or
 ``probs`` probe far above ``model``, the memory holds class information its readout does not
-pass on. The same is done for a freshly initialised model of the same configuration (``--random``)
-as a reservoir baseline. Everything here runs under ``no_grad`` on a dense state (n <= 12).
+pass on. The same is done for a freshly initialised model of the same configuration
+(``--memories trained random``) as a reservoir baseline. Everything here runs under ``no_grad`` on a dense state (n <= 12).
 
-    qlam probe RUN_DIR --data-dir DIR [--train 10000] [--val 6000] [--random] [--out F.json]
+    qlam probe RUN_DIR --data-dir DIR [--train 10000] [--val 6000] [--memories trained random] [--out F.json]
 """
 from __future__ import annotations
 
@@ -157,7 +157,8 @@ def main(argv=None) -> int:
     ap.add_argument("--batch", type=int, default=500)
     ap.add_argument("--segments", type=int, default=28, help="segments of bloch_segments")
     ap.add_argument("--C", type=float, default=1.0, help="inverse L2 strength of the probe")
-    ap.add_argument("--random", action="store_true", help="also probe a freshly initialised model")
+    ap.add_argument("--memories", nargs="+", choices=("trained", "random"), default=["trained"],
+                    help="the run's trained memory and/or a freshly initialised one (seeded by the run's seed)")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--out", default=None, help="write the results as JSON here (atomically)")
     args = ap.parse_args(argv)
@@ -169,10 +170,13 @@ def main(argv=None) -> int:
     parts = load_splits(tcfg["dataset"], args.data_dir or tcfg["data_dir"], ("train", "val"),
                         tcfg["val_fraction"], tcfg["seed"])
     train_set, val_set = make_dataset(parts["train"], dcfg), make_dataset(parts["val"], dcfg)
-    models = {"trained": model.qlam.eval()}
-    if args.random:
-        torch.manual_seed(tcfg["seed"])
-        models["random"] = model_from_config(config["model"], tcfg["dtype"]).qlam.eval()
+    models = {}
+    for name in dict.fromkeys(args.memories):
+        if name == "trained":
+            models[name] = model.qlam.eval()
+        else:
+            torch.manual_seed(tcfg["seed"])
+            models[name] = model_from_config(config["model"], tcfg["dtype"]).qlam.eval()
     result = {"run": str(args.run), "epoch": ckpt["epoch"], "train": args.train, "val": args.val, "C": args.C}
     for name, qlam in models.items():
         tr = collect(qlam, train_set, args.train, args.batch, 0, f"{name} train", args.segments)
