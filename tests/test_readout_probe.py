@@ -1,4 +1,6 @@
 """The readout probe's dense stepping against the model's own scan and against itself."""
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -54,3 +56,27 @@ def test_probe_separates_separable_sets():
     feats = {k: rng.normal(size=(200, 3)) + 4.0 * y[:, None] for k in FEATURE_SETS}
     out = probe((feats, y), (feats, y), c=1.0)
     assert all(v["val_acc"] == 1.0 and v["dim"] == 3 for v in out.values())
+
+
+def test_cli_probes_a_trained_run_and_a_random_memory(tmp_path):
+    pytest.importorskip("sklearn")
+    from qlam_tn.experiments import readout_probe, train
+
+    threads = torch.get_num_threads()
+    try:
+        assert train.main(["--model", "qlam", "--dataset", "digits", "--tokens", "row", "--limit-train", "120",
+                           "--batch-size", "40", "--epochs", "1", "--threads", "1", "--no-progress",
+                           "--dtype", "float64", "--out", str(tmp_path), "--name", "run", "--model-cfg",
+                           "n_qubits=4", "backend=statevector", "head_hidden=8"]) == 0
+        out = tmp_path / "probe.json"
+        assert readout_probe.main([str(tmp_path / "run"), "--train", "100", "--val", "60", "--segments", "4",
+                                   "--memories", "trained", "random", "--out", str(out)]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    result = json.loads(out.read_text())
+    assert set(result["trained"]) == set(result["random"]) == set(FEATURE_SETS)
+    dims = {k: v["dim"] for k, v in result["trained"].items()}
+    # digits rows: T = 8 tokens of F = 8 pixels; n = 4 qubits, halves of 2 qubits (d = 4: 10 entries each)
+    assert dims == {"model": 4 + 8, "bloch": 8, "rho_halves": 20, "probs": 16, "bloch_segments": 4 * 8, "tokens": 64}
+    # the raw-token probe does not depend on the memory
+    assert result["trained"]["tokens"] == result["random"]["tokens"]
