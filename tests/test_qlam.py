@@ -191,26 +191,18 @@ def test_segment_readout_matches_hand_means(fast_path):
     torch.testing.assert_close(model(x), want, atol=1e-12, rtol=0)
 
 
-def test_segment_readout_refuses_longer_sequences():
-    model = QLAMClassifier(1, 3, n_qubits=3, readout_at="segments", segments=2, segment_length=2)
-    with pytest.raises(ValueError, match="segment_length=2 = 4 tokens"):
+@pytest.mark.parametrize("kw, message", [
+    (dict(readout_at="attn", pool_positions=4), "pool_positions=4"),
+    (dict(readout_at="segments", segments=2, segment_length=2), "segments=2 x segment_length=2 = 4 tokens"),
+])
+def test_position_bound_readouts_refuse_longer_sequences(kw, message):
+    model = QLAMClassifier(1, 3, n_qubits=3, **kw)
+    with pytest.raises(ValueError, match=message):
         model(torch.rand(2, 5, 1))
     state = model.init_state(2)
     for _ in range(4):
         _, state = model.step(torch.rand(2, 1), state)
-    with pytest.raises(ValueError, match="segments=2"):
-        model.step(torch.rand(2, 1), state)
-    assert state.tokens == 4
-
-
-def test_position_biased_pooling_refuses_longer_sequences():
-    model = QLAMClassifier(1, 3, n_qubits=3, readout_at="attn", pool_positions=4)
-    with pytest.raises(ValueError, match="pool_positions=4"):
-        model(torch.rand(2, 5, 1))
-    state = model.init_state(2)
-    for _ in range(4):
-        _, state = model.step(torch.rand(2, 1), state)
-    with pytest.raises(ValueError, match="pool_positions=4"):
+    with pytest.raises(ValueError, match=message):
         model.step(torch.rand(2, 1), state)
     assert state.tokens == 4  # the refused token changed nothing
 
