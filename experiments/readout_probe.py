@@ -24,9 +24,9 @@ pass on. The same is done for a freshly initialised model of the same configurat
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import sys
-import time
 
 import numpy as np
 import torch
@@ -34,6 +34,7 @@ from qlam_tn.experiments import runfolder as rf
 from qlam_tn.experiments.data import load_splits
 from qlam_tn.experiments.evaluate import load_model
 from qlam_tn.experiments.train import make_dataset, model_from_config
+from tqdm import tqdm
 
 from qlam_tn.dense_scan import gram_bloch, qubit_groups
 from qlam_tn.memory import dense_unitary
@@ -114,20 +115,20 @@ def pooled_features(qlam, x: torch.Tensor, segments: int = 28) -> dict[str, torc
     return sums
 
 
-def collect(qlam, dataset, limit: int, batch: int, seed: int, desc: str, segments: int) -> tuple[dict, np.ndarray]:
+def collect(qlam, dataset, limit: int, batch: int, seed: int, desc: str, segments: int,
+            progress: bool = True) -> tuple[dict, np.ndarray]:
     """Pooled features of ``limit`` sequences of ``dataset`` (a seeded subset) and their labels."""
     g = torch.Generator().manual_seed(seed)
     idx = torch.randperm(len(dataset), generator=g)[:limit]
     feats, labels = {k: [] for k in FEATURE_SETS}, []
-    start = time.time()
-    for i in range(0, len(idx), batch):
-        xs, ys = zip(*(dataset[int(j)] for j in idx[i:i + batch]))
-        f = pooled_features(qlam, torch.stack(xs).to(qlam.encoder.weight.dtype), segments)
-        for k in FEATURE_SETS:
-            feats[k].append(f[k].double().numpy())
-        labels.append(torch.as_tensor(ys).numpy())
-        print(f"  {desc}: {min(i + batch, len(idx))}/{len(idx)} sequences, {time.time() - start:.0f} s",
-              file=sys.stderr, flush=True)
+    with tqdm(total=len(idx), desc=desc, unit="seq", file=sys.stderr, disable=not progress) as bar:
+        for i in range(0, len(idx), batch):
+            xs, ys = zip(*(dataset[int(j)] for j in idx[i:i + batch]))
+            f = pooled_features(qlam, torch.stack(xs).to(qlam.encoder.weight.dtype), segments)
+            for k in FEATURE_SETS:
+                feats[k].append(f[k].double().numpy())
+            labels.append(torch.as_tensor(ys).numpy())
+            bar.update(len(ys))
     return {k: np.concatenate(v) for k, v in feats.items()}, np.concatenate(labels)
 
 
@@ -147,20 +148,54 @@ def probe(train: tuple, val: tuple, c: float) -> dict[str, float]:
     return out
 
 
+def plot(result: dict, path) -> None:
+    """Bar chart of validation accuracy per readout, one bar group per memory, written atomically."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    memories = [m for m in ("trained", "random") if m in result]
+    fig = Figure(figsize=(8, 3.6))
+    ax = fig.add_subplot()
+    width = 0.8 / len(memories)
+    for j, mem in enumerate(memories):
+        accs = [100 * result[mem][k]["val_acc"] for k in FEATURE_SETS]
+        ax.bar(np.arange(len(FEATURE_SETS)) + (j - (len(memories) - 1) / 2) * width, accs, width, label=f"{mem} memory")
+    dims = result[memories[0]]
+    ax.set_xticks(np.arange(len(FEATURE_SETS)), [f"{k}\n({dims[k]['dim']})" for k in FEATURE_SETS], fontsize=8)
+    ax.set_ylabel("validation accuracy (%)")
+    ax.set_title(f"linear probes of {result['run']} ({result['train']} training sequences)", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    FigureCanvasAgg(fig).print_png(buf)
+    rf.atomic_write_bytes(path, buf.getvalue())
+
+
+def _at_least(lo: int):
+    def parse(raw: str) -> int:
+        value = int(raw)
+        if value < lo:
+            raise argparse.ArgumentTypeError(f"must be an int >= {lo}, got {value}")
+        return value
+    return parse
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="qlam probe",
                                  description=__doc__.split("\n\n")[0])
     ap.add_argument("run", help="a QLAM run folder or checkpoint (statevector backend)")
     ap.add_argument("--data-dir", default=None, help="dataset folder (default: the run's)")
-    ap.add_argument("--train", type=int, default=10000, help="training sequences for the probe")
-    ap.add_argument("--val", type=int, default=6000, help="validation sequences to score on")
-    ap.add_argument("--batch", type=int, default=500)
-    ap.add_argument("--segments", type=int, default=28, help="segments of bloch_segments")
+    ap.add_argument("--train", type=_at_least(2), default=10000, help="training sequences for the probe")
+    ap.add_argument("--val", type=_at_least(1), default=6000, help="validation sequences to score on")
+    ap.add_argument("--batch", type=_at_least(1), default=500)
+    ap.add_argument("--segments", type=_at_least(1), default=28, help="segments of bloch_segments")
     ap.add_argument("--C", type=float, default=1.0, help="inverse L2 strength of the probe")
     ap.add_argument("--memories", nargs="+", choices=("trained", "random"), default=["trained"],
                     help="the run's trained memory and/or a freshly initialised one (seeded by the run's seed)")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--out", default=None, help="write the results as JSON here (atomically)")
+    ap.add_argument("--plot", default=None, help="write a bar chart (PNG) of the probes here")
+    ap.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -179,12 +214,15 @@ def main(argv=None) -> int:
             models[name] = model_from_config(config["model"], tcfg["dtype"]).qlam.eval()
     result = {"run": str(args.run), "epoch": ckpt["epoch"], "train": args.train, "val": args.val, "C": args.C}
     for name, qlam in models.items():
-        tr = collect(qlam, train_set, args.train, args.batch, 0, f"{name} train", args.segments)
-        va = collect(qlam, val_set, args.val, args.batch, 1, f"{name} val", args.segments)
+        progress = not args.no_progress
+        tr = collect(qlam, train_set, args.train, args.batch, 0, f"{name} train", args.segments, progress)
+        va = collect(qlam, val_set, args.val, args.batch, 1, f"{name} val", args.segments, progress)
         result[name] = probe(tr, va, args.C)
         print(json.dumps({name: result[name]}, indent=1), flush=True)
     if args.out:
         rf.atomic_write_json(args.out, result)
+    if args.plot:
+        plot(result, args.plot)
     return 0
 
 

@@ -70,7 +70,8 @@ def test_cli_probes_a_trained_run_and_a_random_memory(tmp_path):
                            "n_qubits=4", "backend=statevector", "head_hidden=8"]) == 0
         out = tmp_path / "probe.json"
         assert readout_probe.main([str(tmp_path / "run"), "--train", "100", "--val", "60", "--segments", "4",
-                                   "--memories", "trained", "random", "--out", str(out)]) == 0
+                                   "--memories", "trained", "random", "--out", str(out),
+                                   "--plot", str(tmp_path / "probe.png"), "--no-progress"]) == 0
     finally:
         torch.set_num_threads(threads)
     result = json.loads(out.read_text())
@@ -78,5 +79,14 @@ def test_cli_probes_a_trained_run_and_a_random_memory(tmp_path):
     dims = {k: v["dim"] for k, v in result["trained"].items()}
     # digits rows: T = 8 tokens of F = 8 pixels; n = 4 qubits, halves of 2 qubits (d = 4: 10 entries each)
     assert dims == {"model": 4 + 8, "bloch": 8, "rho_halves": 20, "probs": 16, "bloch_segments": 4 * 8, "tokens": 64}
+    assert (tmp_path / "probe.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # the raw-token probe does not depend on the memory
     assert result["trained"]["tokens"] == result["random"]["tokens"]
+
+
+def test_cli_refuses_bad_counts(capsys):
+    from qlam_tn.experiments import readout_probe
+
+    with pytest.raises(SystemExit):
+        readout_probe.main(["nowhere", "--train", "0"])
+    assert "--train: must be an int >= 2" in capsys.readouterr().err
