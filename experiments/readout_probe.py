@@ -30,13 +30,13 @@ import sys
 
 import numpy as np
 import torch
+from tqdm import tqdm
+
+from qlam_tn.dense_scan import gram_bloch, qubit_groups
 from qlam_tn.experiments import runfolder as rf
 from qlam_tn.experiments.data import load_splits
 from qlam_tn.experiments.evaluate import load_model
 from qlam_tn.experiments.train import make_dataset, model_from_config
-from tqdm import tqdm
-
-from qlam_tn.dense_scan import gram_bloch, qubit_groups
 from qlam_tn.memory import dense_unitary
 
 FEATURE_SETS = ("model", "bloch", "rho_halves", "probs", "bloch_segments", "tokens")
