@@ -1,10 +1,11 @@
 """Readout probe: does a QLAM memory hold more than its readout passes to the head?
 
-For a trained statevector QLAM checkpoint (real amplitudes, ``ry`` encoding, ``attn`` or
-``every`` pooling), run the memory over real sequences and pool, with the model's own pooling
-weights, several per-token feature sets of the same states:
+For a trained statevector QLAM checkpoint (real amplitudes, ``ry`` encoding, a pooled readout:
+``every``, ``attn`` or ``segments``), run the memory over real sequences and pool several
+per-token feature sets of the same states, with the model's own attention weights (``attn``) or
+the plain mean:
 
-* ``model``: the features the model's head reads (its query heads and Bloch vectors);
+* ``model``: the features the model's head reads (e.g. its query heads and Bloch vectors);
 * ``bloch``: ``(<X_q>, <Z_q>)`` of every qubit (2n numbers);
 * ``rho_halves``: every entry of the reduced density matrices of the two qubit halves
   (``2 · d(d+1)/2`` numbers, ``d = 2^{n/2}``: 272 at n = 8) — every observable on either half;
@@ -17,7 +18,8 @@ A linear probe (standardised multinomial logistic regression, scikit-learn) is f
 pooled set over training images and scored on the run's validation split. If ``rho_halves`` or
 ``probs`` probe far above ``model``, the memory holds class information its readout does not
 pass on. The same is done for a freshly initialised model of the same configuration
-(``--memories trained random``) as a reservoir baseline. Everything here runs under ``no_grad`` on a dense state (n <= 12).
+(``--memories trained random``) as a reservoir baseline. Everything here runs under
+``no_grad`` on a dense state (n <= 12).
 
     qlam probe RUN_DIR --data-dir DIR [--train 10000] [--val 6000] [--memories trained random] [--out F.json]
 """
