@@ -482,10 +482,17 @@ def fit(p: Prepared, run_dir, *, stop_after: int | None = None, progress: bool =
             owned = True
         backend = dist.get_backend()
     try:
-        return _fit(p, Path(run_dir), backend, stop_after, progress)
-    finally:
+        out = _fit(p, Path(run_dir), backend, stop_after, progress)
+    except BaseException:
         if owned:
             dist.destroy_process_group()
+        raise
+    if owned:
+        # Leave together: a rank that tears down its gloo group (rank 0 hosts the store) while
+        # another is still using it can abort the other at exit.
+        dist.barrier()
+        dist.destroy_process_group()
+    return out
 
 
 def _fit(p: Prepared, run_dir: Path, backend, stop_after, progress) -> dict:
@@ -718,8 +725,12 @@ def _worker(local_rank: int, argv: list[str], world: int, port: int) -> None:
                       LOCAL_WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")  # all processes are on this machine
     code = main(argv)
-    if code:
-        sys.exit(code)
+    # Exit without the interpreter's teardown: there, C++ destructors can meet a gloo thread still
+    # joinable and abort ("terminate called without an active exception", SIGABRT) after a run
+    # that finished and wrote everything (seen once in CI's 2-process test). Flush first.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code or 0)
 
 
 def _spawn(argv: list[str], nproc: int) -> int:
