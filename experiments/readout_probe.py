@@ -39,20 +39,8 @@ from qlam_tn.experiments import runfolder as rf
 from qlam_tn.experiments.data import load_splits
 from qlam_tn.experiments.evaluate import load_model
 from qlam_tn.experiments.train import make_dataset, model_from_config
-from qlam_tn.memory import dense_unitary
 
 FEATURE_SETS = ("model", "bloch", "rho_halves", "probs", "bloch_segments", "tokens")
-
-
-def _group_kron(c: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-    """``⊗_j RY(a_j)`` of one group from ``cos, sin (B, g)`` of the half angles -> ``(B, 2^g, 2^g)``
-    (first qubit most significant)."""
-    b, g = c.shape
-    k = c.new_ones(b, 1, 1)
-    for j in range(g):
-        r = torch.stack((torch.stack((c[:, j], -s[:, j]), -1), torch.stack((s[:, j], c[:, j]), -1)), -2)
-        k = torch.einsum("bij,bkl->bikjl", k, r).reshape(b, k.shape[1] * 2, k.shape[2] * 2)
-    return k
 
 
 def _triu(m: torch.Tensor) -> torch.Tensor:
@@ -67,43 +55,29 @@ def pooled_features(qlam, x: torch.Tensor, segments: int = 28) -> dict[str, torc
     """Pooled feature sets ``{name: (B, D_name)}`` of tokens ``x (B, T, F)`` for a statevector QLAM
     (``segments`` equal parts of the sequence for ``bloch_segments``; T must be a multiple).
 
-    The memory is stepped densely: ``ψ_t = U (K_A ⊗ K_B) ψ_{t-1}`` with the model's entangler ``U``
-    and per-token group rotations, then every set is pooled with the model's own weights.
+    The memory is stepped by the model's own token update (its statevector backend, the dense
+    entangler built once), then every set is pooled with the model's own weights.
     """
     cfg = qlam.config
-    if not (cfg.real and cfg.encoding == "ry" and not cfg.reupload and cfg.readout_at != "last"):
-        raise ValueError("the probe needs a real, ry-encoded, pooled QLAM without re-uploading")
+    if not (cfg.real and cfg.encoding == "ry" and not cfg.reupload and cfg.readout_at != "last"
+            and qlam._backend == "statevector"):
+        raise ValueError("the probe needs a real, ry-encoded, pooled statevector QLAM without re-uploading")
+    if qlam.pool_memory is not None:
+        raise ValueError("the probe does not support pool_memory (weights depend on the readout)")
     n = cfg.n_qubits
     b, t_len, _ = x.shape
-    na = qubit_groups(n)[0][1]
-    da, db = 2 ** na, 2 ** (n - na)
-    layers = qlam._layer_gates()
-    rots = [r for _, r in layers]
-    U = dense_unitary(n, [g for g, _ in layers], [l % 2 for l in range(len(layers))],
-                      rots if rots[0] is not None else None).to(x.dtype)
-    half = 0.5 * qlam.encoder(x)  # (B, T, n)
-    c, s = torch.cos(half), torch.sin(half)
-    if qlam.pool is None:
-        alpha = x.new_full((b, t_len), 1.0 / t_len)
-    else:
-        scores = qlam.pool(x).squeeze(-1)
-        if qlam.pool_position_bias is not None:
-            scores = scores + qlam.pool_position_bias[:t_len]
-        if qlam.pool_memory is not None:
-            raise ValueError("the probe does not support pool_memory (weights depend on the readout)")
-        alpha = torch.softmax(scores, dim=1)
     if t_len % segments:
         raise ValueError(f"{t_len} tokens do not split into {segments} equal segments")
     seg_len = t_len // segments
-    psi = x.new_zeros(b, da, db)
-    psi[:, 0, 0] = 1
+    na = qubit_groups(n)[0][1]
+    da, db = 2 ** na, 2 ** (n - na)
+    alpha = x.new_full((b, t_len), 1.0 / t_len) if qlam.pool is None else torch.softmax(qlam.token_scores(x), 1)
+    memory, ent = qlam._new_memory(b, x.device), qlam._entangler()
     sums = {"bloch": 0, "rho_halves": 0, "probs": 0}
     seg = x.new_zeros(b, segments, 2 * n)
     for t in range(t_len):
-        ka = _group_kron(c[:, t, :na], s[:, t, :na])
-        kb = _group_kron(c[:, t, na:], s[:, t, na:])
-        psi = ka @ psi @ kb.transpose(1, 2)
-        psi = (psi.reshape(b, -1) @ U.T).reshape(b, da, db)
+        qlam._token_update(memory, x[:, t], ent)
+        psi = memory.psi.reshape(b, da, db)
         w = alpha[:, t, None]
         rho_a, rho_b = psi @ psi.transpose(1, 2), psi.transpose(1, 2) @ psi
         sums["rho_halves"] = sums["rho_halves"] + w * torch.cat((_triu(rho_a), _triu(rho_b)), 1)

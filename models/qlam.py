@@ -438,6 +438,14 @@ class QLAM(nn.Module):
             return f[:, -1]
         return self._pool(x, f)
 
+    def token_scores(self, x: torch.Tensor) -> torch.Tensor:
+        """``attn`` pooling scores from the tokens ``x (B, T, F)`` alone -> ``(B, T)``:
+        ``w·x_t + b [+ p_t]`` (without the ``pool_memory`` term, which needs the readout)."""
+        scores = self.pool(x).squeeze(-1)
+        if self.pool_position_bias is not None:
+            scores = scores + self.pool_position_bias[: x.shape[1]]
+        return scores
+
     def _pool(self, x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
         """Pool per-token features ``f (B, T, D)`` of tokens ``x (B, T, F)`` into ``(B, D)``:
         the mean (``every``) or ``Σ_t softmax_t(w·x_t + b [+ p_t] [+ u·f_t]) f_t`` (``attn``);
@@ -450,9 +458,7 @@ class QLAM(nn.Module):
             return padded.view(b, cfg.segments, cfg.segment_length, d).sum(2).flatten(1) / cfg.segment_length
         if self.pool is None:
             return f.mean(1)
-        scores = self.pool(x).squeeze(-1)  # (B, T)
-        if self.pool_position_bias is not None:
-            scores = scores + self.pool_position_bias[: x.shape[1]]
+        scores = self.token_scores(x)
         if self.pool_memory is not None:
             scores = scores + self.pool_memory(f).squeeze(-1)
         return torch.einsum("bt,btd->bd", torch.softmax(scores, dim=1), f)

@@ -46,7 +46,7 @@ def test_pooled_sets_agree_with_the_model_and_each_other():
 def test_refuses_what_it_cannot_probe():
     with pytest.raises(ValueError, match="equal segments"):
         pooled_features(_model(readout_at="every"), torch.rand(2, 10, 1, dtype=torch.float64), segments=4)
-    with pytest.raises(ValueError, match="pooled QLAM"):
+    with pytest.raises(ValueError, match="pooled statevector QLAM"):
         pooled_features(_model(readout_at="last"), torch.rand(2, 8, 1, dtype=torch.float64), segments=4)
 
 
