@@ -88,7 +88,9 @@ class QLAMConfig:
         backend: ``mps`` | ``statevector`` | ``auto`` (statevector up to 12 qubits).
         real: real-amplitude circuits (RY encodings, real entanglers): float arithmetic.
         checkpoint_every: recompute token chunks of this length in backward (bounded memory).
-        head_hidden: hidden width of the classifier MLP.
+        head_hidden: hidden width of the classifier MLP; ``0`` makes the head linear (a
+            normalisation without its own affine parameters, which the linear layer absorbs,
+            then one linear layer): the end-to-end counterpart of a logistic-regression probe.
         head_norm: the classifier's input normalisation: ``layer`` (LayerNorm: across the
             features of a sample) or ``batch`` (BatchNorm: each feature over the batch, running
             statistics at evaluation). Pooled readouts of a gentle memory are small variations
@@ -132,7 +134,7 @@ class QLAMConfig:
 
         _int("n_qubits", 1)
         _int("depth", 1)
-        _int("head_hidden", 1)
+        _int("head_hidden", 0)
         _int("query_heads", 1)
         _int("pool_positions", 0)
         _int("segments", 0)
@@ -602,7 +604,7 @@ class QLAM(nn.Module):
 
 
 class QLAMClassifier(nn.Module):
-    """QLAM memory + MLP head: ``(B, T, F)`` -> logits ``(B, num_classes)``."""
+    """QLAM memory + MLP head (or a linear one, ``head_hidden=0``): ``(B, T, F)`` -> logits ``(B, num_classes)``."""
 
     def __init__(self, input_dim: int, num_classes: int, config: Optional[QLAMConfig] = None, **overrides):
         super().__init__()
@@ -612,8 +614,11 @@ class QLAMClassifier(nn.Module):
         self.config = self.qlam.config
         self.num_classes = num_classes
         d, h = self.qlam.feature_dim, self.config.head_hidden
-        norm = nn.LayerNorm(d) if self.config.head_norm == "layer" else nn.BatchNorm1d(d)
-        self.head = nn.Sequential(norm, nn.Linear(d, h), nn.GELU(), nn.Linear(h, num_classes))
+        affine = h > 0  # a linear head absorbs the normalisation's scale and shift
+        norm = (nn.LayerNorm(d, elementwise_affine=affine) if self.config.head_norm == "layer"
+                else nn.BatchNorm1d(d, affine=affine))
+        self.head = (nn.Sequential(norm, nn.Linear(d, h), nn.GELU(), nn.Linear(h, num_classes)) if h
+                     else nn.Sequential(norm, nn.Linear(d, num_classes)))
 
     def forward(self, x: torch.Tensor, memory=None) -> torch.Tensor:
         """``x (B, T, F)`` -> logits ``(B, num_classes)``; ``memory`` as in ``QLAM.forward``."""

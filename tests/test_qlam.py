@@ -16,6 +16,8 @@ CONFIGS = [
     dict(real=False, entangler="su4", readout_at="segments", segments=3, segment_length=3, query_heads=2,
          head_norm="batch"),
     dict(real=True, entangler="su4", readout_at="attn", query_heads=3, pool_positions=16, pool_memory=True),
+    dict(real=True, entangler="cz", readout="xyz", readout_at="segments", segments=3, segment_length=3,
+         head_hidden=0, head_norm="batch"),  # a linear head
 ]
 
 
@@ -191,6 +193,29 @@ def test_segment_readout_matches_hand_means(fast_path):
     torch.testing.assert_close(model(x), want, atol=1e-12, rtol=0)
 
 
+@pytest.mark.parametrize("head_norm", ["batch", "layer"])
+def test_linear_head_matches_hand_logits(head_norm):
+    """head_hidden=0: logits = W · normalise(features) + b, the normalisation without an affine
+    part (in evaluation, BatchNorm uses its running statistics)."""
+    torch.manual_seed(4)
+    model = QLAMClassifier(2, 3, n_qubits=3, readout="xyz", readout_at="segments", segments=2, segment_length=3,
+                           head_hidden=0, head_norm=head_norm).double()
+    x = torch.rand(5, 6, 2, dtype=torch.float64)
+    model.train()
+    model(x)  # BatchNorm: one update of the running statistics
+    model.eval()
+    f = model.qlam(x)
+    if head_norm == "batch":
+        bn = model.head[0]
+        z = (f - bn.running_mean) / torch.sqrt(bn.running_var + bn.eps)
+    else:
+        z = (f - f.mean(1, keepdim=True)) / torch.sqrt(f.var(1, unbiased=False, keepdim=True) + 1e-5)
+    lin = model.head[1]
+    torch.testing.assert_close(model(x), z @ lin.weight.T + lin.bias, atol=1e-12, rtol=0)
+    d = model.qlam.feature_dim
+    assert sum(p.numel() for p in model.head.parameters()) == d * 3 + 3
+
+
 @pytest.mark.parametrize("kw, message", [
     (dict(readout_at="attn", pool_positions=4), "pool_positions=4"),
     (dict(readout_at="segments", segments=2, segment_length=2), "segments=2 x segment_length=2 = 4 tokens"),
@@ -258,7 +283,7 @@ def test_truncated_mps_reports_discarded_weight_and_trains():
     (dict(pool_positions=8, readout_at="every"), ValueError), (dict(pool_memory=True), ValueError),
     (dict(pool_memory=1, readout_at="attn"), TypeError), (dict(pool_positions=-1, readout_at="attn"), ValueError),
     (dict(readout_at="segments"), ValueError), (dict(readout_at="segments", segments=4), ValueError),
-    (dict(segments=4, segment_length=2), ValueError), (dict(head_norm="group"), ValueError), (dict(readout_at="segments", segments=2, segment_length=-1), ValueError),
+    (dict(segments=4, segment_length=2), ValueError), (dict(head_norm="group"), ValueError), (dict(head_hidden=-1), ValueError), (dict(readout_at="segments", segments=2, segment_length=-1), ValueError),
 ])
 def test_invalid_configs(bad, exc):
     with pytest.raises(exc):
