@@ -16,6 +16,7 @@ Needs the ``bench`` extra (qiskit, qiskit-aer). Run it alone.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import time
 
@@ -23,6 +24,7 @@ import numpy as np
 import torch
 
 import qlam_tn as qt
+from qlam_tn import mps_host
 
 
 def brickwork_pairs(n: int) -> list:
@@ -37,17 +39,19 @@ def token_angles(n: int, tokens: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).uniform(0, 2 * np.pi, size=(tokens, 2, n))
 
 
-def run_qlam(n, chi, angles, batch: int = 1, split: str = "auto"):
+def run_qlam(n, chi, angles, batch: int = 1, split: str = "auto", host: bool = True):
+    """qlam_tn's MPS; ``host=False`` keeps single-sample updates on the torch path (``mps_host`` off)."""
     psi = qt.MPS.zeros(n, batch=batch, max_bond=chi, cutoff=1e-12, dtype=torch.complex128)
     psi.policy = dataclasses.replace(psi.policy, split=split)
     cz = qt.gates.CZ(dtype=torch.complex128)
-    t0 = time.perf_counter()
-    for ry, rx in angles:
-        psi.apply_layer(qt.gates.RY(torch.as_tensor(ry)).to(torch.complex128))
-        for q in brickwork_pairs(n):
-            psi.apply(cz, (q, q + 1))
-        psi.apply_layer(qt.gates.RX(torch.as_tensor(rx)))
-    dt = time.perf_counter() - t0
+    with contextlib.nullcontext() if host else mps_host.disabled():
+        t0 = time.perf_counter()
+        for ry, rx in angles:
+            psi.apply_layer(qt.gates.RY(torch.as_tensor(ry)).to(torch.complex128))
+            for q in brickwork_pairs(n):
+                psi.apply(cz, (q, q + 1))
+            psi.apply_layer(qt.gates.RX(torch.as_tensor(rx)))
+        dt = time.perf_counter() - t0
     z = np.array([psi.expect(f"Z{q}")[0].item() for q in range(n)])
     return dt, z, psi.discarded_weight[0].item()
 
@@ -64,49 +68,69 @@ def run_qlam_ry_cz(n, chi, angles, dtype, batch: int = 1):
     return time.perf_counter() - t0
 
 
-def decomposition_share(n, chi, angles, batch: int = 1):
+def decomposition_share(n, chi, angles, batch: int = 1, host: bool = True):
     """One run's time against the summed standalone time of the decompositions it performs.
 
     Returns ``(run_s, split_s, all_s, splits, qrs)``: ``split_s`` sums the two-site splits (LAPACK's
-    SVD, or where ``truncated_split`` took the Gram path: the Gram matmul, ``eigh`` and the
-    projection ``Q†θ``), ``all_s`` adds the QRs of the centre moves; each re-run standalone on
-    random matrices of the recorded shapes (``(batch, m, n)``: a batch of B samples' splits is one
-    batched LAPACK call, as in the run).
+    SVD, or where the Gram path was taken: the Gram matmul, ``eigh`` and the projection ``Q†θ``),
+    ``all_s`` adds the QRs of the centre moves; each re-run standalone on random matrices of the
+    recorded shapes with the library the run used for it (torch, or numpy where ``mps_host``
+    took a single-sample update; ``(batch, m, n)``: a batch of B samples' splits is one batched
+    LAPACK call, as in the run).
     """
     import qlam_tn.linalg as L
     import qlam_tn.mps as M
 
-    splits, qrs = [], []
+    splits, qrs = [], []  # (library, shape, dtype[, absorb, gram])
     real_split, real_qr = M.truncated_split, torch.linalg.qr
+    real_host_split, real_np_qr = mps_host.two_site, np.linalg.qr
 
     def split_spy(a, policy, absorb="right"):
-        splits.append((tuple(a.shape), a.dtype, absorb, L.uses_gram_split(a, policy, absorb)))
+        splits.append(("torch", tuple(a.shape), a.dtype, absorb, L.uses_gram_split(a, policy, absorb)))
         return real_split(a, policy, absorb=absorb)
 
+    def host_split_spy(a0, a1, gate, policy, absorb):
+        splits.append(("numpy", (a0.shape[1] * 2, 2 * a1.shape[3]), a0.dtype, absorb, True))
+        return real_host_split(a0, a1, gate, policy, absorb)
+
     def qr_spy(a, *args, **kw):
-        qrs.append((tuple(a.shape), a.dtype))
+        qrs.append(("torch", tuple(a.shape), a.dtype))
         return real_qr(a, *args, **kw)
 
+    def np_qr_spy(a, *args, **kw):
+        qrs.append(("numpy", a.shape, torch.from_numpy(a[:0]).dtype))
+        return real_np_qr(a, *args, **kw)
+
     M.truncated_split, torch.linalg.qr = split_spy, qr_spy
+    mps_host.two_site, np.linalg.qr = host_split_spy, np_qr_spy
     try:
-        dt, _, _ = run_qlam(n, chi, angles, batch=batch)
+        dt, _, _ = run_qlam(n, chi, angles, batch=batch, host=host)
     finally:
         M.truncated_split, torch.linalg.qr = real_split, real_qr
+        mps_host.two_site, np.linalg.qr = real_host_split, real_np_qr
 
-    mats = [(torch.randn(shape, dtype=dtype), absorb, gram) for shape, dtype, absorb, gram in splits]
+    def matrix(lib, shape, dtype):
+        a = torch.randn(shape, dtype=dtype)
+        return a if lib == "torch" else a.numpy()
+
+    mats = [(lib, matrix(lib, shape, dtype), absorb, gram) for lib, shape, dtype, absorb, gram in splits]
     t0 = time.perf_counter()
-    for a, absorb, gram in mats:
-        if gram:
+    for lib, a, absorb, gram in mats:
+        if lib == "numpy":
+            m = a if absorb == "right" else a.conj().T
+            q = np.linalg.eigh(m @ m.conj().T)[1]
+            q.conj().T @ m
+        elif gram:
             m = a if absorb == "right" else a.mH
             q = torch.linalg.eigh(m @ m.mH)[1]
             q.mH @ m
         else:
             torch.linalg.svd(a, full_matrices=False)
     t_split = time.perf_counter() - t0
-    mats = [torch.randn(shape, dtype=dtype) for shape, dtype in qrs]
+    mats = [(lib, matrix(lib, shape, dtype)) for lib, shape, dtype in qrs]
     t0 = time.perf_counter()
-    for a in mats:
-        real_qr(a)
+    for lib, a in mats:
+        real_qr(a) if lib == "torch" else real_np_qr(a)
     t_qr = time.perf_counter() - t0
     return dt, t_split, t_split + t_qr, len(splits), len(qrs)
 
@@ -164,14 +188,16 @@ def main(argv=None):
     p.add_argument("--n", type=int, nargs="+", default=[16, 32, 64])
     p.add_argument("--chi", type=int, nargs="+", default=[16, 32, 64])
     p.add_argument("--tokens", type=int, default=12)
-    p.add_argument("--engines", nargs="+", default=["qlam_tn", "qlam_tn-svd", "quimb", "aer"],
-                   help="qlam_tn-svd: qlam_tn with every split by LAPACK's SVD (the reference path)")
+    p.add_argument("--engines", nargs="+", default=["qlam_tn", "qlam_tn-torch", "qlam_tn-svd", "quimb", "aer"],
+                   help="qlam_tn-torch: qlam_tn without its single-sample numpy kernels (mps_host), the torch "
+                        "path they are tested against; qlam_tn-svd: the torch path with every split by LAPACK's "
+                        "SVD (the reference split)")
     p.add_argument("--extras", action="store_true",
                    help="also: batch 32 against Aer per state (and the ceiling its decompositions alone set), real vs "
                         "complex, time vs standalone decompositions")
     args = p.parse_args(argv)
-    runners = {"qlam_tn": run_qlam, "qlam_tn-svd": lambda *a: run_qlam(*a, split="svd"), "quimb": run_quimb,
-               "aer": run_aer}
+    runners = {"qlam_tn": run_qlam, "qlam_tn-torch": lambda *a: run_qlam(*a, host=False),
+               "qlam_tn-svd": lambda *a: run_qlam(*a, split="svd", host=False), "quimb": run_quimb, "aer": run_aer}
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, {args.tokens} tokens per run, complex128")
     print("| n | χ | engine | ms / token | time ÷ qlam_tn | max abs Δ<Z_q> vs qlam_tn | discarded weight |")
     print("|---|---|---|---|---|---|---|")

@@ -256,14 +256,19 @@ def truncated_svd(A: torch.Tensor, policy: TruncationPolicy, absorb: str = "righ
 _GRAM_RESOLVES = {"sum2": 1e-15, "rsum2": 1e-15, "abs": 1e-7, "rel": 1e-7}
 
 
-def _gram_split_ok(A: torch.Tensor, policy: TruncationPolicy) -> bool:
-    if policy.split == "svd" or (torch.is_grad_enabled() and A.requires_grad):
+def gram_split_allowed(dtype: torch.dtype, policy: TruncationPolicy) -> bool:
+    """Whether ``policy`` lets a split of a ``dtype`` matrix outside autograd take the Gram path."""
+    if policy.split == "svd":
         return False
     # In single precision the Gram matrix's floor is ~1e-7 of s_max² (~3e-4 of s_max): the
     # default cutoffs would keep noise there, so float32/complex64 always take the SVD.
-    if A.dtype not in (torch.float64, torch.complex128):
+    if dtype not in (torch.float64, torch.complex128):
         return False
     return policy.cutoff == 0.0 or policy.cutoff >= _GRAM_RESOLVES[policy.cutoff_mode]
+
+
+def _gram_split_ok(A: torch.Tensor, policy: TruncationPolicy) -> bool:
+    return not (torch.is_grad_enabled() and A.requires_grad) and gram_split_allowed(A.dtype, policy)
 
 
 def uses_gram_split(A: torch.Tensor, policy: TruncationPolicy, absorb: str) -> bool:
@@ -336,7 +341,8 @@ def gram_ranks(S2: torch.Tensor, tails: torch.Tensor, policy: TruncationPolicy) 
     """Per-sample number of values to keep, as ``policy.ranks`` decides, from ascending weights.
 
     ``S2 (B, k)`` squared singular values in ascending order and ``tails = S2.cumsum(-1)``
-    -> ``(B,)`` long. Drops the smallest values whose weight (``abs``/``rel``) or running tail sum
+    -> ``(B,)`` integers (torch tensors or numpy arrays, either in, the same out; ``(k,)`` in ->
+    a scalar). Drops the smallest values whose weight (``abs``/``rel``) or running tail sum
     (``sum2``/``rsum2``) is at or below the cutoff, keeps at least one, caps at ``max_bond``.
     """
     k = S2.shape[-1]
@@ -350,5 +356,6 @@ def gram_ranks(S2: torch.Tensor, tails: torch.Tensor, policy: TruncationPolicy) 
             drop = (tails <= c).sum(-1)
         else:
             drop = (tails <= c * tails[..., -1:]).sum(-1)
-        return (k - drop).clamp(min=1, max=policy.max_bond)
-    return torch.full(S2.shape[:-1], min(k, policy.max_bond or k), dtype=torch.long, device=S2.device)
+    else:
+        drop = (S2 < 0).sum(-1)  # no cutoff: nothing dropped (weights are >= 0)
+    return (k - drop).clip(1, policy.max_bond)

@@ -19,12 +19,14 @@ singular uses the SVD with the broadened backward instead.
 """
 from __future__ import annotations
 
+import math
 from typing import Dict, List, Optional, Sequence
 
 import torch
 
+from . import mps_host
 from .contraction import contract
-from .linalg import TruncationPolicy, svd, truncated_split, truncated_svd
+from .linalg import TruncationPolicy, gram_split_allowed, svd, truncated_split, truncated_svd
 from .measure import pauli_matrix
 from .state import QuantumState, as_amplitudes, as_int, check_batch, check_dtype, check_n_qubits, complex_dtype_of
 
@@ -293,6 +295,8 @@ class MPS(QuantumState):
         """Return ``(tensors, target)`` with the centre moved from ``c``; ``ts`` is not modified."""
         if c == target:
             return ts, c
+        if mps_host.applies(self.batch, ts[min(c, target):max(c, target) + 1]):
+            return mps_host.moved(ts, c, target), target
         ts = list(ts)
         b = self.batch
         while c < target:
@@ -368,6 +372,15 @@ class MPS(QuantumState):
         b = self.batch
         a0, a1 = ts[i], ts[i + 1]
         l, m, r = a0.shape[1], a0.shape[3], a1.shape[3]
+        if ((l <= r if direction == "right" else r <= l) and gram_split_allowed(a0.dtype, self.policy)
+                and mps_host.applies(b, (a0, a1) if gate is None else (a0, a1, gate))):
+            # One sample on the CPU: the same update and Gram split in numpy (mps_host's docstring).
+            ts[i], ts[i + 1], disc, kept2 = mps_host.two_site(a0, a1, gate, self.policy, direction)
+            c = i + 1 if direction == "right" else i
+            # log(1 - ε), as below; 0 / 0 -> 0.
+            log_keep = math.log1p(-disc / (disc + kept2)) if disc + kept2 > 0 else 0.0
+            real = self._real_dtype
+            return (ts, c, torch.tensor([disc], dtype=real), torch.tensor([log_keep], dtype=real))
         # θ[b, x, (i j), z] by one batched matmul over the shared bond, then the gate on the
         # 4-dim pair index (matmul, not einsum: a fraction of the per-call overhead at small χ).
         theta = torch.matmul(a0.reshape(b, l * 2, m), a1.reshape(b, m, 2 * r)).reshape(b, l, 4, r)

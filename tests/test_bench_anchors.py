@@ -49,11 +49,12 @@ def test_brickwork_order_covers_every_pair_once():
 def test_extras_count_every_split_and_keep_real_circuits_real():
     n, tokens = 6, 2
     angles = B.token_angles(n, tokens)
-    t_run, t_split, t_all, splits, qrs = B.decomposition_share(n, 4, angles)
-    assert splits == tokens * (n - 1)  # one split per two-qubit gate
-    # The brickwork order reaches each pair with at most one centre move (QR outside autograd).
-    assert qrs <= tokens * (n - 1)
-    assert t_run > 0 and 0 < t_split <= t_all
+    for host in (True, False):  # mps_host's numpy kernels (spied in numpy) and the torch path
+        t_run, t_split, t_all, splits, qrs = B.decomposition_share(n, 4, angles, host=host)
+        assert splits == tokens * (n - 1)  # one split per two-qubit gate
+        # The brickwork order reaches each pair with at most one centre move (QR outside autograd).
+        assert 0 < qrs <= tokens * (n - 1)
+        assert t_run > 0 and 0 < t_split <= t_all
     assert B.run_qlam_ry_cz(n, 4, angles, torch.float64) > 0
     # A batch performs the same splits, each one batched call over its samples.
     _, _, _, splits_b, qrs_b = B.decomposition_share(n, 4, angles, batch=3)

@@ -124,3 +124,7 @@ def test_gram_ranks_match_policy_ranks(mode, max_bond):
         asc = (s * s).flip(-1)
         got = gram_ranks(asc, asc.cumsum(-1), pol)
         assert torch.equal(got, pol.ranks(s)), (mode, cutoff)
+        # numpy in (mps_host's single-sample kernels), one spectrum at a time: the same ranks.
+        a = asc.numpy()
+        got_np = [int(gram_ranks(row, np.cumsum(row), pol)) for row in a]
+        assert got_np == pol.ranks(s).tolist(), (mode, cutoff)

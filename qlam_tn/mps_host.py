@@ -1,0 +1,119 @@
+"""Single-sample CPU kernels of the MPS's two-site update and centre moves, in numpy.
+
+At B=1 and small bonds a two-site update is some fifty small tensor operations around one
+``eigh``, and torch's per-call dispatch (~3-10 µs an operation on this project's machines) costs
+more than the linear algebra. These kernels do the same arithmetic on numpy views of the same
+site tensors (no copies in, one wrap out), where a small operation costs ~1 µs.
+
+``MPS`` uses them only where they compute what its torch path computes: one sample, on the CPU,
+float64 / complex128, outside autograd, and (for a two-site update) where the torch path takes
+the Gram split (``linalg.uses_gram_split``). The torch path stays the reference they are tested
+against (tests/test_mps_host.py); ``disabled()`` switches them off, e.g. for a side-by-side
+benchmark (``qlam bench-anchors`` times both).
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import List, Optional, Tuple
+
+import numpy as np
+import torch
+
+from .linalg import TruncationPolicy, gram_ranks
+
+__all__ = ["ENABLED", "disabled", "applies", "moved", "two_site"]
+
+ENABLED = True
+
+_DTYPES = (torch.float64, torch.complex128)
+
+
+@contextlib.contextmanager
+def disabled():
+    """Within the block every MPS takes its torch path (the reference)."""
+    global ENABLED
+    before, ENABLED = ENABLED, False
+    try:
+        yield
+    finally:
+        ENABLED = before
+
+
+def applies(batch: int, tensors) -> bool:
+    """Whether the kernels may stand in for the torch path on these ``(1, χl, 2, χr)`` tensors."""
+    if not ENABLED or batch != 1:
+        return False
+    grad = torch.is_grad_enabled()
+    for t in tensors:
+        if t.dtype not in _DTYPES or t.device.type != "cpu" or (grad and t.requires_grad):
+            return False
+    return True
+
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    """A numpy view of a CPU tensor (conjugate and negative views resolved first)."""
+    return t.detach().resolve_conj().resolve_neg().numpy()
+
+
+def _site(a: np.ndarray) -> torch.Tensor:
+    """``(χl, 2, χr)`` array -> ``(1, χl, 2, χr)`` tensor sharing its memory."""
+    return torch.from_numpy(np.ascontiguousarray(a)[None])
+
+
+def moved(ts: List[torch.Tensor], c: int, target: int) -> List[torch.Tensor]:
+    """``MPS._moved`` for one sample: QR steps from centre ``c`` to ``target``; ``ts`` is not modified."""
+    ts = list(ts)
+    while c < target:
+        a, nxt = _np(ts[c])[0], _np(ts[c + 1])[0]
+        l, r = a.shape[0], a.shape[2]
+        q, rr = np.linalg.qr(a.reshape(l * 2, r))
+        ts[c] = _site(q.reshape(l, 2, q.shape[1]))
+        ts[c + 1] = _site((rr @ nxt.reshape(r, -1)).reshape(rr.shape[0], 2, nxt.shape[2]))
+        c += 1
+    while c > target:
+        a, prv = _np(ts[c])[0], _np(ts[c - 1])[0]
+        l, r = a.shape[0], a.shape[2]
+        q, rr = np.linalg.qr(a.reshape(l, 2 * r).conj().T)
+        k = q.shape[1]
+        ts[c] = _site(q.conj().T.reshape(k, 2, r))
+        ts[c - 1] = _site((prv.reshape(-1, l) @ rr.conj().T).reshape(prv.shape[0], 2, k))
+        c -= 1
+    return ts
+
+
+def two_site(a0: torch.Tensor, a1: torch.Tensor, gate: Optional[torch.Tensor], policy: TruncationPolicy,
+             absorb: str) -> Tuple[torch.Tensor, torch.Tensor, float, float]:
+    """``MPS._two_site``'s update and Gram split for one sample.
+
+    ``a0 (1, l, 2, m)``, ``a1 (1, m, 2, r)`` with the centre on one of them; ``gate`` ``(4, 4)``,
+    ``(1, 4, 4)`` or ``None`` (SWAP). The caller checks that the Gram split applies (``l <= r``
+    for ``absorb="right"``, ``r <= l`` for ``"left"``). Returns the new site tensors
+    ``(1, l, 2, k)``, ``(1, k, 2, r)`` (the centre on the ``absorb`` side) and the discarded and
+    kept weight ``Σ s²``, as ``linalg.truncated_split`` computes them.
+    """
+    x, y = _np(a0)[0], _np(a1)[0]
+    l, m, r = x.shape[0], x.shape[2], y.shape[2]
+    theta = (x.reshape(l * 2, m) @ y.reshape(m, 2 * r)).reshape(l, 4, r)
+    if gate is None:
+        theta = theta.reshape(l, 2, 2, r).transpose(0, 2, 1, 3)
+    else:
+        theta = _np(gate).reshape(4, 4) @ theta  # broadcast over l: g @ theta[x]
+    A = theta.reshape(l * 2, 2 * r)
+    M = A if absorb == "right" else A.conj().T  # (k, N): the isometry's side
+    _, V = np.linalg.eigh(M @ M.conj().T)  # ascending
+    C = V.conj().T @ M  # rows s_i v_i†, ascending; the centre projected exactly
+    S2 = np.einsum("ij,ij->i", C, C.conj()).real if C.dtype.kind == "c" else np.einsum("ij,ij->i", C, C)
+    tails = np.cumsum(S2)
+    k = S2.shape[0]
+    rank = int(gram_ranks(S2, tails, policy))
+    total = float(tails[-1])
+    discarded = float(tails[k - rank - 1]) if rank < k else 0.0
+    kept2 = total - discarded
+    Q, C = V[:, k - rank:][:, ::-1], C[k - rank:][::-1]
+    if policy.renormalize:
+        C = C * (1.0 / np.sqrt(max(kept2, np.finfo(S2.dtype).tiny)))
+    if absorb == "right":
+        left, right = Q, C
+    else:
+        left, right = C.conj().T, Q.conj().T
+    return _site(left.reshape(l, 2, rank)), _site(right.reshape(rank, 2, r)), discarded, kept2
