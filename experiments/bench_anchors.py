@@ -89,9 +89,9 @@ def decomposition_share(n, chi, angles, batch: int = 1, host: bool = True):
         splits.append(("torch", tuple(a.shape), a.dtype, absorb, L.uses_gram_split(a, policy, absorb)))
         return real_split(a, policy, absorb=absorb)
 
-    def host_split_spy(a0, a1, gate, policy, absorb):
-        splits.append(("numpy", (a0.shape[1] * 2, 2 * a1.shape[3]), a0.dtype, absorb, True))
-        return real_host_split(a0, a1, gate, policy, absorb)
+    def host_split_spy(a0, a1, gate, policy, absorb, gram):
+        splits.append(("numpy", (a0.shape[1] * 2, 2 * a1.shape[3]), a0.dtype, absorb, gram))
+        return real_host_split(a0, a1, gate, policy, absorb, gram)
 
     def qr_spy(a, *args, **kw):
         qrs.append(("torch", tuple(a.shape), a.dtype))
@@ -116,10 +116,12 @@ def decomposition_share(n, chi, angles, batch: int = 1, host: bool = True):
     mats = [(lib, matrix(lib, shape, dtype), absorb, gram) for lib, shape, dtype, absorb, gram in splits]
     t0 = time.perf_counter()
     for lib, a, absorb, gram in mats:
-        if lib == "numpy":
+        if lib == "numpy" and gram:
             m = a if absorb == "right" else a.conj().T
             q = np.linalg.eigh(m @ m.conj().T)[1]
             q.conj().T @ m
+        elif lib == "numpy":
+            np.linalg.svd(a, full_matrices=False)
         elif gram:
             m = a if absorb == "right" else a.mH
             q = torch.linalg.eigh(m @ m.mH)[1]

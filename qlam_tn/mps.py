@@ -372,10 +372,11 @@ class MPS(QuantumState):
         b = self.batch
         a0, a1 = ts[i], ts[i + 1]
         l, m, r = a0.shape[1], a0.shape[3], a1.shape[3]
-        if ((l <= r if direction == "right" else r <= l) and gram_split_allowed(a0.dtype, self.policy)
-                and mps_host.applies(b, (a0, a1) if gate is None else (a0, a1, gate))):
-            # One sample on the CPU: the same update and Gram split in numpy (mps_host's docstring).
-            ts[i], ts[i + 1], disc, kept2 = mps_host.two_site(a0, a1, gate, self.policy, direction)
+        if mps_host.applies(b, (a0, a1) if gate is None else (a0, a1, gate)):
+            # One sample on the CPU: the same update and split in numpy (mps_host's docstring);
+            # the Gram split where uses_gram_split would take it (outside autograd here).
+            gram = (l <= r if direction == "right" else r <= l) and gram_split_allowed(a0.dtype, self.policy)
+            ts[i], ts[i + 1], disc, kept2 = mps_host.two_site(a0, a1, gate, self.policy, direction, gram)
             c = i + 1 if direction == "right" else i
             # log(1 - ε), as below; 0 / 0 -> 0.
             log_keep = math.log1p(-disc / (disc + kept2)) if disc + kept2 > 0 else 0.0

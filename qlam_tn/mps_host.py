@@ -6,8 +6,8 @@ more than the linear algebra. These kernels do the same arithmetic on numpy view
 site tensors (no copies in, one wrap out), where a small operation costs ~1 µs.
 
 ``MPS`` uses them only where they compute what its torch path computes: one sample, on the CPU,
-float64 / complex128, outside autograd, and (for a two-site update) where the torch path takes
-the Gram split (``linalg.uses_gram_split``). The torch path stays the reference they are tested
+float64 / complex128, outside autograd; a two-site update splits by ``eigh`` of the Gram matrix
+or by the SVD exactly where the torch path does (``linalg.uses_gram_split``). The torch path stays the reference they are tested
 against (tests/test_mps_host.py); ``disabled()`` switches them off, e.g. for a side-by-side
 benchmark (``qlam bench-anchors`` times both).
 """
@@ -82,14 +82,14 @@ def moved(ts: List[torch.Tensor], c: int, target: int) -> List[torch.Tensor]:
 
 
 def two_site(a0: torch.Tensor, a1: torch.Tensor, gate: Optional[torch.Tensor], policy: TruncationPolicy,
-             absorb: str) -> Tuple[torch.Tensor, torch.Tensor, float, float]:
-    """``MPS._two_site``'s update and Gram split for one sample.
+             absorb: str, gram: bool) -> Tuple[torch.Tensor, torch.Tensor, float, float]:
+    """``MPS._two_site``'s update and split for one sample.
 
     ``a0 (1, l, 2, m)``, ``a1 (1, m, 2, r)`` with the centre on one of them; ``gate`` ``(4, 4)``,
-    ``(1, 4, 4)`` or ``None`` (SWAP). The caller checks that the Gram split applies (``l <= r``
-    for ``absorb="right"``, ``r <= l`` for ``"left"``). Returns the new site tensors
-    ``(1, l, 2, k)``, ``(1, k, 2, r)`` (the centre on the ``absorb`` side) and the discarded and
-    kept weight ``Σ s²``, as ``linalg.truncated_split`` computes them.
+    ``(1, 4, 4)`` or ``None`` (SWAP). ``gram`` says which split the torch path would take
+    (``linalg.uses_gram_split``): ``eigh`` of the Gram matrix on the isometry's side, or the SVD.
+    Returns the new site tensors ``(1, l, 2, k)``, ``(1, k, 2, r)`` (the centre on the ``absorb``
+    side) and the discarded and kept weight ``Σ s²``, as ``linalg.truncated_split`` computes them.
     """
     x, y = _np(a0)[0], _np(a1)[0]
     l, m, r = x.shape[0], x.shape[2], y.shape[2]
@@ -99,21 +99,26 @@ def two_site(a0: torch.Tensor, a1: torch.Tensor, gate: Optional[torch.Tensor], p
     else:
         theta = _np(gate).reshape(4, 4) @ theta  # broadcast over l: g @ theta[x]
     A = theta.reshape(l * 2, 2 * r)
-    M = A if absorb == "right" else A.conj().T  # (k, N): the isometry's side
-    _, V = np.linalg.eigh(M @ M.conj().T)  # ascending
-    C = V.conj().T @ M  # rows s_i v_i†, ascending; the centre projected exactly
-    S2 = np.einsum("ij,ij->i", C, C.conj()).real if C.dtype.kind == "c" else np.einsum("ij,ij->i", C, C)
-    tails = np.cumsum(S2)
+    if gram:
+        M = A if absorb == "right" else A.conj().T  # (k, N): the isometry's side
+        _, V = np.linalg.eigh(M @ M.conj().T)  # ascending
+        C = V.conj().T @ M  # rows s_i v_i†, ascending; the centre projected exactly
+        S2 = np.einsum("ij,ij->i", C, C.conj()).real
+    else:
+        U, S, Vh = np.linalg.svd(A, full_matrices=False)  # descending
+        S2 = (S * S)[::-1]
+    tails = np.cumsum(S2)  # ascending: every tail sum, smallest first
     k = S2.shape[0]
     rank = int(gram_ranks(S2, tails, policy))
     total = float(tails[-1])
     discarded = float(tails[k - rank - 1]) if rank < k else 0.0
     kept2 = total - discarded
-    Q, C = V[:, k - rank:][:, ::-1], C[k - rank:][::-1]
-    if policy.renormalize:
-        C = C * (1.0 / np.sqrt(max(kept2, np.finfo(S2.dtype).tiny)))
-    if absorb == "right":
-        left, right = Q, C
+    scale = 1.0 / np.sqrt(max(kept2, np.finfo(S2.dtype).tiny)) if policy.renormalize else 1.0
+    if gram:
+        Q, C = V[:, k - rank:][:, ::-1], C[k - rank:][::-1] * scale
+        left, right = (Q, C) if absorb == "right" else (C.conj().T, Q.conj().T)
     else:
-        left, right = C.conj().T, Q.conj().T
+        S = S[:rank] * scale
+        U, Vh = U[:, :rank], Vh[:rank]
+        left, right = (U, S[:, None] * Vh) if absorb == "right" else (U * S, Vh)
     return _site(left.reshape(l, 2, rank)), _site(right.reshape(rank, 2, r)), discarded, kept2
