@@ -78,7 +78,10 @@ class TrainConfig:
     ``batch_size`` is per process; ``warmup_steps`` overrides ``warmup_frac`` (a fraction of
     all optimiser steps); ``clip`` is the max global gradient norm (``None``: no clipping);
     ``model_cfg`` goes to ``models.build`` as keywords; ``match_params`` sets the model's width
-    keyword so that its parameter count is closest to that number.
+    keyword so that its parameter count is closest to that number. ``memory_lr_scale`` (QLAM
+    only) sets the quantum memory's learning rate to that multiple of ``lr`` (the head keeps
+    ``lr``); ``0`` freezes the memory at its initialisation, so that only the readout head trains
+    (a random-reservoir baseline).
     """
 
     model: str = "qlam"
@@ -100,6 +103,7 @@ class TrainConfig:
     match_params: int | None = None
     model_cfg: dict = field(default_factory=dict)
     dtype: str = "float32"
+    memory_lr_scale: float = 1.0
 
     def __post_init__(self):
         if self.model not in available():
@@ -135,6 +139,11 @@ class TrainConfig:
             raise TypeError(f"model_cfg must be a dict, got {type(self.model_cfg).__name__}")
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        scale = self.memory_lr_scale
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0 <= scale < math.inf:
+            raise ValueError(f"memory_lr_scale must be a finite number >= 0, got {scale!r}")
+        if scale != 1.0 and self.model != "qlam":
+            raise ValueError(f"memory_lr_scale applies to the QLAM memory only, not to model {self.model!r}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -495,14 +504,33 @@ def fit(p: Prepared, run_dir, *, stop_after: int | None = None, progress: bool =
     return out
 
 
+def param_groups(module: torch.nn.Module, cfg: TrainConfig) -> list:
+    """The optimiser's parameter groups: every parameter at ``cfg.lr``, or with
+    ``cfg.memory_lr_scale != 1`` the head at ``lr`` and the QLAM memory (``module.qlam``) at
+    ``lr · scale``; at ``0`` the memory is frozen (``requires_grad=False``) and left out."""
+    if cfg.memory_lr_scale == 1.0:
+        return [{"params": list(module.parameters()), "lr": cfg.lr}]
+    memory = list(module.qlam.parameters())
+    mine = {id(q) for q in memory}
+    groups = [{"params": [q for q in module.parameters() if id(q) not in mine], "lr": cfg.lr}]
+    if cfg.memory_lr_scale == 0:
+        for q in memory:
+            q.requires_grad_(False)
+    else:
+        groups.append({"params": memory, "lr": cfg.lr * cfg.memory_lr_scale})
+    return groups
+
+
 def _fit(p: Prepared, run_dir: Path, backend, stop_after, progress) -> dict:
     cfg, d, dev, dtype = p.cfg, p.dist, p.device, DTYPES[p.cfg.dtype]
     module = p.model
+    # Before DDP wraps the module: it registers only the parameters that require gradients.
+    groups = param_groups(module, cfg)
     model = module
     if d.world > 1:
         model = torch.nn.parallel.DistributedDataParallel(
             module, device_ids=[dev.index] if dev.type == "cuda" else None)
-    optimizer = torch.optim.AdamW(module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched_cfg = p.config["schedule"]
     warmup, total = sched_cfg["warmup_steps"], sched_cfg["total_steps"]
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, warmup, total))
@@ -678,6 +706,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--batch-size", dest="batch_size", type=int,
                    help=f"per process (default {_D.batch_size})")
     g.add_argument("--lr", type=float, help=f"peak learning rate (default {_D.lr})")
+    g.add_argument("--memory-lr-scale", dest="memory_lr_scale", type=float, metavar="X",
+                   help="QLAM only: the quantum memory's learning rate as a multiple of --lr (the head keeps "
+                        "--lr); 0 freezes the memory at its initialisation, so only the readout head trains "
+                        f"(default {_D.memory_lr_scale})")
     g.add_argument("--weight-decay", dest="weight_decay", type=float,
                    help=f"AdamW weight decay (default {_D.weight_decay})")
     g.add_argument("--warmup-steps", dest="warmup_steps", type=int,

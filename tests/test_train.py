@@ -197,6 +197,8 @@ def test_checkpoint_with_code_is_refused_even_when_its_hash_matches(tmp_path):
     ["--epochs", "two"],
     ["--limit-val", "0"],
     ["--limit-val", "10", "--val-fraction", "0"],  # nothing to take a subset of
+    ["--memory-lr-scale", "0.5"],            # the GRU has no quantum memory
+    ["--model", "qlam", "--model-cfg", "n_qubits=3", "--memory-lr-scale", "-1"],
 ])
 def test_bad_input_exits_2_without_a_run_folder(bad, tmp_path, capsys):
     out = tmp_path / "runs"
@@ -219,6 +221,30 @@ def test_existing_run_folder_is_not_overwritten(runs, capsys):
         train.main(BASE + ["--out", str(runs), "--name", "full"])
     assert exc.value.code == 2
     assert "--resume" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("scale", [0.0, 0.1])
+def test_memory_lr_scale_freezes_or_slows_the_qlam_memory(scale, tmp_path):
+    cfg = train.TrainConfig(model="qlam", dataset="digits", tokens="row", epochs=1, batch_size=32,
+                            limit_train=96, lr=0.05, memory_lr_scale=scale,
+                            model_cfg={"n_qubits": 3, "head_hidden": 4, "backend": "statevector"})
+    p = train.prepare(cfg, device="cpu")
+    memory0 = {k: v.clone() for k, v in p.model.qlam.state_dict().items()}
+    head0 = {k: v.clone() for k, v in p.model.head.state_dict().items()}
+    train.fit(p, tmp_path / "run", progress=False)
+    groups = train.param_groups(p.model, cfg)
+    head_moved = any(not torch.equal(v, p.model.head.state_dict()[k]) for k, v in head0.items())
+    memory_moved = [not torch.equal(v, p.model.qlam.state_dict()[k]) for k, v in memory0.items()]
+    assert head_moved
+    if scale == 0:  # frozen: bit for bit the initialisation, and out of the optimiser
+        assert not any(memory_moved)
+        assert not any(q.requires_grad for q in p.model.qlam.parameters())
+        assert [g["lr"] for g in groups] == [0.05]
+    else:
+        assert any(memory_moved)
+        assert [g["lr"] for g in groups] == [0.05, pytest.approx(0.005)]
+        assert sum(len(g["params"]) for g in groups) == len(list(p.model.parameters()))
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["train"]["memory_lr_scale"] == scale
 
 
 def test_model_cfg_values_are_typed():

@@ -18,7 +18,10 @@
 # combination of pixel_cell_pilot.sh), and qlam-seg (the gentle cell read per segment of 56 tokens,
 # two image rows: readout_at=segments, Bloch vectors only, BatchNorm head of 16; 4,242 parameters),
 # and qlam-row (the gentle cell read per image row, 28 segments of 28 tokens, through a BatchNorm
-# and one linear layer, head_hidden=0: the end-to-end form of the per-row probe; 4,514 parameters).
+# and one linear layer, head_hidden=0: the end-to-end form of the per-row probe; 4,514 parameters),
+# qlam-row-frozen (the same with the memory frozen at its initialisation, --memory-lr-scale 0:
+# only the 4,490-parameter readout trains, a random-reservoir QLAM) and qlam-row-slow (the memory
+# at a tenth of the head's learning rate, --memory-lr-scale 0.1).
 set -euo pipefail
 DATA=${1:?usage: pixel_fashion.sh DATA_DIR [OUT] [EPOCHS] [LIMIT]}
 OUT=${2:-runs/pixel_fashion}
@@ -51,10 +54,12 @@ for run in ${RUNS:-$DEFAULT_RUNS}; do
     qlam train --model qlam "${common[@]}" --seed "$seed" --name "qlam-seg14-bn-s$seed" --lr 0.01 \
       --weight-decay 0.1 --model-cfg "${cell[@]}" depth=1 entangler=cz encoding_scale=0.03 readout=xyz \
       readout_at=segments segments=14 segment_length=56 head_hidden=16 head_norm=batch
-  elif [ "$model" = qlam-row ]; then
-    qlam train --model qlam "${common[@]}" --seed "$seed" --name "qlam-row28-lin-s$seed" --lr 0.01 \
-      --weight-decay 0.1 --model-cfg "${cell[@]}" depth=1 entangler=cz encoding_scale=0.03 readout=xyz \
-      readout_at=segments segments=28 segment_length=28 head_hidden=0 head_norm=batch
+  elif [ "$model" = qlam-row ] || [ "$model" = qlam-row-frozen ] || [ "$model" = qlam-row-slow ]; then
+    case $model in qlam-row) scale=1; name=qlam-row28-lin ;; qlam-row-frozen) scale=0; name=qlam-row28-lin-frozen ;;
+                   *) scale=0.1; name=qlam-row28-lin-mem0.1 ;; esac
+    qlam train --model qlam "${common[@]}" --seed "$seed" --name "$name-s$seed" --lr 0.01 \
+      --weight-decay 0.1 --memory-lr-scale "$scale" --model-cfg "${cell[@]}" depth=1 entangler=cz encoding_scale=0.03 \
+      readout=xyz readout_at=segments segments=28 segment_length=28 head_hidden=0 head_norm=batch
   else
     qlam train --model "$model" "${common[@]}" --seed "$seed" --name "$model-s$seed" --lr 0.01 \
       --match-params "$BUDGET"
