@@ -83,7 +83,7 @@ def decomposition_share(n, chi, angles, batch: int = 1, host: bool = True):
 
     splits, qrs = [], []  # (library, shape, dtype[, absorb, gram])
     real_split, real_qr = M.truncated_split, torch.linalg.qr
-    real_host_split, real_np_qr = mps_host.two_site, np.linalg.qr
+    real_host_split, real_host_qr = mps_host.two_site, mps_host.qr
 
     def split_spy(a, policy, absorb="right"):
         splits.append(("torch", tuple(a.shape), a.dtype, absorb, L.uses_gram_split(a, policy, absorb)))
@@ -97,17 +97,17 @@ def decomposition_share(n, chi, angles, batch: int = 1, host: bool = True):
         qrs.append(("torch", tuple(a.shape), a.dtype))
         return real_qr(a, *args, **kw)
 
-    def np_qr_spy(a, *args, **kw):
+    def host_qr_spy(a):
         qrs.append(("numpy", a.shape, torch.from_numpy(a[:0]).dtype))
-        return real_np_qr(a, *args, **kw)
+        return real_host_qr(a)
 
     M.truncated_split, torch.linalg.qr = split_spy, qr_spy
-    mps_host.two_site, np.linalg.qr = host_split_spy, np_qr_spy
+    mps_host.two_site, mps_host.qr = host_split_spy, host_qr_spy
     try:
         dt, _, _ = run_qlam(n, chi, angles, batch=batch, host=host)
     finally:
         M.truncated_split, torch.linalg.qr = real_split, real_qr
-        mps_host.two_site, np.linalg.qr = real_host_split, real_np_qr
+        mps_host.two_site, mps_host.qr = real_host_split, real_host_qr
 
     def matrix(lib, shape, dtype):
         a = torch.randn(shape, dtype=dtype)
@@ -118,10 +118,10 @@ def decomposition_share(n, chi, angles, batch: int = 1, host: bool = True):
     for lib, a, absorb, gram in mats:
         if lib == "numpy" and gram:
             m = a if absorb == "right" else a.conj().T
-            q = np.linalg.eigh(m @ m.conj().T)[1]
+            q = mps_host.eigh(m @ m.conj().T)
             q.conj().T @ m
         elif lib == "numpy":
-            np.linalg.svd(a, full_matrices=False)
+            mps_host.svd(a)
         elif gram:
             m = a if absorb == "right" else a.mH
             q = torch.linalg.eigh(m @ m.mH)[1]
@@ -132,7 +132,7 @@ def decomposition_share(n, chi, angles, batch: int = 1, host: bool = True):
     mats = [(lib, matrix(lib, shape, dtype)) for lib, shape, dtype in qrs]
     t0 = time.perf_counter()
     for lib, a in mats:
-        real_qr(a) if lib == "torch" else real_np_qr(a)
+        real_qr(a) if lib == "torch" else real_host_qr(a)
     t_qr = time.perf_counter() - t0
     return dt, t_split, t_split + t_qr, len(splits), len(qrs)
 

@@ -18,10 +18,11 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 import torch
+from scipy.linalg import lapack
 
 from .linalg import TruncationPolicy, gram_ranks
 
-__all__ = ["ENABLED", "disabled", "applies", "moved", "two_site"]
+__all__ = ["ENABLED", "disabled", "applies", "moved", "two_site", "qr", "eigh", "svd"]
 
 ENABLED = True
 
@@ -50,6 +51,45 @@ def applies(batch: int, tensors) -> bool:
     return True
 
 
+# LAPACK's drivers called directly: numpy.linalg's wrappers cost ~20-40 µs a call in checks and
+# conversions, as much as a 32x32 factorisation. Per dtype: QR (geqrf, then orgqr/ungqr to form
+# the thin Q), the Hermitian eigensolver (syevd/heevd, lower triangle as torch and numpy use) and
+# the divide-and-conquer SVD (gesdd, as torch and numpy use).
+_LAPACK = {np.dtype(np.float64): (lapack.dgeqrf, lapack.dorgqr, lapack.dsyevd, lapack.dgesdd),
+           np.dtype(np.complex128): (lapack.zgeqrf, lapack.zungqr, lapack.zheevd, lapack.zgesdd)}
+_TINY = np.finfo(np.float64).tiny
+
+
+def _check(info: int, what: str) -> None:
+    if info != 0:
+        raise np.linalg.LinAlgError(f"LAPACK {what} failed (info={info})")
+
+
+def qr(a: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """Thin QR of ``a (m, n)``: ``q (m, k)`` with orthonormal columns, ``r (k, n)``, ``k = min(m, n)``."""
+    geqrf, orgqr = _LAPACK[a.dtype][:2]
+    k = min(a.shape)
+    f, tau, _, info = geqrf(a)
+    _check(info, "geqrf")
+    q, _, info = orgqr(f[:, :k], tau)
+    _check(info, "orgqr")
+    return q, np.triu(f[:k])
+
+
+def eigh(h: np.ndarray) -> np.ndarray:
+    """Eigenvectors of the Hermitian ``h (k, k)``, columns in ascending order of eigenvalue."""
+    w, v, info = _LAPACK[h.dtype][2](h, lower=1)
+    _check(info, "heevd")
+    return v
+
+
+def svd(a: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Thin SVD of ``a (m, n)``: ``u (m, k)``, ``s (k,)`` descending, ``vh (k, n)``."""
+    u, s, vh, info = _LAPACK[a.dtype][3](a, compute_uv=1, full_matrices=0)
+    _check(info, "gesdd")
+    return u, s, vh
+
+
 def _np(t: torch.Tensor) -> np.ndarray:
     """A numpy view of a CPU tensor (conjugate and negative views resolved first)."""
     return t.detach().resolve_conj().resolve_neg().numpy()
@@ -66,14 +106,14 @@ def moved(ts: List[torch.Tensor], c: int, target: int) -> List[torch.Tensor]:
     while c < target:
         a, nxt = _np(ts[c])[0], _np(ts[c + 1])[0]
         l, r = a.shape[0], a.shape[2]
-        q, rr = np.linalg.qr(a.reshape(l * 2, r))
+        q, rr = qr(a.reshape(l * 2, r))
         ts[c] = _site(q.reshape(l, 2, q.shape[1]))
         ts[c + 1] = _site((rr @ nxt.reshape(r, -1)).reshape(rr.shape[0], 2, nxt.shape[2]))
         c += 1
     while c > target:
         a, prv = _np(ts[c])[0], _np(ts[c - 1])[0]
         l, r = a.shape[0], a.shape[2]
-        q, rr = np.linalg.qr(a.reshape(l, 2 * r).conj().T)
+        q, rr = qr(a.reshape(l, 2 * r).conj().T)
         k = q.shape[1]
         ts[c] = _site(q.conj().T.reshape(k, 2, r))
         ts[c - 1] = _site((prv.reshape(-1, l) @ rr.conj().T).reshape(prv.shape[0], 2, k))
@@ -101,11 +141,11 @@ def two_site(a0: torch.Tensor, a1: torch.Tensor, gate: Optional[torch.Tensor], p
     A = theta.reshape(l * 2, 2 * r)
     if gram:
         M = A if absorb == "right" else A.conj().T  # (k, N): the isometry's side
-        _, V = np.linalg.eigh(M @ M.conj().T)  # ascending
+        V = eigh(M @ M.conj().T)  # ascending
         C = V.conj().T @ M  # rows s_i v_i†, ascending; the centre projected exactly
         S2 = np.einsum("ij,ij->i", C, C.conj()).real
     else:
-        U, S, Vh = np.linalg.svd(A, full_matrices=False)  # descending
+        U, S, Vh = svd(A)  # descending
         S2 = (S * S)[::-1]
     tails = np.cumsum(S2)  # ascending: every tail sum, smallest first
     k = S2.shape[0]
@@ -113,7 +153,7 @@ def two_site(a0: torch.Tensor, a1: torch.Tensor, gate: Optional[torch.Tensor], p
     total = float(tails[-1])
     discarded = float(tails[k - rank - 1]) if rank < k else 0.0
     kept2 = total - discarded
-    scale = 1.0 / np.sqrt(max(kept2, np.finfo(S2.dtype).tiny)) if policy.renormalize else 1.0
+    scale = 1.0 / np.sqrt(max(kept2, _TINY)) if policy.renormalize else 1.0
     if gram:
         Q, C = V[:, k - rank:][:, ::-1], C[k - rank:][::-1] * scale
         left, right = (Q, C) if absorb == "right" else (C.conj().T, Q.conj().T)

@@ -139,3 +139,25 @@ def test_autograd_takes_the_torch_path_and_its_gradient(monkeypatch):
     # <Z2> = cos θ on the GHZ-like state; d/dθ = -sin θ.
     assert z.item() == pytest.approx(np.cos(0.7), abs=1e-12)
     assert float(theta.grad) == pytest.approx(-np.sin(0.7), abs=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.complex128])
+@pytest.mark.parametrize("shape", [(6, 3), (4, 4), (3, 7)])
+def test_lapack_wrappers_against_numpy(dtype, shape):
+    rng = np.random.default_rng(3)
+    a = rng.normal(size=shape).astype(dtype)
+    if dtype is np.complex128:
+        a = a + 1j * rng.normal(size=shape)
+    k = min(shape)
+    q, r = mps_host.qr(a)
+    assert q.shape == (shape[0], k) and r.shape == (k, shape[1])
+    np.testing.assert_allclose(q @ r, a, atol=1e-13)
+    np.testing.assert_allclose(q.conj().T @ q, np.eye(k), atol=1e-13)
+    assert np.allclose(np.tril(r, -1), 0)
+    u, s, vh = mps_host.svd(a)
+    np.testing.assert_allclose(s, np.linalg.svd(a, compute_uv=False), atol=1e-13)
+    np.testing.assert_allclose((u * s) @ vh, a, atol=1e-13)
+    h = a @ a.conj().T
+    v = mps_host.eigh(h)
+    w = np.linalg.eigvalsh(h)
+    np.testing.assert_allclose(v.conj().T @ h @ v, np.diag(w), atol=1e-12)  # ascending, as numpy
