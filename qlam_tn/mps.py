@@ -364,7 +364,8 @@ class MPS(QuantumState):
     def _two_site(self, ts, c, gate, i, direction):
         """Apply ``gate`` ((4,4), (B,4,4) or None for SWAP) to sites (i, i+1) at the centre.
 
-        Returns ``(tensors, center, discarded (B,), log(1-ε) (B,))``.
+        Returns ``(tensors, center, discarded (B,), log(1-ε) (B,))`` (Python floats from the
+        one-sample host kernels).
         """
         target = i if c <= i else i + 1
         ts, c = self._moved(ts, c, target)
@@ -378,10 +379,9 @@ class MPS(QuantumState):
             gram = (l <= r if direction == "right" else r <= l) and gram_split_allowed(a0.dtype, self.policy)
             ts[i], ts[i + 1], disc, kept2 = mps_host.two_site(a0, a1, gate, self.policy, direction, gram)
             c = i + 1 if direction == "right" else i
-            # log(1 - ε), as below; 0 / 0 -> 0.
+            # log(1 - ε), as below; 0 / 0 -> 0. Python floats: _apply_2q adds them to the (1,) totals.
             log_keep = math.log1p(-disc / (disc + kept2)) if disc + kept2 > 0 else 0.0
-            real = self._real_dtype
-            return (ts, c, torch.tensor([disc], dtype=real), torch.tensor([log_keep], dtype=real))
+            return ts, c, disc, log_keep
         # θ[b, x, (i j), z] by one batched matmul over the shared bond, then the gate on the
         # 4-dim pair index (matmul, not einsum: a fraction of the per-call overhead at small χ).
         theta = torch.matmul(a0.reshape(b, l * 2, m), a1.reshape(b, m, 2 * r)).reshape(b, l, 4, r)

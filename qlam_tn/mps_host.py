@@ -14,6 +14,7 @@ benchmark (``qlam bench-anchors`` times both).
 from __future__ import annotations
 
 import contextlib
+import functools
 from typing import List, Optional, Tuple
 
 import numpy as np
@@ -73,7 +74,13 @@ def qr(a: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     _check(info, "geqrf")
     q, _, info = orgqr(f[:, :k], tau)
     _check(info, "orgqr")
-    return q, np.triu(f[:k])
+    return q, f[:k] * _upper(k, a.shape[1])
+
+
+@functools.lru_cache(maxsize=256)
+def _upper(k: int, n: int) -> np.ndarray:
+    """The ``(k, n)`` upper-triangular 0/1 mask (``np.triu`` rebuilds it on every call)."""
+    return np.triu(np.ones((k, n)))
 
 
 def eigh(h: np.ndarray) -> np.ndarray:
