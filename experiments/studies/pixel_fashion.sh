@@ -21,7 +21,9 @@
 # and one linear layer, head_hidden=0: the end-to-end form of the per-row probe; 4,514 parameters),
 # qlam-row-frozen (the same with the memory frozen at its initialisation, --memory-lr-scale 0:
 # only the 4,490-parameter readout trains, a random-reservoir QLAM) and qlam-row-slow (the memory
-# at a tenth of the head's learning rate, --memory-lr-scale 0.1).
+# at a tenth of the head's learning rate, --memory-lr-scale 0.1), and qlam-row-frozen-t (frozen, with
+# the head's optimiser tuned on cached features by frozen_head_sweep.py on a holdout of the
+# training images: lr 0.03, no weight decay).
 set -euo pipefail
 DATA=${1:?usage: pixel_fashion.sh DATA_DIR [OUT] [EPOCHS] [LIMIT]}
 OUT=${2:-runs/pixel_fashion}
@@ -54,11 +56,14 @@ for run in ${RUNS:-$DEFAULT_RUNS}; do
     qlam train --model qlam "${common[@]}" --seed "$seed" --name "qlam-seg14-bn-s$seed" --lr 0.01 \
       --weight-decay 0.1 --model-cfg "${cell[@]}" depth=1 entangler=cz encoding_scale=0.03 readout=xyz \
       readout_at=segments segments=14 segment_length=56 head_hidden=16 head_norm=batch
-  elif [ "$model" = qlam-row ] || [ "$model" = qlam-row-frozen ] || [ "$model" = qlam-row-slow ]; then
+  elif [[ "$model" = qlam-row* ]]; then
+    lr=0.01; wd=0.1
     case $model in qlam-row) scale=1; name=qlam-row28-lin ;; qlam-row-frozen) scale=0; name=qlam-row28-lin-frozen ;;
-                   *) scale=0.1; name=qlam-row28-lin-mem0.1 ;; esac
-    qlam train --model qlam "${common[@]}" --seed "$seed" --name "$name-s$seed" --lr 0.01 \
-      --weight-decay 0.1 --memory-lr-scale "$scale" --model-cfg "${cell[@]}" depth=1 entangler=cz encoding_scale=0.03 \
+                   qlam-row-slow) scale=0.1; name=qlam-row28-lin-mem0.1 ;;
+                   qlam-row-frozen-t) scale=0; name=qlam-row28-lin-frozen-lr0.03-wd0; lr=0.03; wd=0 ;;
+                   *) echo "unknown variant $model" >&2; exit 2 ;; esac
+    qlam train --model qlam "${common[@]}" --seed "$seed" --name "$name-s$seed" --lr "$lr" \
+      --weight-decay "$wd" --memory-lr-scale "$scale" --model-cfg "${cell[@]}" depth=1 entangler=cz encoding_scale=0.03 \
       readout=xyz readout_at=segments segments=28 segment_length=28 head_hidden=0 head_norm=batch
   else
     qlam train --model "$model" "${common[@]}" --seed "$seed" --name "$model-s$seed" --lr 0.01 \
