@@ -7,9 +7,10 @@ site tensors (no copies in, one wrap out), where a small operation costs ~1 µs.
 
 ``MPS`` uses them only where they compute what its torch path computes: one sample, on the CPU,
 float64 / complex128, outside autograd; a two-site update splits by ``eigh`` of the Gram matrix
-or by the SVD exactly where the torch path does (``linalg.uses_gram_split``). The torch path stays the reference they are tested
-against (tests/test_mps_host.py); ``disabled()`` switches them off, e.g. for a side-by-side
-benchmark (``qlam bench-anchors`` times both).
+or by the SVD exactly where the torch path does (``linalg.uses_gram_split``). The factorisations
+call LAPACK through scipy's wrappers. The torch path stays the reference they are tested against
+(tests/test_mps_host.py); ``disabled()`` switches them off, e.g. for a side-by-side benchmark
+(``qlam bench-anchors`` times both).
 """
 from __future__ import annotations
 
