@@ -159,6 +159,14 @@ def run_quimb(n, chi, angles):
     return dt, z, 1 - norm2
 
 
+def run_quimb_one_blas_thread(n, chi, angles):
+    """``run_quimb`` with numpy's and scipy's BLAS/LAPACK limited to one thread."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        return run_quimb(n, chi, angles)
+
+
 def run_aer(n, chi, angles):
     from qiskit import QuantumCircuit, transpile
     from qiskit.quantum_info import Pauli
@@ -190,16 +198,19 @@ def main(argv=None):
     p.add_argument("--n", type=int, nargs="+", default=[16, 32, 64])
     p.add_argument("--chi", type=int, nargs="+", default=[16, 32, 64])
     p.add_argument("--tokens", type=int, default=12)
-    p.add_argument("--engines", nargs="+", default=["qlam_tn", "qlam_tn-torch", "qlam_tn-svd", "quimb", "aer"],
+    p.add_argument("--engines", nargs="+",
+                   default=["qlam_tn", "qlam_tn-torch", "qlam_tn-svd", "quimb", "quimb-1t", "aer"],
                    help="qlam_tn-torch: qlam_tn without its single-sample numpy kernels (mps_host), the torch "
                         "path they are tested against; qlam_tn-svd: the torch path with every split by LAPACK's "
-                        "SVD (the reference split)")
+                        "SVD (the reference split); quimb-1t: quimb with numpy's BLAS/LAPACK on one thread "
+                        "(threadpoolctl), as qlam_tn's one-sample kernels run theirs")
     p.add_argument("--extras", action="store_true",
                    help="also: batch 32 against Aer per state (and the ceiling its decompositions alone set), real vs "
                         "complex, time vs standalone decompositions")
     args = p.parse_args(argv)
     runners = {"qlam_tn": run_qlam, "qlam_tn-torch": lambda *a: run_qlam(*a, host=False),
-               "qlam_tn-svd": lambda *a: run_qlam(*a, split="svd", host=False), "quimb": run_quimb, "aer": run_aer}
+               "qlam_tn-svd": lambda *a: run_qlam(*a, split="svd", host=False), "quimb": run_quimb,
+               "quimb-1t": run_quimb_one_blas_thread, "aer": run_aer}
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, {args.tokens} tokens per run, complex128")
     print("| n | χ | engine | ms / token | time ÷ qlam_tn | max abs Δ<Z_q> vs qlam_tn | discarded weight |")
     print("|---|---|---|---|---|---|---|")

@@ -98,6 +98,32 @@ def svd(a: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     return u, s, vh
 
 
+@functools.lru_cache(maxsize=1)
+def _blas_libraries() -> tuple:
+    """The BLAS/LAPACK libraries numpy and scipy loaded (OpenBLAS, MKL, ...), found once."""
+    from threadpoolctl import ThreadpoolController
+
+    return tuple(ThreadpoolController().select(user_api="blas").lib_controllers)
+
+
+@contextlib.contextmanager
+def _one_blas_thread():
+    """Run numpy's and scipy's BLAS/LAPACK on one thread inside the block (~7 µs).
+
+    Measured here (qlam bench-anchors, 2 cores): OpenBLAS's own threads on these 32-128-wide
+    matrices, between torch's operations, made a B=1 token 4-10x *slower* than on one thread.
+    The setting is process-wide while the block runs, and restored after it."""
+    libs = _blas_libraries()
+    before = [lib.get_num_threads() for lib in libs]
+    for lib in libs:
+        lib.set_num_threads(1)
+    try:
+        yield
+    finally:
+        for lib, n in zip(libs, before):
+            lib.set_num_threads(n)
+
+
 def _np(t: torch.Tensor) -> np.ndarray:
     """A numpy view of a CPU tensor (conjugate and negative views resolved first)."""
     return t.detach().resolve_conj().resolve_neg().numpy()
@@ -110,7 +136,11 @@ def _site(a: np.ndarray) -> torch.Tensor:
 
 def moved(ts: List[torch.Tensor], c: int, target: int) -> List[torch.Tensor]:
     """``MPS._moved`` for one sample: QR steps from centre ``c`` to ``target``; ``ts`` is not modified."""
-    ts = list(ts)
+    with _one_blas_thread():
+        return _moved(list(ts), c, target)
+
+
+def _moved(ts: List[torch.Tensor], c: int, target: int) -> List[torch.Tensor]:
     while c < target:
         a, nxt = _np(ts[c])[0], _np(ts[c + 1])[0]
         l, r = a.shape[0], a.shape[2]
@@ -139,6 +169,11 @@ def two_site(a0: torch.Tensor, a1: torch.Tensor, gate: Optional[torch.Tensor], p
     Returns the new site tensors ``(1, l, 2, k)``, ``(1, k, 2, r)`` (the centre on the ``absorb``
     side) and the discarded and kept weight ``Σ s²``, as ``linalg.truncated_split`` computes them.
     """
+    with _one_blas_thread():
+        return _two_site(a0, a1, gate, policy, absorb, gram)
+
+
+def _two_site(a0, a1, gate, policy, absorb, gram):
     x, y = _np(a0)[0], _np(a1)[0]
     l, m, r = x.shape[0], x.shape[2], y.shape[2]
     theta = (x.reshape(l * 2, m) @ y.reshape(m, 2 * r)).reshape(l, 4, r)

@@ -161,3 +161,12 @@ def test_lapack_wrappers_against_numpy(dtype, shape):
     v = mps_host.eigh(h)
     w = np.linalg.eigvalsh(h)
     np.testing.assert_allclose(v.conj().T @ h @ v, np.diag(w), atol=1e-12)  # ascending, as numpy
+
+
+def test_kernels_run_blas_on_one_thread_and_restore_it():
+    libs = mps_host._blas_libraries()
+    assert libs  # numpy's and scipy's BLAS were found
+    before = [lib.get_num_threads() for lib in libs]
+    with mps_host._one_blas_thread():
+        assert [lib.get_num_threads() for lib in libs] == [1] * len(libs)
+    assert [lib.get_num_threads() for lib in libs] == before
