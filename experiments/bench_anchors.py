@@ -113,27 +113,29 @@ def decomposition_share(n, chi, angles, batch: int = 1, host: bool = True):
         a = torch.randn(shape, dtype=dtype)
         return a if lib == "torch" else a.numpy()
 
-    mats = [(lib, matrix(lib, shape, dtype), absorb, gram) for lib, shape, dtype, absorb, gram in splits]
-    t0 = time.perf_counter()
-    for lib, a, absorb, gram in mats:
-        if lib == "numpy" and gram:
-            m = a if absorb == "right" else a.conj().T
-            q = mps_host.eigh(m @ m.conj().T)
-            q.conj().T @ m
-        elif lib == "numpy":
-            mps_host.svd(a)
-        elif gram:
-            m = a if absorb == "right" else a.mH
-            q = torch.linalg.eigh(m @ m.mH)[1]
-            q.mH @ m
-        else:
-            torch.linalg.svd(a, full_matrices=False)
-    t_split = time.perf_counter() - t0
-    mats = [(lib, matrix(lib, shape, dtype)) for lib, shape, dtype in qrs]
-    t0 = time.perf_counter()
-    for lib, a in mats:
-        real_qr(a) if lib == "torch" else real_host_qr(a)
-    t_qr = time.perf_counter() - t0
+    # numpy's decompositions run as in the kernels: BLAS on one thread.
+    with mps_host._one_blas_thread():
+        mats = [(lib, matrix(lib, shape, dtype), absorb, gram) for lib, shape, dtype, absorb, gram in splits]
+        t0 = time.perf_counter()
+        for lib, a, absorb, gram in mats:
+            if lib == "numpy" and gram:
+                m = a if absorb == "right" else a.conj().T
+                q = mps_host.eigh(m @ m.conj().T)
+                q.conj().T @ m
+            elif lib == "numpy":
+                mps_host.svd(a)
+            elif gram:
+                m = a if absorb == "right" else a.mH
+                q = torch.linalg.eigh(m @ m.mH)[1]
+                q.mH @ m
+            else:
+                torch.linalg.svd(a, full_matrices=False)
+        t_split = time.perf_counter() - t0
+        mats = [(lib, matrix(lib, shape, dtype)) for lib, shape, dtype in qrs]
+        t0 = time.perf_counter()
+        for lib, a in mats:
+            real_qr(a) if lib == "torch" else real_host_qr(a)
+        t_qr = time.perf_counter() - t0
     return dt, t_split, t_split + t_qr, len(splits), len(qrs)
 
 
