@@ -7,7 +7,8 @@
 
 A RUN argument is a run folder (``config.json`` + ``metrics.json``) or a folder holding run
 folders. Runs are grouped by dataset, token scheme, model and model configuration (the options
-given to the model, the matched width, and for QLAM its backend and size), so a row's runs
+given to the model, the matched width, and for QLAM its backend, size and ``memory_lr_scale``
+when it is not 1), so a row's runs
 differ only in training options; a row whose runs differ in anything but the seed is reported
 on stderr. Each row gives mean ± sample std over the runs of the best validation accuracy and
 of the test accuracy (of ``best.pt``), the number of seeds, the parameter count and the
@@ -55,7 +56,8 @@ def load_run(path: Path) -> dict:
     return {
         "path": path, "config": config, "env": env,
         "dataset": config["data"]["dataset"], "tokens": config["data"]["tokens"],
-        "model": config["model"]["name"], "describe": describe_model(config["model"]),
+        "model": config["model"]["name"],
+        "describe": describe_model(config["model"], config["train"].get("memory_lr_scale", 1.0)),
         "params": config["model"]["params"], "seed": config["train"]["seed"],
         "epochs_done": len(epochs), "epochs_planned": config["train"]["epochs"],
         "complete": bool(metrics.get("complete")),
@@ -64,9 +66,12 @@ def load_run(path: Path) -> dict:
     }
 
 
-def describe_model(model: dict) -> str:
-    """The model options that tell its rows apart: given keywords, QLAM's backend and size."""
+def describe_model(model: dict, memory_lr_scale: float = 1.0) -> str:
+    """The model options that tell its rows apart: given keywords, QLAM's backend and size, and a
+    QLAM memory trained at another rate than its head (``memory_lr_scale``; 0: frozen)."""
     parts = dict(model.get("cfg", {}))
+    if memory_lr_scale != 1.0:
+        parts["memory_lr_scale"] = memory_lr_scale
     if model["name"] == "qlam":
         resolved = model.get("resolved", {})
         parts.update({k: resolved[k] for k in _QLAM_SIZE if k in resolved})

@@ -312,3 +312,10 @@ def test_two_process_ddp_matches_one_process_with_the_same_global_batch(tmp_path
     diff = max((pd["model"][k] - po["model"][k]).abs().max().item() for k in po["model"])
     assert diff < 1e-10
     assert len(pd["rng"]) == 2  # one generator state per rank
+
+
+def test_report_tells_frozen_and_slow_memories_apart():
+    model = {"name": "qlam", "cfg": {"n_qubits": 3}, "resolved": {"n_qubits": 3}}
+    assert "memory_lr_scale" not in report.describe_model(model)
+    assert report.describe_model(model, 0.0) != report.describe_model(model, 0.1)
+    assert "memory_lr_scale=0.0" in report.describe_model(model, 0.0)
