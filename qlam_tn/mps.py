@@ -13,6 +13,10 @@ centre onto the pair, contract, take a thin SVD and keep ``min(max_bond, rank by
 values (``TruncationPolicy``); what is cut is added to ``discarded_weight`` per sample.
 Non-adjacent gates are routed with SWAPs that restore qubit order afterwards.
 
+One sample on the CPU in float64/complex128 outside autograd takes ``mps_host``'s numpy kernels
+for the two-site updates and centre moves (the same arithmetic with less per-call overhead); the
+torch code here is the path for everything else and the reference they are tested against.
+
 Canonical moves use QR. Under autograd, QR's backward divides by ``R``'s diagonal and returns
 inf on the rank-deficient bonds that per-sample truncation produces: a move whose ``R`` is
 singular uses the SVD with the broadened backward instead.
