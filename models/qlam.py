@@ -603,6 +603,18 @@ class QLAM(nn.Module):
         return f, QLAMState(mem, tokens=count, entangler=ent, param_versions=versions)
 
 
+def classifier_head(d: int, hidden: int, num_classes: int, norm: str = "layer") -> nn.Sequential:
+    """``(B, d)`` features -> ``(B, num_classes)`` logits: ``norm`` (``layer`` | ``batch``), then an
+    MLP of width ``hidden`` with GELU, or with ``hidden=0`` one linear layer (the normalisation
+    then without its own affine part, which the linear layer absorbs)."""
+    affine = hidden > 0
+    layer = (nn.LayerNorm(d, elementwise_affine=affine) if norm == "layer"
+             else nn.BatchNorm1d(d, affine=affine))
+    if hidden:
+        return nn.Sequential(layer, nn.Linear(d, hidden), nn.GELU(), nn.Linear(hidden, num_classes))
+    return nn.Sequential(layer, nn.Linear(d, num_classes))
+
+
 class QLAMClassifier(nn.Module):
     """QLAM memory + MLP head (or a linear one, ``head_hidden=0``): ``(B, T, F)`` -> logits ``(B, num_classes)``."""
 
@@ -613,12 +625,8 @@ class QLAMClassifier(nn.Module):
         self.qlam = QLAM(input_dim, config, **overrides)
         self.config = self.qlam.config
         self.num_classes = num_classes
-        d, h = self.qlam.feature_dim, self.config.head_hidden
-        affine = h > 0  # a linear head absorbs the normalisation's scale and shift
-        norm = (nn.LayerNorm(d, elementwise_affine=affine) if self.config.head_norm == "layer"
-                else nn.BatchNorm1d(d, affine=affine))
-        self.head = (nn.Sequential(norm, nn.Linear(d, h), nn.GELU(), nn.Linear(h, num_classes)) if h
-                     else nn.Sequential(norm, nn.Linear(d, num_classes)))
+        self.head = classifier_head(self.qlam.feature_dim, self.config.head_hidden, num_classes,
+                                    self.config.head_norm)
 
     def forward(self, x: torch.Tensor, memory=None) -> torch.Tensor:
         """``x (B, T, F)`` -> logits ``(B, num_classes)``; ``memory`` as in ``QLAM.forward``."""

@@ -268,15 +268,18 @@ def gram_split_allowed(dtype: torch.dtype, policy: TruncationPolicy) -> bool:
     return policy.cutoff == 0.0 or policy.cutoff >= _GRAM_RESOLVES[policy.cutoff_mode]
 
 
-def _gram_split_ok(A: torch.Tensor, policy: TruncationPolicy) -> bool:
-    return not (torch.is_grad_enabled() and A.requires_grad) and gram_split_allowed(A.dtype, policy)
+def gram_split_applies(m: int, n: int, dtype: torch.dtype, policy: TruncationPolicy, absorb: str) -> bool:
+    """Whether a split of an ``(m, n)`` ``dtype`` matrix outside autograd takes the Gram path:
+    allowed by ``gram_split_allowed`` and the isometry (``absorb``'s other side) the smaller one."""
+    return (m <= n if absorb == "right" else n <= m) and gram_split_allowed(dtype, policy)
 
 
 def uses_gram_split(A: torch.Tensor, policy: TruncationPolicy, absorb: str) -> bool:
-    """Whether ``truncated_split(A, policy, absorb)`` takes the Gram (``eigh``) path: allowed by
-    ``_gram_split_ok`` and the isometry on the smaller side."""
-    m, n = A.shape[-2], A.shape[-1]
-    return _gram_split_ok(A, policy) and (m <= n if absorb == "right" else n <= m)
+    """Whether ``truncated_split(A, policy, absorb)`` takes the Gram (``eigh``) path
+    (``gram_split_applies``, and ``A`` not under autograd)."""
+    if torch.is_grad_enabled() and A.requires_grad:
+        return False
+    return gram_split_applies(A.shape[-2], A.shape[-1], A.dtype, policy, absorb)
 
 
 def truncated_split(A: torch.Tensor, policy: TruncationPolicy, absorb: str = "right"):

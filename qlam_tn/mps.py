@@ -30,7 +30,7 @@ import torch
 
 from . import mps_host
 from .contraction import contract
-from .linalg import TruncationPolicy, gram_split_allowed, svd, truncated_split, truncated_svd
+from .linalg import TruncationPolicy, gram_split_applies, svd, truncated_split, truncated_svd
 from .measure import pauli_matrix
 from .state import QuantumState, as_amplitudes, as_int, check_batch, check_dtype, check_n_qubits, complex_dtype_of
 
@@ -378,9 +378,9 @@ class MPS(QuantumState):
         a0, a1 = ts[i], ts[i + 1]
         l, m, r = a0.shape[1], a0.shape[3], a1.shape[3]
         if mps_host.applies(b, (a0, a1) if gate is None else (a0, a1, gate)):
-            # One sample on the CPU: the same update and split in numpy (mps_host's docstring);
-            # the Gram split where uses_gram_split would take it (outside autograd here).
-            gram = (l <= r if direction == "right" else r <= l) and gram_split_allowed(a0.dtype, self.policy)
+            # One sample on the CPU: the same update and split in numpy (mps_host's docstring),
+            # choosing the split as truncated_split would for θ (2l, 2r) outside autograd.
+            gram = gram_split_applies(2 * l, 2 * r, a0.dtype, self.policy, direction)
             ts[i], ts[i + 1], disc, kept2 = mps_host.two_site(a0, a1, gate, self.policy, direction, gram)
             c = i + 1 if direction == "right" else i
             # log(1 - ε), as below; 0 / 0 -> 0. Python floats: _apply_2q adds them to the (1,) totals.

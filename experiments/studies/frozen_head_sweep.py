@@ -2,15 +2,16 @@
 
 A run trained with ``--memory-lr-scale 0`` keeps its quantum memory at its initialisation, so the
 features its head sees are a fixed function of the image. This script computes them once (the
-run's own ``model.qlam``, no gradients), then trains the run's head type (normalisation + linear,
-``head_hidden=0``) with the training loop's optimiser and schedule (AdamW, warm-up + cosine,
-batch 64) for a grid of learning rates and weight decays, each in seconds. It scores a holdout
+run's own ``model.qlam``, no gradients), then trains the run's head (``classifier_head``,
+``head_hidden=0``) as the training loop would (AdamW, the run's batch size, warm-up + cosine
+schedule, clipping, dtype and epochs) for a grid of learning rates and weight decays, each in
+seconds. It scores a holdout
 carved from the *training* images (seeded), so the choice never sees the validation split the
 study reports; the validation accuracy of every setting is printed beside it for the record,
 with a logistic-regression reference (scikit-learn, C=1, standardised) on the same features.
 
     python experiments/studies/frozen_head_sweep.py RUN_DIR --data-dir DATA [--holdout 6000]
-        [--lr 0.003 0.01 0.03] [--wd 0 0.01 0.1] [--epochs 6] [--cache F.npz] [--out F.json]
+        [--lr 0.003 0.01 0.03] [--wd 0 0.01 0.1] [--cache F.npz] [--out F.json]
 """
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ from tqdm import tqdm
 from qlam_tn.experiments import runfolder as rf
 from qlam_tn.experiments.data import load_splits
 from qlam_tn.experiments.evaluate import load_model
-from qlam_tn.experiments.train import lr_factor, make_dataset
+from qlam_tn.experiments.train import DTYPES, lr_factor, make_dataset
+from qlam_tn.models.qlam import classifier_head
 
 
 def features(qlam, dataset, batch: int, desc: str) -> tuple[np.ndarray, np.ndarray]:
@@ -41,27 +43,31 @@ def features(qlam, dataset, batch: int, desc: str) -> tuple[np.ndarray, np.ndarr
     return np.concatenate(out), np.concatenate(labels)
 
 
-def train_head(head_norm: str, f, y, lr: float, wd: float, epochs: int, seed: int, classes: int):
-    """The run's head type trained as ``qlam train`` trains it (AdamW, warm-up 5% + cosine, batch 64)."""
-    torch.manual_seed(seed)
-    d = f.shape[1]
-    norm = torch.nn.BatchNorm1d(d, affine=False) if head_norm == "batch" else torch.nn.LayerNorm(d, elementwise_affine=False)
-    head = torch.nn.Sequential(norm, torch.nn.Linear(d, classes)).double()
+def train_head(mcfg: dict, tcfg: dict, f, y, lr: float, wd: float, classes: int):
+    """The run's head (``classifier_head``) trained as ``qlam train`` trains it: AdamW, the run's
+    batch size, warm-up and cosine schedule, gradient clipping and dtype, its number of epochs."""
+    torch.manual_seed(tcfg["seed"])
+    dtype = DTYPES[tcfg["dtype"]]
+    head = classifier_head(f.shape[1], mcfg["head_hidden"], classes, mcfg["head_norm"]).to(dtype)
     opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=wd)
-    steps = epochs * -(-len(y) // 64)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, int(0.05 * steps), steps))
-    ft, yt = torch.from_numpy(f), torch.from_numpy(y).long()
-    g = torch.Generator().manual_seed(seed)
+    batch, epochs = tcfg["batch_size"], tcfg["epochs"]
+    steps = epochs * -(-len(y) // batch)
+    warmup = min(tcfg["warmup_steps"] if tcfg["warmup_steps"] is not None else round(tcfg["warmup_frac"] * steps), steps)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, warmup, steps))
+    ft, yt = torch.from_numpy(f).to(dtype), torch.from_numpy(y).long()
+    g = torch.Generator().manual_seed(tcfg["seed"])
     head.train()
     for _ in range(epochs):
         perm = torch.randperm(len(yt), generator=g)
-        for i in range(0, len(yt), 64):
-            idx = perm[i:i + 64]
-            if len(idx) < 2:
+        for i in range(0, len(yt), batch):
+            idx = perm[i:i + batch]
+            if len(idx) < 2:  # BatchNorm needs two samples
                 continue
             loss = torch.nn.functional.cross_entropy(head(ft[idx]), yt[idx])
             opt.zero_grad()
             loss.backward()
+            if tcfg["clip"] is not None:
+                torch.nn.utils.clip_grad_norm_(head.parameters(), tcfg["clip"])
             opt.step()
             sched.step()
     return head.eval()
@@ -69,7 +75,8 @@ def train_head(head_norm: str, f, y, lr: float, wd: float, epochs: int, seed: in
 
 def accuracy(head, f, y) -> float:
     with torch.no_grad():
-        return float((head(torch.from_numpy(f)).argmax(1).numpy() == y).mean())
+        x = torch.from_numpy(f).to(next(head.parameters()).dtype)
+        return float((head(x).argmax(1).numpy() == y).mean())
 
 
 def main(argv=None) -> int:
@@ -79,7 +86,6 @@ def main(argv=None) -> int:
     ap.add_argument("--holdout", type=int, default=6000)
     ap.add_argument("--lr", type=float, nargs="+", default=[0.003, 0.01, 0.03])
     ap.add_argument("--wd", type=float, nargs="+", default=[0.0, 0.01, 0.1])
-    ap.add_argument("--epochs", type=int, default=6)
     ap.add_argument("--batch", type=int, default=500)
     ap.add_argument("--cache", default=None, help="features .npz (computed and written if absent)")
     ap.add_argument("--out", default=None)
@@ -115,8 +121,8 @@ def main(argv=None) -> int:
           flush=True)
     for lr in args.lr:
         for wd in args.wd:
-            head = train_head(mcfg["head_norm"], ftr[fit], ytr[fit], lr, wd, args.epochs, tcfg["seed"], classes)
-            row = {"setting": f"AdamW lr {lr:g} wd {wd:g}, {args.epochs} epochs", "lr": lr, "wd": wd,
+            head = train_head(mcfg, tcfg, ftr[fit], ytr[fit], lr, wd, classes)
+            row = {"setting": f"AdamW lr {lr:g} wd {wd:g}, {tcfg['epochs']} epochs", "lr": lr, "wd": wd,
                    "holdout": accuracy(head, ftr[hold], ytr[hold]), "val": accuracy(head, fva, yva)}
             rows.append(row)
             print(f"| {row['setting']} | {row['holdout']:.4f} | {row['val']:.4f} |", flush=True)
