@@ -18,10 +18,13 @@ A linear probe (standardised multinomial logistic regression, scikit-learn) is f
 pooled set over training images and scored on the run's validation split. If ``rho_halves`` or
 ``probs`` probe far above ``model``, the memory holds class information its readout does not
 pass on. The same is done for a freshly initialised model of the same configuration
-(``--memories trained random``) as a reservoir baseline. Everything here runs under
-``no_grad`` on a dense state (n <= 12).
+(``--memories trained random``) as a reservoir baseline; ``--encoding-scales`` draws one random
+memory per encoding scale (the init std of the encoding weights), a sweep of how far the untrained
+reservoir's rotations should reach. Everything here runs under ``no_grad`` on a dense state
+(n <= 12).
 
-    qlam probe RUN_DIR --data-dir DIR [--train 10000] [--val 6000] [--memories trained random] [--out F.json]
+    qlam probe RUN_DIR --data-dir DIR [--train 10000] [--val 6000] [--memories trained random]
+        [--encoding-scales 0.01 0.03 0.1] [--out F.json] [--plot F.png]
 """
 from __future__ import annotations
 
@@ -129,13 +132,14 @@ def plot(result: dict, path) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    memories = [m for m in ("trained", "random") if m in result]
-    fig = Figure(figsize=(8, 3.6))
+    memories = result["memories"]
+    fig = Figure(figsize=(8 + 0.6 * max(0, len(memories) - 2), 3.6))
     ax = fig.add_subplot()
     width = 0.8 / len(memories)
     for j, mem in enumerate(memories):
         accs = [100 * result[mem][k]["val_acc"] for k in FEATURE_SETS]
         ax.bar(np.arange(len(FEATURE_SETS)) + (j - (len(memories) - 1) / 2) * width, accs, width, label=f"{mem} memory")
+    ax.set_ylim(bottom=min(20.0, ax.get_ylim()[0]))
     dims = result[memories[0]]
     ax.set_xticks(np.arange(len(FEATURE_SETS)), [f"{k}\n({dims[k]['dim']})" for k in FEATURE_SETS], fontsize=8)
     ax.set_ylabel("validation accuracy (%)")
@@ -168,11 +172,20 @@ def main(argv=None) -> int:
     ap.add_argument("--C", type=float, default=1.0, help="inverse L2 strength of the probe")
     ap.add_argument("--memories", nargs="+", choices=("trained", "random"), default=["trained"],
                     help="the run's trained memory and/or a freshly initialised one (seeded by the run's seed)")
+    ap.add_argument("--encoding-scales", type=float, nargs="+", default=None, metavar="S",
+                    help="with 'random': one random memory per encoding scale (init std of the encoding "
+                         "weights, QLAMConfig.encoding_scale), instead of the run's own")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--out", default=None, help="write the results as JSON here (atomically)")
     ap.add_argument("--plot", default=None, help="write a bar chart (PNG) of the probes here")
     ap.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = ap.parse_args(argv)
+    if args.encoding_scales is not None:
+        if "random" not in args.memories:
+            ap.error("--encoding-scales draws random memories: add 'random' to --memories")
+        bad = [s for s in args.encoding_scales if not (s >= 0 and np.isfinite(s))]
+        if bad:
+            ap.error(f"--encoding-scales must be finite and >= 0, got {bad}")
     if args.threads:
         torch.set_num_threads(args.threads)
     model, ckpt = load_model(args.run)
@@ -185,10 +198,16 @@ def main(argv=None) -> int:
     for name in dict.fromkeys(args.memories):
         if name == "trained":
             models[name] = model.qlam.eval()
-        else:
+        elif args.encoding_scales is None:
             torch.manual_seed(tcfg["seed"])
             models[name] = model_from_config(config["model"], tcfg["dtype"]).qlam.eval()
-    result = {"run": str(args.run), "epoch": ckpt["epoch"], "train": args.train, "val": args.val, "C": args.C}
+        else:
+            for scale in dict.fromkeys(args.encoding_scales):
+                cfg = {**config["model"], "resolved": {**config["model"]["resolved"], "encoding_scale": scale}}
+                torch.manual_seed(tcfg["seed"])
+                models[f"random, encoding_scale={scale:g}"] = model_from_config(cfg, tcfg["dtype"]).qlam.eval()
+    result = {"run": str(args.run), "epoch": ckpt["epoch"], "train": args.train, "val": args.val, "C": args.C,
+              "memories": list(models)}
     for name, qlam in models.items():
         progress = not args.no_progress
         tr = collect(qlam, train_set, args.train, args.batch, 0, f"{name} train", args.segments, progress)

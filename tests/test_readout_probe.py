@@ -72,6 +72,10 @@ def test_cli_probes_a_trained_run_and_a_random_memory(tmp_path):
         assert readout_probe.main([str(tmp_path / "run"), "--train", "100", "--val", "60", "--segments", "4",
                                    "--memories", "trained", "random", "--out", str(out),
                                    "--plot", str(tmp_path / "probe.png"), "--no-progress"]) == 0
+        sweep = tmp_path / "sweep.json"
+        assert readout_probe.main([str(tmp_path / "run"), "--train", "100", "--val", "60", "--segments", "4",
+                                   "--memories", "random", "--encoding-scales", "0", "0.1", "--out", str(sweep),
+                                   "--plot", str(tmp_path / "sweep.png"), "--no-progress"]) == 0
     finally:
         torch.set_num_threads(threads)
     result = json.loads(out.read_text())
@@ -82,6 +86,30 @@ def test_cli_probes_a_trained_run_and_a_random_memory(tmp_path):
     assert (tmp_path / "probe.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # the raw-token probe does not depend on the memory
     assert result["trained"]["tokens"] == result["random"]["tokens"]
+    assert result["memories"] == ["trained", "random"]
+
+    swept = json.loads(sweep.read_text())
+    zero, tenth = "random, encoding_scale=0", "random, encoding_scale=0.1"
+    assert swept["memories"] == [zero, tenth]
+    # the run was built with QLAMConfig's default encoding_scale 0.1: the same seed draws the same memory
+    assert swept[tenth] == result["random"]
+    # at scale 0 the encoding ignores the tokens: every image leaves the same memory, so every memory
+    # readout predicts one class for all, and all score alike (the tokens' own probe does not)
+    memory_sets = ("bloch", "rho_halves", "probs", "bloch_segments")
+    assert len({swept[zero][k]["val_acc"] for k in memory_sets}) == 1
+    assert swept[zero]["bloch"]["val_acc"] < 0.3 < swept[zero]["tokens"]["val_acc"]
+    assert (tmp_path / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_encoding_scales_need_a_random_memory(capsys):
+    from qlam_tn.experiments import readout_probe
+
+    with pytest.raises(SystemExit):
+        readout_probe.main(["nowhere", "--memories", "trained", "--encoding-scales", "0.1"])
+    assert "add 'random' to --memories" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        readout_probe.main(["nowhere", "--memories", "random", "--encoding-scales", "-1"])
+    assert "finite and >= 0" in capsys.readouterr().err
 
 
 def test_cli_refuses_bad_counts(capsys):
