@@ -25,6 +25,7 @@ import torch
 
 import qlam_tn as qt
 from qlam_tn import mps_host
+from qlam_tn.memory import brickwork
 
 
 def brickwork_pairs(n: int) -> list:
@@ -40,31 +41,40 @@ def token_angles(n: int, tokens: int, seed: int = 0) -> np.ndarray:
 
 
 def run_qlam(n, chi, angles, batch: int = 1, split: str = "auto", host: bool = True):
-    """qlam_tn's MPS; ``host=False`` keeps single-sample updates on the torch path (``mps_host`` off)."""
+    """qlam_tn's MPS; ``host=False`` keeps single-sample updates on the torch path (``mps_host`` off).
+
+    The CZ layers go through ``qlam_tn.memory.brickwork``, the layer call QLAM's memory uses (at B=1
+    on the CPU one ``mps_host.neighbour_gates`` pass per layer), in ``brickwork_pairs`` order."""
     psi = qt.MPS.zeros(n, batch=batch, max_bond=chi, cutoff=1e-12, dtype=torch.complex128)
     psi.policy = dataclasses.replace(psi.policy, split=split)
-    cz = qt.gates.CZ(dtype=torch.complex128)
+    layers = _cz_layers(n, torch.complex128)
     with contextlib.nullcontext() if host else mps_host.disabled():
         t0 = time.perf_counter()
         for ry, rx in angles:
             psi.apply_layer(qt.gates.RY(torch.as_tensor(ry)).to(torch.complex128))
-            for q in brickwork_pairs(n):
-                psi.apply(cz, (q, q + 1))
+            for parity, czs in layers:
+                brickwork(psi, czs, parity)
             psi.apply_layer(qt.gates.RX(torch.as_tensor(rx)))
         dt = time.perf_counter() - t0
     z = np.array([psi.expect(f"Z{q}")[0].item() for q in range(n)])
     return dt, z, psi.discarded_weight[0].item()
 
 
+def _cz_layers(n: int, dtype) -> list:
+    """``[(parity, CZs (P, 4, 4))]`` for the even and the odd brickwork layer."""
+    cz = qt.gates.CZ(dtype=dtype)
+    return [(p, cz.expand(len(range(p, n - 1, 2)), 4, 4)) for p in (0, 1)]
+
+
 def run_qlam_ry_cz(n, chi, angles, dtype, batch: int = 1):
     """The token circuit without its RX layer (RY + CZ only: real), in ``dtype``; returns seconds."""
     psi = qt.MPS.zeros(n, batch=batch, max_bond=chi, cutoff=1e-12, dtype=dtype)
-    cz = qt.gates.CZ(dtype=dtype)
+    layers = _cz_layers(n, dtype)
     t0 = time.perf_counter()
     for ry, _ in angles:
         psi.apply_layer(qt.gates.RY(torch.as_tensor(ry)).to(dtype))
-        for q in brickwork_pairs(n):
-            psi.apply(cz, (q, q + 1))
+        for parity, czs in layers:
+            brickwork(psi, czs, parity)
     return time.perf_counter() - t0
 
 
@@ -83,15 +93,15 @@ def decomposition_share(n, chi, angles, batch: int = 1, host: bool = True):
 
     splits, qrs = [], []  # (library, shape, dtype[, absorb, gram])
     real_split, real_qr = M.truncated_split, torch.linalg.qr
-    real_host_split, real_host_qr = mps_host.two_site, mps_host.qr
+    real_host_split, real_host_qr = mps_host.split, mps_host.qr
 
     def split_spy(a, policy, absorb="right"):
         splits.append(("torch", tuple(a.shape), a.dtype, absorb, L.uses_gram_split(a, policy, absorb)))
         return real_split(a, policy, absorb=absorb)
 
-    def host_split_spy(a0, a1, gate, policy, absorb, gram):
-        splits.append(("numpy", (a0.shape[1] * 2, 2 * a1.shape[3]), a0.dtype, absorb, gram))
-        return real_host_split(a0, a1, gate, policy, absorb, gram)
+    def host_split_spy(x, y, gate, policy, absorb, gram):
+        splits.append(("numpy", (x.shape[0] * 2, 2 * y.shape[2]), torch.from_numpy(x[:0]).dtype, absorb, gram))
+        return real_host_split(x, y, gate, policy, absorb, gram)
 
     def qr_spy(a, *args, **kw):
         qrs.append(("torch", tuple(a.shape), a.dtype))
@@ -102,12 +112,12 @@ def decomposition_share(n, chi, angles, batch: int = 1, host: bool = True):
         return real_host_qr(a)
 
     M.truncated_split, torch.linalg.qr = split_spy, qr_spy
-    mps_host.two_site, mps_host.qr = host_split_spy, host_qr_spy
+    mps_host.split, mps_host.qr = host_split_spy, host_qr_spy
     try:
         dt, _, _ = run_qlam(n, chi, angles, batch=batch, host=host)
     finally:
         M.truncated_split, torch.linalg.qr = real_split, real_qr
-        mps_host.two_site, mps_host.qr = real_host_split, real_host_qr
+        mps_host.split, mps_host.qr = real_host_split, real_host_qr
 
     def matrix(lib, shape, dtype):
         a = torch.randn(shape, dtype=dtype)

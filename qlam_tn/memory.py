@@ -57,13 +57,15 @@ def brickwork(state, gates: torch.Tensor, parity: int) -> None:
     pairs = list(range(parity, n - 1, 2))
     if gates.shape[-3] != len(pairs):
         raise ValueError(f"parity {parity} on {n} qubits has {len(pairs)} pairs, got {gates.shape[-3]} gates")
-    order = list(enumerate(pairs))
-    if isinstance(state, MPS) and parity == 1:
-        order.reverse()
     if gates.is_complex() and not state.dtype.is_complex:
         state._promote(complex_dtype_of(state.dtype))
     gates = gates.to(state.dtype)
-    for k, q in order:
+    if isinstance(state, MPS):
+        if parity == 1:
+            gates, pairs = gates.flip(-3), pairs[::-1]
+        state._apply_neighbours(gates, pairs)
+        return
+    for k, q in enumerate(pairs):
         state._apply_2q(gates[..., k, :, :], q, q + 1)
 
 

@@ -338,7 +338,10 @@ class MPS(QuantumState):
         self.tensors, self.center = ts, c
 
     def _apply_layer(self, gates, unitary: bool = True):
-        ts = [_on_physical(gates[..., q, :, :], t) for q, t in enumerate(self.tensors)]
+        if gates.dim() == 3 and mps_host.applies(self.batch, (*self.tensors, gates)):
+            ts = mps_host.on_physical(self.tensors, gates)
+        else:
+            ts = [_on_physical(gates[..., q, :, :], t) for q, t in enumerate(self.tensors)]
         c = self.center
         if not unitary:
             # Restore the canonical form: a left-to-right QR sweep makes every site but the
@@ -364,6 +367,23 @@ class MPS(QuantumState):
         self.tensors, self.center = ts, c
         self.discarded_weight = self.discarded_weight + disc
         self._log_fidelity = self._log_fidelity + logf
+
+    def _apply_neighbours(self, gates, firsts):
+        """Apply ``gates[..., k, :, :]`` to sites ``(firsts[k], firsts[k] + 1)`` in order.
+
+        ``gates (P, 4, 4)`` or per-sample ``(B, P, 4, 4)`` in this state's dtype. The same steps as
+        ``_apply_2q`` gate by gate; one sample on the CPU runs them all in one ``mps_host`` pass.
+        A failing step leaves the state as it was before the layer.
+        """
+        ts = self.tensors
+        if gates.dim() == 3 and mps_host.applies(self.batch, (*ts, gates)):
+            ts, c, disc, logf = mps_host.neighbour_gates(ts, self.center, gates, firsts, self.policy)
+            self.tensors, self.center = ts, c
+            self.discarded_weight = self.discarded_weight + disc
+            self._log_fidelity = self._log_fidelity + logf
+            return
+        for k, q in enumerate(firsts):
+            self._apply_2q(gates[..., k, :, :], q, q + 1)
 
     def _two_site(self, ts, c, gate, i, direction):
         """Apply ``gate`` ((4,4), (B,4,4) or None for SWAP) to sites (i, i+1) at the centre.

@@ -16,15 +16,17 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 from typing import List, Optional, Tuple
 
 import numpy as np
 import torch
 from scipy.linalg import lapack
 
-from .linalg import TruncationPolicy, gram_ranks
+from .linalg import TruncationPolicy, gram_ranks, gram_split_applies
 
-__all__ = ["ENABLED", "disabled", "applies", "moved", "two_site", "qr", "eigh", "svd"]
+__all__ = ["ENABLED", "disabled", "applies", "moved", "two_site", "split", "neighbour_gates", "on_physical",
+           "qr", "eigh", "svd"]
 
 ENABLED = True
 
@@ -134,29 +136,44 @@ def _site(a: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(a)[None])
 
 
+def on_physical(ts: List[torch.Tensor], gates: torch.Tensor) -> List[torch.Tensor]:
+    """``gates[q] (2, 2)`` on site ``q``'s physical index, every site: ``MPS._apply_layer`` for one
+    sample (a few µs a site instead of a torch matmul's dispatch). ``gates (n, 2, 2)``."""
+    g = _np(gates)
+    return [_site(g[q] @ _np(t)[0]) for q, t in enumerate(ts)]  # (2, 2) @ (χl, 2, χr), broadcast over χl
+
+
 def moved(ts: List[torch.Tensor], c: int, target: int) -> List[torch.Tensor]:
     """``MPS._moved`` for one sample: QR steps from centre ``c`` to ``target``; ``ts`` is not modified."""
     with _one_blas_thread():
-        return _moved(list(ts), c, target)
+        before = [_np(t)[0] for t in ts]
+        sites = list(before)
+        _move(sites, c, target)
+    return _wrapped(ts, before, sites)
 
 
-def _moved(ts: List[torch.Tensor], c: int, target: int) -> List[torch.Tensor]:
+def _wrapped(ts: List[torch.Tensor], before: List[np.ndarray], sites: List[np.ndarray]) -> List[torch.Tensor]:
+    """``ts`` with every site the kernels replaced (``sites[k] is not before[k]``) wrapped anew."""
+    return [t if s is b else _site(s) for t, b, s in zip(ts, before, sites)]
+
+
+def _move(sites: List[np.ndarray], c: int, target: int) -> None:
+    """QR steps of the centre from ``c`` to ``target`` on ``(χl, 2, χr)`` arrays, in place."""
     while c < target:
-        a, nxt = _np(ts[c])[0], _np(ts[c + 1])[0]
+        a, nxt = sites[c], sites[c + 1]
         l, r = a.shape[0], a.shape[2]
         q, rr = qr(a.reshape(l * 2, r))
-        ts[c] = _site(q.reshape(l, 2, q.shape[1]))
-        ts[c + 1] = _site((rr @ nxt.reshape(r, -1)).reshape(rr.shape[0], 2, nxt.shape[2]))
+        sites[c] = q.reshape(l, 2, q.shape[1])
+        sites[c + 1] = (rr @ nxt.reshape(r, -1)).reshape(rr.shape[0], 2, nxt.shape[2])
         c += 1
     while c > target:
-        a, prv = _np(ts[c])[0], _np(ts[c - 1])[0]
+        a, prv = sites[c], sites[c - 1]
         l, r = a.shape[0], a.shape[2]
         q, rr = qr(a.reshape(l, 2 * r).conj().T)
         k = q.shape[1]
-        ts[c] = _site(q.conj().T.reshape(k, 2, r))
-        ts[c - 1] = _site((prv.reshape(-1, l) @ rr.conj().T).reshape(prv.shape[0], 2, k))
+        sites[c] = q.conj().T.reshape(k, 2, r)
+        sites[c - 1] = (prv.reshape(-1, l) @ rr.conj().T).reshape(prv.shape[0], 2, k)
         c -= 1
-    return ts
 
 
 def two_site(a0: torch.Tensor, a1: torch.Tensor, gate: Optional[torch.Tensor], policy: TruncationPolicy,
@@ -170,23 +187,28 @@ def two_site(a0: torch.Tensor, a1: torch.Tensor, gate: Optional[torch.Tensor], p
     side) and the discarded and kept weight ``Σ s²``, as ``linalg.truncated_split`` computes them.
     """
     with _one_blas_thread():
-        return _two_site(a0, a1, gate, policy, absorb, gram)
+        left, right, disc, kept2 = split(_np(a0)[0], _np(a1)[0], None if gate is None else _np(gate),
+                                         policy, absorb, gram)
+    return _site(left), _site(right), disc, kept2
 
 
-def _two_site(a0, a1, gate, policy, absorb, gram):
-    x, y = _np(a0)[0], _np(a1)[0]
+def split(x: np.ndarray, y: np.ndarray, gate: Optional[np.ndarray], policy: TruncationPolicy, absorb: str,
+          gram: bool) -> Tuple[np.ndarray, np.ndarray, float, float]:
+    """The two-site update on arrays: ``x (l, 2, m)``, ``y (m, 2, r)``, ``gate`` ``(4, 4)`` (or
+    ``(1, 4, 4)``) or ``None`` (SWAP) -> ``left (l, 2, k)``, ``right (k, 2, r)``, discarded, kept
+    weight (``two_site``'s arithmetic; BLAS threads are the caller's business)."""
     l, m, r = x.shape[0], x.shape[2], y.shape[2]
     theta = (x.reshape(l * 2, m) @ y.reshape(m, 2 * r)).reshape(l, 4, r)
     if gate is None:
         theta = theta.reshape(l, 2, 2, r).transpose(0, 2, 1, 3)
     else:
-        theta = _np(gate).reshape(4, 4) @ theta  # broadcast over l: g @ theta[x]
+        theta = gate.reshape(4, 4) @ theta  # broadcast over l: g @ theta[x]
     A = theta.reshape(l * 2, 2 * r)
     if gram:
         M = A if absorb == "right" else A.conj().T  # (k, N): the isometry's side
         V = eigh(M @ M.conj().T)  # ascending
         C = V.conj().T @ M  # rows s_i v_i†, ascending; the centre projected exactly
-        S2 = np.einsum("ij,ij->i", C, C.conj()).real
+        S2 = (C * C).sum(1) if C.dtype.kind == "f" else (C.real * C.real + C.imag * C.imag).sum(1)
     else:
         U, S, Vh = svd(A)  # descending
         S2 = (S * S)[::-1]
@@ -204,4 +226,38 @@ def _two_site(a0, a1, gate, policy, absorb, gram):
         S = S[:rank] * scale
         U, Vh = U[:, :rank], Vh[:rank]
         left, right = (U, S[:, None] * Vh) if absorb == "right" else (U * S, Vh)
-    return _site(left.reshape(l, 2, rank)), _site(right.reshape(rank, 2, r)), discarded, kept2
+    return left.reshape(l, 2, rank), right.reshape(rank, 2, r), discarded, kept2
+
+
+def neighbour_gates(ts: List[torch.Tensor], c: int, gates: torch.Tensor, firsts: List[int],
+                    policy: TruncationPolicy) -> Tuple[List[torch.Tensor], int, float, float]:
+    """``gates[k] (4, 4)`` on sites ``(firsts[k], firsts[k] + 1)``, in order, for one sample.
+
+    ``MPS._apply_2q``'s steps for neighbouring pairs (the centre moved onto the pair's nearer
+    site, the split absorbing towards where the centre already was), all in one pass over numpy
+    arrays: no tensor wrapping, dispatch or total-keeping between gates. ``gates (P, 4, 4)``;
+    returns the new site tensors, the centre, and the summed discarded weight and ``log(1-ε)``.
+    ``ts`` is not modified (nothing changes if a step raises).
+    """
+    with _one_blas_thread():
+        before = [_np(t)[0] for t in ts]
+        sites = list(before)
+        g = _np(gates)
+        dtype = ts[0].dtype
+        disc, log_keep = 0.0, 0.0
+        grams = {}  # the split rule per (rows, cols, absorb): a layer repeats a few shapes
+        for k, i in enumerate(firsts):
+            right = c <= i
+            target = i if right else i + 1
+            _move(sites, c, target)
+            absorb = "right" if right else "left"
+            shape = (2 * sites[i].shape[0], 2 * sites[i + 1].shape[2], absorb)
+            gram = grams.get(shape)
+            if gram is None:
+                gram = grams[shape] = gram_split_applies(*shape[:2], dtype, policy, absorb)
+            sites[i], sites[i + 1], dk, kept2 = split(sites[i], sites[i + 1], g[k], policy, absorb, gram)
+            c = i + 1 if right else i
+            disc += dk
+            # log(1 - ε), as MPS._two_site: 0 / 0 -> 0
+            log_keep += math.log1p(-dk / (dk + kept2)) if dk + kept2 > 0 else 0.0
+    return _wrapped(ts, before, sites), c, disc, log_keep

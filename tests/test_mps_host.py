@@ -8,6 +8,7 @@ import torch
 import qlam_tn as qt
 import qlam_tn.gates as G
 from qlam_tn import mps_host
+from qlam_tn.memory import brickwork as brickwork_layer
 
 
 def _haar(rng, d):
@@ -80,20 +81,131 @@ def test_host_kernels_equal_the_torch_path(policy, real, seed, monkeypatch):
 
 
 def _count_calls(monkeypatch):
-    """Count mps_host's kernel calls; two-site updates by split (``gram`` True / False)."""
-    calls = {"moved": 0, True: 0, False: 0}
-    real_moved, real_two_site = mps_host.moved, mps_host.two_site
+    """Count mps_host's kernel calls: centre moves, layers, two-site splits by kind (``gram`` True / False)."""
+    calls = {"moved": 0, "layers": 0, True: 0, False: 0}
+    real_moved, real_split, real_layer = mps_host.moved, mps_host.split, mps_host.neighbour_gates
 
     def moved(*a):
         calls["moved"] += 1
         return real_moved(*a)
 
-    def two_site(*a):
+    def split(*a):
         calls[a[-1]] += 1
-        return real_two_site(*a)
+        return real_split(*a)
+
+    def layer(*a):
+        calls["layers"] += 1
+        return real_layer(*a)
     monkeypatch.setattr(mps_host, "moved", moved)
-    monkeypatch.setattr(mps_host, "two_site", two_site)
+    monkeypatch.setattr(mps_host, "split", split)
+    monkeypatch.setattr(mps_host, "neighbour_gates", layer)
     return calls
+
+
+def _layers(n, n_layers, seed, real):
+    """Brickwork layers ``(parity, gates (P, 4, 4))`` of random two-qubit gates, each followed by a
+    non-unitary one-qubit gate on a random qubit (applied at the centre: the next layer starts
+    from wherever that left it)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for k in range(n_layers):
+        parity = k % 2
+        pairs = len(range(parity, n - 1, 2))
+        if real:
+            gates = torch.stack([G.CRY(float(rng.uniform(-3, 3))) @ torch.kron(G.RY(float(rng.uniform(-3, 3))),
+                                                                              G.RY(float(rng.uniform(-3, 3))))
+                                 for _ in range(pairs)])
+        else:
+            gates = torch.stack([_haar(rng, 4) for _ in range(pairs)])
+        out.append((parity, gates, int(rng.integers(n)), torch.tensor(np.diag(rng.uniform(0.2, 1.0, 2)))))
+    return out[:-1] + [out[-1][:2] + (None, None)]  # the last layer's centre stays where the layer put it
+
+
+def _one_qubit_layers(n, dtype, seed):
+    """A random rotation layer ``(n, 2, 2)`` and a non-unitary diagonal one (a canonicalising sweep)."""
+    rng = np.random.default_rng(seed)
+    if dtype.is_complex:
+        rot = torch.stack([G.U3(*rng.uniform(-3, 3, 3).tolist()) for _ in range(n)])
+    else:
+        rot = torch.stack([G.RY(float(a)) for a in rng.uniform(-3, 3, n)])
+    return rot.to(dtype), torch.tensor(np.stack([np.diag(rng.uniform(0.2, 1.0, 2)) for _ in range(n)])).to(dtype)
+
+
+def _run_layers(layers, n, dtype, host, **policy):
+    rot, damp = _one_qubit_layers(n, dtype, 7)
+    psi = qt.MPS.zeros(n, dtype=dtype, **policy)
+    with torch.no_grad(), contextlib.nullcontext() if host else mps_host.disabled():
+        psi.apply_layer(rot)
+        for k, (parity, gates, q, kraus) in enumerate(layers):
+            brickwork_layer(psi, gates.to(dtype), parity)
+            if kraus is not None:
+                psi.apply(kraus.to(dtype), q)
+            if k == 5:
+                psi.apply_layer(damp)
+    return psi
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+@pytest.mark.parametrize("real", [False, True])
+def test_layer_kernel_equals_the_torch_path_and_the_gate_kernel(policy, real, monkeypatch):
+    n = 7
+    layers = _layers(n, 16, 5, real)
+    dtype = torch.float64 if real else torch.complex128
+    calls = _count_calls(monkeypatch)
+    qrs = []
+    real_qr = mps_host.qr
+    monkeypatch.setattr(mps_host, "qr", lambda a: qrs.append(1) or real_qr(a))
+    got = _run_layers(layers, n, dtype, True, **policy)
+    assert calls["layers"] == len(layers) and calls[True] + calls[False] == sum(len(g) for _, g, _, _ in layers)
+    layer_qrs = len(qrs)
+    ref = _run_layers(layers, n, dtype, False, **policy)
+    assert len(qrs) == layer_qrs  # the torch path's moves are torch's
+    gate_by_gate = qt.MPS.zeros(n, dtype=dtype, **policy)  # the same gates through MPS.apply one at a time
+    rot, damp = _one_qubit_layers(n, dtype, 7)
+    with torch.no_grad():
+        for q in range(n):
+            gate_by_gate.apply(rot[q], q)
+        for k, (parity, gates, q, kraus) in enumerate(layers):
+            pairs = list(enumerate(range(parity, n - 1, 2)))
+            for j, first in pairs[::-1] if parity else pairs:  # the order brickwork gives an MPS
+                gate_by_gate.apply(gates[j].to(dtype), (first, first + 1))
+            if kraus is not None:
+                gate_by_gate.apply(kraus.to(dtype), q)
+            if k == 5:
+                gate_by_gate.apply_layer(damp)
+    # the same centre moves as MPS.apply gate by gate (which also runs the host kernels)
+    assert len(qrs) - layer_qrs == layer_qrs
+    for other in (ref, gate_by_gate):
+        assert got.bond_dims == other.bond_dims and got.center == other.center
+        torch.testing.assert_close(got.to_dense(), other.to_dense(), atol=1e-10, rtol=0)
+        torch.testing.assert_close(got.discarded_weight, other.discarded_weight, atol=1e-12, rtol=1e-9)
+        torch.testing.assert_close(got.fidelity_estimate, other.fidelity_estimate, atol=1e-12, rtol=1e-9)
+    if policy["max_bond"] in (2, 3):
+        assert float(ref.discarded_weight[0]) > 1e-6
+    for t in got.tensors[:got.center]:
+        m = t[0].reshape(-1, t.shape[3])
+        torch.testing.assert_close(m.mH @ m, torch.eye(m.shape[1], dtype=m.dtype), atol=1e-10, rtol=0)
+
+
+def test_a_failing_layer_leaves_the_state_as_it_was(monkeypatch):
+    psi = qt.MPS.zeros(6, dtype=torch.complex128, max_bond=4)
+    psi.apply_layer(torch.stack([G.H(dtype=torch.complex128)] * 6))
+    rng = np.random.default_rng(0)
+    brickwork_layer(psi, torch.stack([_haar(rng, 4) for _ in range(3)]), 0)
+    before = (list(psi.tensors), psi.center, psi.discarded_weight.clone(), psi.fidelity_estimate.clone())
+    real_split, seen = mps_host.split, []
+
+    def failing(*a):
+        seen.append(1)
+        if len(seen) == 2:
+            raise np.linalg.LinAlgError("LAPACK gesdd failed (info=1)")
+        return real_split(*a)
+    monkeypatch.setattr(mps_host, "split", failing)
+    with pytest.raises(np.linalg.LinAlgError):
+        brickwork_layer(psi, torch.stack([_haar(rng, 4) for _ in range(2)]), 1)
+    assert len(seen) == 2
+    assert all(a is b for a, b in zip(psi.tensors, before[0])) and psi.center == before[1]
+    assert torch.equal(psi.discarded_weight, before[2]) and torch.equal(psi.fidelity_estimate, before[3])
 
 
 def test_host_kernels_are_taken_only_where_they_apply(monkeypatch):
@@ -122,7 +234,8 @@ def test_host_kernels_are_taken_only_where_they_apply(monkeypatch):
     with mps_host.disabled():
         calls.update({True: 0, False: 0, "moved": 0})
         brickwork(qt.MPS.zeros(5, dtype=torch.complex128))
-        assert calls == {True: 0, False: 0, "moved": 0}
+        brickwork_layer(qt.MPS.zeros(5, dtype=torch.complex128), torch.stack([cz] * 2), 0)
+        assert calls == {True: 0, False: 0, "moved": 0, "layers": 0}
     assert mps_host.ENABLED
 
 
