@@ -111,15 +111,15 @@ def collect(qlam, dataset, limit: int, batch: int, seed: int, desc: str, segment
     return {k: np.concatenate(v) for k, v in feats.items()}, np.concatenate(labels)
 
 
-def probe(train: tuple, val: tuple, c: float) -> dict[str, float]:
-    """Validation accuracy of a standardised logistic regression per feature set."""
+def probe(train: tuple, val: tuple, c: float, sets=FEATURE_SETS) -> dict[str, float]:
+    """Validation accuracy of a standardised logistic regression per feature set in ``sets``."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
     (ftr, ytr), (fva, yva) = train, val
     out = {}
-    for k in FEATURE_SETS:
+    for k in sets:
         clf = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=2000))
         clf.fit(ftr[k], ytr)
         out[k] = {"dim": int(ftr[k].shape[1]), "train_acc": float(clf.score(ftr[k], ytr)),
@@ -133,15 +133,16 @@ def plot(result: dict, path) -> None:
     from matplotlib.figure import Figure
 
     memories = result["memories"]
+    sets = list(result[memories[0]])
     fig = Figure(figsize=(8 + 0.6 * max(0, len(memories) - 2), 3.6))
     ax = fig.add_subplot()
     width = 0.8 / len(memories)
     for j, mem in enumerate(memories):
-        accs = [100 * result[mem][k]["val_acc"] for k in FEATURE_SETS]
-        ax.bar(np.arange(len(FEATURE_SETS)) + (j - (len(memories) - 1) / 2) * width, accs, width, label=f"{mem} memory")
+        accs = [100 * result[mem][k]["val_acc"] for k in sets]
+        ax.bar(np.arange(len(sets)) + (j - (len(memories) - 1) / 2) * width, accs, width, label=f"{mem} memory")
     ax.set_ylim(bottom=min(20.0, ax.get_ylim()[0]))
     dims = result[memories[0]]
-    ax.set_xticks(np.arange(len(FEATURE_SETS)), [f"{k}\n({dims[k]['dim']})" for k in FEATURE_SETS], fontsize=8)
+    ax.set_xticks(np.arange(len(sets)), [f"{k}\n({dims[k]['dim']})" for k in sets], fontsize=8)
     ax.set_ylabel("validation accuracy (%)")
     ax.set_title(f"linear probes of {result['run']} ({result['train']} training sequences)", fontsize=9)
     ax.legend(fontsize=8)
@@ -175,6 +176,8 @@ def main(argv=None) -> int:
     ap.add_argument("--encoding-scales", type=float, nargs="+", default=None, metavar="S",
                     help="with 'random': one random memory per encoding scale (init std of the encoding "
                          "weights, QLAMConfig.encoding_scale), instead of the run's own")
+    ap.add_argument("--sets", nargs="+", choices=FEATURE_SETS, default=list(FEATURE_SETS),
+                    help="the feature sets to fit a probe on (default: all; each fit costs seconds to minutes)")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--out", default=None, help="write the results as JSON here (atomically)")
     ap.add_argument("--plot", default=None, help="write a bar chart (PNG) of the probes here")
@@ -212,7 +215,7 @@ def main(argv=None) -> int:
         progress = not args.no_progress
         tr = collect(qlam, train_set, args.train, args.batch, 0, f"{name} train", args.segments, progress)
         va = collect(qlam, val_set, args.val, args.batch, 1, f"{name} val", args.segments, progress)
-        result[name] = probe(tr, va, args.C)
+        result[name] = probe(tr, va, args.C, list(dict.fromkeys(args.sets)))
         print(json.dumps({name: result[name]}, indent=1), flush=True)
     if args.out:
         rf.atomic_write_json(args.out, result)

