@@ -3,7 +3,9 @@
 At B=1 and small bonds a two-site update is some fifty small tensor operations around one
 ``eigh``, and torch's per-call dispatch (~3-10 µs an operation on this project's machines) costs
 more than the linear algebra. These kernels do the same arithmetic on numpy views of the same
-site tensors (no copies in, one wrap out), where a small operation costs ~1 µs.
+site tensors (no copies in, one wrap out), where a small operation costs ~1 µs. A whole
+brickwork layer (``neighbour_gates``) or one-qubit layer (``on_physical``) is one pass: the site
+arrays stay numpy from its first gate to its last.
 
 ``MPS`` uses them only where they compute what its torch path computes: one sample, on the CPU,
 float64 / complex128, outside autograd; a two-site update splits by ``eigh`` of the Gram matrix
