@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import statistics
 import time
 
 import numpy as np
@@ -78,7 +79,7 @@ def run_qlam_ry_cz(n, chi, angles, dtype, batch: int = 1):
     return time.perf_counter() - t0
 
 
-def decomposition_share(n, chi, angles, batch: int = 1, host: bool = True):
+def decomposition_share(n, chi, angles, batch: int = 1, host: bool = True, repeats: int = 1):
     """One run's time against the summed standalone time of the decompositions it performs.
 
     Returns ``(run_s, split_s, all_s, splits, qrs)``: ``split_s`` sums the two-site splits (LAPACK's
@@ -86,7 +87,8 @@ def decomposition_share(n, chi, angles, batch: int = 1, host: bool = True):
     ``all_s`` adds the QRs of the centre moves; each re-run standalone on random matrices of the
     recorded shapes with the library the run used for it (torch, or numpy where ``mps_host``
     took a single-sample update; ``(batch, m, n)``: a batch of B samples' splits is one batched
-    LAPACK call, as in the run).
+    LAPACK call, as in the run). With ``repeats`` > 1 the run and the standalone decompositions are
+    each timed that many times (the shapes recorded once) and the medians compared.
     """
     import qlam_tn.linalg as L
     import qlam_tn.mps as M
@@ -114,18 +116,17 @@ def decomposition_share(n, chi, angles, batch: int = 1, host: bool = True):
     M.truncated_split, torch.linalg.qr = split_spy, qr_spy
     mps_host.split, mps_host.qr = host_split_spy, host_qr_spy
     try:
-        dt, _, _ = run_qlam(n, chi, angles, batch=batch, host=host)
+        runs = [run_qlam(n, chi, angles, batch=batch, host=host)[0]]
     finally:
         M.truncated_split, torch.linalg.qr = real_split, real_qr
         mps_host.split, mps_host.qr = real_host_split, real_host_qr
+    runs += [run_qlam(n, chi, angles, batch=batch, host=host)[0] for _ in range(repeats - 1)]
 
     def matrix(lib, shape, dtype):
         a = torch.randn(shape, dtype=dtype)
         return a if lib == "torch" else a.numpy()
 
-    # numpy's decompositions run as in the kernels: BLAS on one thread.
-    with mps_host._one_blas_thread():
-        mats = [(lib, matrix(lib, shape, dtype), absorb, gram) for lib, shape, dtype, absorb, gram in splits]
+    def split_time(mats) -> float:
         t0 = time.perf_counter()
         for lib, a, absorb, gram in mats:
             if lib == "numpy" and gram:
@@ -140,13 +141,29 @@ def decomposition_share(n, chi, angles, batch: int = 1, host: bool = True):
                 q.mH @ m
             else:
                 torch.linalg.svd(a, full_matrices=False)
-        t_split = time.perf_counter() - t0
-        mats = [(lib, matrix(lib, shape, dtype)) for lib, shape, dtype in qrs]
+        return time.perf_counter() - t0
+
+    def qr_time(mats) -> float:
         t0 = time.perf_counter()
         for lib, a in mats:
             real_qr(a) if lib == "torch" else real_host_qr(a)
-        t_qr = time.perf_counter() - t0
-    return dt, t_split, t_split + t_qr, len(splits), len(qrs)
+        return time.perf_counter() - t0
+
+    # numpy's decompositions run as in the kernels: BLAS on one thread.
+    with mps_host._one_blas_thread():
+        split_mats = [(lib, matrix(lib, shape, dtype), absorb, gram) for lib, shape, dtype, absorb, gram in splits]
+        qr_mats = [(lib, matrix(lib, shape, dtype)) for lib, shape, dtype in qrs]
+        t_split = statistics.median(split_time(split_mats) for _ in range(repeats))
+        t_qr = statistics.median(qr_time(qr_mats) for _ in range(repeats))
+    return statistics.median(runs), t_split, t_split + t_qr, len(splits), len(qrs)
+
+
+def median_time(fn, repeats: int) -> float:
+    """Median of ``repeats`` calls of ``fn`` (which returns its own time in seconds, or a tuple led by it)."""
+    def once():
+        out = fn()
+        return out[0] if isinstance(out, tuple) else out
+    return statistics.median(once() for _ in range(repeats))
 
 
 def run_quimb(n, chi, angles):
@@ -216,10 +233,14 @@ def main(argv=None):
                         "path they are tested against; qlam_tn-svd: the torch path with every split by LAPACK's "
                         "SVD (the reference split); quimb-1t: quimb with numpy's BLAS/LAPACK on one thread "
                         "(threadpoolctl), as qlam_tn's one-sample kernels run theirs")
+    p.add_argument("--repeats", type=int, default=3,
+                   help="the extras' figures are medians of this many timings (this VM varies by 20-30%%)")
     p.add_argument("--extras", action="store_true",
                    help="also: batch 32 against Aer per state (and the ceiling its decompositions alone set), real vs "
                         "complex, time vs standalone decompositions")
     args = p.parse_args(argv)
+    if args.repeats < 1:
+        p.error(f"--repeats must be >= 1, got {args.repeats}")
     runners = {"qlam_tn": run_qlam, "qlam_tn-torch": lambda *a: run_qlam(*a, host=False),
                "qlam_tn-svd": lambda *a: run_qlam(*a, split="svd", host=False), "quimb": run_quimb,
                "quimb-1t": run_quimb_one_blas_thread, "aer": run_aer}
@@ -246,13 +267,14 @@ def main(argv=None):
     for n in args.n:
         for chi in args.chi:
             angles = token_angles(n, args.tokens)
-            t_aer, _, _ = run_aer(n, chi, angles)
-            t_b32, _, _ = run_qlam(n, chi, angles, batch=32)
-            t_c = run_qlam_ry_cz(n, chi, angles, torch.complex128)
-            t_r = run_qlam_ry_cz(n, chi, angles, torch.float64)
-            t_run, t_split, t_all, splits, qrs = decomposition_share(n, chi, angles)
+            r = args.repeats
+            t_aer = median_time(lambda: run_aer(n, chi, angles), r)
+            t_b32 = median_time(lambda: run_qlam(n, chi, angles, batch=32), r)
+            t_c = median_time(lambda: run_qlam_ry_cz(n, chi, angles, torch.complex128), r)
+            t_r = median_time(lambda: run_qlam_ry_cz(n, chi, angles, torch.float64), r)
+            t_run, t_split, t_all, splits, qrs = decomposition_share(n, chi, angles, repeats=r)
             # What B=32 could reach if nothing but its LAPACK calls cost time (the bound on the 3x target).
-            _, _, t_all32, _, _ = decomposition_share(n, chi, angles, batch=32)
+            _, _, t_all32, _, _ = decomposition_share(n, chi, angles, batch=32, repeats=r)
             print(f"| {n} | {chi} | {t_aer / (t_b32 / 32):.2f} | {t_aer / (t_all32 / 32):.2f} | {t_c / t_r:.2f} "
                   f"| {t_run / t_split:.2f} ({splits}) | {t_run / t_all:.2f} ({qrs}) |", flush=True)
 

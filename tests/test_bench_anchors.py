@@ -59,3 +59,12 @@ def test_extras_count_every_split_and_keep_real_circuits_real():
     # A batch performs the same splits, each one batched call over its samples.
     _, _, _, splits_b, qrs_b = B.decomposition_share(n, 4, angles, batch=3)
     assert (splits_b, qrs_b) == (splits, qrs)
+    # Repeats time the same run again: the shapes are recorded once, not once per repeat.
+    t_run, t_split, t_all, splits_r, qrs_r = B.decomposition_share(n, 4, angles, repeats=3)
+    assert (splits_r, qrs_r) == (splits, qrs) and t_run > 0 and 0 < t_split <= t_all
+
+
+def test_median_time_takes_the_middle_timing():
+    times = iter([3.0, 1.0, 2.0, (5.0, "z"), (4.0, "z"), (9.0, "z")])
+    assert B.median_time(lambda: next(times), 3) == 2.0
+    assert B.median_time(lambda: next(times), 3) == 5.0  # a runner's (seconds, ...) tuple
