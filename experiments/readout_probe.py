@@ -145,7 +145,7 @@ def plot(result: dict, path) -> None:
     ax.set_xticks(np.arange(len(sets)), [f"{k}\n({dims[k]['dim']})" for k in sets], fontsize=8)
     ax.set_ylabel("validation accuracy (%)")
     ax.set_title(f"linear probes of {result['run']} ({result['train']} training sequences)", fontsize=9)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # beside the bars, not over them
     fig.tight_layout()
     buf = io.BytesIO()
     FigureCanvasAgg(fig).print_png(buf)
