@@ -147,11 +147,14 @@ def on_physical(ts: List[torch.Tensor], gates: torch.Tensor) -> List[torch.Tenso
 
 def moved(ts: List[torch.Tensor], c: int, target: int) -> List[torch.Tensor]:
     """``MPS._moved`` for one sample: QR steps from centre ``c`` to ``target``; ``ts`` is not modified."""
+    lo, hi = min(c, target), max(c, target)
     with _one_blas_thread():
-        before = [_np(t)[0] for t in ts]
-        sites = list(before)
+        sites = {k: _np(ts[k])[0] for k in range(lo, hi + 1)}  # only the sites the move replaces
         _move(sites, c, target)
-    return _wrapped(ts, before, sites)
+    out = list(ts)
+    for k, a in sites.items():
+        out[k] = _site(a)
+    return out
 
 
 def _wrapped(ts: List[torch.Tensor], before: List[np.ndarray], sites: List[np.ndarray]) -> List[torch.Tensor]:
@@ -159,8 +162,9 @@ def _wrapped(ts: List[torch.Tensor], before: List[np.ndarray], sites: List[np.nd
     return [t if s is b else _site(s) for t, b, s in zip(ts, before, sites)]
 
 
-def _move(sites: List[np.ndarray], c: int, target: int) -> None:
-    """QR steps of the centre from ``c`` to ``target`` on ``(χl, 2, χr)`` arrays, in place."""
+def _move(sites, c: int, target: int) -> None:
+    """QR steps of the centre from ``c`` to ``target`` on ``(χl, 2, χr)`` arrays, in place
+    (``sites``: a list, or a dict holding at least sites ``c .. target``)."""
     while c < target:
         a, nxt = sites[c], sites[c + 1]
         l, r = a.shape[0], a.shape[2]
