@@ -56,7 +56,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, DistributedSampler, Subset
+from torch.utils.data import DataLoader, DistributedSampler, Subset, TensorDataset
 from tqdm import tqdm
 
 from qlam_tn.experiments import runfolder as rf
@@ -81,7 +81,10 @@ class TrainConfig:
     keyword so that its parameter count is closest to that number. ``memory_lr_scale`` (QLAM
     only) sets the quantum memory's learning rate to that multiple of ``lr`` (the head keeps
     ``lr``); ``0`` freezes the memory at its initialisation, so that only the readout head trains
-    (a random-reservoir baseline).
+    (a random-reservoir baseline). ``cache_memory`` (with ``memory_lr_scale=0`` only) runs the
+    frozen memory once over every sequence before the first epoch and trains the head on those
+    features: the same computation as running it every batch, without repeating the memory's
+    cost each epoch.
     """
 
     model: str = "qlam"
@@ -104,6 +107,7 @@ class TrainConfig:
     model_cfg: dict = field(default_factory=dict)
     dtype: str = "float32"
     memory_lr_scale: float = 1.0
+    cache_memory: bool = False
 
     def __post_init__(self):
         if self.model not in available():
@@ -144,6 +148,11 @@ class TrainConfig:
             raise ValueError(f"memory_lr_scale must be a finite number >= 0, got {scale!r}")
         if scale != 1.0 and self.model != "qlam":
             raise ValueError(f"memory_lr_scale applies to the QLAM memory only, not to model {self.model!r}")
+        if not isinstance(self.cache_memory, bool):
+            raise TypeError(f"cache_memory must be True or False, got {self.cache_memory!r}")
+        if self.cache_memory and (self.model != "qlam" or scale != 0):
+            raise ValueError("cache_memory needs a frozen QLAM memory (model qlam, memory_lr_scale 0): "
+                             "a memory that trains changes its features every step")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -240,6 +249,21 @@ def evaluate(model, loader, device, dtype, after_batch=None) -> dict:
     return {"loss_sum": loss_sum, "correct": correct, "n": n}
 
 
+def memory_features(qlam, dataset, batch: int, device, dtype, desc: str = "memory features",
+                    progress: bool = False) -> TensorDataset:
+    """What ``qlam`` (a QLAM memory and its readout, ``models.qlam.QLAM``) gives its head for
+    every sequence of ``dataset``, in the dataset's order, without gradients: a dataset of
+    ``((D,), label)`` pairs, ``D = qlam.feature_dim``, features in ``dtype`` on the CPU."""
+    feats, labels = [], []
+    with torch.no_grad(), tqdm(total=len(dataset), desc=desc, unit="seq", file=sys.stderr,
+                               disable=not progress, leave=False, dynamic_ncols=True) as bar:
+        for x, y in DataLoader(dataset, batch_size=batch):
+            feats.append(qlam(x.to(device=device, dtype=dtype)).cpu())
+            labels.append(y)
+            bar.update(len(y))
+    return TensorDataset(torch.cat(feats), torch.cat(labels))
+
+
 # ----------------------------------------------------------------------------------------------
 # Distributed bookkeeping
 # ----------------------------------------------------------------------------------------------
@@ -334,6 +358,9 @@ def prepare(cfg: TrainConfig, device: str = "auto", resume: dict | None = None) 
     """Load the data and build the model; raises ``ValueError``/``TypeError``/
     ``FileNotFoundError`` on bad input, writes nothing."""
     d = _Dist.from_env()
+    if cfg.cache_memory and d.world > 1:
+        raise ValueError("cache_memory runs in one process: every rank would compute every "
+                         "sequence's features; drop --nproc or the cache")
     dev = resolve_device(device, d)
     parts = load_data(cfg)
     train = parts["train"]
@@ -535,19 +562,9 @@ def _fit(p: Prepared, run_dir: Path, backend, stop_after, progress) -> dict:
     warmup, total = sched_cfg["warmup_steps"], sched_cfg["total_steps"]
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, warmup, total))
 
-    sampler = DistributedSampler(p.train_set, num_replicas=d.world, rank=d.rank, shuffle=True,
-                                 seed=cfg.seed)
     # The loader draws one number per epoch for worker seeds; a generator of its own keeps the
     # global stream (dropout) untouched by it.
     loader_gen = torch.Generator()
-    loader = DataLoader(p.train_set, batch_size=cfg.batch_size, sampler=sampler,
-                        generator=loader_gen)
-    val_loader = test_loader = None
-    if p.val_set is not None:
-        val_loader = DataLoader(_shard(p.val_set, d), batch_size=cfg.batch_size)
-    if p.test_set is not None:
-        test_loader = DataLoader(_shard(p.test_set, d), batch_size=cfg.batch_size)
-
     history, best, epoch, step = [], None, 0, 0
     rf.seed_everything(cfg.seed + d.rank)  # per-process streams (dropout), reproducible
     loader_gen.manual_seed(cfg.seed + d.rank)
@@ -562,6 +579,25 @@ def _fit(p: Prepared, run_dir: Path, backend, stop_after, progress) -> dict:
         if d.main and (run_dir / "env.json").is_file():
             previous = json.loads((run_dir / "env.json").read_text())
             env["previous_sessions"] = previous.pop("previous_sessions", []) + [previous]
+    sets = {"train": p.train_set, "val": p.val_set, "test": p.test_set}
+    cache_s = 0.0
+    if cfg.cache_memory:  # after a resume has loaded the memory's weights
+        t0 = time.perf_counter()
+        sets = {k: None if v is None else memory_features(module.qlam, v, cfg.batch_size, dev, dtype,
+                                                          f"memory features ({k})", progress and d.main)
+                for k, v in sets.items()}
+        cache_s = time.perf_counter() - t0
+        model = module.head  # what every batch runs from here on
+        env["memory_cache_s"] = cache_s
+    sampler = DistributedSampler(sets["train"], num_replicas=d.world, rank=d.rank, shuffle=True,
+                                 seed=cfg.seed)
+    loader = DataLoader(sets["train"], batch_size=cfg.batch_size, sampler=sampler,
+                        generator=loader_gen)
+    val_loader, test_loader = (None if sets[k] is None else
+                               DataLoader(_shard(sets[k], d), batch_size=cfg.batch_size)
+                               for k in ("val", "test"))
+    scored = module.head if cfg.cache_memory else module  # what evaluate runs on those loaders
+
     if d.main:
         run_dir.mkdir(parents=True, exist_ok=True)
         rf.atomic_write_json(run_dir / "config.json", p.config)
@@ -606,17 +642,19 @@ def _fit(p: Prepared, run_dir: Path, backend, stop_after, progress) -> dict:
         bar.close()
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
-        train_time = d.max(time.perf_counter() - t0, dev)
+        # The frozen memory's one pass over the data counts as this session's first epoch's time.
+        train_time = d.max(time.perf_counter() - t0, dev) + cache_s
         tr = _scores(d, {"loss_sum": loss_sum, "correct": correct, "n": seen}, dev)
         row = {"epoch": epoch, "step": step, "train_loss": tr["loss"], "train_acc": tr["acc"],
                "val_loss": None, "val_acc": None, "lr": scheduler.get_last_lr()[0],
                "tokens_per_s": tr["n"] * T / train_time, "train_time_s": train_time}
         if val_loader is not None:
-            va = _scores(d, evaluate(module, val_loader, dev, dtype), dev)
+            va = _scores(d, evaluate(scored, val_loader, dev, dtype), dev)
             row.update(val_loss=va["loss"], val_acc=va["acc"])
         if d.world > 1:
             row["rank_param_spread"] = d.param_spread(module, dev)
-        row["epoch_time_s"] = d.max(time.perf_counter() - t0, dev)
+        row["epoch_time_s"] = d.max(time.perf_counter() - t0, dev) + cache_s
+        cache_s = 0.0
         history.append(row)
         # without a validation split the best checkpoint is the last one
         improved = row["val_acc"] is None or best is None or row["val_acc"] > best["val_acc"]
@@ -658,7 +696,7 @@ def _fit(p: Prepared, run_dir: Path, backend, stop_after, progress) -> dict:
         if d.world > 1:  # rank 0 alone reads the run folder
             for tensor in module.state_dict().values():
                 dist.broadcast(tensor, 0)
-        te = _scores(d, evaluate(module, test_loader, dev, dtype), dev)
+        te = _scores(d, evaluate(scored, test_loader, dev, dtype), dev)
         test = {"acc": te["acc"], "loss": te["loss"], "n": te["n"], "checkpoint": "best.pt",
                 "epoch": best_epoch}
     summary["test"] = test
@@ -710,6 +748,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="QLAM only: the quantum memory's learning rate as a multiple of --lr (the head keeps "
                         "--lr); 0 freezes the memory at its initialisation, so only the readout head trains "
                         f"(default {_D.memory_lr_scale})")
+    g.add_argument("--cache-memory", dest="cache_memory", action="store_true",
+                   help="with --memory-lr-scale 0: run the frozen memory once over the data before the "
+                        "first epoch and train the head on its features (same result, the memory's cost "
+                        "paid once instead of every epoch)")
     g.add_argument("--weight-decay", dest="weight_decay", type=float,
                    help=f"AdamW weight decay (default {_D.weight_decay})")
     g.add_argument("--warmup-steps", dest="warmup_steps", type=int,

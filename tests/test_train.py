@@ -247,6 +247,75 @@ def test_memory_lr_scale_freezes_or_slows_the_qlam_memory(scale, tmp_path):
     assert json.loads((tmp_path / "run" / "config.json").read_text())["train"]["memory_lr_scale"] == scale
 
 
+@pytest.mark.parametrize("cell", [
+    {"n_qubits": 3, "head_hidden": 4, "backend": "statevector"},
+    {"n_qubits": 4, "head_hidden": 0, "head_norm": "batch", "backend": "mps", "bond_dim": 2,
+     "readout": "xyz", "readout_at": "segments", "segments": 2, "segment_length": 4},
+])
+def test_cache_memory_trains_the_head_exactly_as_the_uncached_frozen_run(cell, tmp_path):
+    """The reference is the plain frozen run, which runs the memory every batch: the cached run
+    must give the same head, the same per-epoch losses and accuracies, and the same test score."""
+    runs = {}
+    for cache in (False, True):
+        cfg = train.TrainConfig(model="qlam", dataset="digits", tokens="row", epochs=3, batch_size=32,
+                                limit_train=320, lr=0.1, memory_lr_scale=0.0, cache_memory=cache,
+                                model_cfg=cell)
+        p = train.prepare(cfg, device="cpu")
+        out = train.fit(p, tmp_path / str(cache), progress=False)
+        runs[cache] = (p.model.state_dict(), json.loads((tmp_path / str(cache) / "metrics.json").read_text()), out)
+    (plain, m_plain, o_plain), (cached, m_cached, o_cached) = runs[False], runs[True]
+    assert plain.keys() == cached.keys()
+    for k in plain:
+        torch.testing.assert_close(cached[k], plain[k], rtol=1e-5, atol=1e-6, msg=k)
+    for a, b in zip(m_plain["epochs"], m_cached["epochs"], strict=True):
+        for key in ("train_loss", "val_loss"):
+            assert b[key] == pytest.approx(a[key], rel=1e-5), key
+        for key in ("train_acc", "val_acc"):
+            assert b[key] == a[key], key
+    assert o_cached["test"]["acc"] == o_plain["test"]["acc"]
+    # the head moved: the comparison above is not between two untouched models
+    head0 = train.prepare(cfg, device="cpu").model.head.state_dict()
+    assert any(not torch.equal(v, cached["head." + k]) for k, v in head0.items())
+
+
+def test_cache_memory_resumes_like_an_uninterrupted_cached_run(tmp_path):
+    argv = ["--model", "qlam", "--dataset", "digits", "--tokens", "row", "--epochs", "3",
+            "--batch-size", "32", "--limit-train", "320", "--lr", "0.1", "--memory-lr-scale", "0",
+            "--cache-memory", "--model-cfg", "n_qubits=3", "head_hidden=4", "backend=statevector",
+            "--out", str(tmp_path), "--no-progress"]
+    assert train.main(argv + ["--name", "whole"]) == 0
+    assert train.main(argv + ["--name", "cut", "--stop-after", "1"]) == 0
+    assert train.main(["--resume", str(tmp_path / "cut"), "--no-progress"]) == 0
+    whole, cut = (rf.load_checkpoint(tmp_path / k / "last.pt") for k in ("whole", "cut"))
+    for k, v in whole["model"].items():
+        assert torch.equal(v, cut["model"][k]), k
+    assert [r["val_acc"] for r in whole["history"]] == [r["val_acc"] for r in cut["history"]]
+    assert json.loads((tmp_path / "whole" / "config.json").read_text())["train"]["cache_memory"] is True
+
+
+@pytest.mark.parametrize("kw, match", [
+    ({"memory_lr_scale": 0.1}, "frozen QLAM memory"),
+    ({"memory_lr_scale": 1.0}, "frozen QLAM memory"),
+    ({"model": "gru"}, "frozen QLAM memory"),
+])
+def test_cache_memory_refuses_a_memory_that_trains(kw, match, tmp_path):
+    cfg = dict(model="qlam", dataset="digits", memory_lr_scale=0.0, cache_memory=True)
+    if kw.get("model") == "gru":
+        cfg["memory_lr_scale"] = 1.0
+    cfg.update(kw)
+    with pytest.raises(ValueError, match=match):
+        train.TrainConfig(**cfg)
+
+
+def test_cache_memory_refuses_several_processes(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    cfg = train.TrainConfig(model="qlam", dataset="digits", memory_lr_scale=0.0, cache_memory=True)
+    with pytest.raises(ValueError, match="one process"):
+        train.prepare(cfg, device="cpu")
+
+
 def test_model_cfg_values_are_typed():
     assert train.parse_model_cfg(["a=3", "b=0.5", "c=true", "d=None", "e=statevector", "f=1e-3"]) == \
         {"a": 3, "b": 0.5, "c": True, "d": None, "e": "statevector", "f": 1e-3}

@@ -23,7 +23,9 @@
 # only the 4,490-parameter readout trains, a random-reservoir QLAM) and qlam-row-slow (the memory
 # at a tenth of the head's learning rate, --memory-lr-scale 0.1), and qlam-row-frozen-t (frozen, with
 # the head's optimiser tuned on cached features by frozen_head_sweep.py on a holdout of the
-# training images: lr 0.03, no weight decay).
+# training images: lr 0.03, no weight decay), and qlam-row-frozen-c (qlam-row-frozen-t with
+# --cache-memory: the frozen memory runs once over the data, then only the head trains, so EPOCHS
+# can be many; its encoding scale is ENC, default 0.03, the other row variants' value).
 set -euo pipefail
 DATA=${1:?usage: pixel_fashion.sh DATA_DIR [OUT] [EPOCHS] [LIMIT]}
 OUT=${2:-runs/pixel_fashion}
@@ -57,14 +59,16 @@ for run in ${RUNS:-$DEFAULT_RUNS}; do
       --weight-decay 0.1 --model-cfg "${cell[@]}" depth=1 entangler=cz encoding_scale=0.03 readout=xyz \
       readout_at=segments segments=14 segment_length=56 head_hidden=16 head_norm=batch
   elif [[ "$model" = qlam-row* ]]; then
-    lr=0.01; wd=0.1
+    lr=0.01; wd=0.1; extra=()
     case $model in qlam-row) scale=1; name=qlam-row28-lin ;; qlam-row-frozen) scale=0; name=qlam-row28-lin-frozen ;;
                    qlam-row-slow) scale=0.1; name=qlam-row28-lin-mem0.1 ;;
                    qlam-row-frozen-t) scale=0; name=qlam-row28-lin-frozen-lr0.03-wd0; lr=0.03; wd=0 ;;
+                   qlam-row-frozen-c) scale=0; name=qlam-row28-lin-frozen-lr0.03-wd0-enc${ENC:-0.03}-e$EPOCHS
+                                      lr=0.03; wd=0; extra=(--cache-memory) ;;
                    *) echo "unknown variant $model" >&2; exit 2 ;; esac
     qlam train --model qlam "${common[@]}" --seed "$seed" --name "$name-s$seed" --lr "$lr" \
-      --weight-decay "$wd" --memory-lr-scale "$scale" --model-cfg "${cell[@]}" depth=1 entangler=cz encoding_scale=0.03 \
-      readout=xyz readout_at=segments segments=28 segment_length=28 head_hidden=0 head_norm=batch
+      --weight-decay "$wd" --memory-lr-scale "$scale" "${extra[@]}" --model-cfg "${cell[@]}" depth=1 entangler=cz \
+      encoding_scale="${ENC:-0.03}" readout=xyz readout_at=segments segments=28 segment_length=28 head_hidden=0 head_norm=batch
   else
     qlam train --model "$model" "${common[@]}" --seed "$seed" --name "$model-s$seed" --lr 0.01 \
       --match-params "$BUDGET"
