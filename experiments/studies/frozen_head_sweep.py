@@ -11,36 +11,27 @@ study reports; the validation accuracy of every setting is printed beside it for
 with a logistic-regression reference (scikit-learn, C=1, standardised) on the same features.
 
     python experiments/studies/frozen_head_sweep.py RUN_DIR --data-dir DATA [--holdout 6000]
-        [--lr 0.003 0.01 0.03] [--wd 0 0.01 0.1] [--cache F.npz] [--out F.json]
+        [--lr 0.003 0.01 0.03] [--wd 0 0.01 0.1] [--epochs E] [--cache F.npz] [--out F.json]
 """
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from qlam_tn.experiments import runfolder as rf
 from qlam_tn.experiments.data import load_splits
 from qlam_tn.experiments.evaluate import load_model
-from qlam_tn.experiments.train import DTYPES, lr_factor, make_dataset
+from qlam_tn.experiments.train import DTYPES, lr_factor, make_dataset, memory_features
 from qlam_tn.models.qlam import classifier_head
 
 
 def features(qlam, dataset, batch: int, desc: str) -> tuple[np.ndarray, np.ndarray]:
-    """``(N, D)`` head inputs and ``(N,)`` labels of every sequence of ``dataset``."""
-    out, labels = [], []
-    with torch.no_grad(), tqdm(total=len(dataset), desc=desc, unit="seq", file=sys.stderr) as bar:
-        for i in range(0, len(dataset), batch):
-            xs, ys = zip(*(dataset[j] for j in range(i, min(i + batch, len(dataset)))))
-            out.append(qlam(torch.stack(xs).to(qlam.encoder.weight.dtype)).double().numpy())
-            labels.append(torch.as_tensor(ys).numpy())
-            bar.update(len(ys))
-    return np.concatenate(out), np.concatenate(labels)
+    """``(N, D)`` head inputs (float64) and ``(N,)`` labels of every sequence of ``dataset``."""
+    f, y = memory_features(qlam, dataset, batch, "cpu", qlam.encoder.weight.dtype, desc, progress=True).tensors
+    return f.double().numpy(), y.numpy()
 
 
 def train_head(mcfg: dict, tcfg: dict, f, y, lr: float, wd: float, classes: int):
@@ -86,6 +77,7 @@ def main(argv=None) -> int:
     ap.add_argument("--holdout", type=int, default=6000)
     ap.add_argument("--lr", type=float, nargs="+", default=[0.003, 0.01, 0.03])
     ap.add_argument("--wd", type=float, nargs="+", default=[0.0, 0.01, 0.1])
+    ap.add_argument("--epochs", type=int, default=None, help="head epochs (default: the run's)")
     ap.add_argument("--batch", type=int, default=500)
     ap.add_argument("--cache", default=None, help="features .npz (computed and written if absent)")
     ap.add_argument("--out", default=None)
@@ -93,6 +85,10 @@ def main(argv=None) -> int:
     model, ckpt = load_model(args.run)
     config = ckpt["config"]
     tcfg, dcfg, mcfg = config["train"], config["data"], config["model"]["resolved"]
+    if args.epochs is not None:
+        if args.epochs < 1:
+            raise SystemExit(f"--epochs must be >= 1, got {args.epochs}")
+        tcfg = {**tcfg, "epochs": args.epochs}
     if tcfg.get("memory_lr_scale", 1.0) != 0 or mcfg.get("head_hidden") != 0:
         raise SystemExit(f"{args.run}: not a frozen-memory run with a linear head (--memory-lr-scale 0, head_hidden=0)")
     if args.cache and Path(args.cache).exists():
