@@ -7,8 +7,8 @@
 
 A RUN argument is a run folder (``config.json`` + ``metrics.json``) or a folder holding run
 folders. Runs are grouped by dataset, token scheme, model and model configuration (the options
-given to the model, the matched width, and for QLAM its backend, size and ``memory_lr_scale``
-when it is not 1), so a row's runs
+given to the model, the matched width, and for QLAM its backend, size, and ``memory_lr_scale``
+when it is not 1; an optimiser other than AdamW), so a row's runs
 differ only in training options; a row whose runs differ in anything but the seed is reported
 on stderr. Each row gives mean ± sample std over the runs of the best validation accuracy and
 of the test accuracy (of ``best.pt``), the number of seeds, the parameter count and the
@@ -53,11 +53,15 @@ def load_run(path: Path) -> dict:
     epochs = metrics.get("epochs", [])
     best, test = metrics.get("best") or {}, metrics.get("test") or {}
     rates = [r["tokens_per_s"] for r in epochs if r.get("tokens_per_s")]
+    if config["train"].get("cache_memory"):
+        # Only the first epoch ran the memory (over the cached splits); later ones train the head.
+        rates = rates[:1]
     return {
         "path": path, "config": config, "env": env,
         "dataset": config["data"]["dataset"], "tokens": config["data"]["tokens"],
         "model": config["model"]["name"],
-        "describe": describe_model(config["model"], config["train"].get("memory_lr_scale", 1.0)),
+        "describe": describe_model(config["model"], config["train"].get("memory_lr_scale", 1.0),
+                                   config["train"].get("optimizer", "adamw")),
         "params": config["model"]["params"], "seed": config["train"]["seed"],
         "epochs_done": len(epochs), "epochs_planned": config["train"]["epochs"],
         "complete": bool(metrics.get("complete")),
@@ -66,12 +70,15 @@ def load_run(path: Path) -> dict:
     }
 
 
-def describe_model(model: dict, memory_lr_scale: float = 1.0) -> str:
-    """The model options that tell its rows apart: given keywords, QLAM's backend and size, and a
-    QLAM memory trained at another rate than its head (``memory_lr_scale``; 0: frozen)."""
+def describe_model(model: dict, memory_lr_scale: float = 1.0, optimizer: str = "adamw") -> str:
+    """The model options that tell its rows apart: given keywords, QLAM's backend and size, a
+    QLAM memory trained at another rate than its head (``memory_lr_scale``; 0: frozen), and an
+    optimiser other than AdamW (``lbfgs``: a frozen memory's head fitted at once)."""
     parts = dict(model.get("cfg", {}))
     if memory_lr_scale != 1.0:
         parts["memory_lr_scale"] = memory_lr_scale
+    if optimizer != "adamw":
+        parts["optimizer"] = optimizer
     if model["name"] == "qlam":
         resolved = model.get("resolved", {})
         parts.update({k: resolved[k] for k in _QLAM_SIZE if k in resolved})

@@ -64,6 +64,7 @@ from qlam_tn.experiments.data import DATASETS, DataSplit, SequenceDataset, load_
 from qlam_tn.models import available, build, count_parameters, match_hidden_size, width_key
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
+OPTIMIZERS = ("adamw", "lbfgs")
 _TOKENS = re.compile(r"pixel|row|permuted|patch[1-9][0-9]*")
 
 
@@ -84,7 +85,11 @@ class TrainConfig:
     (a random-reservoir baseline). ``cache_memory`` (with ``memory_lr_scale=0`` only) runs the
     frozen memory once over every sequence before the first epoch and trains the head on those
     features: the same computation as running it every batch, without repeating the memory's
-    cost each epoch.
+    cost each epoch. ``optimizer`` is ``adamw`` (minibatches, warm-up + cosine schedule,
+    clipping) or, with ``cache_memory`` only, ``lbfgs``: the head fitted on all cached training
+    features at once (full batch), ``lbfgs_iters`` L-BFGS iterations (strong-Wolfe line search,
+    step ``lr``) per epoch, ``weight_decay`` then an L2 penalty ``wd/2·‖W‖²`` on the head's weight
+    matrices (scikit-learn's logistic regression with ``C = 1/(wd·N)``), no schedule, no clipping.
     """
 
     model: str = "qlam"
@@ -108,6 +113,8 @@ class TrainConfig:
     dtype: str = "float32"
     memory_lr_scale: float = 1.0
     cache_memory: bool = False
+    optimizer: str = "adamw"
+    lbfgs_iters: int = 20
 
     def __post_init__(self):
         if self.model not in available():
@@ -153,6 +160,12 @@ class TrainConfig:
         if self.cache_memory and (self.model != "qlam" or scale != 0):
             raise ValueError("cache_memory needs a frozen QLAM memory (model qlam, memory_lr_scale 0): "
                              "a memory that trains changes its features every step")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+        if self.optimizer == "lbfgs" and not self.cache_memory:
+            raise ValueError("optimizer lbfgs fits the head on all cached features at once: it needs "
+                             "cache_memory (a frozen QLAM memory)")
+        _check_int("lbfgs_iters", self.lbfgs_iters, 1)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -247,6 +260,27 @@ def evaluate(model, loader, device, dtype, after_batch=None) -> dict:
         correct += int((logits.argmax(-1) == y).sum())
         n += len(y)
     return {"loss_sum": loss_sum, "correct": correct, "n": n}
+
+
+def lbfgs_epoch(head, optimizer, data: TensorDataset, weight_decay: float, device, dtype) -> dict:
+    """One ``optimizer.step`` (``torch.optim.LBFGS``) of ``head`` on every ``(N, D)`` feature of
+    ``data`` at once: mean cross-entropy plus ``weight_decay/2`` times the squared norm of the
+    head's weight matrices. Returns the training loss sum, correct predictions and count after it."""
+    x, y = data.tensors
+    x, y = x.to(device=device, dtype=dtype), y.to(device)
+    weights = [q for q in head.parameters() if q.ndim > 1]
+
+    def closure():
+        optimizer.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(head(x), y) + 0.5 * weight_decay * sum((w * w).sum() for w in weights)
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    with torch.no_grad():
+        logits = head(x)
+    return {"loss_sum": F.cross_entropy(logits, y, reduction="sum").item(),
+            "correct": int((logits.argmax(-1) == y).sum()), "n": len(y)}
 
 
 def memory_features(qlam, dataset, batch: int, device, dtype, desc: str = "memory features",
@@ -557,10 +591,22 @@ def _fit(p: Prepared, run_dir: Path, backend, stop_after, progress) -> dict:
     if d.world > 1:
         model = torch.nn.parallel.DistributedDataParallel(
             module, device_ids=[dev.index] if dev.type == "cuda" else None)
-    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "lbfgs":
+        (group,) = groups  # a frozen memory leaves the head alone
+        optimizer = torch.optim.LBFGS(group["params"], lr=cfg.lr, max_iter=cfg.lbfgs_iters,
+                                      history_size=50, line_search_fn="strong_wolfe",
+                                      tolerance_grad=1e-10, tolerance_change=1e-14)
+        for m in module.head.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                # A cumulative average: every full-batch forward sees the same features, so the
+                # running statistics are exactly theirs from the first step on.
+                m.momentum = None
+    else:
+        optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched_cfg = p.config["schedule"]
     warmup, total = sched_cfg["warmup_steps"], sched_cfg["total_steps"]
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, warmup, total))
+    schedule = (lambda s: 1.0) if cfg.optimizer == "lbfgs" else (lambda s: lr_factor(s, warmup, total))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
 
     # The loader draws one number per epoch for worker seeds; a generator of its own keeps the
     # global stream (dropout) untouched by it.
@@ -617,7 +663,15 @@ def _fit(p: Prepared, run_dir: Path, backend, stop_after, progress) -> dict:
         loss_sum, correct, seen = 0.0, 0, 0
         bar = tqdm(total=len(loader), desc=f"epoch {epoch}/{cfg.epochs}", file=sys.stderr,
                    disable=not (progress and d.main), leave=False, dynamic_ncols=True)
-        for x, y in loader:
+        if cfg.optimizer == "lbfgs":  # the whole training set is one batch
+            stats = lbfgs_epoch(model, optimizer, sets["train"], cfg.weight_decay, dev, dtype)
+            loss_sum, correct, seen = stats["loss_sum"], stats["correct"], stats["n"]
+            if not math.isfinite(loss_sum):
+                raise FloatingPointError(f"loss is {loss_sum} at epoch {epoch}; the last good state "
+                                         f"is {run_dir / 'last.pt'}")
+            step += 1
+            bar.update(len(loader))
+        for x, y in loader if cfg.optimizer == "adamw" else ():  # (lbfgs: the epoch is done)
             x, y = x.to(device=dev, dtype=dtype), y.to(dev)
             logits = model(x)
             loss = F.cross_entropy(logits, y)
@@ -753,7 +807,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "first epoch and train the head on its features (same result, the memory's cost "
                         "paid once instead of every epoch)")
     g.add_argument("--weight-decay", dest="weight_decay", type=float,
-                   help=f"AdamW weight decay (default {_D.weight_decay})")
+                   help=f"AdamW weight decay; with lbfgs an L2 penalty (default {_D.weight_decay})")
+    g.add_argument("--optimizer", choices=OPTIMIZERS,
+                   help="adamw (minibatches, schedule, clipping) or, with --cache-memory only, lbfgs: the "
+                        "head fitted on all cached features at once, --lbfgs-iters iterations per epoch, "
+                        f"step --lr (1 is L-BFGS's usual), no schedule or clipping (default {_D.optimizer})")
+    g.add_argument("--lbfgs-iters", dest="lbfgs_iters", type=int, metavar="K",
+                   help=f"L-BFGS iterations per epoch (default {_D.lbfgs_iters})")
     g.add_argument("--warmup-steps", dest="warmup_steps", type=int,
                    help="linear warm-up steps (overrides --warmup-frac)")
     g.add_argument("--warmup-frac", dest="warmup_frac", type=float,

@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -291,6 +292,64 @@ def test_cache_memory_resumes_like_an_uninterrupted_cached_run(tmp_path):
         assert torch.equal(v, cut["model"][k]), k
     assert [r["val_acc"] for r in whole["history"]] == [r["val_acc"] for r in cut["history"]]
     assert json.loads((tmp_path / "whole" / "config.json").read_text())["train"]["cache_memory"] is True
+    # the report's throughput is the epoch that ran the memory, not the head-only epochs after it
+    assert report.load_run(tmp_path / "whole")["tokens_per_s"] == whole["history"][0]["tokens_per_s"]
+
+
+def test_lbfgs_head_is_scikit_learns_logistic_regression_on_the_memory_features(tmp_path):
+    """A frozen memory, a linear head on BatchNorm-standardised features, fitted by L-BFGS with an
+    L2 penalty wd/2·‖W‖², is the logistic regression that scikit-learn fits with C = 1/(wd·N) on
+    the same standardised features: the same predicted probabilities on held-out sequences."""
+    from sklearn.linear_model import LogisticRegression
+    cfg = train.TrainConfig(model="qlam", dataset="digits", tokens="row", epochs=4, limit_train=400,
+                            lr=1.0, weight_decay=0.01, memory_lr_scale=0.0, cache_memory=True,
+                            optimizer="lbfgs", lbfgs_iters=100, dtype="float64",
+                            model_cfg={"n_qubits": 3, "head_hidden": 0, "head_norm": "batch",
+                                       "backend": "statevector", "encoding_scale": 0.5})
+    p = train.prepare(cfg, device="cpu")
+    out = train.fit(p, tmp_path / "run", progress=False)
+    qlam, head = p.model.qlam, p.model.head.eval()
+    ftr, ytr = train.memory_features(qlam, p.train_set, 64, "cpu", torch.float64).tensors
+    fva, yva = train.memory_features(qlam, p.val_set, 64, "cpu", torch.float64).tensors
+    # BatchNorm standardises with the batch's biased variance in training and with its running
+    # (unbiased) variance in evaluation; the reference does the same.
+    mean, n = ftr.mean(0), len(ytr)
+    var = {"fit": ftr.var(0, unbiased=False), "eval": ftr.var(0, unbiased=True)}
+    standard = lambda f, mode: ((f - mean) / torch.sqrt(var[mode] + 1e-5)).numpy()  # BatchNorm's eps
+    ref = LogisticRegression(C=1 / (cfg.weight_decay * n), tol=1e-12, max_iter=10_000)
+    ref.fit(standard(ftr, "fit"), ytr.numpy())
+    with torch.no_grad():
+        probs = torch.softmax(head(fva), -1).numpy()
+    np.testing.assert_allclose(probs, ref.predict_proba(standard(fva, "eval")), atol=1e-6)
+    ref_acc = ref.score(standard(fva, "eval"), yva.numpy())
+    assert out["best"]["val_acc"] == pytest.approx(ref_acc, abs=1e-12)
+    assert ref_acc > 0.5  # not a trivial fit: ten classes
+
+
+def test_lbfgs_head_resumes_like_an_uninterrupted_run(tmp_path):
+    argv = ["--model", "qlam", "--dataset", "digits", "--tokens", "row", "--epochs", "3",
+            "--limit-train", "320", "--lr", "1", "--weight-decay", "0.001", "--memory-lr-scale", "0",
+            "--cache-memory", "--optimizer", "lbfgs", "--lbfgs-iters", "5", "--model-cfg", "n_qubits=3",
+            "head_hidden=0", "head_norm=batch", "backend=statevector", "--out", str(tmp_path), "--no-progress"]
+    assert train.main(argv + ["--name", "whole"]) == 0
+    assert train.main(argv + ["--name", "cut", "--stop-after", "1"]) == 0
+    assert train.main(["--resume", str(tmp_path / "cut"), "--no-progress"]) == 0
+    whole, cut = (rf.load_checkpoint(tmp_path / k / "last.pt") for k in ("whole", "cut"))
+    for k, v in whole["model"].items():
+        assert torch.equal(v, cut["model"][k]), k
+    assert [r["train_loss"] for r in whole["history"]] == [r["train_loss"] for r in cut["history"]]
+    losses = [r["train_loss"] for r in whole["history"]]
+    assert losses[0] > losses[-1]  # L-BFGS went downhill
+
+
+def test_lbfgs_needs_the_cached_memory():
+    with pytest.raises(ValueError, match="cache_memory"):
+        train.TrainConfig(model="qlam", memory_lr_scale=0.0, optimizer="lbfgs")
+    with pytest.raises(ValueError, match="optimizer must be one of"):
+        train.TrainConfig(optimizer="sgd")
+    with pytest.raises(ValueError, match="lbfgs_iters"):
+        train.TrainConfig(model="qlam", memory_lr_scale=0.0, cache_memory=True, optimizer="lbfgs",
+                          lbfgs_iters=0)
 
 
 @pytest.mark.parametrize("kw, match", [
@@ -388,3 +447,5 @@ def test_report_tells_frozen_and_slow_memories_apart():
     assert "memory_lr_scale" not in report.describe_model(model)
     assert report.describe_model(model, 0.0) != report.describe_model(model, 0.1)
     assert "memory_lr_scale=0.0" in report.describe_model(model, 0.0)
+    assert "optimizer" not in report.describe_model(model, 0.0, "adamw")
+    assert "optimizer=lbfgs" in report.describe_model(model, 0.0, "lbfgs")

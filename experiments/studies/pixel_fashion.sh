@@ -25,7 +25,10 @@
 # the head's optimiser tuned on cached features by frozen_head_sweep.py on a holdout of the
 # training images: lr 0.03, no weight decay), and qlam-row-frozen-c (qlam-row-frozen-t with
 # --cache-memory: the frozen memory runs once over the data, then only the head trains, so EPOCHS
-# can be many; its encoding scale is ENC, default 0.03, the other row variants' value).
+# can be many; its encoding scale is ENC, default 0.03, the other row variants' value), and
+# qlam-row-lbfgs (the same cached frozen memory, its linear head fitted by L-BFGS on all the
+# cached features at once, 50 iterations an epoch, L2 penalty 1/54000: scikit-learn's default
+# logistic regression, C = 1, on 54,000 images).
 set -euo pipefail
 DATA=${1:?usage: pixel_fashion.sh DATA_DIR [OUT] [EPOCHS] [LIMIT]}
 OUT=${2:-runs/pixel_fashion}
@@ -65,6 +68,8 @@ for run in ${RUNS:-$DEFAULT_RUNS}; do
                    qlam-row-frozen-t) scale=0; name=qlam-row28-lin-frozen-lr0.03-wd0; lr=0.03; wd=0 ;;
                    qlam-row-frozen-c) scale=0; name=qlam-row28-lin-frozen-lr0.03-wd0-enc${ENC:-0.03}-e$EPOCHS
                                       lr=0.03; wd=0; extra=(--cache-memory) ;;
+                   qlam-row-lbfgs) scale=0; name=qlam-row28-lin-frozen-lbfgs-enc${ENC:-0.03}-e$EPOCHS; lr=1; wd=1.85e-5
+                                   extra=(--cache-memory --optimizer lbfgs --lbfgs-iters 50 --dtype float64) ;;
                    *) echo "unknown variant $model" >&2; exit 2 ;; esac
     qlam train --model qlam "${common[@]}" --seed "$seed" --name "$name-s$seed" --lr "$lr" \
       --weight-decay "$wd" --memory-lr-scale "$scale" "${extra[@]}" --model-cfg "${cell[@]}" depth=1 entangler=cz \
