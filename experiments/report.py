@@ -12,7 +12,8 @@ when it is not 1; an optimiser other than AdamW), so a row's runs
 differ only in training options; a row whose runs differ in anything but the seed is reported
 on stderr. Each row gives mean ± sample std over the runs of the best validation accuracy and
 of the test accuracy (of ``best.pt``), the number of seeds, the parameter count and the
-training throughput (tokens/s, forward + backward, mean over epochs).
+training throughput (tokens/s, forward + backward, mean over epochs; for a cached frozen memory the
+first epoch's, which ran the memory).
 """
 from __future__ import annotations
 
@@ -159,6 +160,9 @@ def markdown(rows: list[dict], runs: list[dict]) -> str:
                   "backward), mean over epochs.")]
     if any(r["incomplete"] for r in rows):
         notes.append("\\* the row includes runs that stopped before their planned epochs.")
+    if any(run["config"]["train"].get("cache_memory") for run in runs):
+        notes.append("Runs with a cached frozen memory (`--cache-memory`): tokens/s is that of the "
+                     "first epoch, which ran the memory forward once over every split.")
     machines = sorted({_machine(run["env"]) for run in runs if run["env"]})
     if machines:
         notes.append("Measured on: " + "; ".join(machines) + ".")

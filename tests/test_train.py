@@ -293,7 +293,9 @@ def test_cache_memory_resumes_like_an_uninterrupted_cached_run(tmp_path):
     assert [r["val_acc"] for r in whole["history"]] == [r["val_acc"] for r in cut["history"]]
     assert json.loads((tmp_path / "whole" / "config.json").read_text())["train"]["cache_memory"] is True
     # the report's throughput is the epoch that ran the memory, not the head-only epochs after it
-    assert report.load_run(tmp_path / "whole")["tokens_per_s"] == whole["history"][0]["tokens_per_s"]
+    runs = [report.load_run(tmp_path / "whole")]
+    assert runs[0]["tokens_per_s"] == whole["history"][0]["tokens_per_s"]
+    assert "cached frozen memory" in report.markdown(report.group_runs(runs), runs)
 
 
 def test_lbfgs_head_is_scikit_learns_logistic_regression_on_the_memory_features(tmp_path):
