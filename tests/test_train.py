@@ -279,17 +279,24 @@ def test_cache_memory_trains_the_head_exactly_as_the_uncached_frozen_run(cell, t
     assert any(not torch.equal(v, cached["head." + k]) for k, v in head0.items())
 
 
-def test_cache_memory_resumes_like_an_uninterrupted_cached_run(tmp_path):
-    argv = ["--model", "qlam", "--dataset", "digits", "--tokens", "row", "--epochs", "3",
-            "--batch-size", "32", "--limit-train", "320", "--lr", "0.1", "--memory-lr-scale", "0",
-            "--cache-memory", "--model-cfg", "n_qubits=3", "head_hidden=4", "backend=statevector",
-            "--out", str(tmp_path), "--no-progress"]
+def _whole_and_resumed(argv, tmp_path):
+    """``last.pt`` of a run of ``argv`` straight through and of one stopped after epoch 1 and
+    resumed; their weights must be bitwise equal."""
     assert train.main(argv + ["--name", "whole"]) == 0
     assert train.main(argv + ["--name", "cut", "--stop-after", "1"]) == 0
     assert train.main(["--resume", str(tmp_path / "cut"), "--no-progress"]) == 0
     whole, cut = (rf.load_checkpoint(tmp_path / k / "last.pt") for k in ("whole", "cut"))
     for k, v in whole["model"].items():
         assert torch.equal(v, cut["model"][k]), k
+    return whole, cut
+
+
+def test_cache_memory_resumes_like_an_uninterrupted_cached_run(tmp_path):
+    argv = ["--model", "qlam", "--dataset", "digits", "--tokens", "row", "--epochs", "3",
+            "--batch-size", "32", "--limit-train", "320", "--lr", "0.1", "--memory-lr-scale", "0",
+            "--cache-memory", "--model-cfg", "n_qubits=3", "head_hidden=4", "backend=statevector",
+            "--out", str(tmp_path), "--no-progress"]
+    whole, cut = _whole_and_resumed(argv, tmp_path)
     assert [r["val_acc"] for r in whole["history"]] == [r["val_acc"] for r in cut["history"]]
     assert json.loads((tmp_path / "whole" / "config.json").read_text())["train"]["cache_memory"] is True
     # the report's throughput is the epoch that ran the memory, not the head-only epochs after it
@@ -333,12 +340,7 @@ def test_lbfgs_head_resumes_like_an_uninterrupted_run(tmp_path):
             "--limit-train", "320", "--lr", "1", "--weight-decay", "0.001", "--memory-lr-scale", "0",
             "--cache-memory", "--optimizer", "lbfgs", "--lbfgs-iters", "5", "--model-cfg", "n_qubits=3",
             "head_hidden=0", "head_norm=batch", "backend=statevector", "--out", str(tmp_path), "--no-progress"]
-    assert train.main(argv + ["--name", "whole"]) == 0
-    assert train.main(argv + ["--name", "cut", "--stop-after", "1"]) == 0
-    assert train.main(["--resume", str(tmp_path / "cut"), "--no-progress"]) == 0
-    whole, cut = (rf.load_checkpoint(tmp_path / k / "last.pt") for k in ("whole", "cut"))
-    for k, v in whole["model"].items():
-        assert torch.equal(v, cut["model"][k]), k
+    whole, cut = _whole_and_resumed(argv, tmp_path)
     assert [r["train_loss"] for r in whole["history"]] == [r["train_loss"] for r in cut["history"]]
     losses = [r["train_loss"] for r in whole["history"]]
     assert losses[0] > losses[-1]  # L-BFGS went downhill
