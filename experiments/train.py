@@ -262,12 +262,11 @@ def evaluate(model, loader, device, dtype, after_batch=None) -> dict:
     return {"loss_sum": loss_sum, "correct": correct, "n": n}
 
 
-def lbfgs_epoch(head, optimizer, data: TensorDataset, weight_decay: float, device, dtype) -> dict:
-    """One ``optimizer.step`` (``torch.optim.LBFGS``) of ``head`` on every ``(N, D)`` feature of
-    ``data`` at once: mean cross-entropy plus ``weight_decay/2`` times the squared norm of the
-    head's weight matrices. Returns the training loss sum, correct predictions and count after it."""
-    x, y = data.tensors
-    x, y = x.to(device=device, dtype=dtype), y.to(device)
+def lbfgs_epoch(head, optimizer, x: torch.Tensor, y: torch.Tensor, weight_decay: float) -> dict:
+    """One ``optimizer.step`` (``torch.optim.LBFGS``) of ``head`` on all features ``x (N, D)`` with
+    labels ``y (N,)`` at once (on the head's device and dtype): mean cross-entropy plus
+    ``weight_decay/2`` times the squared norm of the head's weight matrices. Returns the training
+    loss sum, correct predictions and count after it."""
     weights = [q for q in head.parameters() if q.ndim > 1]
 
     def closure():
@@ -447,9 +446,12 @@ def prepare(cfg: TrainConfig, device: str = "auto", resume: dict | None = None) 
     model = model.to(device=dev, dtype=DTYPES[cfg.dtype])
 
     n_train = math.ceil(len(train_set) / d.world)
-    steps_per_epoch = math.ceil(n_train / cfg.batch_size)
+    # L-BFGS takes one full-batch step an epoch, at a constant step size.
+    steps_per_epoch = 1 if cfg.optimizer == "lbfgs" else math.ceil(n_train / cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
     warmup = cfg.warmup_steps if cfg.warmup_steps is not None else round(cfg.warmup_frac * total)
+    if cfg.optimizer == "lbfgs":
+        warmup = 0
     config = {
         "train": cfg.to_dict(),
         "model": {"name": cfg.model, "input_dim": input_dim, "num_classes": num_classes,
@@ -643,6 +645,8 @@ def _fit(p: Prepared, run_dir: Path, backend, stop_after, progress) -> dict:
                                DataLoader(_shard(sets[k], d), batch_size=cfg.batch_size)
                                for k in ("val", "test"))
     scored = module.head if cfg.cache_memory else module  # what evaluate runs on those loaders
+    if cfg.optimizer == "lbfgs":  # the whole training set is one batch, moved to the device once
+        x_all, y_all = (t.to(dev) for t in sets["train"].tensors)
 
     if d.main:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -663,8 +667,8 @@ def _fit(p: Prepared, run_dir: Path, backend, stop_after, progress) -> dict:
         loss_sum, correct, seen = 0.0, 0, 0
         bar = tqdm(total=len(loader), desc=f"epoch {epoch}/{cfg.epochs}", file=sys.stderr,
                    disable=not (progress and d.main), leave=False, dynamic_ncols=True)
-        if cfg.optimizer == "lbfgs":  # the whole training set is one batch
-            stats = lbfgs_epoch(model, optimizer, sets["train"], cfg.weight_decay, dev, dtype)
+        if cfg.optimizer == "lbfgs":
+            stats = lbfgs_epoch(model, optimizer, x_all, y_all, cfg.weight_decay)
             loss_sum, correct, seen = stats["loss_sum"], stats["correct"], stats["n"]
             if not math.isfinite(loss_sum):
                 raise FloatingPointError(f"loss is {loss_sum} at epoch {epoch}; the last good state "
