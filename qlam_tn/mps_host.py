@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from scipy.linalg import lapack
 
+from . import mps_jit
 from .linalg import TruncationPolicy, gram_ranks, gram_split_applies
 
 __all__ = ["ENABLED", "disabled", "applies", "moved", "two_site", "split", "neighbour_gates", "on_physical",
@@ -251,14 +252,22 @@ def neighbour_gates(ts: List[torch.Tensor], c: int, gates: torch.Tensor, firsts:
 
     ``MPS._apply_2q``'s steps for neighbouring pairs (the centre moved onto the pair's nearer
     site, the split absorbing towards where the centre already was), all in one pass over numpy
-    arrays: no tensor wrapping, dispatch or total-keeping between gates. ``gates (P, 4, 4)``;
+    arrays: no tensor wrapping, dispatch or total-keeping between gates; compiled where numba runs
+    (``mps_jit.layer``, tested against this numpy pass). ``gates (P, 4, 4)``;
     returns the new site tensors, the centre, and the summed discarded weight and ``log(1-ε)``.
     ``ts`` is not modified (nothing changes if a step raises).
     """
     with _one_blas_thread():
         before = [_np(t)[0] for t in ts]
-        sites = list(before)
         g = _np(gates)
+        # The compiled pass where numba runs here, on the sites the layer touches (the centre's
+        # path to its first gate, and every pair): the rest are passed through untouched.
+        lo, hi = min(c, min(firsts)), max(c, max(firsts) + 1)
+        compiled = mps_jit.layer(before[lo:hi + 1], c - lo, g, [i - lo for i in firsts], policy)
+        if compiled is not None:
+            new, c, disc, log_keep = compiled
+            return ts[:lo] + [_site(a) for a in new] + ts[hi + 1:], c + lo, disc, log_keep
+        sites = list(before)
         dtype = ts[0].dtype
         disc, log_keep = 0.0, 0.0
         grams = {}  # the split rule per (rows, cols, absorb): a layer repeats a few shapes

@@ -7,7 +7,7 @@ import torch
 
 import qlam_tn as qt
 import qlam_tn.gates as G
-from qlam_tn import mps_host
+from qlam_tn import mps_host, mps_jit
 from qlam_tn.memory import brickwork as brickwork_layer
 
 
@@ -147,7 +147,10 @@ def _run_layers(layers, n, dtype, host, **policy):
 
 @pytest.mark.parametrize("policy", POLICIES)
 @pytest.mark.parametrize("real", [False, True])
-def test_layer_kernel_equals_the_torch_path_and_the_gate_kernel(policy, real, monkeypatch):
+@pytest.mark.parametrize("compiled", [True, False], ids=["numba", "numpy"])
+def test_layer_kernel_equals_the_torch_path_and_the_gate_kernel(policy, real, compiled, monkeypatch):
+    """A layer's pass, compiled (mps_jit) or numpy, against the torch path and against the same
+    gates applied one at a time (the numpy two-site kernel)."""
     n = 7
     layers = _layers(n, 16, 5, real)
     dtype = torch.float64 if real else torch.complex128
@@ -155,11 +158,24 @@ def test_layer_kernel_equals_the_torch_path_and_the_gate_kernel(policy, real, mo
     qrs = []
     real_qr = mps_host.qr
     monkeypatch.setattr(mps_host, "qr", lambda a: qrs.append(1) or real_qr(a))
-    got = _run_layers(layers, n, dtype, True, **policy)
-    assert calls["layers"] == len(layers) and calls[True] + calls[False] == sum(len(g) for _, g, _, _ in layers)
-    layer_qrs = len(qrs)
+    record = []  # the compiled pass's own log of its decompositions
+    monkeypatch.setattr(mps_jit, "RECORD", record)
+    assert mps_jit.available()  # numba runs here (a quimb dependency): the compiled pass is tested
+    with contextlib.nullcontext() if compiled else mps_jit.disabled():
+        got = _run_layers(layers, n, dtype, True, **policy)
+    n_gates = sum(len(g) for _, g, _, _ in layers)
+    splits = [row for row in record if row[0] == 0]
+    assert calls["layers"] == len(layers)
+    if compiled:  # every split in the compiled pass, both kinds where the policy allows the Gram one
+        assert calls[True] + calls[False] == 0 and len(splits) == n_gates
+        assert sum(row[4] for row in splits) > 10 or policy["cutoff"] == 1e-20
+        assert sum(row[4] == 0 for row in splits) > 0
+    else:
+        assert record == [] and calls[True] + calls[False] == n_gates
+    host_qrs = len(qrs)
+    layer_qrs = host_qrs + len(record) - len(splits)  # the numpy QRs and the compiled pass's
     ref = _run_layers(layers, n, dtype, False, **policy)
-    assert len(qrs) == layer_qrs  # the torch path's moves are torch's
+    assert len(qrs) == host_qrs  # the torch path's moves are torch's
     gate_by_gate = qt.MPS.zeros(n, dtype=dtype, **policy)  # the same gates through MPS.apply one at a time
     rot, damp = _one_qubit_layers(n, dtype, 7)
     with torch.no_grad():
@@ -174,7 +190,7 @@ def test_layer_kernel_equals_the_torch_path_and_the_gate_kernel(policy, real, mo
             if k == 5:
                 gate_by_gate.apply_layer(damp)
     # the same centre moves as MPS.apply gate by gate (which also runs the host kernels)
-    assert len(qrs) - layer_qrs == layer_qrs
+    assert len(qrs) - host_qrs == layer_qrs
     for other in (ref, gate_by_gate):
         assert got.bond_dims == other.bond_dims and got.center == other.center
         torch.testing.assert_close(got.to_dense(), other.to_dense(), atol=1e-10, rtol=0)
@@ -188,6 +204,7 @@ def test_layer_kernel_equals_the_torch_path_and_the_gate_kernel(policy, real, mo
 
 
 def test_a_failing_layer_leaves_the_state_as_it_was(monkeypatch):
+    monkeypatch.setattr(mps_jit, "ENABLED", False)  # the numpy pass (the compiled one: below)
     psi = qt.MPS.zeros(6, dtype=torch.complex128, max_bond=4)
     psi.apply_layer(torch.stack([G.H(dtype=torch.complex128)] * 6))
     rng = np.random.default_rng(0)

@@ -1,0 +1,258 @@
+"""A whole brickwork layer of one sample as one compiled (numba) call.
+
+``mps_host.neighbour_gates`` runs a layer's gates in one pass over numpy arrays, but each gate still
+costs some twenty numpy calls (θ, gate, Gram and projection products, rank rule, slicing, the QR of
+the centre move) around its one ``eigh``: at χ=16 that glue is about half of a token
+(``experiments/studies/profile_token.py``). Here the same arithmetic is compiled: the site arrays
+go in as one flat buffer, every gate's move, update and split run in machine code calling the same
+LAPACK drivers (numba's ``np.linalg``: ``geqrf``/``orgqr``, ``syevd``/``heevd``, ``gesdd``, and
+BLAS ``gemm`` for the products), and the new sites come back as one flat buffer.
+
+It computes what ``mps_host``'s numpy pass computes, which computes what the torch path does
+(tests/test_mps_host.py runs both against the torch path). ``layer`` is the entry point, which
+``mps_host.neighbour_gates`` calls where ``available()``; ``disabled()`` or ``QLAM_TN_JIT=0``
+switch it off (the numpy pass then runs). The first call per dtype compiles (~15 s on this
+project's 2-core machines); numba caches the machine code on disk for later processes.
+
+``RECORD``: set to a list to have every layer append the shapes of the decompositions it ran, as
+``(kind, rows, cols, absorb_right, gram)`` rows (kind 0: two-site split, 1: QR of a centre move);
+``qlam bench-anchors`` times them standalone.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import warnings
+from typing import List, Optional, Tuple
+
+import numpy as np
+import torch
+
+from .linalg import TruncationPolicy, gram_split_allowed
+
+__all__ = ["available", "disabled", "layer", "ENABLED", "RECORD", "CUTOFF_CODES"]
+
+# QLAM_TN_JIT=0 switches the compiled layer off for the process (no compile time; the numpy pass).
+ENABLED = os.environ.get("QLAM_TN_JIT", "1") != "0"
+
+# cutoff_mode -> the integer the compiled rank rule takes
+CUTOFF_CODES = {"abs": 0, "rel": 1, "sum2": 2, "rsum2": 3}
+RECORD: Optional[list] = None
+
+try:  # numba comes with quimb; without it (or if it cannot compile here) mps_host keeps its numpy pass
+    import numba
+    from numba import njit
+except ImportError:  # pragma: no cover - numba is a dependency of quimb
+    numba = None
+
+_TINY = np.finfo(np.float64).tiny
+_BROKEN: Optional[str] = None
+
+
+def available() -> bool:
+    """Whether the compiled layer runs: switched on, numba importable and compiling (not running
+    as plain Python under ``NUMBA_DISABLE_JIT``), and not failed to compile here."""
+    return ENABLED and numba is not None and not numba.config.DISABLE_JIT and _BROKEN is None
+
+
+@contextlib.contextmanager
+def disabled():
+    """Within the block ``mps_host`` takes its numpy pass for every layer (the compiled one's reference)."""
+    global ENABLED
+    before, ENABLED = ENABLED, False
+    try:
+        yield
+    finally:
+        ENABLED = before
+
+
+if numba is not None:
+
+    @njit(cache=True)
+    def _rank(s2, tails, max_bond, cutoff, mode):
+        """``linalg.gram_ranks`` for one ascending spectrum ``s2 (k,)`` with ``tails = cumsum(s2)``."""
+        k = s2.shape[0]
+        drop = 0
+        if cutoff > 0.0:
+            for i in range(k):
+                if mode == 0:
+                    hit = s2[i] <= cutoff * cutoff
+                elif mode == 1:
+                    hit = s2[i] <= (cutoff * cutoff) * s2[k - 1]
+                elif mode == 2:
+                    hit = tails[i] <= cutoff
+                else:
+                    hit = tails[i] <= cutoff * tails[k - 1]
+                if hit:
+                    drop += 1
+        r = k - drop
+        if max_bond > 0 and r > max_bond:
+            r = max_bond
+        return max(r, 1)
+
+    @njit(cache=True)
+    def _split(x, y, g, max_bond, cutoff, mode, renorm, gram_allowed, right, log, nlog):
+        """``mps_host.split`` with a gate: ``x (l, 2, m)``, ``y (m, 2, r)``, ``g (4, 4)`` ->
+        ``left (l, 2, k)``, ``right (k, 2, r)``, discarded, kept weight."""
+        l, m, r = x.shape[0], x.shape[2], y.shape[2]
+        t = np.dot(x.reshape(l * 2, m), y.reshape(m, 2 * r)).reshape(l, 4, r)
+        A3 = np.zeros((l, 4, r), dtype=t.dtype)
+        for a in range(l):  # the gate on the pair index: A3[a] = g @ t[a]
+            for i in range(4):
+                for j in range(4):
+                    gij = g[i, j]
+                    if gij != 0:
+                        for z in range(r):
+                            A3[a, i, z] += gij * t[a, j, z]
+        A = A3.reshape(l * 2, 2 * r)
+        rows, cols = l * 2, 2 * r
+        gram = gram_allowed and ((rows <= cols) if right else (cols <= rows))
+        log[nlog, 0], log[nlog, 1], log[nlog, 2] = 0, rows, cols
+        log[nlog, 3], log[nlog, 4] = 1 if right else 0, 1 if gram else 0
+        if gram:
+            M = A if right else np.ascontiguousarray(A.conj().T)  # (k, N): the isometry's side
+            _, V = np.linalg.eigh(np.dot(M, M.conj().T))  # ascending
+            C = np.dot(V.conj().T, M)
+            k = C.shape[0]
+            s2 = np.empty(k)
+            for i in range(k):
+                acc = 0.0
+                for j in range(C.shape[1]):
+                    acc += C[i, j].real ** 2 + C[i, j].imag ** 2
+                s2[i] = acc
+        else:
+            U, S, Vh = np.linalg.svd(A, full_matrices=False)  # descending
+            k = S.shape[0]
+            s2 = np.empty(k)
+            for i in range(k):
+                s2[i] = S[k - 1 - i] * S[k - 1 - i]
+        tails = np.cumsum(s2)
+        rank = _rank(s2, tails, max_bond, cutoff, mode)
+        total = tails[k - 1]
+        discarded = tails[k - rank - 1] if rank < k else 0.0
+        kept2 = total - discarded
+        scale = 1.0 / math.sqrt(max(kept2, _TINY)) if renorm else 1.0
+        if gram:
+            N = C.shape[1]
+            Q = np.empty((k, rank), dtype=A.dtype)  # kept columns of V, largest first
+            Cr = np.empty((rank, N), dtype=A.dtype)
+            for j in range(rank):
+                src = k - 1 - j
+                for i in range(k):
+                    Q[i, j] = V[i, src]
+                for i in range(N):
+                    Cr[j, i] = C[src, i] * scale
+            if right:
+                lf, rt = Q, Cr
+            else:
+                lf, rt = np.ascontiguousarray(Cr.conj().T), np.ascontiguousarray(Q.conj().T)
+        else:
+            Uk = np.ascontiguousarray(U[:, :rank])
+            Vk = np.ascontiguousarray(Vh[:rank])
+            if right:
+                for j in range(rank):
+                    Vk[j] *= S[j] * scale
+            else:
+                for j in range(rank):
+                    Uk[:, j] *= S[j] * scale
+            lf, rt = Uk, Vk
+        return lf.reshape(l, 2, rank), rt.reshape(rank, 2, r), discarded, kept2
+
+    @njit(cache=True)
+    def _move(sites, c, target, log, nlog):
+        """``mps_host._move``: QR steps of the centre from ``c`` to ``target``, in the list ``sites``."""
+        while c < target:
+            a, nxt = sites[c], sites[c + 1]
+            l, r = a.shape[0], a.shape[2]
+            log[nlog, 0], log[nlog, 1], log[nlog, 2], log[nlog, 3], log[nlog, 4] = 1, l * 2, r, 0, 0
+            nlog += 1
+            q, rr = np.linalg.qr(a.reshape(l * 2, r))  # numba returns Fortran-ordered factors
+            k = q.shape[1]
+            sites[c] = np.ascontiguousarray(q).reshape(l, 2, k)
+            sites[c + 1] = np.dot(rr, nxt.reshape(r, 2 * nxt.shape[2])).reshape(k, 2, nxt.shape[2])
+            c += 1
+        while c > target:
+            a, prv = sites[c], sites[c - 1]
+            l, r = a.shape[0], a.shape[2]
+            log[nlog, 0], log[nlog, 1], log[nlog, 2], log[nlog, 3], log[nlog, 4] = 1, 2 * r, l, 0, 0
+            nlog += 1
+            q, rr = np.linalg.qr(np.ascontiguousarray(a.reshape(l, 2 * r).conj().T))
+            k = q.shape[1]
+            sites[c] = np.ascontiguousarray(q.conj().T).reshape(k, 2, r)
+            p0 = prv.shape[0]
+            sites[c - 1] = np.dot(prv.reshape(p0 * 2, l), np.ascontiguousarray(rr.conj().T)).reshape(p0, 2, k)
+            c -= 1
+        return nlog
+
+    @njit(cache=True)
+    def _layer(flat, shapes, c, gates, firsts, max_bond, cutoff, mode, renorm, gram_allowed, log):
+        """The compiled pass: sites ``flat`` (one buffer, ``shapes (n, 3)``) -> new buffer, shapes,
+        centre, discarded weight, ``Σ log(1-ε)``, and the number of ``log`` rows written."""
+        n = shapes.shape[0]
+        sites = []
+        o = 0
+        for k in range(n):
+            size = shapes[k, 0] * shapes[k, 1] * shapes[k, 2]
+            sites.append(flat[o:o + size].reshape(shapes[k, 0], shapes[k, 1], shapes[k, 2]))
+            o += size
+        disc, log_keep, nlog = 0.0, 0.0, 0
+        for k in range(firsts.shape[0]):
+            i = firsts[k]
+            right = c <= i
+            nlog = _move(sites, c, i if right else i + 1, log, nlog)
+            sites[i], sites[i + 1], dk, kept2 = _split(sites[i], sites[i + 1], gates[k], max_bond, cutoff,
+                                                       mode, renorm, gram_allowed, right, log, nlog)
+            nlog += 1
+            c = i + 1 if right else i
+            disc += dk
+            if dk + kept2 > 0:
+                log_keep += math.log1p(-dk / (dk + kept2))
+        out_shapes = np.empty((n, 3), dtype=np.int64)
+        total = 0
+        for k in range(n):
+            out_shapes[k, 0], out_shapes[k, 1], out_shapes[k, 2] = sites[k].shape
+            total += sites[k].size
+        out = np.empty(total, dtype=flat.dtype)
+        o = 0
+        for k in range(n):
+            size = sites[k].size
+            out[o:o + size] = sites[k].ravel()
+            o += size
+        return out, out_shapes, c, disc, log_keep, nlog
+
+
+def layer(sites: List[np.ndarray], c: int, gates: np.ndarray, firsts: List[int], policy: TruncationPolicy
+          ) -> Optional[Tuple[List[np.ndarray], int, float, float]]:
+    """``gates[k] (4, 4)`` on sites ``(firsts[k], firsts[k] + 1)`` of ``sites`` (``(χl, 2, χr)``
+    arrays of one dtype, float64 or complex128; ``gates (P, 4, 4)``), as
+    ``mps_host.neighbour_gates``: returns the new site arrays, the centre, the summed discarded
+    weight and ``Σ log(1-ε)``, or ``None`` where the kernel cannot run here (``available()``
+    false, or numba failed to compile it: then it warns once and stays off). ``sites`` is not
+    modified, also when a LAPACK call fails (``LinAlgError``). BLAS threads are the caller's business.
+    """
+    global _BROKEN
+    if not available():
+        return None
+    flat = np.concatenate([s.ravel() for s in sites])
+    shapes = np.array([s.shape for s in sites], dtype=np.int64)
+    g = np.ascontiguousarray(gates, dtype=flat.dtype)
+    fs = np.asarray(firsts, dtype=np.int64)
+    log = np.empty((fs.shape[0] * (len(sites) + 1), 5), dtype=np.int64)  # each gate: its moves, its split
+    gram_allowed = gram_split_allowed(torch.complex128 if flat.dtype.kind == "c" else torch.float64, policy)
+    try:
+        out, out_shapes, c, disc, log_keep, nlog = _layer(
+            flat, shapes, c, g, fs, policy.max_bond or 0, float(policy.cutoff), CUTOFF_CODES[policy.cutoff_mode],
+            bool(policy.renormalize), gram_allowed, log)
+    except numba.core.errors.NumbaError as e:  # a compile failure on this machine: the numpy pass instead
+        _BROKEN = f"{type(e).__name__}: {e}"
+        warnings.warn(f"qlam_tn.mps_jit: numba could not compile the layer kernel, using the numpy pass "
+                      f"({_BROKEN.splitlines()[0]})", RuntimeWarning, stacklevel=2)
+        return None
+    if RECORD is not None:
+        RECORD.extend(tuple(int(v) for v in row) for row in log[:nlog])
+    new, o = [], 0
+    for l, p, r in out_shapes.tolist():
+        new.append(out[o:o + l * p * r].reshape(l, p, r))
+        o += l * p * r
+    return new, int(c), float(disc), float(log_keep)
