@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 import qlam_tn as qt
-from qlam_tn import mps_host
+from qlam_tn import mps_host, mps_jit
 from qlam_tn.memory import brickwork
 
 
@@ -41,15 +41,18 @@ def token_angles(n: int, tokens: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).uniform(0, 2 * np.pi, size=(tokens, 2, n))
 
 
-def run_qlam(n, chi, angles, batch: int = 1, split: str = "auto", host: bool = True):
-    """qlam_tn's MPS; ``host=False`` keeps single-sample updates on the torch path (``mps_host`` off).
+def run_qlam(n, chi, angles, batch: int = 1, split: str = "auto", host: bool = True, compiled: bool = True):
+    """qlam_tn's MPS; ``host=False`` keeps single-sample updates on the torch path (``mps_host`` off),
+    ``compiled=False`` keeps them on the numpy kernels (``mps_jit`` off).
 
     The CZ layers go through ``qlam_tn.memory.brickwork``, the layer call QLAM's memory uses (at B=1
-    on the CPU one ``mps_host.neighbour_gates`` pass per layer), in ``brickwork_pairs`` order."""
+    on the CPU one ``mps_host.neighbour_gates`` pass per layer: one compiled ``mps_jit`` call where
+    numba runs), in ``brickwork_pairs`` order."""
     psi = qt.MPS.zeros(n, batch=batch, max_bond=chi, cutoff=1e-12, dtype=torch.complex128)
     psi.policy = dataclasses.replace(psi.policy, split=split)
     layers = _cz_layers(n, torch.complex128)
-    with contextlib.nullcontext() if host else mps_host.disabled():
+    off = mps_host.disabled() if not host else mps_jit.disabled() if not compiled else contextlib.nullcontext()
+    with off:
         t0 = time.perf_counter()
         for ry, rx in angles:
             psi.apply_layer(qt.gates.RY(torch.as_tensor(ry)).to(torch.complex128))
@@ -79,16 +82,20 @@ def run_qlam_ry_cz(n, chi, angles, dtype, batch: int = 1):
     return time.perf_counter() - t0
 
 
-def decomposition_share(n, chi, angles, batch: int = 1, host: bool = True, repeats: int = 1):
+def decomposition_share(n, chi, angles, batch: int = 1, host: bool = True, repeats: int = 1,
+                        compiled: bool = True):
     """One run's time against the summed standalone time of the decompositions it performs.
 
     Returns ``(run_s, split_s, all_s, splits, qrs)``: ``split_s`` sums the two-site splits (LAPACK's
     SVD, or where the Gram path was taken: the Gram matmul, ``eigh`` and the projection ``Q†θ``),
     ``all_s`` adds the QRs of the centre moves; each re-run standalone on random matrices of the
-    recorded shapes with the library the run used for it (torch, or numpy where ``mps_host``
-    took a single-sample update; ``(batch, m, n)``: a batch of B samples' splits is one batched
-    LAPACK call, as in the run). With ``repeats`` > 1 the run and the standalone decompositions are
-    each timed that many times (the shapes recorded once) and the medians compared.
+    recorded shapes with the library the run used for it: torch; numpy (scipy's LAPACK wrappers)
+    where ``mps_host``'s numpy kernels took a single-sample update; or, where the compiled layer
+    (``mps_jit``) ran, the same numba ``np.linalg`` calls in a compiled loop
+    (``(batch, m, n)``: a batch of B samples' splits is one batched LAPACK call, as in the run).
+    The shapes come from one recording run (spies on the torch and numpy calls, ``mps_jit.RECORD``);
+    ``run_s`` is the median of ``repeats`` further runs without them, and the standalone times are
+    medians of ``repeats`` too.
     """
     import qlam_tn.linalg as L
     import qlam_tn.mps as M
@@ -113,14 +120,19 @@ def decomposition_share(n, chi, angles, batch: int = 1, host: bool = True, repea
         qrs.append(("numpy", a.shape, torch.from_numpy(a[:0]).dtype))
         return real_host_qr(a)
 
+    record = []
     M.truncated_split, torch.linalg.qr = split_spy, qr_spy
     mps_host.split, mps_host.qr = host_split_spy, host_qr_spy
+    mps_jit.RECORD = record
     try:
-        runs = [run_qlam(n, chi, angles, batch=batch, host=host)[0]]
+        run_qlam(n, chi, angles, batch=batch, host=host, compiled=compiled)
     finally:
         M.truncated_split, torch.linalg.qr = real_split, real_qr
         mps_host.split, mps_host.qr = real_host_split, real_host_qr
-    runs += [run_qlam(n, chi, angles, batch=batch, host=host)[0] for _ in range(repeats - 1)]
+        mps_jit.RECORD = None
+    runs = [run_qlam(n, chi, angles, batch=batch, host=host, compiled=compiled)[0] for _ in range(repeats)]
+    compiled_splits = [row[1:] for row in record if row[0] == 0]  # (rows, cols, absorb_right, gram)
+    compiled_qrs = [row[1:] for row in record if row[0] == 1]
 
     def matrix(lib, shape, dtype):
         a = torch.randn(shape, dtype=dtype)
@@ -149,13 +161,55 @@ def decomposition_share(n, chi, angles, batch: int = 1, host: bool = True, repea
             real_qr(a) if lib == "torch" else real_host_qr(a)
         return time.perf_counter() - t0
 
-    # numpy's decompositions run as in the kernels: BLAS on one thread.
+    # numpy's (and the compiled loop's) decompositions run as in the kernels: BLAS on one thread.
     with mps_host._one_blas_thread():
         split_mats = [(lib, matrix(lib, shape, dtype), absorb, gram) for lib, shape, dtype, absorb, gram in splits]
         qr_mats = [(lib, matrix(lib, shape, dtype)) for lib, shape, dtype in qrs]
-        t_split = statistics.median(split_time(split_mats) for _ in range(repeats))
-        t_qr = statistics.median(qr_time(qr_mats) for _ in range(repeats))
-    return statistics.median(runs), t_split, t_split + t_qr, len(splits), len(qrs)
+        c_split, c_qr = _compiled_job(compiled_splits, 0), _compiled_job(compiled_qrs, 1)
+        t_split = statistics.median(split_time(split_mats) + c_split() for _ in range(repeats))
+        t_qr = statistics.median(qr_time(qr_mats) + c_qr() for _ in range(repeats))
+    n_splits, n_qrs = len(splits) + len(compiled_splits), len(qrs) + len(compiled_qrs)
+    return statistics.median(runs), t_split, t_split + t_qr, n_splits, n_qrs
+
+
+def _compiled_job(rows, kind: int):
+    """A timer of the compiled pass's recorded decompositions (``rows``: ``(rows, cols,
+    absorb_right, gram)``; ``kind`` 0 splits, 1 QRs) re-run standalone on random complex128
+    matrices of those shapes in one compiled loop; returns seconds per call of it."""
+    if not rows:
+        return lambda: 0.0
+    rng = np.random.default_rng(0)
+    table = np.array([(kind, *r) for r in rows], dtype=np.int64)
+    size = int((table[:, 1] * table[:, 2]).sum())
+    flat = rng.standard_normal(size) + 1j * rng.standard_normal(size)
+    _standalone_decompositions(flat, table)  # compiled (or loaded from numba's cache) outside the timing
+
+    def job() -> float:
+        t0 = time.perf_counter()
+        _standalone_decompositions(flat, table)
+        return time.perf_counter() - t0
+    return job
+
+
+if mps_jit.numba is not None:
+
+    @mps_jit.numba.njit(cache=True)
+    def _standalone_decompositions(flat, table):
+        """The decompositions of ``table``'s rows ``(kind, rows, cols, absorb_right, gram)`` on
+        consecutive matrices of ``flat``, as ``mps_jit``'s kernel calls them."""
+        o = 0
+        for t in range(table.shape[0]):
+            kind, rows, cols, right, gram = table[t, 0], table[t, 1], table[t, 2], table[t, 3], table[t, 4]
+            a = flat[o:o + rows * cols].reshape(rows, cols)
+            o += rows * cols
+            if kind == 1:
+                np.linalg.qr(a)
+            elif gram:
+                m = a if right else np.ascontiguousarray(a.conj().T)
+                _, v = np.linalg.eigh(np.dot(m, m.conj().T))
+                np.dot(v.conj().T, m)
+            else:
+                np.linalg.svd(a, full_matrices=False)
 
 
 def median_time(fn, repeats: int) -> float:
@@ -228,8 +282,9 @@ def main(argv=None):
     p.add_argument("--chi", type=int, nargs="+", default=[16, 32, 64])
     p.add_argument("--tokens", type=int, default=12)
     p.add_argument("--engines", nargs="+",
-                   default=["qlam_tn", "qlam_tn-torch", "qlam_tn-svd", "quimb", "quimb-1t", "aer"],
-                   help="qlam_tn-torch: qlam_tn without its single-sample numpy kernels (mps_host), the torch "
+                   default=["qlam_tn", "qlam_tn-numpy", "qlam_tn-torch", "qlam_tn-svd", "quimb", "quimb-1t", "aer"],
+                   help="qlam_tn-numpy: qlam_tn with its numpy layer pass instead of the compiled one (mps_jit off); "
+                        "qlam_tn-torch: qlam_tn without its single-sample kernels (mps_host), the torch "
                         "path they are tested against; qlam_tn-svd: the torch path with every split by LAPACK's "
                         "SVD (the reference split); quimb-1t: quimb with numpy's BLAS/LAPACK on one thread "
                         "(threadpoolctl), as qlam_tn's one-sample kernels run theirs")
@@ -241,7 +296,8 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.repeats < 1:
         p.error(f"--repeats must be >= 1, got {args.repeats}")
-    runners = {"qlam_tn": run_qlam, "qlam_tn-torch": lambda *a: run_qlam(*a, host=False),
+    runners = {"qlam_tn": run_qlam, "qlam_tn-numpy": lambda *a: run_qlam(*a, compiled=False),
+               "qlam_tn-torch": lambda *a: run_qlam(*a, host=False),
                "qlam_tn-svd": lambda *a: run_qlam(*a, split="svd", host=False), "quimb": run_quimb,
                "quimb-1t": run_quimb_one_blas_thread, "aer": run_aer}
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, {args.tokens} tokens per run, complex128")

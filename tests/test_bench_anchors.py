@@ -49,8 +49,9 @@ def test_brickwork_order_covers_every_pair_once():
 def test_extras_count_every_split_and_keep_real_circuits_real():
     n, tokens = 6, 2
     angles = B.token_angles(n, tokens)
-    for host in (True, False):  # mps_host's numpy kernels (spied in numpy) and the torch path
-        t_run, t_split, t_all, splits, qrs = B.decomposition_share(n, 4, angles, host=host)
+    # the compiled layer (its own record), mps_host's numpy kernels (spied in numpy), the torch path
+    for host, compiled in ((True, True), (True, False), (False, True)):
+        t_run, t_split, t_all, splits, qrs = B.decomposition_share(n, 4, angles, host=host, compiled=compiled)
         assert splits == tokens * (n - 1)  # one split per two-qubit gate
         # The brickwork order reaches each pair with at most one centre move (QR outside autograd).
         assert 0 < qrs <= tokens * (n - 1)
