@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from numbers import Real
 
+import numpy as np
 import torch
 
 _DEFAULT_REAL = torch.float64
@@ -249,6 +250,15 @@ def CRZ(theta, dtype=None, device=None):
 def is_unitary(gate: torch.Tensor, atol: float = 1e-8) -> bool:
     """True when every matrix in ``gate`` (shape (..., d, d)) satisfies U†U = I within atol."""
     d = gate.shape[-1]
+    if gate.device.type == "cpu" and gate.dtype in _NUMPY_CHECKED:
+        # In numpy: ~10x less per-call overhead than torch's batched matmul and allclose on the
+        # (n, 2, 2) layers a QLAM token checks twice (the same test: |U†U - I| <= atol everywhere).
+        g = gate.detach().resolve_conj().resolve_neg().numpy()
+        prod = np.matmul(g.conj().swapaxes(-1, -2), g)
+        return bool(np.abs(prod - np.eye(d)).max(initial=0.0) <= atol)
     eye = torch.eye(d, dtype=gate.dtype, device=gate.device)
     prod = gate.conj().transpose(-2, -1) @ gate
     return bool(torch.allclose(prod, eye.expand_as(prod), atol=atol, rtol=0))
+
+
+_NUMPY_CHECKED = (torch.float32, torch.float64, torch.complex64, torch.complex128)

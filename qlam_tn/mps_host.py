@@ -131,7 +131,10 @@ def _one_blas_thread():
 
 def _np(t: torch.Tensor) -> np.ndarray:
     """A numpy view of a CPU tensor (conjugate and negative views resolved first)."""
-    return t.detach().resolve_conj().resolve_neg().numpy()
+    try:
+        return t.numpy()  # the common case, half the cost of the conversions below
+    except RuntimeError:  # requires grad, or a conjugate / negative view
+        return t.detach().resolve_conj().resolve_neg().numpy()
 
 
 def _site(a: np.ndarray) -> torch.Tensor:
@@ -143,7 +146,11 @@ def on_physical(ts: List[torch.Tensor], gates: torch.Tensor) -> List[torch.Tenso
     """``gates[q] (2, 2)`` on site ``q``'s physical index, every site: ``MPS._apply_layer`` for one
     sample (a few µs a site instead of a torch matmul's dispatch). ``gates (n, 2, 2)``."""
     g = _np(gates)
-    return [_site(g[q] @ _np(t)[0]) for q, t in enumerate(ts)]  # (2, 2) @ (χl, 2, χr), broadcast over χl
+    sites = [_np(t)[0] for t in ts]
+    compiled = mps_jit.physical(sites, g)  # one compiled call where numba runs
+    if compiled is not None:
+        return [_site(a) for a in compiled]
+    return [_site(g[q] @ a) for q, a in enumerate(sites)]  # (2, 2) @ (χl, 2, χr), broadcast over χl
 
 
 def moved(ts: List[torch.Tensor], c: int, target: int) -> List[torch.Tensor]:

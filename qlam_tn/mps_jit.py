@@ -31,7 +31,7 @@ import torch
 
 from .linalg import TruncationPolicy, gram_split_allowed
 
-__all__ = ["available", "disabled", "layer", "ENABLED", "RECORD", "CUTOFF_CODES"]
+__all__ = ["available", "disabled", "layer", "physical", "ENABLED", "RECORD", "CUTOFF_CODES"]
 
 # QLAM_TN_JIT=0 switches the compiled layer off for the process (no compile time; the numpy pass).
 ENABLED = os.environ.get("QLAM_TN_JIT", "1") != "0"
@@ -222,6 +222,54 @@ if numba is not None:
         return out, out_shapes, c, disc, log_keep, nlog
 
 
+if numba is not None:
+
+    @njit(cache=True)
+    def _physical(flat, shapes, gates):
+        """``gates[k] (2, 2)`` on site ``k``'s physical index, every site of the flat buffer."""
+        out = np.empty_like(flat)
+        o = 0
+        for k in range(shapes.shape[0]):
+            l, r = shapes[k, 0], shapes[k, 2]
+            g00, g01, g10, g11 = gates[k, 0, 0], gates[k, 0, 1], gates[k, 1, 0], gates[k, 1, 1]
+            for a in range(l):
+                up = o + 2 * r * a  # site[a, 0, :], then site[a, 1, :] at up + r
+                for z in range(up, up + r):
+                    x0, x1 = flat[z], flat[z + r]
+                    out[z] = g00 * x0 + g01 * x1
+                    out[z + r] = g10 * x0 + g11 * x1
+            o += 2 * l * r
+        return out
+
+
+def physical(sites: List[np.ndarray], gates: np.ndarray) -> Optional[List[np.ndarray]]:
+    """``gates[q] (2, 2)`` on the physical index of ``sites[q] (χl, 2, χr)``, every site, as
+    ``mps_host.on_physical``'s numpy loop; ``gates (n, 2, 2)`` of the sites' dtype. Returns the
+    new arrays, or ``None`` where the kernel cannot run here (as ``layer``)."""
+    global _BROKEN
+    if not available():
+        return None
+    flat = np.concatenate([s.ravel() for s in sites])
+    shapes = np.array([s.shape for s in sites], dtype=np.int64)
+    try:
+        out = _physical(flat, shapes, np.ascontiguousarray(gates, dtype=flat.dtype))
+    except numba.core.errors.NumbaError as e:
+        _BROKEN = f"{type(e).__name__}: {e}"
+        warnings.warn(f"qlam_tn.mps_jit: numba could not compile the one-qubit layer, using numpy "
+                      f"({_BROKEN.splitlines()[0]})", RuntimeWarning, stacklevel=2)
+        return None
+    return _unflatten(out, shapes)
+
+
+def _unflatten(flat: np.ndarray, shapes: np.ndarray) -> List[np.ndarray]:
+    """``(χl, 2, χr)`` views of consecutive stretches of ``flat``, one per row of ``shapes``."""
+    new, o = [], 0
+    for l, p, r in shapes.tolist():
+        new.append(flat[o:o + l * p * r].reshape(l, p, r))
+        o += l * p * r
+    return new
+
+
 def layer(sites: List[np.ndarray], c: int, gates: np.ndarray, firsts: List[int], policy: TruncationPolicy
           ) -> Optional[Tuple[List[np.ndarray], int, float, float]]:
     """``gates[k] (4, 4)`` on sites ``(firsts[k], firsts[k] + 1)`` of ``sites`` (``(χl, 2, χr)``
@@ -251,8 +299,4 @@ def layer(sites: List[np.ndarray], c: int, gates: np.ndarray, firsts: List[int],
         return None
     if RECORD is not None:
         RECORD.extend(tuple(int(v) for v in row) for row in log[:nlog])
-    new, o = [], 0
-    for l, p, r in out_shapes.tolist():
-        new.append(out[o:o + l * p * r].reshape(l, p, r))
-        o += l * p * r
-    return new, int(c), float(disc), float(log_keep)
+    return _unflatten(out, out_shapes), int(c), float(disc), float(log_keep)

@@ -74,3 +74,24 @@ def test_bad_angle_types():
         G.RY(torch.zeros(2, 2))
     with pytest.raises(TypeError):
         G.RX(0.1, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.complex64, torch.complex128])
+def test_is_unitary_decides_as_torchs_allclose(dtype):
+    """The numpy check on CPU tensors against the plain rule, |U†U - I| <= atol everywhere (torch)."""
+    rng = np.random.default_rng(0)
+    q = torch.tensor(np.linalg.qr(rng.normal(size=(5, 4, 4)) + 1j * rng.normal(size=(5, 4, 4)))[0])
+    base = q if dtype.is_complex else torch.tensor(np.linalg.qr(rng.normal(size=(5, 4, 4)))[0])
+    nan = base.clone()
+    nan[2, 1, 1] = float("nan")
+    cases = [base, base * (1 + 3e-6), base * (1 + 3e-4), base.conj(), -base, base[:0], nan,
+             torch.zeros(3, 2, 2), torch.eye(2).expand(6, 2, 2)]
+    for g in cases:
+        g = g.to(dtype)
+        prod = g.conj().transpose(-2, -1) @ g
+        want = bool(torch.allclose(prod, torch.eye(g.shape[-1], dtype=dtype).expand_as(prod), atol=1e-4, rtol=0))
+        assert G.is_unitary(g, atol=1e-4) == want
+    assert G.is_unitary(base.to(dtype), atol=1e-4) and not G.is_unitary(nan.to(dtype), atol=1e-4)
+    assert not G.is_unitary(base.to(dtype) * (1 + 3e-4), atol=1e-4)
+    if dtype == torch.float64:
+        assert G.is_unitary(base * (1 + 3e-6), atol=1e-4) and not G.is_unitary(base * (1 + 3e-6), atol=1e-8)
