@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+import weakref
 from typing import List, Optional, Tuple
 
 import numpy as np
@@ -144,13 +145,40 @@ def _site(a: np.ndarray) -> torch.Tensor:
 
 def on_physical(ts: List[torch.Tensor], gates: torch.Tensor) -> List[torch.Tensor]:
     """``gates[q] (2, 2)`` on site ``q``'s physical index, every site: ``MPS._apply_layer`` for one
-    sample (a few µs a site instead of a torch matmul's dispatch). ``gates (n, 2, 2)``."""
+    sample (one compiled call where numba runs, else a few µs a site instead of a torch matmul's
+    dispatch). ``gates (n, 2, 2)``."""
     g = _np(gates)
-    sites = [_np(t)[0] for t in ts]
-    compiled = mps_jit.physical(sites, g)  # one compiled call where numba runs
-    if compiled is not None:
-        return [_site(a) for a in compiled]
-    return [_site(g[q] @ a) for q, a in enumerate(sites)]  # (2, 2) @ (χl, 2, χr), broadcast over χl
+    if mps_jit.available():
+        flat, shapes = _flat(ts)
+        out = mps_jit.physical(flat, shapes, g)
+        if out is not None:
+            return _wrap_flat(out, shapes)
+    return [_site(g[q] @ _np(t)[0]) for q, t in enumerate(ts)]  # (2, 2) @ (χl, 2, χr), broadcast over χl
+
+
+# The compiled kernels take the sites as one buffer. The last buffer they returned is remembered
+# (weakly) with the tensors wrapped around it, so the next call on those very tensors (the next
+# layer of the same state) skips converting and concatenating n sites again. The tensors are views
+# of the buffer, and an MPS never replaces a site's data in place, only the tensor in its list.
+_LAST_FLAT: Optional[Tuple[Tuple[weakref.ref, ...], weakref.ref, np.ndarray]] = None
+
+
+def _flat(ts: List[torch.Tensor]) -> Tuple[np.ndarray, np.ndarray]:
+    """The sites of ``ts`` as ``mps_jit.flatten`` lays them out: ``(buffer, shapes (n, 3))``."""
+    last = _LAST_FLAT
+    if last is not None and len(last[0]) == len(ts) and all(r() is t for r, t in zip(last[0], ts)):
+        flat = last[1]()
+        if flat is not None:
+            return flat, last[2]
+    return mps_jit.flatten([_np(t)[0] for t in ts])
+
+
+def _wrap_flat(flat: np.ndarray, shapes: np.ndarray) -> List[torch.Tensor]:
+    """``(1, χl, 2, χr)`` tensors viewing the buffer's sites, remembered for ``_flat``."""
+    global _LAST_FLAT
+    ts = [torch.from_numpy(a[None]) for a in mps_jit.unflatten(flat, shapes)]
+    _LAST_FLAT = (tuple(weakref.ref(t) for t in ts), weakref.ref(flat), shapes)
+    return ts
 
 
 def moved(ts: List[torch.Tensor], c: int, target: int) -> List[torch.Tensor]:
@@ -265,15 +293,14 @@ def neighbour_gates(ts: List[torch.Tensor], c: int, gates: torch.Tensor, firsts:
     ``ts`` is not modified (nothing changes if a step raises).
     """
     with _one_blas_thread():
-        before = [_np(t)[0] for t in ts]
         g = _np(gates)
-        # The compiled pass where numba runs here, on the sites the layer touches (the centre's
-        # path to its first gate, and every pair): the rest are passed through untouched.
-        lo, hi = min(c, min(firsts)), max(c, max(firsts) + 1)
-        compiled = mps_jit.layer(before[lo:hi + 1], c - lo, g, [i - lo for i in firsts], policy)
-        if compiled is not None:
-            new, c, disc, log_keep = compiled
-            return ts[:lo] + [_site(a) for a in new] + ts[hi + 1:], c + lo, disc, log_keep
+        if mps_jit.available():  # the compiled pass
+            flat, shapes = _flat(ts)
+            compiled = mps_jit.layer(flat, shapes, c, g, firsts, policy)
+            if compiled is not None:
+                out, out_shapes, c, disc, log_keep = compiled
+                return _wrap_flat(out, out_shapes), c, disc, log_keep
+        before = [_np(t)[0] for t in ts]
         sites = list(before)
         dtype = ts[0].dtype
         disc, log_keep = 0.0, 0.0

@@ -31,7 +31,7 @@ import torch
 
 from .linalg import TruncationPolicy, gram_split_allowed
 
-__all__ = ["available", "disabled", "layer", "physical", "ENABLED", "RECORD", "CUTOFF_CODES"]
+__all__ = ["available", "disabled", "layer", "physical", "flatten", "unflatten", "ENABLED", "RECORD", "CUTOFF_CODES"]
 
 # QLAM_TN_JIT=0 switches the compiled layer off for the process (no compile time; the numpy pass).
 ENABLED = os.environ.get("QLAM_TN_JIT", "1") != "0"
@@ -242,26 +242,34 @@ if numba is not None:
         return out
 
 
-def physical(sites: List[np.ndarray], gates: np.ndarray) -> Optional[List[np.ndarray]]:
-    """``gates[q] (2, 2)`` on the physical index of ``sites[q] (χl, 2, χr)``, every site, as
-    ``mps_host.on_physical``'s numpy loop; ``gates (n, 2, 2)`` of the sites' dtype. Returns the
-    new arrays, or ``None`` where the kernel cannot run here (as ``layer``)."""
-    global _BROKEN
+def physical(flat: np.ndarray, shapes: np.ndarray, gates: np.ndarray) -> Optional[np.ndarray]:
+    """``gates[q] (2, 2)`` on the physical index of every site, as ``mps_host.on_physical``'s numpy
+    loop. The sites lie one after another in ``flat`` (float64 or complex128), site ``q`` of shape
+    ``shapes[q] = (χl, 2, χr)``; ``gates (n, 2, 2)``. Returns the new buffer (same shapes), or
+    ``None`` where the kernel cannot run here (as ``layer``). ``flat`` is not modified."""
     if not available():
         return None
-    flat = np.concatenate([s.ravel() for s in sites])
-    shapes = np.array([s.shape for s in sites], dtype=np.int64)
     try:
-        out = _physical(flat, shapes, np.ascontiguousarray(gates, dtype=flat.dtype))
+        return _physical(flat, shapes, np.ascontiguousarray(gates, dtype=flat.dtype))
     except numba.core.errors.NumbaError as e:
-        _BROKEN = f"{type(e).__name__}: {e}"
-        warnings.warn(f"qlam_tn.mps_jit: numba could not compile the one-qubit layer, using numpy "
-                      f"({_BROKEN.splitlines()[0]})", RuntimeWarning, stacklevel=2)
+        _compile_failed(e)
         return None
-    return _unflatten(out, shapes)
 
 
-def _unflatten(flat: np.ndarray, shapes: np.ndarray) -> List[np.ndarray]:
+def _compile_failed(e: Exception) -> None:
+    """Switch the kernels off for the process after numba failed to compile one, and say so once."""
+    global _BROKEN
+    _BROKEN = f"{type(e).__name__}: {e}"
+    warnings.warn(f"qlam_tn.mps_jit: numba could not compile its kernels here, mps_host takes its numpy "
+                  f"pass instead ({_BROKEN.splitlines()[0]})", RuntimeWarning, stacklevel=3)
+
+
+def flatten(sites: List[np.ndarray]) -> Tuple[np.ndarray, np.ndarray]:
+    """``(χl, 2, χr)`` arrays -> one buffer holding them one after another, and ``shapes (n, 3)``."""
+    return np.concatenate([a.ravel() for a in sites]), np.array([a.shape for a in sites], dtype=np.int64)
+
+
+def unflatten(flat: np.ndarray, shapes: np.ndarray) -> List[np.ndarray]:
     """``(χl, 2, χr)`` views of consecutive stretches of ``flat``, one per row of ``shapes``."""
     new, o = [], 0
     for l, p, r in shapes.tolist():
@@ -270,33 +278,29 @@ def _unflatten(flat: np.ndarray, shapes: np.ndarray) -> List[np.ndarray]:
     return new
 
 
-def layer(sites: List[np.ndarray], c: int, gates: np.ndarray, firsts: List[int], policy: TruncationPolicy
-          ) -> Optional[Tuple[List[np.ndarray], int, float, float]]:
-    """``gates[k] (4, 4)`` on sites ``(firsts[k], firsts[k] + 1)`` of ``sites`` (``(χl, 2, χr)``
-    arrays of one dtype, float64 or complex128; ``gates (P, 4, 4)``), as
-    ``mps_host.neighbour_gates``: returns the new site arrays, the centre, the summed discarded
-    weight and ``Σ log(1-ε)``, or ``None`` where the kernel cannot run here (``available()``
-    false, or numba failed to compile it: then it warns once and stays off). ``sites`` is not
-    modified, also when a LAPACK call fails (``LinAlgError``). BLAS threads are the caller's business.
+def layer(flat: np.ndarray, shapes: np.ndarray, c: int, gates: np.ndarray, firsts: List[int],
+          policy: TruncationPolicy) -> Optional[Tuple[np.ndarray, np.ndarray, int, float, float]]:
+    """``gates[k] (4, 4)`` on sites ``(firsts[k], firsts[k] + 1)``, in order, with the centre at
+    ``c``: ``mps_host.neighbour_gates``'s numpy pass, compiled. The sites lie one after another in
+    ``flat`` (float64 or complex128), site ``q`` of shape ``shapes[q] = (χl, 2, χr)``;
+    ``gates (P, 4, 4)``. Returns the new buffer and shapes, the centre, the summed discarded weight
+    and ``Σ log(1-ε)``, or ``None`` where the kernel cannot run here (``available()`` false, or
+    numba failed to compile it: then it warns once and stays off). ``flat`` is not modified, also
+    when a LAPACK call fails (``LinAlgError``). BLAS threads are the caller's business.
     """
-    global _BROKEN
     if not available():
         return None
-    flat = np.concatenate([s.ravel() for s in sites])
-    shapes = np.array([s.shape for s in sites], dtype=np.int64)
     g = np.ascontiguousarray(gates, dtype=flat.dtype)
     fs = np.asarray(firsts, dtype=np.int64)
-    log = np.empty((fs.shape[0] * (len(sites) + 1), 5), dtype=np.int64)  # each gate: its moves, its split
+    log = np.empty((fs.shape[0] * (shapes.shape[0] + 1), 5), dtype=np.int64)  # each gate: its moves, its split
     gram_allowed = gram_split_allowed(torch.complex128 if flat.dtype.kind == "c" else torch.float64, policy)
     try:
         out, out_shapes, c, disc, log_keep, nlog = _layer(
             flat, shapes, c, g, fs, policy.max_bond or 0, float(policy.cutoff), CUTOFF_CODES[policy.cutoff_mode],
             bool(policy.renormalize), gram_allowed, log)
     except numba.core.errors.NumbaError as e:  # a compile failure on this machine: the numpy pass instead
-        _BROKEN = f"{type(e).__name__}: {e}"
-        warnings.warn(f"qlam_tn.mps_jit: numba could not compile the layer kernel, using the numpy pass "
-                      f"({_BROKEN.splitlines()[0]})", RuntimeWarning, stacklevel=2)
+        _compile_failed(e)
         return None
     if RECORD is not None:
         RECORD.extend(tuple(int(v) for v in row) for row in log[:nlog])
-    return _unflatten(out, out_shapes), int(c), float(disc), float(log_keep)
+    return out, out_shapes, int(c), float(disc), float(log_keep)
