@@ -1,12 +1,18 @@
-"""Where a B=1 token of ``qlam bench-anchors``' QLAM circuit spends its time, by cProfile.
+"""Where a B=1 token of ``qlam bench-anchors``' QLAM circuit spends its time.
 
 The circuit of ``bench_anchors.run_qlam`` (RY layer, two CZ brickwork layers, RX layer; complex128,
-from |0...0>, as the bench runs it) on an MPS at chi=16 for n=32 and n=64, 60 tokens: the
-unprofiled time per token, then the functions with the most time of their own. The profile also
-covers the run's final ⟨Z_q⟩ readout (its ``torch.einsum`` calls), which the bench does not time.
+from |0...0>, as the bench runs it) on an MPS at chi=16 (by default for n=16, 32 and 64):
+
+1. the split of one run's time (median of ``--repeats`` runs of 12 tokens): inside the compiled
+   layer calls (``mps_jit._layer``), the standalone time of the decompositions those calls
+   performed (``mps_jit.RECORD``, re-run by ``bench_anchors``' compiled loop), and everything
+   outside the compiled calls (the Python around them: tensor wrapping, checks, building gates);
+2. with ``--top K``: a cProfile of 60 tokens, the K functions with the most time of their own
+   (the profile also covers the run's final ⟨Z_q⟩ readout, which the bench does not time).
+
 Run it alone.
 
-    python experiments/studies/profile_token.py [--top 18]
+    python experiments/studies/profile_token.py [--n 16 32 64] [--chi 16] [--repeats 5] [--top 18]
 """
 from __future__ import annotations
 
@@ -14,26 +20,79 @@ import argparse
 import cProfile
 import io
 import pstats
+import statistics
+import time
 
+from qlam_tn import mps_host, mps_jit
 from qlam_tn.experiments import bench_anchors as ba
+
+
+def split_of_a_run(n: int, chi: int, repeats: int, tokens: int = 12) -> dict:
+    """Median seconds per token of a run, of its compiled layer calls, and of their decompositions
+    re-run standalone; ``mps_jit._layer`` is wrapped by a timer for the duration."""
+    angles = ba.token_angles(n, tokens)
+    ba.run_qlam(n, chi, angles[:1])  # warm-up: compiled kernels loaded, caches
+    inner = mps_jit._layer
+    in_kernel = [0.0]
+
+    def timed(*args):
+        t0 = time.perf_counter()
+        try:
+            return inner(*args)
+        finally:
+            in_kernel[0] += time.perf_counter() - t0
+
+    runs, kernels = [], []
+    mps_jit._layer = timed
+    try:
+        for _ in range(repeats):
+            in_kernel[0] = 0.0
+            runs.append(ba.run_qlam(n, chi, angles)[0])
+            kernels.append(in_kernel[0])
+        mps_jit.RECORD = record = []
+        ba.run_qlam(n, chi, angles)
+    finally:
+        mps_jit._layer, mps_jit.RECORD = inner, None
+    splits = ba._compiled_job([r[1:] for r in record if r[0] == 0], 0)
+    qrs = ba._compiled_job([r[1:] for r in record if r[0] == 1], 1)
+    with mps_host._one_blas_thread():
+        standalone = statistics.median(splits() + qrs() for _ in range(repeats))
+    run, kernel = statistics.median(runs), statistics.median(kernels)
+    return {"token": run / tokens, "kernel": kernel / tokens, "decompositions": standalone / tokens,
+            "outside": (run - kernel) / tokens}
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--top", type=int, default=18, help="functions listed per configuration")
+    ap.add_argument("--n", type=int, nargs="+", default=[16, 32, 64])
+    ap.add_argument("--chi", type=int, nargs="+", default=[16])
+    ap.add_argument("--repeats", type=int, default=5, help="timings per figure (medians)")
+    ap.add_argument("--top", type=int, default=0, help="also profile 60 tokens and list this many functions")
     args = ap.parse_args(argv)
-    ba.run_qlam(32, 16, ba.token_angles(32, 20))  # warm-up: imports, caches
-    for n, chi in [(32, 16), (64, 16)]:
-        angles = ba.token_angles(n, 60)
-        seconds = ba.run_qlam(n, chi, angles)[0]
-        profile = cProfile.Profile()
-        profile.enable()
-        ba.run_qlam(n, chi, angles)
-        profile.disable()
-        out = io.StringIO()
-        pstats.Stats(profile, stream=out).sort_stats("tottime").print_stats(args.top)
-        print(f"n={n} chi={chi}: {seconds / len(angles) * 1e3:.2f} ms/token unprofiled")
-        print(out.getvalue().strip(), "\n", flush=True)
+    if not mps_jit.available():
+        ap.error("the compiled layers are off here (numba missing, QLAM_TN_JIT=0 or NUMBA_DISABLE_JIT)")
+    print("| n | χ | ms / token | in compiled layers | their decompositions standalone | layers ÷ decompositions "
+          "| outside the layers | token ÷ decompositions |")
+    print("|---|---|---|---|---|---|---|---|")
+    for n in args.n:
+        for chi in args.chi:
+            s = split_of_a_run(n, chi, args.repeats)
+            print(f"| {n} | {chi} | {s['token'] * 1e3:.2f} | {s['kernel'] * 1e3:.2f} | {s['decompositions'] * 1e3:.2f} "
+                  f"| {s['kernel'] / s['decompositions']:.2f} | {s['outside'] * 1e3:.2f} "
+                  f"| {s['token'] / s['decompositions']:.2f} |", flush=True)
+    if not args.top:
+        return 0
+    for n in args.n:
+        for chi in args.chi:
+            angles = ba.token_angles(n, 60)
+            profile = cProfile.Profile()
+            profile.enable()
+            ba.run_qlam(n, chi, angles)
+            profile.disable()
+            out = io.StringIO()
+            pstats.Stats(profile, stream=out).sort_stats("tottime").print_stats(args.top)
+            print(f"\nn={n} chi={chi}, 60 tokens under cProfile:")
+            print(out.getvalue().strip(), flush=True)
     return 0
 
 
