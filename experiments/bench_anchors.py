@@ -94,8 +94,8 @@ def decomposition_share(n, chi, angles, batch: int = 1, host: bool = True, repea
     (``mps_jit``) ran, the same numba ``np.linalg`` calls in a compiled loop
     (``(batch, m, n)``: a batch of B samples' splits is one batched LAPACK call, as in the run).
     The shapes come from one recording run (spies on the torch and numpy calls, ``mps_jit.RECORD``);
-    ``run_s`` is the median of ``repeats`` further runs without them, and the standalone times are
-    medians of ``repeats`` too.
+    then each of ``repeats`` rounds times one run without them and, right after it, the standalone
+    decompositions; the medians are returned.
     """
     import qlam_tn.linalg as L
     import qlam_tn.mps as M
@@ -130,7 +130,6 @@ def decomposition_share(n, chi, angles, batch: int = 1, host: bool = True, repea
         M.truncated_split, torch.linalg.qr = real_split, real_qr
         mps_host.split, mps_host.qr = real_host_split, real_host_qr
         mps_jit.RECORD = None
-    runs = [run_qlam(n, chi, angles, batch=batch, host=host, compiled=compiled)[0] for _ in range(repeats)]
     compiled_splits = [row[1:] for row in record if row[0] == 0]  # (rows, cols, absorb_right, gram)
     compiled_qrs = [row[1:] for row in record if row[0] == 1]
 
@@ -161,13 +160,19 @@ def decomposition_share(n, chi, angles, batch: int = 1, host: bool = True, repea
             real_qr(a) if lib == "torch" else real_host_qr(a)
         return time.perf_counter() - t0
 
-    # numpy's (and the compiled loop's) decompositions run as in the kernels: BLAS on one thread.
-    with mps_host._one_blas_thread():
-        split_mats = [(lib, matrix(lib, shape, dtype), absorb, gram) for lib, shape, dtype, absorb, gram in splits]
-        qr_mats = [(lib, matrix(lib, shape, dtype)) for lib, shape, dtype in qrs]
-        c_split, c_qr = _compiled_job(compiled_splits, 0), _compiled_job(compiled_qrs, 1)
-        t_split = statistics.median(split_time(split_mats) + c_split() for _ in range(repeats))
-        t_qr = statistics.median(qr_time(qr_mats) + c_qr() for _ in range(repeats))
+    split_mats = [(lib, matrix(lib, shape, dtype), absorb, gram) for lib, shape, dtype, absorb, gram in splits]
+    qr_mats = [(lib, matrix(lib, shape, dtype)) for lib, shape, dtype in qrs]
+    c_split, c_qr = _compiled_job(compiled_splits, 0), _compiled_job(compiled_qrs, 1)
+    # Each round times a run, then its decompositions standalone right after it, so that both see
+    # the VM in the same state (this machine's speed drifts by 20-40% over minutes).
+    runs, t_splits, t_qrs = [], [], []
+    for _ in range(repeats):
+        runs.append(run_qlam(n, chi, angles, batch=batch, host=host, compiled=compiled)[0])
+        # numpy's (and the compiled loop's) decompositions run as in the kernels: BLAS on one thread.
+        with mps_host._one_blas_thread():
+            t_splits.append(split_time(split_mats) + c_split())
+            t_qrs.append(qr_time(qr_mats) + c_qr())
+    t_split, t_qr = statistics.median(t_splits), statistics.median(t_qrs)
     n_splits, n_qrs = len(splits) + len(compiled_splits), len(qrs) + len(compiled_qrs)
     return statistics.median(runs), t_split, t_split + t_qr, n_splits, n_qrs
 

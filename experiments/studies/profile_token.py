@@ -42,21 +42,26 @@ def split_of_a_run(n: int, chi: int, repeats: int, tokens: int = 12) -> dict:
         finally:
             in_kernel[0] += time.perf_counter() - t0
 
-    runs, kernels = [], []
+    mps_jit.RECORD = record = []
+    try:
+        ba.run_qlam(n, chi, angles)
+    finally:
+        mps_jit.RECORD = None
+    splits = ba._compiled_job([r[1:] for r in record if r[0] == 0], 0)
+    qrs = ba._compiled_job([r[1:] for r in record if r[0] == 1], 1)
+    # Each round: a run, then its decompositions standalone right after it (the VM's speed drifts).
+    runs, kernels, standalones = [], [], []
     mps_jit._layer = timed
     try:
         for _ in range(repeats):
             in_kernel[0] = 0.0
             runs.append(ba.run_qlam(n, chi, angles)[0])
             kernels.append(in_kernel[0])
-        mps_jit.RECORD = record = []
-        ba.run_qlam(n, chi, angles)
+            with mps_host._one_blas_thread():
+                standalones.append(splits() + qrs())
     finally:
-        mps_jit._layer, mps_jit.RECORD = inner, None
-    splits = ba._compiled_job([r[1:] for r in record if r[0] == 0], 0)
-    qrs = ba._compiled_job([r[1:] for r in record if r[0] == 1], 1)
-    with mps_host._one_blas_thread():
-        standalone = statistics.median(splits() + qrs() for _ in range(repeats))
+        mps_jit._layer = inner
+    standalone = statistics.median(standalones)
     run, kernel = statistics.median(runs), statistics.median(kernels)
     return {"token": run / tokens, "kernel": kernel / tokens, "decompositions": standalone / tokens,
             "outside": (run - kernel) / tokens}
