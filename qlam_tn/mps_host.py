@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+import sys
 import weakref
 from typing import List, Optional, Tuple
 
@@ -37,15 +38,9 @@ ENABLED = True
 _DTYPES = (torch.float64, torch.complex128)
 
 
-@contextlib.contextmanager
 def disabled():
     """Within the block every MPS takes its torch path (the reference)."""
-    global ENABLED
-    before, ENABLED = ENABLED, False
-    try:
-        yield
-    finally:
-        ENABLED = before
+    return mps_jit.switched_off(sys.modules[__name__])
 
 
 def applies(batch: int, tensors) -> bool:

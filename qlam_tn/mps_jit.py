@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import sys
 import warnings
 from typing import List, Optional, Tuple
 
@@ -56,15 +57,19 @@ def available() -> bool:
     return ENABLED and numba is not None and not numba.config.DISABLE_JIT and _BROKEN is None
 
 
-@contextlib.contextmanager
 def disabled():
     """Within the block ``mps_host`` takes its numpy pass for every layer (the compiled one's reference)."""
-    global ENABLED
-    before, ENABLED = ENABLED, False
+    return switched_off(sys.modules[__name__])
+
+
+@contextlib.contextmanager
+def switched_off(module):
+    """Within the block ``module.ENABLED`` is False; restored after (also on an exception)."""
+    before, module.ENABLED = module.ENABLED, False
     try:
         yield
     finally:
-        ENABLED = before
+        module.ENABLED = before
 
 
 if numba is not None:
