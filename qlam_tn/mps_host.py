@@ -10,9 +10,11 @@ arrays stay numpy from its first gate to its last.
 ``MPS`` uses them only where they compute what its torch path computes: one sample, on the CPU,
 float64 / complex128, outside autograd; a two-site update splits by ``eigh`` of the Gram matrix
 or by the SVD exactly where the torch path does (``linalg.uses_gram_split``). The factorisations
-call LAPACK through scipy's wrappers. The torch path stays the reference they are tested against
-(tests/test_mps_host.py); ``disabled()`` switches them off, e.g. for a side-by-side benchmark
-(``qlam bench-anchors`` times both).
+call LAPACK through scipy's wrappers. Where numba runs, the two layer passes are compiled instead
+(``mps_jit``: the same arithmetic, one call a layer), and the numpy passes here are their
+reference. The torch path stays the reference of both (tests/test_mps_host.py);
+``disabled()`` switches all of them off, e.g. for a side-by-side benchmark (``qlam bench-anchors``
+times the torch path, the numpy passes and the compiled ones).
 """
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""A whole brickwork layer of one sample as one compiled (numba) call.
+"""One sample's layers as compiled (numba) calls: a brickwork layer (``layer``), a one-qubit layer
+(``physical``).
 
 ``mps_host.neighbour_gates`` runs a layer's gates in one pass over numpy arrays, but each gate still
 costs some twenty numpy calls (θ, gate, Gram and projection products, rank rule, slicing, the QR of
@@ -6,11 +7,12 @@ the centre move) around its one ``eigh``: at χ=16 that glue is about half of a 
 (``experiments/studies/profile_token.py``). Here the same arithmetic is compiled: the site arrays
 go in as one flat buffer, every gate's move, update and split run in machine code calling the same
 LAPACK drivers (numba's ``np.linalg``: ``geqrf``/``orgqr``, ``syevd``/``heevd``, ``gesdd``, and
-BLAS ``gemm`` for the products), and the new sites come back as one flat buffer.
+BLAS ``gemm`` for the products), and the new sites come back as one flat buffer. A one-qubit
+layer is one pass over that buffer.
 
 It computes what ``mps_host``'s numpy pass computes, which computes what the torch path does
-(tests/test_mps_host.py runs both against the torch path). ``layer`` is the entry point, which
-``mps_host.neighbour_gates`` calls where ``available()``; ``disabled()`` or ``QLAM_TN_JIT=0``
+(tests/test_mps_host.py runs both against the torch path). ``mps_host.neighbour_gates`` and
+``mps_host.on_physical`` call ``layer`` and ``physical`` where ``available()``; ``disabled()`` or ``QLAM_TN_JIT=0``
 switch it off (the numpy pass then runs). The first call per dtype compiles (~15 s on this
 project's 2-core machines); numba caches the machine code on disk for later processes.
 
@@ -32,7 +34,8 @@ import torch
 
 from .linalg import TruncationPolicy, gram_split_allowed
 
-__all__ = ["available", "disabled", "layer", "physical", "flatten", "unflatten", "ENABLED", "RECORD", "CUTOFF_CODES"]
+__all__ = ["available", "disabled", "switched_off", "layer", "physical", "flatten", "unflatten", "ENABLED", "RECORD",
+           "CUTOFF_CODES"]
 
 # QLAM_TN_JIT=0 switches the compiled layer off for the process (no compile time; the numpy pass).
 ENABLED = os.environ.get("QLAM_TN_JIT", "1") != "0"
