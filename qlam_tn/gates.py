@@ -254,8 +254,8 @@ def is_unitary(gate: torch.Tensor, atol: float = 1e-8) -> bool:
         # In numpy: ~10x less per-call overhead than torch's batched matmul and allclose on the
         # (n, 2, 2) layers a QLAM token checks twice (the same test: |U†U - I| <= atol everywhere).
         g = gate.detach().resolve_conj().resolve_neg().numpy()
-        prod = np.matmul(g.conj().swapaxes(-1, -2), g)
-        return bool(np.abs(prod - np.eye(d)).max(initial=0.0) <= atol)
+        err = np.abs(np.matmul(g.conj().swapaxes(-1, -2), g) - np.eye(d, dtype=g.dtype))
+        return bool(err.max(initial=0) <= err.dtype.type(atol))  # in the gate's precision, as torch
     eye = torch.eye(d, dtype=gate.dtype, device=gate.device)
     prod = gate.conj().transpose(-2, -1) @ gate
     return bool(torch.allclose(prod, eye.expand_as(prod), atol=atol, rtol=0))

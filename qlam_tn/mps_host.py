@@ -157,7 +157,9 @@ def on_physical(ts: List[torch.Tensor], gates: torch.Tensor) -> List[torch.Tenso
 # (weakly) with the tensors wrapped around it, so the next call on those very tensors (the next
 # layer of the same state) skips converting and concatenating n sites again. The tensors are views
 # of the buffer, and an MPS never replaces a site's data in place, only the tensor in its list.
-_LAST_FLAT: Optional[Tuple[Tuple[weakref.ref, ...], weakref.ref, np.ndarray]] = None
+# A tensor that kept its identity but not its data (``t.data = ...``, ``set_``) no longer views
+# the buffer: each one's data pointer is checked too.
+_LAST_FLAT: Optional[Tuple[Tuple[weakref.ref, ...], weakref.ref, np.ndarray, tuple]] = None
 
 
 def _flat(ts: List[torch.Tensor]) -> Tuple[np.ndarray, np.ndarray]:
@@ -165,7 +167,7 @@ def _flat(ts: List[torch.Tensor]) -> Tuple[np.ndarray, np.ndarray]:
     last = _LAST_FLAT
     if last is not None and len(last[0]) == len(ts) and all(r() is t for r, t in zip(last[0], ts)):
         flat = last[1]()
-        if flat is not None:
+        if flat is not None and all(t.data_ptr() == p for t, p in zip(ts, last[3])):
             return flat, last[2]
     return mps_jit.flatten([_np(t)[0] for t in ts])
 
@@ -174,7 +176,7 @@ def _wrap_flat(flat: np.ndarray, shapes: np.ndarray) -> List[torch.Tensor]:
     """``(1, χl, 2, χr)`` tensors viewing the buffer's sites, remembered for ``_flat``."""
     global _LAST_FLAT
     ts = [torch.from_numpy(a[None]) for a in mps_jit.unflatten(flat, shapes)]
-    _LAST_FLAT = (tuple(weakref.ref(t) for t in ts), weakref.ref(flat), shapes)
+    _LAST_FLAT = (tuple(weakref.ref(t) for t in ts), weakref.ref(flat), shapes, tuple(t.data_ptr() for t in ts))
     return ts
 
 

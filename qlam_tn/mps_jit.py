@@ -257,8 +257,9 @@ def physical(flat: np.ndarray, shapes: np.ndarray, gates: np.ndarray) -> Optiona
     ``None`` where the kernel cannot run here (as ``layer``). ``flat`` is not modified."""
     if not available():
         return None
+    _check_gates(flat, gates, shapes.shape[0])
     try:
-        return _physical(flat, shapes, np.ascontiguousarray(gates, dtype=flat.dtype))
+        return _physical(flat, shapes, np.ascontiguousarray(gates))
     except numba.core.errors.NumbaError as e:
         _compile_failed(e)
         return None
@@ -270,6 +271,15 @@ def _compile_failed(e: Exception) -> None:
     _BROKEN = f"{type(e).__name__}: {e}"
     warnings.warn(f"qlam_tn.mps_jit: numba could not compile its kernels here, mps_host takes its numpy "
                   f"pass instead ({_BROKEN.splitlines()[0]})", RuntimeWarning, stacklevel=3)
+
+
+def _check_gates(flat: np.ndarray, gates: np.ndarray, needed: int) -> None:
+    """The compiled kernels index gates unchecked and keep the state's dtype: refuse fewer gates
+    than the call applies, or gates of another dtype (a caller promotes the state first)."""
+    if gates.shape[0] < needed:
+        raise ValueError(f"{needed} gates to apply, {gates.shape[0]} given")
+    if gates.dtype != flat.dtype:
+        raise TypeError(f"gates of dtype {gates.dtype} on a state of dtype {flat.dtype}: promote the state first")
 
 
 def flatten(sites: List[np.ndarray]) -> Tuple[np.ndarray, np.ndarray]:
@@ -298,8 +308,9 @@ def layer(flat: np.ndarray, shapes: np.ndarray, c: int, gates: np.ndarray, first
     """
     if not available():
         return None
-    g = np.ascontiguousarray(gates, dtype=flat.dtype)
     fs = np.asarray(firsts, dtype=np.int64)
+    _check_gates(flat, gates, fs.shape[0])
+    g = np.ascontiguousarray(gates)
     log = np.empty((fs.shape[0] * (shapes.shape[0] + 1), 5), dtype=np.int64)  # each gate: its moves, its split
     gram_allowed = gram_split_allowed(torch.complex128 if flat.dtype.kind == "c" else torch.float64, policy)
     try:

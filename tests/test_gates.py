@@ -95,3 +95,7 @@ def test_is_unitary_decides_as_torchs_allclose(dtype):
     assert not G.is_unitary(base.to(dtype) * (1 + 3e-4), atol=1e-4)
     if dtype == torch.float64:
         assert G.is_unitary(base * (1 + 3e-6), atol=1e-4) and not G.is_unitary(base * (1 + 3e-6), atol=1e-8)
+    # at the boundary: |U†U - I| = atol exactly in the gate's own precision (torch compares in it)
+    edge = torch.tensor([[1.0, 1e-3], [0.0, 1.0]], dtype=dtype)
+    prod = edge.conj().T @ edge
+    assert G.is_unitary(edge, atol=1e-3) == bool(torch.allclose(prod, torch.eye(2, dtype=dtype), atol=1e-3, rtol=0))

@@ -33,6 +33,11 @@ def _entangled(n, seed, dtype=torch.complex128, **policy):
     return psi
 
 
+def test_the_compiled_kernels_run_here():
+    """numba is a dependency (and quimb's): the tests below test the compiled pass, not a fallback."""
+    assert mps_jit.available()
+
+
 def _layer_three_ways(psi, gates, firsts):
     """The layer through the compiled pass, the numpy pass and the torch path, on copies of ``psi``."""
     out = []
@@ -97,6 +102,9 @@ def test_the_record_lists_the_numpy_passs_decompositions(monkeypatch):
 
 
 def test_a_failing_compiled_layer_leaves_the_state_as_it_was():
+    """A NaN met by the second gate's split (numba's LAPACK wrapper refuses it before LAPACK runs):
+    the layer raises, and the state keeps its tensors, centre and weights."""
+    assert mps_jit.available()
     psi = _entangled(6, seed=0, max_bond=4)
     before = (list(psi.tensors), psi.center, psi.discarded_weight.clone(), psi.fidelity_estimate.clone())
     bad = torch.stack([_haar(np.random.default_rng(0), 4)] * 2)
@@ -170,3 +178,32 @@ def test_the_next_layer_reuses_the_buffer_only_for_the_very_tensors_it_made(monk
         torch_path._apply_neighbours(gates[:2], [0, 2])
     for other in (ref, torch_path):
         torch.testing.assert_close(psi.to_dense(), other.to_dense(), atol=1e-10, rtol=0)
+
+
+def test_a_tensor_whose_data_was_swapped_is_flattened_afresh():
+    """``t.data = other`` keeps the tensor object but not the buffer it viewed: not reused."""
+    rng = np.random.default_rng(8)
+    psi = _entangled(6, seed=4, max_bond=4)
+    gates = torch.stack([_haar(rng, 4) for _ in range(3)])
+    psi._apply_neighbours(gates, [0, 2, 4])  # psi now holds views of the kernel's buffer
+    ref = psi.copy()
+    new = psi.tensors[2] * -1j
+    psi.tensors[2].data = new
+    ref.tensors = list(ref.tensors)
+    ref.tensors[2] = new
+    psi._apply_neighbours(gates, [0, 2, 4])
+    with mps_host.disabled():
+        ref._apply_neighbours(gates, [0, 2, 4])
+    torch.testing.assert_close(psi.to_dense(), ref.to_dense(), atol=1e-10, rtol=0)
+
+
+def test_gates_the_kernels_cannot_take_are_refused():
+    psi = _entangled(6, seed=5, max_bond=4)
+    flat, shapes = mps_jit.flatten([t.resolve_conj().numpy()[0] for t in psi.tensors])
+    gates = np.stack([np.eye(4, dtype=complex)] * 2)
+    with pytest.raises(ValueError, match="3 gates to apply, 2 given"):
+        mps_jit.layer(flat, shapes, psi.center, gates, [0, 2, 4], psi.policy)
+    with pytest.raises(TypeError, match="promote the state first"):
+        mps_jit.layer(flat.real.copy(), shapes, psi.center, gates, [0, 2], psi.policy)
+    with pytest.raises(TypeError, match="promote the state first"):
+        mps_jit.physical(flat.real.copy(), shapes, np.stack([np.eye(2, dtype=complex)] * 6))

@@ -4,7 +4,7 @@ The circuit of ``bench_anchors.run_qlam`` (RY layer, two CZ brickwork layers, RX
 from |0...0>, as the bench runs it) on an MPS at chi=16 (by default for n=16, 32 and 64):
 
 1. the split of one run's time (median of ``--repeats`` runs of 12 tokens): inside the compiled
-   layer calls (``mps_jit._layer``), the standalone time of the decompositions those calls
+   layer calls (``mps_jit._layer`` and ``_physical``), the standalone time of the decompositions those calls
    performed (``mps_jit.RECORD``, re-run by ``bench_anchors``' compiled loop), and everything
    outside the compiled calls (the Python around them: tensor wrapping, checks, building gates);
 2. with ``--top K``: a cProfile of 60 tokens, the K functions with the most time of their own
@@ -28,19 +28,22 @@ from qlam_tn.experiments import bench_anchors as ba
 
 
 def split_of_a_run(n: int, chi: int, repeats: int, tokens: int = 12) -> dict:
-    """Median seconds per token of a run, of its compiled layer calls, and of their decompositions
-    re-run standalone; ``mps_jit._layer`` is wrapped by a timer for the duration."""
+    """Median seconds per token of a run, of its compiled layer calls (brickwork and one-qubit), and
+    of their decompositions re-run standalone, and how many splits and QRs one run performs; the
+    kernels ``mps_jit._layer`` and ``_physical`` are wrapped by a timer for the duration."""
     angles = ba.token_angles(n, tokens)
     ba.run_qlam(n, chi, angles[:1])  # warm-up: compiled kernels loaded, caches
-    inner = mps_jit._layer
+    inner = {"_layer": mps_jit._layer, "_physical": mps_jit._physical}
     in_kernel = [0.0]
 
-    def timed(*args):
-        t0 = time.perf_counter()
-        try:
-            return inner(*args)
-        finally:
-            in_kernel[0] += time.perf_counter() - t0
+    def timer(kernel):
+        def timed(*args):
+            t0 = time.perf_counter()
+            try:
+                return kernel(*args)
+            finally:
+                in_kernel[0] += time.perf_counter() - t0
+        return timed
 
     mps_jit.RECORD = record = []
     try:
@@ -51,7 +54,8 @@ def split_of_a_run(n: int, chi: int, repeats: int, tokens: int = 12) -> dict:
     qrs = ba._compiled_job([r[1:] for r in record if r[0] == 1], 1)
     # Each round: a run, then its decompositions standalone right after it (the VM's speed drifts).
     runs, kernels, standalones = [], [], []
-    mps_jit._layer = timed
+    for name, kernel in inner.items():
+        setattr(mps_jit, name, timer(kernel))
     try:
         for _ in range(repeats):
             in_kernel[0] = 0.0
@@ -60,11 +64,13 @@ def split_of_a_run(n: int, chi: int, repeats: int, tokens: int = 12) -> dict:
             with mps_host._one_blas_thread():
                 standalones.append(splits() + qrs())
     finally:
-        mps_jit._layer = inner
+        for name, kernel in inner.items():
+            setattr(mps_jit, name, kernel)
     standalone = statistics.median(standalones)
     run, kernel = statistics.median(runs), statistics.median(kernels)
     return {"token": run / tokens, "kernel": kernel / tokens, "decompositions": standalone / tokens,
-            "outside": (run - kernel) / tokens}
+            "outside": (run - kernel) / tokens, "splits": sum(r[0] == 0 for r in record),
+            "qrs": sum(r[0] == 1 for r in record)}
 
 
 def main(argv=None) -> int:
