@@ -13,8 +13,9 @@ layer is one pass over that buffer.
 It computes what ``mps_host``'s numpy pass computes, which computes what the torch path does
 (tests/test_mps_host.py runs both against the torch path). ``mps_host.neighbour_gates`` and
 ``mps_host.on_physical`` call ``layer`` and ``physical`` where ``available()``; ``disabled()`` or ``QLAM_TN_JIT=0``
-switch it off (the numpy pass then runs). The first call per dtype compiles (~15 s on this
-project's 2-core machines); numba caches the machine code on disk for later processes.
+switch it off (the numpy pass then runs). A kernel's first call per dtype compiles it (~15 s for
+``_layer`` on this project's 2-core machines); numba caches the machine code on disk for later
+processes.
 
 ``RECORD``: set to a list to have every layer append the shapes of the decompositions it ran, as
 ``(kind, rows, cols, absorb_right, gram)`` rows (kind 0: two-site split, 1: QR of a centre move);
