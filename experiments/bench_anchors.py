@@ -162,7 +162,7 @@ def decomposition_share(n, chi, angles, batch: int = 1, host: bool = True, repea
 
     split_mats = [(lib, matrix(lib, shape, dtype), absorb, gram) for lib, shape, dtype, absorb, gram in splits]
     qr_mats = [(lib, matrix(lib, shape, dtype)) for lib, shape, dtype in qrs]
-    c_split, c_qr = _compiled_job(compiled_splits, 0), _compiled_job(compiled_qrs, 1)
+    c_split, c_qr = compiled_job(compiled_splits, 0), compiled_job(compiled_qrs, 1)
     # Each round times a run, then its decompositions standalone right after it, so that both see
     # the VM in the same state (this machine's speed drifts by 20-40% over minutes).
     runs, t_splits, t_qrs = [], [], []
@@ -177,7 +177,7 @@ def decomposition_share(n, chi, angles, batch: int = 1, host: bool = True, repea
     return statistics.median(runs), t_split, t_split + t_qr, n_splits, n_qrs
 
 
-def _compiled_job(rows, kind: int):
+def compiled_job(rows, kind: int):
     """A timer of the compiled pass's recorded decompositions (``rows``: ``(rows, cols,
     absorb_right, gram)``; ``kind`` 0 splits, 1 QRs) re-run standalone on random complex128
     matrices of those shapes in one compiled loop; returns seconds per call of it."""

@@ -449,9 +449,10 @@ def prepare(cfg: TrainConfig, device: str = "auto", resume: dict | None = None) 
     # L-BFGS takes one full-batch step an epoch, at a constant step size.
     steps_per_epoch = 1 if cfg.optimizer == "lbfgs" else math.ceil(n_train / cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
-    warmup = cfg.warmup_steps if cfg.warmup_steps is not None else round(cfg.warmup_frac * total)
     if cfg.optimizer == "lbfgs":
         warmup = 0
+    else:
+        warmup = cfg.warmup_steps if cfg.warmup_steps is not None else round(cfg.warmup_frac * total)
     config = {
         "train": cfg.to_dict(),
         "model": {"name": cfg.model, "input_dim": input_dim, "num_classes": num_classes,

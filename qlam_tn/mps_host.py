@@ -175,7 +175,7 @@ def _flat(ts: List[torch.Tensor]) -> Tuple[np.ndarray, np.ndarray]:
 def _wrap_flat(flat: np.ndarray, shapes: np.ndarray) -> List[torch.Tensor]:
     """``(1, χl, 2, χr)`` tensors viewing the buffer's sites, remembered for ``_flat``."""
     global _LAST_FLAT
-    ts = [torch.from_numpy(a[None]) for a in mps_jit.unflatten(flat, shapes)]
+    ts = [_site(a) for a in mps_jit.unflatten(flat, shapes)]
     _LAST_FLAT = (tuple(weakref.ref(t) for t in ts), weakref.ref(flat), shapes, tuple(t.data_ptr() for t in ts))
     return ts
 

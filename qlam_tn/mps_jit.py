@@ -33,7 +33,7 @@ from typing import List, Optional, Tuple
 import numpy as np
 import torch
 
-from .linalg import TruncationPolicy, gram_split_allowed
+from .linalg import CUTOFF_MODES, TruncationPolicy, gram_split_allowed
 
 __all__ = ["available", "disabled", "switched_off", "layer", "physical", "flatten", "unflatten", "ENABLED", "RECORD",
            "CUTOFF_CODES"]
@@ -41,8 +41,8 @@ __all__ = ["available", "disabled", "switched_off", "layer", "physical", "flatte
 # QLAM_TN_JIT=0 switches the compiled layer off for the process (no compile time; the numpy pass).
 ENABLED = os.environ.get("QLAM_TN_JIT", "1") != "0"
 
-# cutoff_mode -> the integer the compiled rank rule takes
-CUTOFF_CODES = {"abs": 0, "rel": 1, "sum2": 2, "rsum2": 3}
+# cutoff_mode -> the integer the compiled rank rule takes (0 abs, 1 rel, 2 sum2, 3 rsum2)
+CUTOFF_CODES = {mode: code for code, mode in enumerate(CUTOFF_MODES)}
 RECORD: Optional[list] = None
 
 try:  # numba comes with quimb; without it (or if it cannot compile here) mps_host keeps its numpy pass
@@ -229,9 +229,6 @@ if numba is not None:
             out[o:o + size] = sites[k].ravel()
             o += size
         return out, out_shapes, c, disc, log_keep, nlog
-
-
-if numba is not None:
 
     @njit(cache=True)
     def _physical(flat, shapes, gates):
