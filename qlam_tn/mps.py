@@ -28,7 +28,7 @@ from typing import Dict, List, Optional, Sequence
 
 import torch
 
-from . import mps_host
+from . import mps_host, mps_packed
 from .contraction import contract
 from .linalg import TruncationPolicy, gram_split_applies, svd, truncated_split, truncated_svd
 from .measure import pauli_matrix
@@ -111,6 +111,7 @@ class MPS(QuantumState):
             raise ValueError("the outer bonds of an open-boundary MPS must have dimension 1")
         if not 0 <= center < len(tensors):
             raise ValueError(f"center {center} out of range for {len(tensors)} sites")
+        self._packed: Optional[mps_packed.Packed] = None
         self.tensors = list(tensors)
         self.center = center
         self.policy = policy
@@ -239,17 +240,44 @@ class MPS(QuantumState):
 
     # ------------------------------------------------------------------ properties
     @property
+    def tensors(self) -> List[torch.Tensor]:
+        """The ``n`` site tensors ``(B, χl, 2, χr)``. After a compiled layer the sites are held
+        packed (``mps_packed``) and made into tensors here, on first read."""
+        if self._sites is None:
+            self._sites = self._packed.tensors()
+        return self._sites
+
+    @tensors.setter
+    def tensors(self, tensors: List[torch.Tensor]) -> None:
+        self._sites, self._packed = tensors, None
+
+    def _hold(self, packed: "mps_packed.Packed") -> None:
+        """Hold the sites a compiled layer returned (their tensors made when read)."""
+        self._sites, self._packed = None, packed
+
+    def _compiled_sites(self, gates: torch.Tensor) -> Optional["mps_packed.Packed"]:
+        """The sites as the compiled kernels take them, where they take a layer of ``gates``
+        (``mps_packed.takes``); else ``None``. Tensors read since the last compiled layer are
+        packed afresh unless they are still the very ones it made, unchanged."""
+        packed = self._packed
+        if packed is not None and (self._sites is None or packed.made(self._sites)):
+            return packed if mps_packed.takes(self.batch, gates, None) else None
+        return mps_packed.Packed.pack(self._sites) if mps_packed.takes(self.batch, gates, self._sites) else None
+
+    @property
     def dtype(self) -> torch.dtype:
-        return self.tensors[0].dtype
+        return self._packed.dtype if self._sites is None else self._sites[0].dtype
 
     @property
     def device(self) -> torch.device:
-        return self.tensors[0].device
+        return torch.device("cpu") if self._sites is None else self._sites[0].device
 
     @property
     def bond_dims(self) -> List[int]:
         """Dimensions of the n-1 inner bonds."""
-        return [t.shape[3] for t in self.tensors[:-1]]
+        if self._sites is None:
+            return self._packed.bond_dims()
+        return [t.shape[3] for t in self._sites[:-1]]
 
     @property
     def max_bond(self) -> Optional[int]:
@@ -338,7 +366,14 @@ class MPS(QuantumState):
         self.tensors, self.center = ts, c
 
     def _apply_layer(self, gates, unitary: bool = True):
-        if gates.dim() == 3 and mps_host.applies(self.batch, (*self.tensors, gates)):
+        packed = self._compiled_sites(gates)
+        new = packed.physical(gates) if packed is not None else None
+        if new is not None and unitary:
+            self._hold(new)
+            return
+        if new is not None:
+            ts = new.tensors()
+        elif gates.dim() == 3 and mps_host.applies(self.batch, (*self.tensors, gates)):
             ts = mps_host.on_physical(self.tensors, gates)
         else:
             ts = [_on_physical(gates[..., q, :, :], t) for q, t in enumerate(self.tensors)]
@@ -375,6 +410,15 @@ class MPS(QuantumState):
         ``_apply_2q`` gate by gate; one sample on the CPU runs them all in one ``mps_host`` pass.
         A failing step leaves the state as it was before the layer.
         """
+        packed = self._compiled_sites(gates)
+        done = packed.layer(self.center, gates, firsts, self.policy) if packed is not None else None
+        if done is not None:  # the compiled kernels, sample by sample (mps_packed)
+            new, c, disc, logf = done
+            self._hold(new)
+            self.center = c
+            self.discarded_weight = self.discarded_weight + torch.from_numpy(disc)
+            self._log_fidelity = self._log_fidelity + torch.from_numpy(logf)
+            return
         ts = self.tensors
         if gates.dim() == 3 and mps_host.applies(self.batch, (*ts, gates)):
             ts, c, disc, logf = mps_host.neighbour_gates(ts, self.center, gates, firsts, self.policy)

@@ -10,10 +10,11 @@ arrays stay numpy from its first gate to its last.
 ``MPS`` uses them only where they compute what its torch path computes: one sample, on the CPU,
 float64 / complex128, outside autograd; a two-site update splits by ``eigh`` of the Gram matrix
 or by the SVD exactly where the torch path does (``linalg.uses_gram_split``). The factorisations
-call LAPACK through scipy's wrappers. Where numba runs, the two layer passes are compiled instead
-(``mps_jit``: the same arithmetic, one call a layer), and the numpy passes here are their
-reference. The torch path stays the reference of both (tests/test_mps_host.py);
-``disabled()`` switches all of them off, e.g. for a side-by-side benchmark (``qlam bench-anchors``
+call LAPACK through scipy's wrappers. Where numba runs, ``MPS`` takes compiled layers instead
+(``mps_jit``: the same arithmetic, one call a layer, on sites held packed between layers:
+``mps_packed``, also for batches), and the numpy passes here are their reference at B=1. The
+torch path stays the reference of all of them (tests/test_mps_host.py); ``disabled()`` switches
+all of them off, e.g. for a side-by-side benchmark (``qlam bench-anchors``
 times the torch path, the numpy passes and the compiled ones).
 """
 from __future__ import annotations
@@ -22,7 +23,6 @@ import contextlib
 import functools
 import math
 import sys
-import weakref
 from typing import List, Optional, Tuple
 
 import numpy as np
@@ -142,42 +142,9 @@ def _site(a: np.ndarray) -> torch.Tensor:
 
 def on_physical(ts: List[torch.Tensor], gates: torch.Tensor) -> List[torch.Tensor]:
     """``gates[q] (2, 2)`` on site ``q``'s physical index, every site: ``MPS._apply_layer`` for one
-    sample (one compiled call where numba runs, else a few µs a site instead of a torch matmul's
-    dispatch). ``gates (n, 2, 2)``."""
+    sample (a few µs a site instead of a torch matmul's dispatch). ``gates (n, 2, 2)``."""
     g = _np(gates)
-    if mps_jit.available():
-        flat, shapes = _flat(ts)
-        out = mps_jit.physical(flat, shapes, g)
-        if out is not None:
-            return _wrap_flat(out, shapes)
     return [_site(g[q] @ _np(t)[0]) for q, t in enumerate(ts)]  # (2, 2) @ (χl, 2, χr), broadcast over χl
-
-
-# The compiled kernels take the sites as one buffer. The last buffer they returned is remembered
-# (weakly) with the tensors wrapped around it, so the next call on those very tensors (the next
-# layer of the same state) skips converting and concatenating n sites again. The tensors are views
-# of the buffer, and an MPS never replaces a site's data in place, only the tensor in its list.
-# A tensor that kept its identity but not its data (``t.data = ...``, ``set_``) no longer views
-# the buffer: each one's data pointer is checked too.
-_LAST_FLAT: Optional[Tuple[Tuple[weakref.ref, ...], weakref.ref, np.ndarray, tuple]] = None
-
-
-def _flat(ts: List[torch.Tensor]) -> Tuple[np.ndarray, np.ndarray]:
-    """The sites of ``ts`` as ``mps_jit.flatten`` lays them out: ``(buffer, shapes (n, 3))``."""
-    last = _LAST_FLAT
-    if last is not None and len(last[0]) == len(ts) and all(r() is t for r, t in zip(last[0], ts)):
-        flat = last[1]()
-        if flat is not None and all(t.data_ptr() == p for t, p in zip(ts, last[3])):
-            return flat, last[2]
-    return mps_jit.flatten([_np(t)[0] for t in ts])
-
-
-def _wrap_flat(flat: np.ndarray, shapes: np.ndarray) -> List[torch.Tensor]:
-    """``(1, χl, 2, χr)`` tensors viewing the buffer's sites, remembered for ``_flat``."""
-    global _LAST_FLAT
-    ts = [_site(a) for a in mps_jit.unflatten(flat, shapes)]
-    _LAST_FLAT = (tuple(weakref.ref(t) for t in ts), weakref.ref(flat), shapes, tuple(t.data_ptr() for t in ts))
-    return ts
 
 
 def moved(ts: List[torch.Tensor], c: int, target: int) -> List[torch.Tensor]:
@@ -286,19 +253,14 @@ def neighbour_gates(ts: List[torch.Tensor], c: int, gates: torch.Tensor, firsts:
 
     ``MPS._apply_2q``'s steps for neighbouring pairs (the centre moved onto the pair's nearer
     site, the split absorbing towards where the centre already was), all in one pass over numpy
-    arrays: no tensor wrapping, dispatch or total-keeping between gates; compiled where numba runs
-    (``mps_jit.layer``, tested against this numpy pass). ``gates (P, 4, 4)``;
+    arrays: no tensor wrapping, dispatch or total-keeping between gates. Where numba runs, ``MPS``
+    takes the compiled pass instead (``mps_packed``, ``mps_jit.layer``: tested against this one).
+    ``gates (P, 4, 4)``;
     returns the new site tensors, the centre, and the summed discarded weight and ``log(1-ε)``.
     ``ts`` is not modified (nothing changes if a step raises).
     """
     with _one_blas_thread():
         g = _np(gates)
-        if mps_jit.available():  # the compiled pass
-            flat, shapes = _flat(ts)
-            compiled = mps_jit.layer(flat, shapes, c, g, firsts, policy)
-            if compiled is not None:
-                out, out_shapes, c, disc, log_keep = compiled
-                return _wrap_flat(out, out_shapes), c, disc, log_keep
         before = [_np(t)[0] for t in ts]
         sites = list(before)
         dtype = ts[0].dtype

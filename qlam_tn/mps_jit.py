@@ -194,7 +194,7 @@ if numba is not None:
             c -= 1
         return nlog
 
-    @njit(cache=True)
+    @njit(cache=True, nogil=True)  # mps_packed runs a batch's samples on threads
     def _layer(flat, shapes, c, gates, firsts, max_bond, cutoff, mode, renorm, gram_allowed, log):
         """The compiled pass: sites ``flat`` (one buffer, ``shapes (n, 3)``) -> new buffer, shapes,
         centre, discarded weight, ``Σ log(1-ε)``, and the number of ``log`` rows written."""
@@ -230,7 +230,7 @@ if numba is not None:
             o += size
         return out, out_shapes, c, disc, log_keep, nlog
 
-    @njit(cache=True)
+    @njit(cache=True, nogil=True)
     def _physical(flat, shapes, gates):
         """``gates[k] (2, 2)`` on site ``k``'s physical index, every site of the flat buffer."""
         out = np.empty_like(flat)

@@ -7,7 +7,7 @@ import torch
 
 import qlam_tn as qt
 import qlam_tn.gates as G
-from qlam_tn import mps_host, mps_jit
+from qlam_tn import mps_host, mps_jit, mps_packed
 from qlam_tn.memory import brickwork as brickwork_layer
 
 
@@ -81,9 +81,11 @@ def test_host_kernels_equal_the_torch_path(policy, real, seed, monkeypatch):
 
 
 def _count_calls(monkeypatch):
-    """Count mps_host's kernel calls: centre moves, layers, two-site splits by kind (``gram`` True / False)."""
+    """Count the kernel calls: mps_host's centre moves and two-site splits by kind (``gram`` True /
+    False), and layers (mps_host's numpy pass or the compiled one, ``mps_packed``)."""
     calls = {"moved": 0, "layers": 0, True: 0, False: 0}
     real_moved, real_split, real_layer = mps_host.moved, mps_host.split, mps_host.neighbour_gates
+    real_packed_layer = mps_packed.Packed.layer
 
     def moved(*a):
         calls["moved"] += 1
@@ -98,7 +100,11 @@ def _count_calls(monkeypatch):
         return real_layer(*a)
     monkeypatch.setattr(mps_host, "moved", moved)
     monkeypatch.setattr(mps_host, "split", split)
+    def packed_layer(*a):
+        calls["layers"] += 1
+        return real_packed_layer(*a)
     monkeypatch.setattr(mps_host, "neighbour_gates", layer)
+    monkeypatch.setattr(mps_packed.Packed, "layer", packed_layer)
     return calls
 
 

@@ -151,53 +151,6 @@ def test_a_real_state_stays_real_and_matches():
     torch.testing.assert_close(got.discarded_weight, numpy_pass.discarded_weight, atol=1e-12, rtol=1e-9)
 
 
-def test_the_next_layer_reuses_the_buffer_only_for_the_very_tensors_it_made(monkeypatch):
-    """mps_host hands the compiled kernels the buffer they returned last time when the state still
-    holds the tensors wrapped around it; any other tensors are flattened afresh."""
-    flattened = []
-    real = mps_jit.flatten
-    monkeypatch.setattr(mps_jit, "flatten", lambda sites: flattened.append(1) or real(sites))
-    rng = np.random.default_rng(6)
-    psi = _entangled(6, seed=2, max_bond=4)
-    gates = torch.stack([_haar(rng, 4) for _ in range(3)])
-    psi._apply_neighbours(gates, [0, 2, 4])  # psi's tensors came from the torch path: flattened
-    assert len(flattened) == 1
-    psi._apply_neighbours(gates[:2], [3, 1])
-    psi.apply_layer(torch.stack([G.H(dtype=torch.complex128)] * 6))
-    assert len(flattened) == 1  # both reused the buffer
-    ref = psi.copy()
-    ref.tensors = list(ref.tensors)
-    ref.tensors[3] = ref.tensors[3] * -1j  # a new tensor: flattened afresh
-    with torch.no_grad():
-        psi.tensors[3].mul_(-1j)  # in place: the buffer sees it (the tensor is a view of it)
-    psi._apply_neighbours(gates[:2], [0, 2])
-    assert len(flattened) == 1
-    torch_path = ref.copy()
-    ref._apply_neighbours(gates[:2], [0, 2])
-    assert len(flattened) == 2
-    with mps_host.disabled():
-        torch_path._apply_neighbours(gates[:2], [0, 2])
-    for other in (ref, torch_path):
-        torch.testing.assert_close(psi.to_dense(), other.to_dense(), atol=1e-10, rtol=0)
-
-
-def test_a_tensor_whose_data_was_swapped_is_flattened_afresh():
-    """``t.data = other`` keeps the tensor object but not the buffer it viewed: not reused."""
-    rng = np.random.default_rng(8)
-    psi = _entangled(6, seed=4, max_bond=4)
-    gates = torch.stack([_haar(rng, 4) for _ in range(3)])
-    psi._apply_neighbours(gates, [0, 2, 4])  # psi now holds views of the kernel's buffer
-    ref = psi.copy()
-    new = psi.tensors[2] * -1j
-    psi.tensors[2].data = new
-    ref.tensors = list(ref.tensors)
-    ref.tensors[2] = new
-    psi._apply_neighbours(gates, [0, 2, 4])
-    with mps_host.disabled():
-        ref._apply_neighbours(gates, [0, 2, 4])
-    torch.testing.assert_close(psi.to_dense(), ref.to_dense(), atol=1e-10, rtol=0)
-
-
 def test_gates_the_kernels_cannot_take_are_refused():
     psi = _entangled(6, seed=5, max_bond=4)
     flat, shapes = mps_jit.flatten([t.resolve_conj().numpy()[0] for t in psi.tensors])

@@ -1,0 +1,209 @@
+"""mps_packed: sites held packed between compiled layers, and batches run sample by sample on
+threads, against the torch path and against each sample run alone."""
+import contextlib
+
+import numpy as np
+import pytest
+import torch
+
+import qlam_tn as qt
+import qlam_tn.gates as G
+from qlam_tn import mps_host, mps_jit, mps_packed
+from qlam_tn.memory import brickwork
+
+
+def _haar(rng, d):
+    a = rng.normal(size=(d, d)) + 1j * rng.normal(size=(d, d))
+    q, r = np.linalg.qr(a)
+    return torch.tensor(q * (np.diag(r) / abs(np.diag(r))))
+
+
+def _tokens(n, batch, tokens, seed, real):
+    """Per token: per-sample rotations ``(B, n, 2, 2)``, the two brickwork layers' gates (per-sample
+    ``(B, P, 4, 4)`` in the first layer, shared ``(P, 4, 4)`` in the second) and a shared rotation
+    layer ``(n, 2, 2)``. Continuous random angles: no degenerate Schmidt values at a cut."""
+    rng = np.random.default_rng(seed)
+    dtype = torch.float64 if real else torch.complex128
+    out = []
+    for _ in range(tokens):
+        rot = G.RY(torch.tensor(rng.uniform(-3, 3, batch * n))).reshape(batch, n, 2, 2).to(dtype)
+        pairs = [len(range(p, n - 1, 2)) for p in (0, 1)]
+        if real:
+            two = lambda: G.CRY(float(rng.uniform(-3, 3))) @ torch.kron(G.RY(float(rng.uniform(-3, 3))),
+                                                                        G.RY(float(rng.uniform(-3, 3))))
+        else:
+            two = lambda: _haar(rng, 4)
+        first = torch.stack([torch.stack([two() for _ in range(pairs[0])]) for _ in range(batch)]).to(dtype)
+        second = torch.stack([two() for _ in range(pairs[1])]).to(dtype)
+        after = (torch.stack([G.RY(float(a)) for a in rng.uniform(-3, 3, n)]) if real
+                 else torch.stack([G.U3(*rng.uniform(-3, 3, 3).tolist()) for _ in range(n)])).to(dtype)
+        out.append((rot, first, second, after))
+    return out
+
+
+def _run(tokens, n, batch, dtype, mode="compiled", samples=None, **policy):
+    """The token circuit on ``|0..0>``: ``mode`` "compiled" (mps_packed), "torch" (the reference);
+    ``samples``: run only these samples of the batch's per-sample gates."""
+    pick = (lambda t: t) if samples is None else (lambda t: t[samples])
+    b = batch if samples is None else len(samples)
+    psi = qt.MPS.zeros(n, batch=b, dtype=dtype, **policy)
+    with torch.no_grad(), mps_host.disabled() if mode == "torch" else contextlib.nullcontext():
+        for rot, first, second, after in tokens:
+            psi.apply_layer(pick(rot))
+            brickwork(psi, pick(first), 0)
+            brickwork(psi, second, 1)
+            psi.apply_layer(after)
+    return psi
+
+
+POLICIES = [dict(max_bond=4, cutoff=1e-12), dict(max_bond=None, cutoff=1e-2, cutoff_mode="rel"),
+            dict(max_bond=3, cutoff=1e-10, renormalize=True), dict(max_bond=5, cutoff=1e-3, cutoff_mode="sum2")]
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+@pytest.mark.parametrize("real", [False, True])
+def test_a_batch_equals_the_torch_path_and_each_sample_alone(policy, real, monkeypatch):
+    layers = []
+    real_layer = mps_packed.Packed.layer
+    monkeypatch.setattr(mps_packed.Packed, "layer", lambda *a: layers.append(a[0].batch) or real_layer(*a))
+    n, batch = 7, 4
+    dtype = torch.float64 if real else torch.complex128
+    tokens = _tokens(n, batch, 4, seed=3, real=real)
+    got = _run(tokens, n, batch, dtype, **policy)
+    assert layers == [batch] * 8 and got._sites is None  # every layer compiled; the sites still packed
+    assert got.dtype == dtype and got.device == torch.device("cpu")
+    ref = _run(tokens, n, batch, dtype, mode="torch", **policy)
+    # the torch path pads every bond to the batch's largest rank, as the packed sites' tensors do
+    assert got.bond_dims == ref.bond_dims and got.center == ref.center
+    torch.testing.assert_close(got.to_dense(), ref.to_dense(), atol=1e-10, rtol=0)
+    torch.testing.assert_close(got.discarded_weight, ref.discarded_weight, atol=1e-12, rtol=1e-9)
+    torch.testing.assert_close(got.fidelity_estimate, ref.fidelity_estimate, atol=1e-12, rtol=1e-9)
+    assert float(ref.discarded_weight.max()) > 1e-6  # these runs truncate
+    for s in range(batch):
+        alone = _run(tokens, n, batch, dtype, samples=[s], **policy)
+        torch.testing.assert_close(got.to_dense()[s], alone.to_dense()[0], atol=1e-10, rtol=0)
+        torch.testing.assert_close(got.discarded_weight[s], alone.discarded_weight[0], atol=1e-12, rtol=1e-9)
+
+
+def test_a_batchs_tensors_are_each_samples_sites_zero_padded():
+    n, batch = 6, 3
+    tokens = _tokens(n, batch, 3, seed=5, real=False)
+    got = _run(tokens, n, batch, torch.complex128, max_bond=None, cutoff=5e-2, cutoff_mode="rel")
+    packed = got._packed
+    ranks = np.array([shape[:-1, 2] for shape in packed.shapes])  # (B, n - 1) each sample's own bonds
+    assert (ranks != ranks[0]).any()  # the samples' ranks differ: padding happens
+    assert got.bond_dims == ranks.max(0).tolist()
+    for s in range(batch):
+        for q, site in enumerate(mps_jit.unflatten(packed.flats[s], packed.shapes[s])):
+            l, _, r = site.shape
+            t = got.tensors[q][s]
+            assert np.array_equal(t[:l, :, :r].numpy(), site)
+            assert not t[l:].any() and not t[:, :, r:].any()
+
+
+def test_threads_give_the_same_bits_as_one_thread(monkeypatch):
+    """Each sample's arithmetic is the same on any thread: two threads and one agree exactly."""
+    n, batch = 8, 5
+    tokens = _tokens(n, batch, 3, seed=9, real=False)
+    pools = []
+    real_pool = mps_packed._pool
+    monkeypatch.setattr(mps_packed, "_pool", lambda w: pools.append(w) or real_pool(w))
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        two = _run(tokens, n, batch, torch.complex128, max_bond=6)
+        assert pools and set(pools) == {2}
+        torch.set_num_threads(1)
+        pools.clear()
+        one = _run(tokens, n, batch, torch.complex128, max_bond=6)
+        assert pools == []
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(two.to_dense(), one.to_dense()) and torch.equal(two.discarded_weight, one.discarded_weight)
+
+
+def test_the_sites_are_repacked_only_when_their_tensors_changed(monkeypatch):
+    """Read tensors are the packed sites' own while unchanged. Replacing one in the list, giving
+    one other data, or editing one in place makes the next layer pack afresh, with the edit."""
+    packs = []
+    real_pack = mps_packed.Packed.pack.__func__
+    monkeypatch.setattr(mps_packed.Packed, "pack", classmethod(lambda cls, ts: packs.append(1) or real_pack(cls, ts)))
+    rng = np.random.default_rng(6)
+    gates = torch.stack([_haar(rng, 4) for _ in range(3)])
+    h = torch.stack([G.H(dtype=torch.complex128)] * 6)
+    psi = qt.MPS.zeros(6, dtype=torch.complex128, max_bond=4)
+    ref = psi.copy()
+    psi.apply_layer(h)
+    assert len(packs) == 1 and psi._sites is None
+    psi._apply_neighbours(gates, [0, 2, 4])
+    psi.tensors  # read: made from the packed sites, unchanged
+    psi._apply_neighbours(gates[:2], [3, 1])
+    assert len(packs) == 1
+
+    def edits():
+        yield lambda ts: ts.__setitem__(3, ts[3] * -1j)  # a new tensor in the list
+        yield lambda ts: setattr(ts[2], "data", ts[2] * 1j)  # other data, the same tensor object
+        yield lambda ts: ts[4].mul_(-1)  # in place
+
+    with torch.no_grad(), mps_host.disabled():
+        ref.apply_layer(h)
+        ref._apply_neighbours(gates, [0, 2, 4])
+        ref._apply_neighbours(gates[:2], [3, 1])
+    for k, edit in enumerate(edits()):
+        with torch.no_grad():
+            edit(psi.tensors)
+            ref.tensors = list(ref.tensors)
+            edit(ref.tensors)
+            psi._apply_neighbours(gates[:2], [0, 2])
+            with mps_host.disabled():
+                ref._apply_neighbours(gates[:2], [0, 2])
+        assert len(packs) == 2 + k
+        torch.testing.assert_close(psi.to_dense(), ref.to_dense(), atol=1e-10, rtol=0)
+
+
+def test_a_failing_sample_leaves_the_batch_as_it_was():
+    n, batch = 6, 3
+    psi = _run(_tokens(n, batch, 2, seed=1, real=False), n, batch, torch.complex128, max_bond=4)
+    ts = [t.clone() for t in psi.tensors]
+    ts[2][1, 0, 0, 0] = float("nan")  # sample 1's sites meet a NaN
+    psi.tensors = ts
+    before = (list(psi.tensors), psi.center, psi.discarded_weight.clone(), psi.fidelity_estimate.clone())
+    with pytest.raises(np.linalg.LinAlgError):
+        psi._apply_neighbours(torch.stack([_haar(np.random.default_rng(0), 4)] * 3), [0, 2, 4])
+    assert all(a is b for a, b in zip(psi.tensors, before[0])) and psi.center == before[1]
+    assert torch.equal(psi.discarded_weight, before[2]) and torch.equal(psi.fidelity_estimate, before[3])
+
+
+def test_a_non_unitary_layer_on_packed_sites_restores_the_canonical_form():
+    n, batch = 6, 2
+    psi = _run(_tokens(n, batch, 2, seed=2, real=False), n, batch, torch.complex128, max_bond=4)
+    ref = psi.copy()
+    damp = torch.tensor(np.stack([np.diag([1.0, 0.5 + 0.1 * q]) for q in range(n)])).to(torch.complex128)
+    psi.apply_layer(damp)
+    with mps_host.disabled():
+        ref.apply_layer(damp)
+    assert psi.center == ref.center == n - 1
+    torch.testing.assert_close(psi.to_dense(), ref.to_dense(), atol=1e-12, rtol=0)
+    for t in psi.tensors[:-1]:  # left isometries, every sample
+        m = t.reshape(batch, -1, t.shape[3])
+        eye = torch.eye(m.shape[2], dtype=m.dtype).expand(batch, -1, -1)
+        nonzero = m.abs().sum(1) > 0  # (B, χr): padded columns are zero
+        torch.testing.assert_close((m.mH @ m) * (nonzero[:, :, None] & nonzero[:, None, :]), eye * nonzero[:, None, :],
+                                   atol=1e-10, rtol=0)
+
+
+def test_autograd_and_other_dtypes_keep_the_torch_path(monkeypatch):
+    layers = []
+    real_layer = mps_packed.Packed.layer
+    monkeypatch.setattr(mps_packed.Packed, "layer", lambda *a: layers.append(1) or real_layer(*a))
+    cz = G.CZ(dtype=torch.complex128).expand(2, 4, 4)
+    theta = torch.tensor(0.4, dtype=torch.float64, requires_grad=True)
+    psi = qt.MPS.zeros(5, batch=2, dtype=torch.complex128)
+    psi.apply_layer(G.RY(theta).to(torch.complex128).expand(5, 2, 2))
+    brickwork(psi, cz, 0)  # the sites require grad: the torch path
+    psi.expect("Z0").sum().backward()
+    assert layers == [] and theta.grad is not None
+    brickwork(qt.MPS.zeros(5, batch=2, dtype=torch.complex64), cz.to(torch.complex64), 0)
+    assert layers == []
+    brickwork(qt.MPS.zeros(5, batch=2, dtype=torch.complex128), cz, 0)
+    assert layers == [1]
