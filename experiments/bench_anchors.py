@@ -54,14 +54,25 @@ def run_qlam(n, chi, angles, batch: int = 1, split: str = "auto", host: bool = T
     off = mps_host.disabled() if not host else mps_jit.disabled() if not compiled else contextlib.nullcontext()
     with off:
         t0 = time.perf_counter()
-        for ry, rx in angles:
-            psi.apply_layer(qt.gates.RY(torch.as_tensor(ry)).to(torch.complex128))
+        ry, rx = token_gates(angles, torch.complex128)
+        for t in range(len(angles)):
+            psi.apply_layer(ry[t])
             for parity, czs in layers:
                 brickwork(psi, czs, parity)
-            psi.apply_layer(qt.gates.RX(torch.as_tensor(rx)))
+            psi.apply_layer(rx[t])
         dt = time.perf_counter() - t0
     z = np.array([psi.expect(f"Z{q}")[0].item() for q in range(n)])
     return dt, z, psi.discarded_weight[0].item()
+
+
+def token_gates(angles: np.ndarray, dtype) -> tuple:
+    """Every token's RY and RX layers ``(tokens, n, 2, 2)``, each built in one call (as a model
+    builds a sequence's gates), in ``dtype`` (RX needs a complex one)."""
+    a = torch.as_tensor(angles)
+    shape = (a.shape[0], a.shape[2], 2, 2)
+    ry = qt.gates.RY(a[:, 0].reshape(-1)).reshape(shape).to(dtype)
+    rx = qt.gates.RX(a[:, 1].reshape(-1)).reshape(shape).to(dtype) if dtype.is_complex else None
+    return ry, rx
 
 
 def _cz_layers(n: int, dtype) -> list:
@@ -75,8 +86,8 @@ def run_qlam_ry_cz(n, chi, angles, dtype, batch: int = 1):
     psi = qt.MPS.zeros(n, batch=batch, max_bond=chi, cutoff=1e-12, dtype=dtype)
     layers = _cz_layers(n, dtype)
     t0 = time.perf_counter()
-    for ry, _ in angles:
-        psi.apply_layer(qt.gates.RY(torch.as_tensor(ry)).to(dtype))
+    for ry in token_gates(angles, dtype)[0]:
+        psi.apply_layer(ry)
         for parity, czs in layers:
             brickwork(psi, czs, parity)
     return time.perf_counter() - t0
