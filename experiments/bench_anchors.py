@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 import qlam_tn as qt
-from qlam_tn import mps_host, mps_jit
+from qlam_tn import mps_host, mps_jit, mps_packed
 from qlam_tn.memory import brickwork
 
 
@@ -102,8 +102,9 @@ def decomposition_share(n, chi, angles, batch: int = 1, host: bool = True, repea
     ``all_s`` adds the QRs of the centre moves; each re-run standalone on random matrices of the
     recorded shapes with the library the run used for it: torch; numpy (scipy's LAPACK wrappers)
     where ``mps_host``'s numpy kernels took a single-sample update; or, where the compiled layer
-    (``mps_jit``) ran, the same numba ``np.linalg`` calls in a compiled loop
-    (``(batch, m, n)``: a batch of B samples' splits is one batched LAPACK call, as in the run).
+    (``mps_jit``) ran, the same numba ``np.linalg`` calls in a compiled loop. A batch on the
+    torch path makes one batched LAPACK call ``(batch, m, n)`` per split; a compiled batch runs
+    sample by sample on torch's threads (``mps_packed``), and so does its standalone loop.
     The shapes come from one recording run (spies on the torch and numpy calls, ``mps_jit.RECORD``);
     then each of ``repeats`` rounds times one run without them and, right after it, the standalone
     decompositions; the medians are returned.
@@ -173,7 +174,9 @@ def decomposition_share(n, chi, angles, batch: int = 1, host: bool = True, repea
 
     split_mats = [(lib, matrix(lib, shape, dtype), absorb, gram) for lib, shape, dtype, absorb, gram in splits]
     qr_mats = [(lib, matrix(lib, shape, dtype)) for lib, shape, dtype in qrs]
-    c_split, c_qr = compiled_job(compiled_splits, 0), compiled_job(compiled_qrs, 1)
+    # A batch's compiled layers run its samples on torch's threads (mps_packed): so do these.
+    threads = min(torch.get_num_threads(), batch)
+    c_split, c_qr = compiled_job(compiled_splits, 0, threads), compiled_job(compiled_qrs, 1, threads)
     # Each round times a run, then its decompositions standalone right after it, so that both see
     # the VM in the same state (this machine's speed drifts by 20-40% over minutes).
     runs, t_splits, t_qrs = [], [], []
@@ -188,28 +191,35 @@ def decomposition_share(n, chi, angles, batch: int = 1, host: bool = True, repea
     return statistics.median(runs), t_split, t_split + t_qr, n_splits, n_qrs
 
 
-def compiled_job(rows, kind: int):
+def compiled_job(rows, kind: int, threads: int = 1):
     """A timer of the compiled pass's recorded decompositions (``rows``: ``(rows, cols,
     absorb_right, gram)``; ``kind`` 0 splits, 1 QRs) re-run standalone on random complex128
-    matrices of those shapes in one compiled loop; returns seconds per call of it."""
+    matrices of those shapes in one compiled loop, the rows dealt out to ``threads`` threads as
+    ``mps_packed`` deals out a batch's samples; returns seconds per call of it."""
     if not rows:
         return lambda: 0.0
     rng = np.random.default_rng(0)
-    table = np.array([(kind, *r) for r in rows], dtype=np.int64)
-    size = int((table[:, 1] * table[:, 2]).sum())
-    flat = rng.standard_normal(size) + 1j * rng.standard_normal(size)
-    _standalone_decompositions(flat, table)  # compiled (or loaded from numba's cache) outside the timing
+    jobs = []
+    for k in range(threads):
+        table = np.array([(kind, *r) for r in rows[k::threads]], dtype=np.int64).reshape(-1, 5)
+        size = int((table[:, 1] * table[:, 2]).sum())
+        flat = rng.standard_normal(size) + 1j * rng.standard_normal(size)
+        _standalone_decompositions(flat, table)  # compiled (or loaded from numba's cache) outside the timing
+        jobs.append((flat, table))
 
     def job() -> float:
         t0 = time.perf_counter()
-        _standalone_decompositions(flat, table)
+        if threads == 1:
+            _standalone_decompositions(*jobs[0])
+        else:
+            list(mps_packed._pool(threads).map(lambda j: _standalone_decompositions(*j), jobs))
         return time.perf_counter() - t0
     return job
 
 
 if mps_jit.numba is not None:
 
-    @mps_jit.numba.njit(cache=True)
+    @mps_jit.numba.njit(cache=True, nogil=True)
     def _standalone_decompositions(flat, table):
         """The decompositions of ``table``'s rows ``(kind, rows, cols, absorb_right, gram)`` on
         consecutive matrices of ``flat``, as ``mps_jit``'s kernel calls them."""

@@ -57,9 +57,9 @@ def test_extras_count_every_split_and_keep_real_circuits_real():
         assert 0 < qrs <= tokens * (n - 1)
         assert t_run > 0 and 0 < t_split <= t_all
     assert B.run_qlam_ry_cz(n, 4, angles, torch.float64) > 0
-    # A batch performs the same splits, each one batched call over its samples.
+    # A batch runs the same splits and moves sample by sample (mps_packed), each sample's recorded.
     _, _, _, splits_b, qrs_b = B.decomposition_share(n, 4, angles, batch=3)
-    assert (splits_b, qrs_b) == (splits, qrs)
+    assert (splits_b, qrs_b) == (3 * splits, 3 * qrs)
     # Repeats time the same run again: the shapes are recorded once, not once per repeat.
     t_run, t_split, t_all, splits_r, qrs_r = B.decomposition_share(n, 4, angles, repeats=3)
     assert (splits_r, qrs_r) == (splits, qrs) and t_run > 0 and 0 < t_split <= t_all
