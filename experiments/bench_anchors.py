@@ -26,13 +26,13 @@ import torch
 
 import qlam_tn as qt
 from qlam_tn import mps_host, mps_jit, mps_packed
-from qlam_tn.memory import brickwork
+from qlam_tn.memory import token_layers
 
 
 def brickwork_pairs(n: int) -> list:
     """The token's CZ pairs in the order every engine applies them: the even layer left to right,
     the odd layer right to left (gates within a layer commute; this order lets an MPS with a
-    canonical centre reach each pair with one site move, as ``qlam_tn.memory.brickwork`` does)."""
+    canonical centre reach each pair with one site move, as ``qlam_tn.memory.brickwork`` orders them)."""
     return list(range(0, n - 1, 2)) + list(range(1, n - 1, 2))[::-1]
 
 
@@ -45,9 +45,10 @@ def run_qlam(n, chi, angles, batch: int = 1, split: str = "auto", host: bool = T
     """qlam_tn's MPS; ``host=False`` keeps single-sample updates on the torch path (``mps_host`` off),
     ``compiled=False`` keeps them on the numpy kernels (``mps_jit`` off).
 
-    The CZ layers go through ``qlam_tn.memory.brickwork``, the layer call QLAM's memory uses (at B=1
-    on the CPU one ``mps_host.neighbour_gates`` pass per layer: one compiled ``mps_jit`` call where
-    numba runs), in ``brickwork_pairs`` order."""
+    A token's four layers go through ``qlam_tn.memory.token_layers``, the call QLAM's memory uses:
+    where numba runs, one compiled ``mps_jit.circuit`` call per sample and token (``mps_packed``);
+    without it, one ``mps_host`` numpy pass per layer (or the torch path). The CZs run in
+    ``brickwork_pairs`` order."""
     psi = qt.MPS.zeros(n, batch=batch, max_bond=chi, cutoff=1e-12, dtype=torch.complex128)
     psi.policy = dataclasses.replace(psi.policy, split=split)
     layers = _cz_layers(n, torch.complex128)
@@ -56,10 +57,7 @@ def run_qlam(n, chi, angles, batch: int = 1, split: str = "auto", host: bool = T
         t0 = time.perf_counter()
         ry, rx = token_gates(angles, torch.complex128)
         for t in range(len(angles)):
-            psi.apply_layer(ry[t])
-            for parity, czs in layers:
-                brickwork(psi, czs, parity)
-            psi.apply_layer(rx[t])
+            token_layers(psi, [("1q", ry[t]), *(("2q", czs, parity) for parity, czs in layers), ("1q", rx[t])])
         dt = time.perf_counter() - t0
     z = np.array([psi.expect(f"Z{q}")[0].item() for q in range(n)])
     return dt, z, psi.discarded_weight[0].item()
@@ -87,9 +85,7 @@ def run_qlam_ry_cz(n, chi, angles, dtype, batch: int = 1):
     layers = _cz_layers(n, dtype)
     t0 = time.perf_counter()
     for ry in token_gates(angles, dtype)[0]:
-        psi.apply_layer(ry)
-        for parity, czs in layers:
-            brickwork(psi, czs, parity)
+        token_layers(psi, [("1q", ry), *(("2q", czs, parity) for parity, czs in layers)])
     return time.perf_counter() - t0
 
 

@@ -32,7 +32,7 @@ from torch.utils.checkpoint import checkpoint
 from qlam_tn import MPS, StateVector
 from qlam_tn import gates as G
 from qlam_tn.dense_scan import dense_ry_scan, factored_ry_scan
-from qlam_tn.memory import (apply_dense, bloch_vectors, brickwork, brickwork_factors, dense_unitary, neighbour_zz,
+from qlam_tn.memory import (apply_dense, bloch_vectors, brickwork_factors, dense_unitary, neighbour_zz, token_layers,
                              rotation_layer)
 from qlam_tn.models.common import check_input
 
@@ -341,12 +341,14 @@ class QLAM(nn.Module):
             memory._apply_layer(rot)
             apply_dense(memory, payload)
             return
+        layers = []
         for l, (gates, after) in enumerate(payload):
             if l == 0 or cfg.reupload:
-                memory._apply_layer(rot)
-            brickwork(memory, gates, l % 2)
+                layers.append(("1q", rot))
+            layers.append(("2q", gates, l % 2))
             if after is not None:
-                memory._apply_layer(after)
+                layers.append(("1q", after))
+        token_layers(memory, layers)  # on an MPS outside autograd: one compiled call per sample
 
     def _features(self, memory, x_t: torch.Tensor) -> torch.Tensor:
         """Readout features ``(B, D)`` of the current memory, queried by ``x_t``."""

@@ -22,7 +22,7 @@ from .dense_scan import bloch_tables
 from .state import complex_dtype_of
 from .statevector import StateVector
 
-__all__ = ["rotation_layer", "brickwork", "dense_unitary", "brickwork_factors", "apply_dense", "bloch_vectors",
+__all__ = ["rotation_layer", "brickwork", "token_layers", "dense_unitary", "brickwork_factors", "apply_dense", "bloch_vectors",
            "neighbour_zz"]
 
 
@@ -53,20 +53,46 @@ def brickwork(state, gates: torch.Tensor, parity: int) -> None:
     On an MPS the even layer runs left to right and the odd one right to left, so the
     centre needs one site move per gate instead of a sweep back across the chain.
     """
-    n = state.n_qubits
-    pairs = list(range(parity, n - 1, 2))
-    if gates.shape[-3] != len(pairs):
-        raise ValueError(f"parity {parity} on {n} qubits has {len(pairs)} pairs, got {gates.shape[-3]} gates")
+    pairs = _pairs(state.n_qubits, gates, parity)
     if gates.is_complex() and not state.dtype.is_complex:
         state._promote(complex_dtype_of(state.dtype))
     gates = gates.to(state.dtype)
     if isinstance(state, MPS):
-        if parity == 1:
-            gates, pairs = gates.flip(-3), pairs[::-1]
-        state._apply_neighbours(gates, pairs)
+        state._apply_neighbours(*_mps_order(gates, pairs, parity))
         return
     for k, q in enumerate(pairs):
         state._apply_2q(gates[..., k, :, :], q, q + 1)
+
+
+def _pairs(n: int, gates: torch.Tensor, parity: int) -> List[int]:
+    """The first qubits of a brickwork layer's pairs, one per gate of ``gates (..., P, 4, 4)``."""
+    pairs = list(range(parity, n - 1, 2))
+    if gates.shape[-3] != len(pairs):
+        raise ValueError(f"parity {parity} on {n} qubits has {len(pairs)} pairs, got {gates.shape[-3]} gates")
+    return pairs
+
+
+def _mps_order(gates: torch.Tensor, pairs: List[int], parity: int):
+    """``(gates, pairs)`` in the order an MPS takes them: the odd layer right to left."""
+    return (gates.flip(-3), pairs[::-1]) if parity == 1 else (gates, pairs)
+
+
+def token_layers(state, layers: List[tuple]) -> None:
+    """A token's layers in turn: ``("1q", gates)``, a unitary one-qubit layer ``(n, 2, 2)`` or
+    ``(B, n, 2, 2)`` (as ``state._apply_layer``), or ``("2q", gates, parity)``, a brickwork layer
+    (as ``brickwork``). For a model's own gates: already in the state's dtype, not checked.
+
+    On an MPS whose compiled kernels take every layer, all of them run in one call per sample
+    (``MPS._apply_ops``): a token's Python and conversions once, not once per layer.
+    """
+    if not isinstance(state, MPS):
+        for op in layers:
+            state._apply_layer(op[1]) if op[0] == "1q" else brickwork(state, op[1], op[2])
+        return
+    ops = []
+    for op in layers:
+        ops.append(op if op[0] == "1q" else ("2q", *_mps_order(op[1], _pairs(state.n_qubits, op[1], op[2]), op[2])))
+    state._apply_ops(ops)
 
 
 def _kron_all(blocks: List[torch.Tensor]) -> torch.Tensor:

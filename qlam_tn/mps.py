@@ -255,8 +255,8 @@ class MPS(QuantumState):
         """Hold the sites a compiled layer returned (their tensors made when read)."""
         self._sites, self._packed = None, packed
 
-    def _compiled_sites(self, gates: torch.Tensor) -> Optional["mps_packed.Packed"]:
-        """The sites as the compiled kernels take them, where they take a layer of ``gates``
+    def _compiled_sites(self, *gates: torch.Tensor) -> Optional["mps_packed.Packed"]:
+        """The sites as the compiled kernels take them, where they take layers of these ``gates``
         (``mps_packed.takes``); else ``None``. Tensors read since the last compiled layer are
         packed afresh unless they are still the very ones it made, unchanged."""
         packed = self._packed
@@ -413,11 +413,7 @@ class MPS(QuantumState):
         packed = self._compiled_sites(gates)
         done = packed.layer(self.center, gates, firsts, self.policy) if packed is not None else None
         if done is not None:  # the compiled kernels, sample by sample (mps_packed)
-            new, c, disc, logf = done
-            self._hold(new)
-            self.center = c
-            self.discarded_weight = self.discarded_weight + torch.from_numpy(disc)
-            self._log_fidelity = self._log_fidelity + torch.from_numpy(logf)
+            self._commit_compiled(*done)
             return
         ts = self.tensors
         if gates.dim() == 3 and mps_host.applies(self.batch, (*ts, gates)):
@@ -428,6 +424,31 @@ class MPS(QuantumState):
             return
         for k, q in enumerate(firsts):
             self._apply_2q(gates[..., k, :, :], q, q + 1)
+
+    def _apply_ops(self, ops):
+        """Layers in turn, each in this state's dtype: ``("1q", gates)``, a unitary one-qubit layer
+        (``_apply_layer``), or ``("2q", gates, firsts)``, neighbour gates (``_apply_neighbours``).
+
+        Where the compiled kernels take every layer, all of them run in one call per sample
+        (``mps_packed``), atomically; elsewhere layer by layer, each layer atomic.
+        """
+        packed = self._compiled_sites(*(op[1] for op in ops))
+        done = packed.circuit(self.center, ops, self.policy) if packed is not None else None
+        if done is not None:
+            self._commit_compiled(*done)
+            return
+        for op in ops:
+            if op[0] == "1q":
+                self._apply_layer(op[1])
+            else:
+                self._apply_neighbours(op[1], op[2])
+
+    def _commit_compiled(self, packed, c: int, disc, logf) -> None:
+        """Hold what a compiled call returned: the sites, centre and per-sample ``(B,)`` weights."""
+        self._hold(packed)
+        self.center = c
+        self.discarded_weight = self.discarded_weight + torch.from_numpy(disc)
+        self._log_fidelity = self._log_fidelity + torch.from_numpy(logf)
 
     def _two_site(self, ts, c, gate, i, direction):
         """Apply ``gate`` ((4,4), (B,4,4) or None for SWAP) to sites (i, i+1) at the centre.

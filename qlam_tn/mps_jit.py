@@ -194,18 +194,39 @@ if numba is not None:
             c -= 1
         return nlog
 
-    @njit(cache=True, nogil=True)  # mps_packed runs a batch's samples on threads
-    def _layer(flat, shapes, c, gates, firsts, max_bond, cutoff, mode, renorm, gram_allowed, log):
-        """The compiled pass: sites ``flat`` (one buffer, ``shapes (n, 3)``) -> new buffer, shapes,
-        centre, discarded weight, ``Σ log(1-ε)``, and the number of ``log`` rows written."""
-        n = shapes.shape[0]
+    @njit(cache=True)
+    def _unpack(flat, shapes):
+        """The sites of the flat buffer as a list of ``(χl, 2, χr)`` views."""
         sites = []
         o = 0
-        for k in range(n):
+        for k in range(shapes.shape[0]):
             size = shapes[k, 0] * shapes[k, 1] * shapes[k, 2]
             sites.append(flat[o:o + size].reshape(shapes[k, 0], shapes[k, 1], shapes[k, 2]))
             o += size
-        disc, log_keep, nlog = 0.0, 0.0, 0
+        return sites
+
+    @njit(cache=True)
+    def _pack(sites, dtype_of):
+        """The sites one after another in a new buffer (of ``dtype_of``'s dtype), and their shapes."""
+        n = len(sites)
+        out_shapes = np.empty((n, 3), dtype=np.int64)
+        total = 0
+        for k in range(n):
+            out_shapes[k, 0], out_shapes[k, 1], out_shapes[k, 2] = sites[k].shape
+            total += sites[k].size
+        out = np.empty(total, dtype=dtype_of.dtype)
+        o = 0
+        for k in range(n):
+            size = sites[k].size
+            out[o:o + size] = sites[k].ravel()
+            o += size
+        return out, out_shapes
+
+    @njit(cache=True)
+    def _gates_on(sites, c, gates, firsts, max_bond, cutoff, mode, renorm, gram_allowed, log, nlog):
+        """``gates[k]`` on sites ``(firsts[k], firsts[k] + 1)`` of the list, in place: returns the
+        centre, discarded weight, ``Σ log(1-ε)`` and the number of ``log`` rows written."""
+        disc, log_keep = 0.0, 0.0
         for k in range(firsts.shape[0]):
             i = firsts[k]
             right = c <= i
@@ -217,17 +238,49 @@ if numba is not None:
             disc += dk
             if dk + kept2 > 0:
                 log_keep += math.log1p(-dk / (dk + kept2))
-        out_shapes = np.empty((n, 3), dtype=np.int64)
-        total = 0
-        for k in range(n):
-            out_shapes[k, 0], out_shapes[k, 1], out_shapes[k, 2] = sites[k].shape
-            total += sites[k].size
-        out = np.empty(total, dtype=flat.dtype)
-        o = 0
-        for k in range(n):
-            size = sites[k].size
-            out[o:o + size] = sites[k].ravel()
-            o += size
+        return c, disc, log_keep, nlog
+
+    @njit(cache=True)
+    def _physical_on(sites, gates):
+        """``gates[k] (2, 2)`` on site ``k``'s physical index, every site of the list (new arrays)."""
+        for k in range(len(sites)):
+            a = sites[k]
+            out = np.empty_like(a)
+            g00, g01, g10, g11 = gates[k, 0, 0], gates[k, 0, 1], gates[k, 1, 0], gates[k, 1, 1]
+            for x in range(a.shape[0]):
+                for z in range(a.shape[2]):
+                    x0, x1 = a[x, 0, z], a[x, 1, z]
+                    out[x, 0, z] = g00 * x0 + g01 * x1
+                    out[x, 1, z] = g10 * x0 + g11 * x1
+            sites[k] = out
+
+    @njit(cache=True, nogil=True)  # mps_packed runs a batch's samples on threads
+    def _layer(flat, shapes, c, gates, firsts, max_bond, cutoff, mode, renorm, gram_allowed, log):
+        """The compiled pass: sites ``flat`` (one buffer, ``shapes (n, 3)``) -> new buffer, shapes,
+        centre, discarded weight, ``Σ log(1-ε)``, and the number of ``log`` rows written."""
+        sites = _unpack(flat, shapes)
+        c, disc, log_keep, nlog = _gates_on(sites, c, gates, firsts, max_bond, cutoff, mode, renorm,
+                                            gram_allowed, log, 0)
+        out, out_shapes = _pack(sites, flat)
+        return out, out_shapes, c, disc, log_keep, nlog
+
+    @njit(cache=True, nogil=True)
+    def _circuit(flat, shapes, c, ones, twos, firsts, program, max_bond, cutoff, mode, renorm, gram_allowed, log):
+        """``_layer`` and ``_physical`` in turn, one call: ``program`` rows ``(kind, start, stop)``
+        are kind 0, the one-qubit layer ``ones[start] (n, 2, 2)``, or kind 1, the gates
+        ``twos[start:stop] (4, 4)`` on pairs ``firsts[start:stop]``. Returns as ``_layer``."""
+        sites = _unpack(flat, shapes)
+        disc, log_keep, nlog = 0.0, 0.0, 0
+        for p in range(program.shape[0]):
+            kind, start, stop = program[p, 0], program[p, 1], program[p, 2]
+            if kind == 0:
+                _physical_on(sites, ones[start])
+            else:
+                c, dk, lk, nlog = _gates_on(sites, c, twos[start:stop], firsts[start:stop], max_bond, cutoff,
+                                            mode, renorm, gram_allowed, log, nlog)
+                disc += dk
+                log_keep += lk
+        out, out_shapes = _pack(sites, flat)
         return out, out_shapes, c, disc, log_keep, nlog
 
     @njit(cache=True, nogil=True)
@@ -308,12 +361,41 @@ def layer(flat: np.ndarray, shapes: np.ndarray, c: int, gates: np.ndarray, first
         return None
     fs = np.asarray(firsts, dtype=np.int64)
     _check_gates(flat, gates, fs.shape[0])
-    g = np.ascontiguousarray(gates)
-    log = np.empty((fs.shape[0] * (shapes.shape[0] + 1), 5), dtype=np.int64)  # each gate: its moves, its split
+    return _run(_layer, flat, shapes, c, (np.ascontiguousarray(gates), fs), policy, fs.shape[0])
+
+
+def circuit(flat: np.ndarray, shapes: np.ndarray, c: int, ones: np.ndarray, twos: np.ndarray, firsts: np.ndarray,
+            program: np.ndarray, policy: TruncationPolicy) -> Optional[Tuple[np.ndarray, np.ndarray, int, float, float]]:
+    """Several layers in one call, as ``physical`` and ``layer`` one after another would run them
+    (the same arithmetic in the same order). ``program (K, 3)`` rows ``(kind, start, stop)``:
+    kind 0 applies the one-qubit layer ``ones[start] (n, 2, 2)`` (``ones (L, n, 2, 2)``), kind 1
+    the gates ``twos[start:stop] (4, 4)`` on sites ``(firsts[j], firsts[j] + 1)`` for ``j`` in
+    ``start:stop`` (``twos (P, 4, 4)``, ``firsts (P,)``). Returns as ``layer``."""
+    if not available():
+        return None
+    n, program = shapes.shape[0], np.ascontiguousarray(program, dtype=np.int64)
+    firsts = np.ascontiguousarray(firsts, dtype=np.int64)
+    _check_gates(flat, twos, firsts.shape[0])
+    if ones.dtype != flat.dtype or ones.ndim != 4 or ones.shape[1] < n:
+        raise TypeError(f"one-qubit layers must be (L, {n}, 2, 2) of dtype {flat.dtype}, got "
+                        f"{ones.shape} of {ones.dtype}")
+    for kind, start, stop in program.tolist():
+        if not ((kind == 0 and 0 <= start < ones.shape[0]) or (kind == 1 and 0 <= start <= stop <= firsts.shape[0])):
+            raise ValueError(f"program row {(kind, start, stop)} does not fit {ones.shape[0]} one-qubit layers "
+                             f"and {firsts.shape[0]} two-qubit gates")
+    if firsts.size and not (0 <= firsts.min() and firsts.max() < n - 1):
+        raise ValueError(f"pairs must start in [0, {n - 2}], got {firsts.tolist()}")
+    return _run(_circuit, flat, shapes, c, (np.ascontiguousarray(ones), np.ascontiguousarray(twos), firsts, program),
+                policy, firsts.shape[0])
+
+
+def _run(kernel, flat, shapes, c, args: tuple, policy: TruncationPolicy, n_gates: int):
+    """Call ``_layer`` or ``_circuit`` with the policy's arguments; record its decompositions."""
+    log = np.empty((n_gates * (shapes.shape[0] + 1), 5), dtype=np.int64)  # each gate: its moves, its split
     gram_allowed = gram_split_allowed(torch.complex128 if flat.dtype.kind == "c" else torch.float64, policy)
     try:
-        out, out_shapes, c, disc, log_keep, nlog = _layer(
-            flat, shapes, c, g, fs, policy.max_bond or 0, float(policy.cutoff), CUTOFF_CODES[policy.cutoff_mode],
+        out, out_shapes, c, disc, log_keep, nlog = kernel(
+            flat, shapes, c, *args, policy.max_bond or 0, float(policy.cutoff), CUTOFF_CODES[policy.cutoff_mode],
             bool(policy.renormalize), gram_allowed, log)
     except numba.core.errors.NumbaError as e:  # a compile failure on this machine: the numpy pass instead
         _compile_failed(e)

@@ -37,17 +37,17 @@ __all__ = ["Packed", "takes"]
 _TORCH_DTYPES = {np.dtype(np.float64): torch.float64, np.dtype(np.complex128): torch.complex128}
 
 
-def takes(batch: int, gates: torch.Tensor, tensors: Optional[Sequence[torch.Tensor]]) -> bool:
-    """Whether the compiled kernels may run a layer of ``gates`` on these sites: switched on and
-    compiling here, the gates shared (``(P, d, d)``) or one set per sample (``(B, P, d, d)``), on the
-    CPU in float64/complex128 outside autograd. ``tensors=None``: sites already packed (numpy
-    buffers: CPU, float64/complex128, no autograd)."""
+def takes(batch: int, gates: Sequence[torch.Tensor], tensors: Optional[Sequence[torch.Tensor]]) -> bool:
+    """Whether the compiled kernels may run layers of ``gates`` (one tensor per layer) on these
+    sites: switched on and compiling here, each layer's gates shared (``(P, d, d)``) or one set per
+    sample (``(B, P, d, d)``), on the CPU in float64/complex128 outside autograd. ``tensors=None``:
+    sites already packed (numpy buffers: CPU, float64/complex128, no autograd)."""
     if not (mps_host.ENABLED and mps_jit.available()):
         return False
-    if not (gates.dim() == 3 or (gates.dim() == 4 and gates.shape[0] == batch)):
+    if not all(g.dim() == 3 or (g.dim() == 4 and g.shape[0] == batch) for g in gates):
         return False
     grad = torch.is_grad_enabled()
-    for t in (gates,) if tensors is None else (gates, *tensors):
+    for t in (*gates, *(tensors or ())):
         if t.dtype not in mps_host._DTYPES or not t.is_cpu or (grad and t.requires_grad):
             return False
     return True
@@ -146,10 +146,43 @@ class Packed:
         cannot run. Nothing is modified if a sample's step raises.
         """
         g = mps_host._np(gates)
+        return self._each_sample(lambda s: mps_jit.layer(self.flats[s], self.shapes[s], c, g if g.ndim == 3 else g[s],
+                                                         firsts, policy))
 
-        def one(s: int):
-            return mps_jit.layer(self.flats[s], self.shapes[s], c, g if g.ndim == 3 else g[s], firsts, policy)
+    def circuit(self, c: int, ops: Sequence[tuple], policy: TruncationPolicy
+                ) -> Optional[Tuple["Packed", int, np.ndarray, np.ndarray]]:
+        """``ops`` in turn, in one compiled call per sample (``mps_jit.circuit``): ``("1q", gates)``
+        as ``physical``, ``("2q", gates, firsts)`` as ``layer``; the gates in the sites' dtype.
+        Returns as ``layer``."""
+        dtype, n = self.flats[0].dtype, self.shapes[0].shape[0]
+        n_ones = sum(op[0] == "1q" for op in ops)
+        n_twos = sum(len(op[2]) for op in ops if op[0] == "2q")
+        ones = np.empty((self.batch, n_ones, n, 2, 2), dtype)  # per sample: every layer's gates
+        twos = np.empty((self.batch, n_twos, 4, 4), dtype)
+        firsts = np.empty(n_twos, np.int64)
+        program = np.empty((len(ops), 3), np.int64)
+        j = p = 0
+        for k, op in enumerate(ops):
+            g = mps_host._np(op[1])
+            if g.dtype != dtype:  # (a cast would drop an imaginary part)
+                raise TypeError(f"gates of dtype {g.dtype} on sites of dtype {dtype}: promote the state first")
+            if op[0] == "1q":
+                ones[:, j] = g  # shared (n, 2, 2) or per sample (B, n, 2, 2)
+                program[k] = (0, j, j)
+                j += 1
+            else:
+                m = len(op[2])
+                twos[:, p:p + m] = g
+                firsts[p:p + m] = op[2]
+                program[k] = (1, p, p + m)
+                p += m
+        return self._each_sample(lambda s: mps_jit.circuit(self.flats[s], self.shapes[s], c, ones[s], twos[s], firsts,
+                                                           program, policy))
 
+    def _each_sample(self, one) -> Optional[Tuple["Packed", int, np.ndarray, np.ndarray]]:
+        """``one(s)`` (a ``mps_jit.layer`` or ``circuit`` call on sample ``s``) for every sample,
+        BLAS on one thread; the new sites, centre and per-sample weights, or ``None`` where the
+        kernel cannot run."""
         with mps_host._one_blas_thread():
             first = one(0)  # also compiles the kernel (once per process) before any thread runs it
             if first is None:

@@ -9,7 +9,7 @@ import torch
 import qlam_tn as qt
 import qlam_tn.gates as G
 from qlam_tn import mps_host, mps_jit, mps_packed
-from qlam_tn.memory import brickwork
+from qlam_tn.memory import brickwork, token_layers
 
 
 def _haar(rng, d):
@@ -207,3 +207,78 @@ def test_autograd_and_other_dtypes_keep_the_torch_path(monkeypatch):
     assert layers == []
     brickwork(qt.MPS.zeros(5, batch=2, dtype=torch.complex128), cz, 0)
     assert layers == [1]
+
+
+def _token_ops(token):
+    rot, first, second, after = token
+    return [("1q", rot), ("2q", first, 0), ("2q", second, 1), ("1q", after)]
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("real", [False, True])
+def test_a_token_in_one_call_equals_its_layers_one_by_one(batch, real, monkeypatch):
+    """memory.token_layers runs a token's four layers in one compiled call per sample: the same
+    arithmetic in the same order as the layer calls, so the same bits; and the torch path's state."""
+    circuits = []
+    real_circuit = mps_jit._circuit
+    monkeypatch.setattr(mps_jit, "_circuit", lambda *a: circuits.append(1) or real_circuit(*a))
+    n = 7
+    dtype = torch.float64 if real else torch.complex128
+    tokens = _tokens(n, batch, 3, seed=4, real=real)
+    if batch == 1:
+        tokens = [(rot[0], first[0], second, after) for rot, first, second, after in tokens]
+    policy = dict(max_bond=4, cutoff=1e-10)
+    fused = qt.MPS.zeros(n, batch=batch, dtype=dtype, **policy)
+    with torch.no_grad():
+        for token in tokens:
+            token_layers(fused, _token_ops(token))
+    assert len(circuits) == 3 * batch
+    by_layer = _run([(t[0][None], t[1][None], t[2], t[3]) if batch == 1 else t for t in tokens], n, batch, dtype,
+                    **policy)
+    assert torch.equal(fused.to_dense(), by_layer.to_dense()) and fused.center == by_layer.center
+    # (the weights are the same numbers summed in another order: per token, not per layer)
+    torch.testing.assert_close(fused.discarded_weight, by_layer.discarded_weight, atol=0, rtol=1e-14)
+    with mps_host.disabled():
+        ref = qt.MPS.zeros(n, batch=batch, dtype=dtype, **policy)
+        with torch.no_grad():
+            for token in tokens:
+                token_layers(ref, _token_ops(token))
+    assert len(circuits) == 3 * batch
+    torch.testing.assert_close(fused.to_dense(), ref.to_dense(), atol=1e-10, rtol=0)
+    torch.testing.assert_close(fused.fidelity_estimate, ref.fidelity_estimate, atol=1e-12, rtol=1e-9)
+    assert float(ref.discarded_weight.max()) > 1e-6
+
+
+def test_token_layers_on_a_statevector_and_under_autograd_go_layer_by_layer():
+    n = 5
+    token = _tokens(n, 1, 1, seed=8, real=False)[0]
+    ops = _token_ops((token[0][0], token[1][0], token[2], token[3]))
+    sv = qt.StateVector.zeros(n, dtype=torch.complex128)
+    token_layers(sv, ops)
+    psi = qt.MPS.zeros(n, dtype=torch.complex128)
+    token_layers(psi, ops)
+    torch.testing.assert_close(psi.to_dense(), sv.to_dense(), atol=1e-12, rtol=0)
+    theta = torch.tensor(0.3, dtype=torch.float64, requires_grad=True)  # a gate under autograd: torch path
+    grad_ops = [("1q", G.RY(theta).to(torch.complex128).expand(n, 2, 2))] + ops[1:]
+    psi = qt.MPS.zeros(n, dtype=torch.complex128)
+    token_layers(psi, grad_ops)
+    psi.expect("Z0").sum().backward()
+    assert theta.grad is not None and psi._packed is None
+
+
+def test_the_circuit_kernel_refuses_what_it_cannot_take():
+    psi = qt.MPS.zeros(4, dtype=torch.complex128)
+    flat, shapes = mps_jit.flatten([t.numpy()[0] for t in psi.tensors])
+    ones = np.stack([np.eye(2, dtype=complex)] * 4)[None]
+    twos, firsts = np.stack([np.eye(4, dtype=complex)] * 2), np.array([0, 2])
+    with pytest.raises(ValueError, match="does not fit"):
+        mps_jit.circuit(flat, shapes, 0, ones, twos, firsts, np.array([[0, 1, 1]]), psi.policy)
+    with pytest.raises(ValueError, match="does not fit"):
+        mps_jit.circuit(flat, shapes, 0, ones, twos, firsts, np.array([[1, 1, 3]]), psi.policy)
+    with pytest.raises(ValueError, match="pairs must start"):
+        mps_jit.circuit(flat, shapes, 0, ones, twos, np.array([0, 3]), np.array([[1, 0, 2]]), psi.policy)
+    with pytest.raises(TypeError, match="one-qubit layers"):
+        mps_jit.circuit(flat, shapes, 0, ones.real.copy(), twos, firsts, np.array([[0, 0, 0]]), psi.policy)
+    with pytest.raises(TypeError, match="promote the state first"):
+        psi._compiled_sites(torch.zeros(2, 4, 4, dtype=torch.float64)).circuit(0, [("2q", torch.zeros(2, 4, 4, dtype=torch.float64),
+                                                                 [0, 2])], psi.policy)

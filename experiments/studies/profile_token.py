@@ -4,9 +4,11 @@ The circuit of ``bench_anchors.run_qlam`` (RY layer, two CZ brickwork layers, RX
 from |0...0>, as the bench runs it) on an MPS at chi=16 (by default for n=16, 32 and 64):
 
 1. the split of one run's time (median of ``--repeats`` runs of 12 tokens): inside the compiled
-   layer calls (``mps_jit._layer`` and ``_physical``), the standalone time of the decompositions those calls
-   performed (``mps_jit.RECORD``, re-run by ``bench_anchors``' compiled loop), and everything
-   outside the compiled calls (the Python around them: tensor wrapping, checks, building gates);
+   calls (``mps_jit._circuit``, a whole token per call, as ``memory.token_layers`` runs it; and
+   ``_layer`` and ``_physical``, where a layer runs alone), the standalone time of the
+   decompositions those calls performed (``mps_jit.RECORD``, re-run by ``bench_anchors``' compiled
+   loop), and everything outside the compiled calls (the Python around them: building gates,
+   checks, packing);
 2. with ``--top K``: a cProfile of 60 tokens, the K functions with the most time of their own
    (the profile also covers the run's final ⟨Z_q⟩ readout, which the bench does not time).
 
@@ -30,10 +32,10 @@ from qlam_tn.experiments import bench_anchors as ba
 def split_of_a_run(n: int, chi: int, repeats: int, tokens: int = 12) -> dict:
     """Median seconds per token of a run, of its compiled layer calls (brickwork and one-qubit), and
     of their decompositions re-run standalone, and how many splits and QRs one run performs; the
-    kernels ``mps_jit._layer`` and ``_physical`` are wrapped by a timer for the duration."""
+    kernels ``mps_jit._circuit``, ``_layer`` and ``_physical`` are wrapped by a timer for the duration."""
     angles = ba.token_angles(n, tokens)
     ba.run_qlam(n, chi, angles[:1])  # warm-up: compiled kernels loaded, caches
-    inner = {"_layer": mps_jit._layer, "_physical": mps_jit._physical}
+    inner = {"_circuit": mps_jit._circuit, "_layer": mps_jit._layer, "_physical": mps_jit._physical}
     in_kernel = [0.0]
 
     def timer(kernel):
