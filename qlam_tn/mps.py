@@ -13,9 +13,11 @@ centre onto the pair, contract, take a thin SVD and keep ``min(max_bond, rank by
 values (``TruncationPolicy``); what is cut is added to ``discarded_weight`` per sample.
 Non-adjacent gates are routed with SWAPs that restore qubit order afterwards.
 
-One sample on the CPU in float64/complex128 outside autograd takes ``mps_host``'s numpy kernels
-for the two-site updates and centre moves (the same arithmetic with less per-call overhead); the
-torch code here is the path for everything else and the reference they are tested against.
+On the CPU in float64/complex128 outside autograd, whole layers run compiled (``mps_jit``, through
+``mps_packed``: one call per sample and layer, or per token, a batch's samples on threads; the
+sites stay packed between layers and become tensors when read), and one sample's single gates and
+centre moves take ``mps_host``'s numpy kernels (the same arithmetic with less per-call overhead).
+The torch code here is the path for everything else and the reference they are tested against.
 
 Canonical moves use QR. Under autograd, QR's backward divides by ``R``'s diagonal and returns
 inf on the rank-deficient bonds that per-sample truncation produces: a move whose ``R`` is
@@ -407,7 +409,8 @@ class MPS(QuantumState):
         """Apply ``gates[..., k, :, :]`` to sites ``(firsts[k], firsts[k] + 1)`` in order.
 
         ``gates (P, 4, 4)`` or per-sample ``(B, P, 4, 4)`` in this state's dtype. The same steps as
-        ``_apply_2q`` gate by gate; one sample on the CPU runs them all in one ``mps_host`` pass.
+        ``_apply_2q`` gate by gate; outside autograd on the CPU one compiled call per sample
+        (``mps_packed``), or, where numba is off, one ``mps_host`` pass at B=1.
         A failing step leaves the state as it was before the layer.
         """
         packed = self._compiled_sites(gates)

@@ -1,5 +1,5 @@
 """One sample's layers as compiled (numba) calls: a brickwork layer (``layer``), a one-qubit layer
-(``physical``).
+(``physical``), or several of them in one call (``circuit``: a QLAM token).
 
 ``mps_host.neighbour_gates`` runs a layer's gates in one pass over numpy arrays, but each gate still
 costs some twenty numpy calls (θ, gate, Gram and projection products, rank rule, slicing, the QR of
@@ -11,9 +11,11 @@ BLAS ``gemm`` for the products), and the new sites come back as one flat buffer.
 layer is one pass over that buffer.
 
 It computes what ``mps_host``'s numpy pass computes, which computes what the torch path does
-(tests/test_mps_host.py runs both against the torch path). ``mps_host.neighbour_gates`` and
-``mps_host.on_physical`` call ``layer`` and ``physical`` where ``available()``; ``disabled()`` or ``QLAM_TN_JIT=0``
-switch it off (the numpy pass then runs). A kernel's first call per dtype compiles it (~15 s for
+(tests/test_mps_host.py runs both against the torch path); ``circuit`` computes bit for bit what
+its layers one call at a time do (tests/test_mps_packed.py). ``MPS`` calls these kernels through
+``mps_packed`` (the sites held packed between layers, a batch sample by sample) where
+``available()``; ``disabled()`` or ``QLAM_TN_JIT=0`` switch them off (the numpy pass then runs at
+B=1, the torch path for batches). A kernel's first call per dtype compiles it (~15 s for
 ``_layer`` on this project's 2-core machines); numba caches the machine code on disk for later
 processes.
 
