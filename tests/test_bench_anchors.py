@@ -65,6 +65,21 @@ def test_extras_count_every_split_and_keep_real_circuits_real():
     assert (splits_r, qrs_r) == (splits, qrs) and t_run > 0 and 0 < t_split <= t_all
 
 
+def test_real_mode_ceiling_times_each_dtypes_own_decompositions(monkeypatch):
+    """The real-vs-complex ceiling re-runs what each run recorded, in that run's dtype."""
+    n, tokens = 6, 2
+    angles = B.token_angles(n, tokens)
+    seen = []
+    real_job = B.compiled_job
+    monkeypatch.setattr(B, "compiled_job", lambda rows, kind, threads=1, dtype=np.complex128:
+                        seen.append((kind, len(rows), dtype)) or real_job(rows, kind, threads, dtype))
+    for dtype, np_dtype in ((torch.float64, np.float64), (torch.complex128, np.complex128)):
+        seen.clear()
+        assert B.ry_cz_decompositions(n, 4, angles, dtype, 1) > 0
+        assert seen[0] == (0, tokens * (n - 1), np_dtype)  # one split per CZ
+        assert seen[1][0] == 1 and 0 < seen[1][1] <= tokens * (n - 1) and seen[1][2] == np_dtype
+
+
 def test_median_time_takes_the_middle_timing():
     times = iter([3.0, 1.0, 2.0, (5.0, "z"), (4.0, "z"), (9.0, "z")])
     assert B.median_time(lambda: next(times), 3) == 2.0
