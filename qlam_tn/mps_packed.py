@@ -193,12 +193,12 @@ class Packed:
 
 
 def _each(fn, items: range) -> list:
-    """``[fn(i) for i in items]``, in contiguous chunks on ``torch.get_num_threads()`` threads (the
-    compiled kernels release the GIL)."""
+    """``[fn(i) for i in items]``, the items dealt out in turn to ``torch.get_num_threads()``
+    threads (the compiled kernels release the GIL)."""
     workers = min(torch.get_num_threads(), len(items))
     if workers <= 1:
         return [fn(i) for i in items]
-    chunks = [items[k::workers] for k in range(workers)]  # interleaved: the samples' costs are alike
+    chunks = [items[k::workers] for k in range(workers)]  # dealt in turn: the samples' costs are alike
     parts = list(_pool(workers).map(lambda chunk: [fn(i) for i in chunk], chunks))
     out = [None] * len(items)
     for k, part in enumerate(parts):
