@@ -67,6 +67,8 @@ def brickwork(state, gates: torch.Tensor, parity: int) -> None:
 def _pairs(n: int, gates: torch.Tensor, parity: int) -> List[int]:
     """The first qubits of a brickwork layer's pairs, one per gate of ``gates (..., P, 4, 4)``."""
     pairs = list(range(parity, n - 1, 2))
+    if gates.dim() not in (3, 4) or gates.shape[-2:] != (4, 4):
+        raise ValueError(f"a brickwork layer's gates must be (P, 4, 4) or (B, P, 4, 4), got {tuple(gates.shape)}")
     if gates.shape[-3] != len(pairs):
         raise ValueError(f"parity {parity} on {n} qubits has {len(pairs)} pairs, got {gates.shape[-3]} gates")
     return pairs
@@ -80,7 +82,9 @@ def _mps_order(gates: torch.Tensor, pairs: List[int], parity: int):
 def token_layers(state, layers: List[tuple]) -> None:
     """A token's layers in turn: ``("1q", gates)``, a unitary one-qubit layer ``(n, 2, 2)`` or
     ``(B, n, 2, 2)`` (as ``state._apply_layer``), or ``("2q", gates, parity)``, a brickwork layer
-    (as ``brickwork``). For a model's own gates: already in the state's dtype, not checked.
+    (as ``brickwork``). For a model's own gates: not checked for unitarity or finiteness, and
+    real gates on a complex state are cast; complex gates on a real state are refused (promote
+    it first, as ``brickwork`` and ``apply_layer`` do).
 
     On an MPS whose compiled kernels take every layer, all of them run in one call per sample
     (``MPS._apply_ops``): a token's Python and conversions once, not once per layer.
@@ -91,7 +95,15 @@ def token_layers(state, layers: List[tuple]) -> None:
         return
     ops = []
     for op in layers:
-        ops.append(op if op[0] == "1q" else ("2q", *_mps_order(op[1], _pairs(state.n_qubits, op[1], op[2]), op[2])))
+        gates = op[1]
+        if gates.dtype != state.dtype:
+            if gates.is_complex() and not state.dtype.is_complex:
+                raise TypeError(f"complex gates on a real state ({state.dtype}): promote the state first")
+            gates = gates.to(state.dtype)
+        if op[0] == "1q":
+            ops.append(("1q", gates))
+        else:
+            ops.append(("2q", *_mps_order(gates, _pairs(state.n_qubits, gates, op[2]), op[2])))
     state._apply_ops(ops)
 
 

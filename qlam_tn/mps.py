@@ -261,10 +261,10 @@ class MPS(QuantumState):
         """The sites as the compiled kernels take them, where they take layers of these ``gates``
         (``mps_packed.takes``); else ``None``. Tensors read since the last compiled layer are
         packed afresh unless they are still the very ones it made, unchanged."""
-        packed = self._packed
-        if packed is not None and (self._sites is None or packed.made(self._sites)):
-            return packed if mps_packed.takes(self.batch, gates, None) else None
-        return mps_packed.Packed.pack(self._sites) if mps_packed.takes(self.batch, gates, self._sites) else None
+        packed, sites = self._packed, self._sites
+        if not mps_packed.takes(self.batch, gates, sites):  # (read tensors may require grad since)
+            return None
+        return packed if packed is not None and (sites is None or packed.made(sites)) else mps_packed.Packed.pack(sites)
 
     @property
     def dtype(self) -> torch.dtype:

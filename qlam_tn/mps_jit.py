@@ -310,7 +310,7 @@ def physical(flat: np.ndarray, shapes: np.ndarray, gates: np.ndarray) -> Optiona
     ``None`` where the kernel cannot run here (as ``layer``). ``flat`` is not modified."""
     if not available():
         return None
-    _check_gates(flat, gates, shapes.shape[0])
+    _check_gates(flat, gates, shapes.shape[0], 2)
     try:
         return _physical(flat, shapes, np.ascontiguousarray(gates))
     except numba.core.errors.NumbaError as e:
@@ -326,13 +326,23 @@ def _compile_failed(e: Exception) -> None:
                   f"pass instead ({_BROKEN.splitlines()[0]})", RuntimeWarning, stacklevel=3)
 
 
-def _check_gates(flat: np.ndarray, gates: np.ndarray, needed: int) -> None:
-    """The compiled kernels index gates unchecked and keep the state's dtype: refuse fewer gates
-    than the call applies, or gates of another dtype (a caller promotes the state first)."""
+def _check_gates(flat: np.ndarray, gates: np.ndarray, needed: int, d: int) -> None:
+    """The compiled kernels index gates unchecked and keep the state's dtype: refuse gates that are
+    not ``(P, d, d)``, fewer gates than the call applies, or gates of another dtype (a caller
+    promotes the state first)."""
+    if gates.ndim != 3 or gates.shape[1:] != (d, d):
+        raise ValueError(f"gates must be ({needed}, {d}, {d}), got {gates.shape}")
     if gates.shape[0] < needed:
         raise ValueError(f"{needed} gates to apply, {gates.shape[0]} given")
     if gates.dtype != flat.dtype:
         raise TypeError(f"gates of dtype {gates.dtype} on a state of dtype {flat.dtype}: promote the state first")
+
+
+def _check_pairs(firsts: np.ndarray, n: int) -> None:
+    """Every pair ``(firsts[k], firsts[k] + 1)`` on the chain (numba indexes the site list unchecked,
+    and a negative index would wrap round)."""
+    if firsts.size and not (0 <= firsts.min() and firsts.max() < n - 1):
+        raise ValueError(f"pairs must start in [0, {n - 2}], got {firsts.tolist()}")
 
 
 def flatten(sites: List[np.ndarray]) -> Tuple[np.ndarray, np.ndarray]:
@@ -362,7 +372,8 @@ def layer(flat: np.ndarray, shapes: np.ndarray, c: int, gates: np.ndarray, first
     if not available():
         return None
     fs = np.asarray(firsts, dtype=np.int64)
-    _check_gates(flat, gates, fs.shape[0])
+    _check_gates(flat, gates, fs.shape[0], 4)
+    _check_pairs(fs, shapes.shape[0])
     return _run(_layer, flat, shapes, c, (np.ascontiguousarray(gates), fs), policy, fs.shape[0])
 
 
@@ -377,16 +388,15 @@ def circuit(flat: np.ndarray, shapes: np.ndarray, c: int, ones: np.ndarray, twos
         return None
     n, program = shapes.shape[0], np.ascontiguousarray(program, dtype=np.int64)
     firsts = np.ascontiguousarray(firsts, dtype=np.int64)
-    _check_gates(flat, twos, firsts.shape[0])
-    if ones.dtype != flat.dtype or ones.ndim != 4 or ones.shape[1] < n:
+    _check_gates(flat, twos, firsts.shape[0], 4)
+    _check_pairs(firsts, n)
+    if ones.dtype != flat.dtype or ones.ndim != 4 or ones.shape[1:] != (n, 2, 2):
         raise TypeError(f"one-qubit layers must be (L, {n}, 2, 2) of dtype {flat.dtype}, got "
                         f"{ones.shape} of {ones.dtype}")
     for kind, start, stop in program.tolist():
         if not ((kind == 0 and 0 <= start < ones.shape[0]) or (kind == 1 and 0 <= start <= stop <= firsts.shape[0])):
             raise ValueError(f"program row {(kind, start, stop)} does not fit {ones.shape[0]} one-qubit layers "
                              f"and {firsts.shape[0]} two-qubit gates")
-    if firsts.size and not (0 <= firsts.min() and firsts.max() < n - 1):
-        raise ValueError(f"pairs must start in [0, {n - 2}], got {firsts.tolist()}")
     return _run(_circuit, flat, shapes, c, (np.ascontiguousarray(ones), np.ascontiguousarray(twos), firsts, program),
                 policy, firsts.shape[0])
 

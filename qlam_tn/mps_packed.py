@@ -23,6 +23,7 @@ tests/test_mps_jit.py), and a batch sample by sample what each sample alone does
 from __future__ import annotations
 
 import functools
+import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import List, Optional, Sequence, Tuple
 
@@ -116,11 +117,13 @@ class Packed:
         return out
 
     def made(self, tensors: Sequence[torch.Tensor]) -> bool:
-        """Whether ``tensors`` are the very tensors ``tensors()`` returned, unchanged: none
+        """Whether ``tensors`` are the very tensors ``tensors()`` returned at B=1, unchanged: none
         replaced in the list, none given other data (``t.data = ...``), none edited in place (a
-        tensor's version counter)."""
+        tensor's version counter; an edit the counter misses, through ``t.data`` or numpy, writes
+        the buffer itself, which the tensors view). At B > 1 the tensors are padded copies, whose
+        every edit the counter could not see: once read, they are always packed afresh."""
         made = self._made
-        return (made is not None and len(tensors) == len(made)
+        return (self.batch == 1 and made is not None and len(tensors) == len(made)
                 and all(t is m and (t.data_ptr(), t._version) == stamp
                         for t, m, stamp in zip(tensors, made, self._stamps)))
 
@@ -166,6 +169,9 @@ class Packed:
             g = mps_host._np(op[1])
             if g.dtype != dtype:  # (a cast would drop an imaginary part)
                 raise TypeError(f"gates of dtype {g.dtype} on sites of dtype {dtype}: promote the state first")
+            shape = (n, 2, 2) if op[0] == "1q" else (len(op[2]), 4, 4)
+            if g.shape[-3:] != shape or g.ndim not in (3, 4):  # (assigning would broadcast a wrong shape)
+                raise ValueError(f"a {op[0]} layer's gates must be {shape} or (B, *{shape}), got {g.shape}")
             if op[0] == "1q":
                 ones[:, j] = g  # shared (n, 2, 2) or per sample (B, n, 2, 2)
                 program[k] = (0, j, j)
@@ -184,11 +190,10 @@ class Packed:
         BLAS on one thread; the new sites, centre and per-sample weights, or ``None`` where the
         kernel cannot run."""
         with mps_host._one_blas_thread():
-            first = one(0)  # also compiles the kernel (once per process) before any thread runs it
-            if first is None:
-                return None
-            done = [first] + _each(one, range(1, self.batch))
-        return (Packed([d[0] for d in done], [d[1] for d in done]), first[2],
+            done = _each(one, range(self.batch))  # (numba compiles a kernel once, under its own lock)
+        if any(d is None for d in done):
+            return None
+        return (Packed([d[0] for d in done], [d[1] for d in done]), done[0][2],
                 np.array([d[3] for d in done]), np.array([d[4] for d in done]))
 
 
@@ -209,3 +214,8 @@ def _each(fn, items: range) -> list:
 @functools.lru_cache(maxsize=4)
 def _pool(workers: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(workers, thread_name_prefix="qlam_tn-packed")
+
+
+# A forked child inherits the pools without their threads (its work would wait for ever): it
+# starts its own.
+os.register_at_fork(after_in_child=_pool.cache_clear)

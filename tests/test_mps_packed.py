@@ -282,3 +282,104 @@ def test_the_circuit_kernel_refuses_what_it_cannot_take():
     with pytest.raises(TypeError, match="promote the state first"):
         psi._compiled_sites(torch.zeros(2, 4, 4, dtype=torch.float64)).circuit(0, [("2q", torch.zeros(2, 4, 4, dtype=torch.float64),
                                                                  [0, 2])], psi.policy)
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_read_sites_that_now_require_grad_take_the_torch_path(batch):
+    """Marking read tensors ``requires_grad_()`` changes neither their identity, data nor version:
+    the packed buffer must still not stand in for them, or the graph would be cut."""
+    n = 4
+    psi = qt.MPS.zeros(n, batch=batch, dtype=torch.complex128)
+    token_layers(psi, [("1q", torch.stack([G.H(dtype=torch.complex128)] * n))])
+    leaf = psi.tensors[0].requires_grad_()
+    brickwork(psi, G.CZ(dtype=torch.complex128).expand(2, 4, 4), 0)
+    (grad,) = torch.autograd.grad(psi.expect("X0").sum(), leaf)
+    assert psi._packed is None and torch.isfinite(grad).all() and float(grad.abs().sum()) > 0
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+@pytest.mark.parametrize("how", ["data", "numpy"])
+def test_an_edit_the_version_counter_misses_is_kept(batch, how):
+    """At B=1 the read tensors view the buffer; at B > 1 they are copies, so once read they are
+    packed afresh: an edit through ``t.data`` or numpy reaches the next compiled layer either way."""
+    n = 4
+    psi = qt.MPS.zeros(n, batch=batch, dtype=torch.complex128)
+    token_layers(psi, [("1q", torch.stack([G.H(dtype=torch.complex128)] * n))])
+    centre = psi.tensors[psi.center]
+    if how == "data":
+        centre.data.mul_(2)
+    else:
+        centre.numpy()[...] *= 2
+    brickwork(psi, G.CZ(dtype=torch.complex128).expand(2, 4, 4), 0)
+    torch.testing.assert_close(psi.norm(), torch.full((batch,), 2.0, dtype=torch.float64), atol=1e-12, rtol=0)
+
+
+def test_two_samples_run_on_two_threads(monkeypatch):
+    pools = []
+    real_pool = mps_packed._pool
+    monkeypatch.setattr(mps_packed, "_pool", lambda w: pools.append(w) or real_pool(w))
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        _run(_tokens(5, 2, 1, seed=3, real=False), 5, 2, torch.complex128, max_bond=4)
+    finally:
+        torch.set_num_threads(before)
+    assert pools and set(pools) == {2}
+
+
+def _child_runs_a_batch(queue):
+    psi = _run(_tokens(5, 3, 1, seed=1, real=False), 5, 3, torch.complex128, max_bond=4)
+    queue.put(psi.norm().tolist())
+
+
+def test_a_forked_child_runs_batches_with_pools_of_its_own():
+    """A forked child inherits the thread pools without their threads: it must start its own."""
+    import multiprocessing
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        _run(_tokens(5, 3, 1, seed=1, real=False), 5, 3, torch.complex128, max_bond=4)  # the parent's pool
+        ctx = multiprocessing.get_context("fork")
+        queue = ctx.Queue()
+        child = ctx.Process(target=_child_runs_a_batch, args=(queue,))
+        child.start()
+        child.join(60)
+        hung = child.is_alive()
+        if hung:
+            child.kill()
+    finally:
+        torch.set_num_threads(before)
+    assert not hung and child.exitcode == 0
+    np.testing.assert_allclose(queue.get(timeout=5), [1.0] * 3, atol=1e-12)
+
+
+def test_gates_of_the_wrong_shape_are_refused_before_any_kernel():
+    n = 4
+    for batch, gates in ((1, torch.zeros(2, 2, 2)), (2, torch.zeros(2, 2, 2, 2)), (2, torch.zeros(2, 4, 2))):
+        psi = qt.MPS.zeros(n, batch=batch, dtype=torch.complex128)
+        with pytest.raises(ValueError, match=r"must be \(P, 4, 4\)"):
+            brickwork(psi, gates.to(torch.complex128), 0)
+    psi = qt.MPS.zeros(n, dtype=torch.complex128)
+    for bad in (torch.eye(2).expand(1, 2, 2), torch.zeros(n, 2, 1)):  # would broadcast into (n, 2, 2)
+        with pytest.raises(ValueError, match="1q layer's gates must be"):
+            token_layers(psi, [("1q", bad.to(torch.complex128))])
+    flat, shapes = mps_jit.flatten([t.numpy()[0] for t in psi.tensors])
+    with pytest.raises(ValueError, match="pairs must start"):
+        mps_jit.layer(flat, shapes, 0, np.stack([np.eye(4, dtype=complex)]), [-1], psi.policy)
+    with pytest.raises(ValueError, match=r"gates must be \(4, 2, 2\)"):
+        mps_jit.physical(flat, shapes, np.zeros((n, 2, 1), dtype=complex))
+
+
+def test_token_layers_casts_real_gates_for_a_complex_state_and_refuses_the_reverse():
+    psi = qt.MPS.zeros(4, batch=2, dtype=torch.complex128)
+    ref = psi.copy()
+    cz = G.CZ(dtype=torch.float64).expand(2, 4, 4)
+    h = torch.stack([G.H(dtype=torch.float64)] * 4)
+    token_layers(psi, [("1q", h), ("2q", cz, 0)])
+    with mps_host.disabled():
+        ref.apply_layer(h)
+        brickwork(ref, cz, 0)
+    torch.testing.assert_close(psi.to_dense(), ref.to_dense(), atol=1e-12, rtol=0)
+    with pytest.raises(TypeError, match="promote the state first"):
+        token_layers(qt.MPS.zeros(4, dtype=torch.float64), [("1q", h.to(torch.complex128))])
