@@ -128,18 +128,13 @@ def decomposition_share(n, chi, angles, batch: int = 1, host: bool = True, repea
         qrs.append(("numpy", a.shape, torch.from_numpy(a[:0]).dtype))
         return real_host_qr(a)
 
-    record = []
     M.truncated_split, torch.linalg.qr = split_spy, qr_spy
     mps_host.split, mps_host.qr = host_split_spy, host_qr_spy
-    mps_jit.RECORD = record
     try:
-        run_qlam(n, chi, angles, batch=batch, host=host, compiled=compiled)
+        record = recorded(lambda: run_qlam(n, chi, angles, batch=batch, host=host, compiled=compiled))
     finally:
         M.truncated_split, torch.linalg.qr = real_split, real_qr
         mps_host.split, mps_host.qr = real_host_split, real_host_qr
-        mps_jit.RECORD = None
-    compiled_splits = [row[1:] for row in record if row[0] == 0]  # (rows, cols, absorb_right, gram)
-    compiled_qrs = [row[1:] for row in record if row[0] == 1]
 
     def matrix(lib, shape, dtype):
         a = torch.randn(shape, dtype=dtype)
@@ -172,7 +167,7 @@ def decomposition_share(n, chi, angles, batch: int = 1, host: bool = True, repea
     qr_mats = [(lib, matrix(lib, shape, dtype)) for lib, shape, dtype in qrs]
     # A batch's compiled layers run its samples on torch's threads (mps_packed): so do these.
     threads = min(torch.get_num_threads(), batch)
-    c_split, c_qr = compiled_job(compiled_splits, 0, threads), compiled_job(compiled_qrs, 1, threads)
+    c_split, c_qr = compiled_jobs(record, threads)
     # Each round times a run, then its decompositions standalone right after it, so that both see
     # the VM in the same state (this machine's speed drifts by 20-40% over minutes).
     runs, t_splits, t_qrs = [], [], []
@@ -183,7 +178,8 @@ def decomposition_share(n, chi, angles, batch: int = 1, host: bool = True, repea
             t_splits.append(split_time(split_mats) + c_split())
             t_qrs.append(qr_time(qr_mats) + c_qr())
     t_split, t_qr = statistics.median(t_splits), statistics.median(t_qrs)
-    n_splits, n_qrs = len(splits) + len(compiled_splits), len(qrs) + len(compiled_qrs)
+    n_splits = len(splits) + sum(row[0] == 0 for row in record)
+    n_qrs = len(qrs) + sum(row[0] == 1 for row in record)
     return statistics.median(runs), t_split, t_split + t_qr, n_splits, n_qrs
 
 
@@ -215,6 +211,22 @@ def compiled_job(rows, kind: int, threads: int = 1, dtype=np.complex128):
     return job
 
 
+def recorded(run) -> list:
+    """The ``mps_jit.RECORD`` rows ``(kind, rows, cols, absorb_right, gram)`` of the decompositions
+    the compiled calls of ``run()`` perform."""
+    mps_jit.RECORD = record = []
+    try:
+        run()
+    finally:
+        mps_jit.RECORD = None
+    return record
+
+
+def compiled_jobs(record, threads: int = 1, dtype=np.complex128) -> tuple:
+    """``compiled_job`` timers of a record's splits and of its QRs."""
+    return tuple(compiled_job([row[1:] for row in record if row[0] == kind], kind, threads, dtype) for kind in (0, 1))
+
+
 if mps_jit.numba is not None:
 
     @mps_jit.numba.njit(cache=True, nogil=True)
@@ -240,14 +252,8 @@ def ry_cz_decompositions(n, chi, angles, dtype, repeats: int) -> float:
     """Median standalone time of the decompositions one RY+CZ run (``run_qlam_ry_cz``) in ``dtype``
     performs (recorded by the compiled calls, re-run in ``compiled_job``'s loop in that dtype):
     what the run would take if nothing but its LAPACK calls cost time."""
-    mps_jit.RECORD = record = []
-    try:
-        run_qlam_ry_cz(n, chi, angles, dtype)
-    finally:
-        mps_jit.RECORD = None
-    np_dtype = np.complex128 if dtype.is_complex else np.float64
-    splits = compiled_job([r[1:] for r in record if r[0] == 0], 0, dtype=np_dtype)
-    qrs = compiled_job([r[1:] for r in record if r[0] == 1], 1, dtype=np_dtype)
+    record = recorded(lambda: run_qlam_ry_cz(n, chi, angles, dtype))
+    splits, qrs = compiled_jobs(record, dtype=np.complex128 if dtype.is_complex else np.float64)
     with mps_host._one_blas_thread():
         return statistics.median(splits() + qrs() for _ in range(repeats))
 

@@ -32,7 +32,7 @@ from scipy.linalg import lapack
 from . import mps_jit
 from .linalg import TruncationPolicy, gram_ranks, gram_split_applies
 
-__all__ = ["ENABLED", "disabled", "applies", "moved", "two_site", "split", "neighbour_gates", "on_physical",
+__all__ = ["ENABLED", "disabled", "applies", "host_tensors", "moved", "two_site", "split", "neighbour_gates", "on_physical",
            "qr", "eigh", "svd"]
 
 ENABLED = True
@@ -47,8 +47,12 @@ def disabled():
 
 def applies(batch: int, tensors) -> bool:
     """Whether the kernels may stand in for the torch path on these ``(1, χl, 2, χr)`` tensors."""
-    if not ENABLED or batch != 1:
-        return False
+    return ENABLED and batch == 1 and host_tensors(tensors)
+
+
+def host_tensors(tensors) -> bool:
+    """Whether every tensor is a CPU float64/complex128 one outside autograd: what the host
+    kernels (numpy and compiled) compute on."""
     grad = torch.is_grad_enabled()
     for t in tensors:  # (is_cpu: half the cost of device.type, which builds a device object)
         if t.dtype not in _DTYPES or not t.is_cpu or (grad and t.requires_grad):

@@ -288,19 +288,9 @@ if numba is not None:
     @njit(cache=True, nogil=True)
     def _physical(flat, shapes, gates):
         """``gates[k] (2, 2)`` on site ``k``'s physical index, every site of the flat buffer."""
-        out = np.empty_like(flat)
-        o = 0
-        for k in range(shapes.shape[0]):
-            l, r = shapes[k, 0], shapes[k, 2]
-            g00, g01, g10, g11 = gates[k, 0, 0], gates[k, 0, 1], gates[k, 1, 0], gates[k, 1, 1]
-            for a in range(l):
-                up = o + 2 * r * a  # site[a, 0, :], then site[a, 1, :] at up + r
-                for z in range(up, up + r):
-                    x0, x1 = flat[z], flat[z + r]
-                    out[z] = g00 * x0 + g01 * x1
-                    out[z + r] = g10 * x0 + g11 * x1
-            o += 2 * l * r
-        return out
+        sites = _unpack(flat, shapes)
+        _physical_on(sites, gates)
+        return _pack(sites, flat)[0]
 
 
 def physical(flat: np.ndarray, shapes: np.ndarray, gates: np.ndarray) -> Optional[np.ndarray]:

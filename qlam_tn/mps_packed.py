@@ -47,11 +47,7 @@ def takes(batch: int, gates: Sequence[torch.Tensor], tensors: Optional[Sequence[
         return False
     if not all(g.dim() == 3 or (g.dim() == 4 and g.shape[0] == batch) for g in gates):
         return False
-    grad = torch.is_grad_enabled()
-    for t in (*gates, *(tensors or ())):
-        if t.dtype not in mps_host._DTYPES or not t.is_cpu or (grad and t.requires_grad):
-            return False
-    return True
+    return mps_host.host_tensors((*gates, *(tensors or ())))
 
 
 class Packed:

@@ -47,13 +47,8 @@ def split_of_a_run(n: int, chi: int, repeats: int, tokens: int = 12) -> dict:
                 in_kernel[0] += time.perf_counter() - t0
         return timed
 
-    mps_jit.RECORD = record = []
-    try:
-        ba.run_qlam(n, chi, angles)
-    finally:
-        mps_jit.RECORD = None
-    splits = ba.compiled_job([r[1:] for r in record if r[0] == 0], 0)
-    qrs = ba.compiled_job([r[1:] for r in record if r[0] == 1], 1)
+    record = ba.recorded(lambda: ba.run_qlam(n, chi, angles))
+    splits, qrs = ba.compiled_jobs(record)
     # Each round: a run, then its decompositions standalone right after it (the VM's speed drifts).
     runs, kernels, standalones = [], [], []
     for name, kernel in inner.items():
