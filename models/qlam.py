@@ -531,7 +531,7 @@ class QLAM(nn.Module):
         policy = memory.policy if is_mps else None
 
         def pack(mem):
-            return (*mem.tensors, mem.discarded_weight, mem._log_fidelity) if is_mps else (mem.psi,)
+            return (*mem.tensors, mem.discarded_weight, mem.log_fidelity) if is_mps else (mem.psi,)
 
         def run(xc, centre, *state):
             if is_mps:

@@ -93,6 +93,8 @@ class MPS(QuantumState):
         policy: the ``TruncationPolicy`` (max_bond, cutoff, cutoff_mode, renormalize).
         discarded_weight: ``(B,)`` accumulated ``Σ s²`` cut since creation. Without
             renormalisation a normalised state keeps ``norm² = 1 - discarded_weight`` exactly.
+        log_fidelity: ``(B,)`` accumulated ``log(1 - ε)`` over every cut, ε the cut fraction of
+            that split's weight; ``fidelity_estimate`` is its exponential.
     """
 
     def __init__(self, tensors: List[torch.Tensor], center: int, policy: TruncationPolicy,
@@ -122,8 +124,8 @@ class MPS(QuantumState):
         real = self._real_dtype
         self.discarded_weight = (torch.zeros(b, dtype=real, device=device)
                                  if discarded_weight is None else discarded_weight)
-        self._log_fidelity = (torch.zeros(b, dtype=real, device=device)
-                              if log_fidelity is None else log_fidelity)
+        self.log_fidelity = (torch.zeros(b, dtype=real, device=device)
+                             if log_fidelity is None else log_fidelity)
 
     # ------------------------------------------------------------------ constructors
     @classmethod
@@ -288,19 +290,19 @@ class MPS(QuantumState):
     @property
     def fidelity_estimate(self) -> torch.Tensor:
         """``(B,)`` product of ``1 - ε`` over every truncation, ε the fraction of norm² cut."""
-        return torch.exp(self._log_fidelity)
+        return torch.exp(self.log_fidelity)
 
     def copy(self) -> "MPS":
         """A shallow copy: tensors are shared (they are never modified in place)."""
         return MPS(list(self.tensors), self.center, self.policy, self.discarded_weight.clone(),
-                   self._log_fidelity.clone())
+                   self.log_fidelity.clone())
 
     def to(self, dtype=None, device=None) -> "MPS":
         """A copy with converted dtype and/or device."""
         ts = [t.to(dtype=dtype or self.dtype, device=device or self.device) for t in self.tensors]
         real = ts[0].real.dtype if ts[0].is_complex() else ts[0].dtype
         return MPS(ts, self.center, self.policy, self.discarded_weight.to(real).to(ts[0].device),
-                   self._log_fidelity.to(real).to(ts[0].device))
+                   self.log_fidelity.to(real).to(ts[0].device))
 
     def norm(self) -> torch.Tensor:
         """``(B,)`` 2-norm, read off the centre tensor."""
@@ -403,7 +405,7 @@ class MPS(QuantumState):
         # Commit only once every step succeeded.
         self.tensors, self.center = ts, c
         self.discarded_weight = self.discarded_weight + disc
-        self._log_fidelity = self._log_fidelity + logf
+        self.log_fidelity = self.log_fidelity + logf
 
     def _apply_neighbours(self, gates, firsts):
         """Apply ``gates[..., k, :, :]`` to sites ``(firsts[k], firsts[k] + 1)`` in order.
@@ -423,7 +425,7 @@ class MPS(QuantumState):
             ts, c, disc, logf = mps_host.neighbour_gates(ts, self.center, gates, firsts, self.policy)
             self.tensors, self.center = ts, c
             self.discarded_weight = self.discarded_weight + disc
-            self._log_fidelity = self._log_fidelity + logf
+            self.log_fidelity = self.log_fidelity + logf
             return
         for k, q in enumerate(firsts):
             self._apply_2q(gates[..., k, :, :], q, q + 1)
@@ -451,7 +453,7 @@ class MPS(QuantumState):
         self._hold(packed)
         self.center = c
         self.discarded_weight = self.discarded_weight + torch.from_numpy(disc)
-        self._log_fidelity = self._log_fidelity + torch.from_numpy(logf)
+        self.log_fidelity = self.log_fidelity + torch.from_numpy(logf)
 
     def _two_site(self, ts, c, gate, i, direction):
         """Apply ``gate`` ((4,4), (B,4,4) or None for SWAP) to sites (i, i+1) at the centre.

@@ -135,7 +135,7 @@ def test_no_nan_over_2000_random_tokens():
             assert torch.all(torch.isfinite(w.grad)), f"NaN/inf gradient at token {t}"
             psi.tensors = [x.detach() for x in psi.tensors]
             psi.discarded_weight = psi.discarded_weight.detach()
-            psi._log_fidelity = psi._log_fidelity.detach()
+            psi.log_fidelity = psi.log_fidelity.detach()
             w.grad = None
     assert psi.discarded_weight.min() > 0  # it did truncate
 
