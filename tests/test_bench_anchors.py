@@ -3,7 +3,7 @@ import numpy as np
 import torch
 import pytest
 
-from qlam_tn.experiments import bench_anchors as B
+from qlam_tn.experiments.bench import anchors as B
 
 
 def test_engines_agree_without_truncation():
@@ -40,10 +40,14 @@ def test_truncated_discarded_weight_matches_quimb():
 
 def test_brickwork_order_covers_every_pair_once():
     for n in (2, 5, 6):
-        pairs = B.brickwork_pairs(n)
-        assert sorted(pairs) == list(range(n - 1))
-        evens = [q for q in pairs if q % 2 == 0]
-        assert pairs[:len(evens)] == sorted(evens) and pairs[len(evens):] == sorted(pairs[len(evens):], reverse=True)
+        pairs = B.cz_pairs(n)
+        assert sorted(pairs) == [(q, q + 1) for q in range(n - 1)]
+        firsts = [q for q, _ in pairs]
+        evens = [q for q in firsts if q % 2 == 0]
+        assert firsts[:len(evens)] == sorted(evens)
+        assert firsts[len(evens):] == sorted(firsts[len(evens):], reverse=True)
+    # the order qlam_tn.memory.brickwork applies a layer in: written out for n = 7
+    assert B.cz_pairs(7) == [(0, 1), (2, 3), (4, 5), (5, 6), (3, 4), (1, 2)]
 
 
 def test_extras_count_every_split_and_keep_real_circuits_real():
@@ -80,7 +84,15 @@ def test_real_mode_ceiling_times_each_dtypes_own_decompositions(monkeypatch):
         assert seen[1][0] == 1 and 0 < seen[1][1] <= tokens * (n - 1) and seen[1][2] == np_dtype
 
 
-def test_median_time_takes_the_middle_timing():
-    times = iter([3.0, 1.0, 2.0, (5.0, "z"), (4.0, "z"), (9.0, "z")])
-    assert B.median_time(lambda: next(times), 3) == 2.0
-    assert B.median_time(lambda: next(times), 3) == 5.0  # a runner's (seconds, ...) tuple
+def test_the_command_prints_both_tables_as_markdown(capsys):
+    """One tiny point, two engines, extras included: a provenance line and two markdown tables."""
+    pytest.importorskip("qiskit_aer")  # the extras time Aer
+    B.main(["--n", "6", "--chi", "4", "--tokens", "2", "--engines", "qlam_tn", "quimb", "--repeats", "1", "--extras",
+            "--markdown"])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("`") and "commit" in lines[0]
+    rows = [line.split(" | ") for line in lines if line.startswith("| 6 | 4 |")]
+    assert [r[2] for r in rows[:2]] == ["qlam_tn", "quimb"]
+    assert rows[0][4] == "1.00"  # qlam_tn's time over its own
+    assert float(rows[1][5]) < 1e-10  # quimb's <Z_q> agree with qlam_tn's (chi 4 is exact at n=6, 2 tokens)
+    assert len(rows) == 3 and sum(line.startswith("|---|") for line in lines) == 2  # the extras' table

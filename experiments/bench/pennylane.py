@@ -15,10 +15,11 @@ Reported, each the best of ``--repeats`` timed runs after one untimed warm-up:
 * the value difference between the devices and qlam.mps's discarded weight; for ``n <= 20``
   also the exact value from ``default.qubit``.
 
-    python -m qlam_tn.experiments.bench_pennylane                      # n 30, depth 10, chi 32
-    python -m qlam_tn.experiments.bench_pennylane --full-shift         # measure the shift gradient
-    python -m qlam_tn.experiments.bench_pennylane --n 8 --depth 2      # seconds
-    python -m qlam_tn.experiments.bench_pennylane --threads 1          # torch on one thread
+    qlam bench pennylane                      # n 30, depth 10, chi 32
+    qlam bench pennylane --full-shift         # measure the shift gradient
+    qlam bench pennylane --n 8 --depth 2      # seconds
+    qlam bench pennylane --threads 1          # torch on one thread
+    qlam bench pennylane --markdown           # the figures as a markdown table
 
 Needs the ``pennylane`` extra (PennyLane, with quimb for default.tensor). Run it alone.
 """
@@ -33,7 +34,8 @@ from typing import Callable, Dict, List, Optional
 import numpy as np
 import torch
 
-from qlam_tn.experiments.bench_models import best_time
+from qlam_tn.experiments.bench.table import Table, provenance
+from qlam_tn.experiments.timing import best_time
 
 
 def circuit_fn(qml, n: int, depth: int) -> Callable:
@@ -124,8 +126,29 @@ def report(r: Dict[str, object]) -> List[str]:
     return lines
 
 
+def markdown_table(r: Dict[str, object]) -> Table:
+    """``report``'s figures as a table (device, what, seconds, value), printed as markdown."""
+    shift_key = "tensor_shift_measured_s" if "tensor_shift_measured_s" in r else "tensor_shift_estimate_s"
+    shift = "parameter-shift, measured" if shift_key == "tensor_shift_measured_s" else \
+        f"parameter-shift, ESTIMATE = (2*{r['n_params']}+1) x value time"
+    exact = f"; exact (default.qubit) {r['exact_value']:+.12f}" if "exact_value" in r else ""
+    table = Table(["device", "what", "time (s)", "⟨Z⟩ / note"], markdown=True,
+                  title=f"n={r['n']} depth={r['depth']} RY+CNOT brickwork, {r['n_params']} parameters, "
+                        f"⟨Z_{r['n'] // 2}⟩, max_bond_dim={r['chi']} cutoff={r['cutoff']:g}, "
+                        f"torch threads {r['torch_threads']}")
+    table.row("qlam.mps", "value", f"{r['qlam_value_s']:.4f}",
+              f"{r['qlam_value']:+.12f} (discarded weight {r['qlam_discarded_weight']:.3e}, "
+              f"max bond {r['qlam_max_bond']}{exact})")
+    table.row("qlam.mps", "gradient", f"{r['qlam_grad_s']:.4f}", f"backprop, all {r['n_params']} parameters")
+    table.row("default.tensor", "value", f"{r['tensor_value_s']:.4f}",
+              f"{r['tensor_value']:+.12f} (|difference| {r['value_abs_diff']:.3e})")
+    table.row("default.tensor", "gradient", f"{r[shift_key]:.4f}", shift + (
+        f" (max abs gradient difference {r['grad_max_abs_diff']:.3e})" if "grad_max_abs_diff" in r else ""))
+    return table
+
+
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="qlam bench-pennylane", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="qlam bench pennylane", description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=30, help="qubits (default 30)")
     parser.add_argument("--depth", type=int, default=10, help="RY + CNOT layers (default 10)")
     parser.add_argument("--chi", type=int, default=32, help="max_bond_dim of both devices (default 32)")
@@ -137,6 +160,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's own choice)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="also write the numbers to this file")
+    parser.add_argument("--markdown", action="store_true", help="print the figures as a GitHub markdown table")
     args = parser.parse_args(argv)
     if args.n < 2 or args.depth < 1 or args.chi < 1 or args.repeats < 1 or (args.threads or 1) < 1:
         parser.error("need --n >= 2, --depth >= 1, --chi >= 1, --repeats >= 1, --threads >= 1")
@@ -145,7 +169,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # PennyLane deprecation notices
         result = run(args.n, args.depth, args.chi, args.cutoff, args.repeats, args.full_shift, args.seed)
-    print("\n".join(report(result)))
+    if args.markdown:
+        print(provenance())
+        markdown_table(result)
+        print("\n" + report(result)[6])  # the speed-ups
+    else:
+        print("\n".join(report(result)))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)

@@ -7,20 +7,20 @@
    two-qubit unitaries) at n=32 and chi in --chi, timed on a state already at bond chi; FLOPs
    from ``token_update_cost``; achieved GFLOP/s against the machine's measured matmul peak.
 
-    python -m qlam_tn.experiments.bench_oracle
+    qlam bench oracle [--markdown]
 """
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
 
 from qlam_tn import gates as G
 from qlam_tn.contraction import measure_matmul_peak, token_update_cost
 from qlam_tn.contraction import oracle
-from qlam_tn.experiments.bench_engine import random_unitaries, saturated_state
+from qlam_tn.experiments.bench.engine import random_unitaries, saturated_state
+from qlam_tn.experiments.bench.table import Table, provenance
+from qlam_tn.experiments.timing import median_time
 
 
 def shallow_circuit(n: int, layers: int, seed: int = 0):
@@ -37,17 +37,10 @@ def time_oracle(n: int, layers: int, repeats: int = 3) -> dict:
     ops = shallow_circuit(n, layers)
     circ = oracle.ExactCircuit(n, ops)
     mid = n // 2
-    circ.amplitude("0" * n)  # warm-up: path search for this structure
-    circ.expectation(f"X{mid} Z{mid + 1}")
-    ta, te = [], []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        circ.amplitude("0" * n)
-        ta.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        circ.expectation(f"X{mid} Z{mid + 1}")
-        te.append(time.perf_counter() - t0)
-    return {"n": n, "layers": layers, "amplitude_s": statistics.median(ta), "expectation_s": statistics.median(te)}
+    # the warm-up call of each searches the contraction path for this structure
+    amplitude = median_time(lambda: circ.amplitude("0" * n), repeats)
+    expectation = median_time(lambda: circ.expectation(f"X{mid} Z{mid + 1}"), repeats)
+    return {"n": n, "layers": layers, "amplitude_s": amplitude, "expectation_s": expectation}
 
 
 def time_token_update(n: int, chi: int, batch: int, depth: int, real: bool, repeats: int = 3) -> dict:
@@ -61,13 +54,7 @@ def time_token_update(n: int, chi: int, batch: int, depth: int, real: bool, repe
             for q in range(layer % 2, n - 1, 2):
                 psi.apply(random_unitaries(batch, 4, real, g), (q, q + 1))
 
-    token()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        token()
-        times.append(time.perf_counter() - t0)
-    dt = statistics.median(times)
+    dt = median_time(token, repeats)
     pairs = [(q, q + 1) for layer in range(depth) for q in range(layer % 2, n - 1, 2)]
     cost = token_update_cost(n, chi, batch, depth=1, real=real, pairs=pairs)
     return {"n": n, "chi": chi, "batch": batch, "real": real, "seconds": dt, "gflop": cost.flops / 1e9,
@@ -75,30 +62,31 @@ def time_token_update(n: int, chi: int, batch: int, depth: int, real: bool, repe
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="qlam bench oracle", description=__doc__.splitlines()[0])
     p.add_argument("--n", type=int, nargs="+", default=[10, 20, 30, 40, 50, 60])
     p.add_argument("--layers", type=int, default=3)
     p.add_argument("--chi", type=int, nargs="+", default=[32, 64])
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--depth", type=int, default=2)
+    p.add_argument("--markdown", action="store_true", help="print the tables as GitHub markdown")
     args = p.parse_args(argv)
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}")
-    print(f"\nExact oracle, RY + {args.layers} x (CZ brickwork + RX), cotengra greedy trees")
-    print("| n | amplitude (s) | <X Z> local expectation (s) |\n|---|---|---|")
+    print(provenance() if args.markdown else f"torch {torch.__version__}, threads {torch.get_num_threads()}")
+    table = Table(["n", "amplitude (s)", "<X Z> local expectation (s)"], args.markdown,
+                  title=f"Exact oracle, RY + {args.layers} x (CZ brickwork + RX), cotengra greedy trees")
     for n in args.n:
         r = time_oracle(n, args.layers)
-        print(f"| {n} | {r['amplitude_s']:.3f} | {r['expectation_s']:.3f} |", flush=True)
+        table.row(n, f"{r['amplitude_s']:.3f}", f"{r['expectation_s']:.3f}")
     peak = measure_matmul_peak(dtypes=(torch.float64, torch.complex128), sizes=(256, 512, 1024))
     print("\nmatmul peak (GFLOP/s): " + ", ".join(f"{k} {v:.1f}" for k, v in peak.gflops.items()))
-    print(f"\nToken update (RY layer + {args.depth} brickwork layers of random 2-qubit unitaries), B={args.batch}")
-    print("| n | χ | dtype | time (ms) | GFLOP | GFLOP/s | % of matmul peak | SVD share of FLOPs |")
-    print("|---|---|---|---|---|---|---|---|")
+    table = Table(["n", "χ", "dtype", "time (ms)", "GFLOP", "GFLOP/s", "% of matmul peak", "SVD share of FLOPs"],
+                  args.markdown, title=f"Token update (RY layer + {args.depth} brickwork layers of random "
+                                       f"2-qubit unitaries), B={args.batch}")
     for chi in args.chi:
         for real in (True, False):
             r = time_token_update(32, chi, args.batch, args.depth, real)
             key = "float64" if real else "complex128"
-            print(f"| 32 | {chi} | {key} | {1e3 * r['seconds']:.1f} | {r['gflop']:.2f} | {r['gflops_per_s']:.2f} "
-                  f"| {100 * r['gflops_per_s'] / peak.gflops[key]:.1f} | {100 * r['svd_share']:.0f}% |", flush=True)
+            table.row(32, chi, key, f"{1e3 * r['seconds']:.1f}", f"{r['gflop']:.2f}", f"{r['gflops_per_s']:.2f}",
+                      f"{100 * r['gflops_per_s'] / peak.gflops[key]:.1f}", f"{100 * r['svd_share']:.0f}%")
 
 
 if __name__ == "__main__":

@@ -10,17 +10,18 @@ Three ways to run each contraction at the engine's sizes (B = batch, chi = bond 
 
 The table these numbers gave is quoted in ``contraction/planner.py``. Run (well under a minute)::
 
-    python -m qlam_tn.experiments.bench_contraction --threads 1
+    qlam bench contraction --threads 1 [--markdown]
 """
 from __future__ import annotations
 
 import argparse
-import time
 
 import opt_einsum
 import torch
 
 from qlam_tn.contraction import contract
+from qlam_tn.experiments.bench.table import Table, provenance
+from qlam_tn.experiments.timing import per_call_us
 
 # name -> (equation, shapes as functions of (B, chi))
 CASES = {
@@ -36,24 +37,8 @@ CASES = {
 }
 
 
-def per_call_us(fn, min_time: float) -> float:
-    """Best-of-5 mean time per call in microseconds, each batch running ~min_time/5."""
-    fn()
-    t0 = time.perf_counter()
-    fn()
-    one = max(time.perf_counter() - t0, 1e-7)
-    reps = max(1, int(min_time / 5 / one))
-    best = float("inf")
-    for _ in range(5):
-        t0 = time.perf_counter()
-        for _ in range(reps):
-            fn()
-        best = min(best, (time.perf_counter() - t0) / reps)
-    return best * 1e6
-
-
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="qlam bench contraction", description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument(
         "--dtype", default="complex128", choices=["complex128", "complex64", "float64", "float32"]
@@ -61,12 +46,15 @@ def main(argv=None) -> None:
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8, 64])
     parser.add_argument("--chis", type=int, nargs="+", default=[16, 32, 64])
     parser.add_argument("--min-time", type=float, default=0.05, help="seconds per measurement")
+    parser.add_argument("--markdown", action="store_true", help="print the table as GitHub markdown")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     dtype = getattr(torch, args.dtype)
-    print(f"torch {torch.__version__}, opt_einsum {opt_einsum.__version__}, "
-          f"threads {torch.get_num_threads()}, dtype {args.dtype}; microseconds per call")
-    print(f"{'case':<16} {'B':>3} {'chi':>4} {'einsum':>10} {'oe_expr':>10} {'contract':>10}  best")
+    setting = f"opt_einsum {opt_einsum.__version__}, dtype {args.dtype}; microseconds per call"
+    print(f"{provenance()}\n\n{setting}" if args.markdown else
+          f"torch {torch.__version__}, threads {torch.get_num_threads()}, {setting}")
+    table = Table(["case", "B", "chi", "einsum", "oe_expr", "contract", "best"], args.markdown,
+                  width=[16, 3, 4, 10, 10, 10, 8])
     for name, (eq, shapes_of) in CASES.items():
         for B in args.batches:
             for chi in args.chis:
@@ -79,8 +67,7 @@ def main(argv=None) -> None:
                     "contract": per_call_us(lambda: contract(eq, *ops), args.min_time),
                 }
                 best = min(times, key=times.get)
-                cols = " ".join(f"{t:>10.1f}" for t in times.values())
-                print(f"{name:<16} {B:>3} {chi:>4} {cols}  {best}")
+                table.row(name, B, chi, *(f"{t:.1f}" for t in times.values()), best)
 
 
 if __name__ == "__main__":

@@ -14,33 +14,19 @@ the peak resident memory recorded after each T (``ru_maxrss``, which includes th
 and torch, about ``rss_before_mb``) is that T's own. Run it alone: two CPU-heavy jobs on a
 2-core machine slow each other down many-fold.
 
-    python -m qlam_tn.experiments.bench_models                      # the README table
-    python -m qlam_tn.experiments.bench_models --T 28 --repeats 2   # a quick run
+    qlam bench models                        # the docs' table (--markdown prints it as markdown)
+    qlam bench models --T 28 --repeats 2     # a quick run
 """
 from __future__ import annotations
 
 import argparse
 import multiprocessing
-import resource
-import time
 
 import torch
 import torch.nn.functional as F_
 
-
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
-
-
-def best_time(fn, repeats: int) -> float:
-    """Best wall time (s) of ``repeats`` calls of ``fn`` after one untimed warm-up call."""
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+from qlam_tn.experiments.bench.table import Table, provenance
+from qlam_tn.experiments.timing import best_time, peak_rss_mb
 
 
 def bench_model(model: torch.nn.Module, T: int, B: int, F: int, repeats: int = 3, seed: int = 0) -> dict:
@@ -50,7 +36,7 @@ def bench_model(model: torch.nn.Module, T: int, B: int, F: int, repeats: int = 3
     (forward+backward), ``fwd_ms``/``fwdbwd_ms`` (whole batch), ``peak_rss_mb`` (this
     process's peak so far) and ``rss_before_mb`` (the peak before the model ran).
     """
-    rss_before = _peak_rss_mb()
+    rss_before = peak_rss_mb()
     g = torch.Generator().manual_seed(seed)
     p = next(model.parameters())
     x = torch.randn(B, T, F, generator=g).to(device=p.device, dtype=p.dtype)
@@ -72,7 +58,7 @@ def bench_model(model: torch.nn.Module, T: int, B: int, F: int, repeats: int = 3
             "fwd_ms_per_token_sample": 1e3 * t_fwd / (B * T),
             "fwdbwd_ms_per_token_sample": 1e3 * t_fwdbwd / (B * T),
             "tokens_per_s": B * T / t_fwdbwd,
-            "peak_rss_mb": _peak_rss_mb(), "rss_before_mb": rss_before}
+            "peak_rss_mb": peak_rss_mb(), "rss_before_mb": rss_before}
 
 
 def _bench_named(name: str, cfg: dict, Ts: list[int], B: int, F: int, classes: int, repeats: int,
@@ -96,7 +82,7 @@ def main(argv=None):
     from qlam_tn.models.common import count_parameters, match_hidden_size
     from qlam_tn.models.registry import available, build, width_key
 
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="qlam bench models", description=__doc__.splitlines()[0])
     # QLAM is benchmarked through --qlam (its variants need a backend and a size), not --models.
     p.add_argument("--models", nargs="*", default=["lstm", "gru", "transformer", "ssm"],
                    choices=[m for m in available() if m != "qlam"], help="baselines (QLAM: see --qlam)")
@@ -112,14 +98,17 @@ def main(argv=None):
                    help="QLAM variants: svN (statevector, N qubits) or mpsNxCHI (MPS, N qubits, bond CHI)")
     p.add_argument("--mps-T", type=int, nargs="+", default=[28],
                    help="sequence lengths for the MPS variants (T=784 takes minutes per variant)")
+    p.add_argument("--markdown", action="store_true", help="print the table as GitHub markdown")
     args = p.parse_args(argv)
+    if args.repeats < 1:
+        p.error(f"--repeats must be >= 1, got {args.repeats}")
     target = args.target or count_parameters(build("gru", args.F, args.classes, hidden_size=32))
     ctx = multiprocessing.get_context("spawn")
-    print(f"torch {torch.__version__}, budget {target} parameters, B={args.B}, F={args.F}, "
-          f"threads {args.threads or torch.get_num_threads()}")
-    print("| model | width | params | T | fwd (µs/token/sample) | fwd+bwd (µs/token/sample) "
-          "| fwd+bwd tokens/s | peak RSS (MB) |")
-    print("|---|---|---|---|---|---|---|---|")
+    setting = (f"budget {target} parameters, B={args.B}, F={args.F}, "
+               f"threads {args.threads or torch.get_num_threads()}")
+    print(f"{provenance()}\n\n{setting}" if args.markdown else f"torch {torch.__version__}, {setting}")
+    table = Table(["model", "width", "params", "T", "fwd (µs/token/sample)", "fwd+bwd (µs/token/sample)",
+                   "fwd+bwd tokens/s", "peak RSS (MB)"], args.markdown)
     rows = []
     jobs = [(name, {width_key(name): match_hidden_size(name, target, args.F, args.classes)}, args.T)
             for name in args.models]
@@ -139,9 +128,9 @@ def main(argv=None):
             else f"qlam mps n={cfg['n_qubits']} χ={cfg['bond_dim']}")
         for r in out:
             rows.append(r)
-            print(f"| {label} | {width_key(name)}={cfg[width_key(name)]} | {r['params']} | {r['T']} "
-                  f"| {1e3 * r['fwd_ms_per_token_sample']:.2f} | {1e3 * r['fwdbwd_ms_per_token_sample']:.2f} "
-                  f"| {r['tokens_per_s']:,.0f} | {r['peak_rss_mb']:.0f} |", flush=True)
+            table.row(label, f"{width_key(name)}={cfg[width_key(name)]}", r["params"], r["T"],
+                      f"{1e3 * r['fwd_ms_per_token_sample']:.2f}", f"{1e3 * r['fwdbwd_ms_per_token_sample']:.2f}",
+                      f"{r['tokens_per_s']:,.0f}", f"{r['peak_rss_mb']:.0f}")
     return rows
 
 

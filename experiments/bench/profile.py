@@ -1,12 +1,12 @@
-"""Where a B=1 token of ``qlam bench-anchors``' QLAM circuit spends its time.
+"""Where a B=1 token of ``qlam bench anchors``' QLAM circuit spends its time.
 
-The circuit of ``bench_anchors.run_qlam`` (RY layer, two CZ brickwork layers, RX layer; complex128,
+The circuit of ``bench.anchors.run_qlam`` (RY layer, two CZ brickwork layers, RX layer; complex128,
 from |0...0>, as the bench runs it) on an MPS at chi=16 (by default for n=16, 32 and 64):
 
 1. the split of one run's time (median of ``--repeats`` runs of 12 tokens): inside the compiled
    calls (``mps_jit._circuit``, a whole token per call, as ``memory.token_layers`` runs it; and
    ``_layer`` and ``_physical``, where a layer runs alone), the standalone time of the
-   decompositions those calls performed (``mps_jit.RECORD``, re-run by ``bench_anchors``' compiled
+   decompositions those calls performed (``mps_jit.RECORD``, re-run by ``bench.anchors``' compiled
    loop), and everything outside the compiled calls (the Python around them: building gates,
    checks, packing);
 2. with ``--top K``: a cProfile of 60 tokens, the K functions with the most time of their own
@@ -14,7 +14,11 @@ from |0...0>, as the bench runs it) on an MPS at chi=16 (by default for n=16, 32
 
 Run it alone.
 
-    python experiments/studies/profile_token.py [--n 16 32 64] [--chi 16] [--repeats 5] [--top 18]
+    qlam bench profile [--n 16 32 64] [--chi 16] [--repeats 5] [--top 18] [--markdown]
+
+It times the compiled kernels by wrapping ``mps_jit``'s module attributes ``_circuit``, ``_layer``
+and ``_physical`` for the duration (and restoring them): the one place outside the engine that
+names them.
 """
 from __future__ import annotations
 
@@ -26,7 +30,8 @@ import statistics
 import time
 
 from qlam_tn import mps_host, mps_jit
-from qlam_tn.experiments import bench_anchors as ba
+from qlam_tn.experiments.bench import anchors as ba
+from qlam_tn.experiments.bench.table import Table, provenance
 
 
 def split_of_a_run(n: int, chi: int, repeats: int, tokens: int = 12) -> dict:
@@ -35,6 +40,7 @@ def split_of_a_run(n: int, chi: int, repeats: int, tokens: int = 12) -> dict:
     kernels ``mps_jit._circuit``, ``_layer`` and ``_physical`` are wrapped by a timer for the duration."""
     angles = ba.token_angles(n, tokens)
     ba.run_qlam(n, chi, angles[:1])  # warm-up: compiled kernels loaded, caches
+    # mps_jit's private kernels, until the engine offers a public hook to time them
     inner = {"_circuit": mps_jit._circuit, "_layer": mps_jit._layer, "_physical": mps_jit._physical}
     in_kernel = [0.0]
 
@@ -58,7 +64,7 @@ def split_of_a_run(n: int, chi: int, repeats: int, tokens: int = 12) -> dict:
             in_kernel[0] = 0.0
             runs.append(ba.run_qlam(n, chi, angles)[0])
             kernels.append(in_kernel[0])
-            with mps_host._one_blas_thread():
+            with mps_host.one_blas_thread():
                 standalones.append(splits() + qrs())
     finally:
         for name, kernel in inner.items():
@@ -71,23 +77,28 @@ def split_of_a_run(n: int, chi: int, repeats: int, tokens: int = 12) -> dict:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="qlam bench profile", description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, nargs="+", default=[16, 32, 64])
     ap.add_argument("--chi", type=int, nargs="+", default=[16])
     ap.add_argument("--repeats", type=int, default=5, help="timings per figure (medians)")
     ap.add_argument("--top", type=int, default=0, help="also profile 60 tokens and list this many functions")
+    ap.add_argument("--markdown", action="store_true",
+                    help="print the table as GitHub markdown (and the profile in a code block)")
     args = ap.parse_args(argv)
+    if args.repeats < 1:
+        ap.error(f"--repeats must be >= 1, got {args.repeats}")
     if not mps_jit.available():
         ap.error("the compiled layers are off here (numba missing, QLAM_TN_JIT=0 or NUMBA_DISABLE_JIT)")
-    print("| n | χ | ms / token | in compiled layers | their decompositions standalone | layers ÷ decompositions "
-          "| outside the layers | token ÷ decompositions |")
-    print("|---|---|---|---|---|---|---|---|")
+    if args.markdown:
+        print(provenance())
+    table = Table(["n", "χ", "ms / token", "in compiled layers", "their decompositions standalone",
+                   "layers ÷ decompositions", "outside the layers", "token ÷ decompositions"], args.markdown)
     for n in args.n:
         for chi in args.chi:
             s = split_of_a_run(n, chi, args.repeats)
-            print(f"| {n} | {chi} | {s['token'] * 1e3:.2f} | {s['kernel'] * 1e3:.2f} | {s['decompositions'] * 1e3:.2f} "
-                  f"| {s['kernel'] / s['decompositions']:.2f} | {s['outside'] * 1e3:.2f} "
-                  f"| {s['token'] / s['decompositions']:.2f} |", flush=True)
+            table.row(n, chi, f"{s['token'] * 1e3:.2f}", f"{s['kernel'] * 1e3:.2f}", f"{s['decompositions'] * 1e3:.2f}",
+                      f"{s['kernel'] / s['decompositions']:.2f}", f"{s['outside'] * 1e3:.2f}",
+                      f"{s['token'] / s['decompositions']:.2f}")
     if not args.top:
         return 0
     for n in args.n:
@@ -100,7 +111,8 @@ def main(argv=None) -> int:
             out = io.StringIO()
             pstats.Stats(profile, stream=out).sort_stats("tottime").print_stats(args.top)
             print(f"\nn={n} chi={chi}, 60 tokens under cProfile:")
-            print(out.getvalue().strip(), flush=True)
+            fence = "```" if args.markdown else ""
+            print("\n".join(filter(None, [fence, out.getvalue().strip(), fence])), flush=True)
     return 0
 
 

@@ -8,8 +8,9 @@ and its ratio to qlam_tn (measured in the same process, one after the other), th
 difference of <Z_q> over all qubits against qlam_tn, and each engine's discarded weight
 (quimb: 1 - norm², no renormalisation; Aer: not exposed, it renormalises).
 
-    python -m qlam_tn.experiments.bench_anchors                  # n 16 32 64, chi 16 32 64 (the issue's grid)
-    python -m qlam_tn.experiments.bench_anchors --n 16 --chi 32  # one point
+    qlam bench anchors                        # n 16 32 64, chi 16 32 64 (the issue's grid)
+    qlam bench anchors --n 16 --chi 32        # one point
+    qlam bench anchors --markdown             # the tables as GitHub markdown
 
 Needs the ``bench`` extra (qiskit, qiskit-aer). Run it alone.
 """
@@ -26,14 +27,19 @@ import torch
 
 import qlam_tn as qt
 from qlam_tn import mps_host, mps_jit, mps_packed
+from qlam_tn.contraction import brickwork_pairs
+from qlam_tn.experiments.bench.table import Table, provenance
+from qlam_tn.experiments.timing import median_of
 from qlam_tn.memory import token_layers
 
 
-def brickwork_pairs(n: int) -> list:
-    """The token's CZ pairs in the order every engine applies them: the even layer left to right,
-    the odd layer right to left (gates within a layer commute; this order lets an MPS with a
-    canonical centre reach each pair with one site move, as ``qlam_tn.memory.brickwork`` orders them)."""
-    return list(range(0, n - 1, 2)) + list(range(1, n - 1, 2))[::-1]
+def cz_pairs(n: int) -> list:
+    """The token's CZ pairs ``[(q, q + 1)]`` in the order every engine applies them: the even
+    layer left to right, the odd layer right to left (``contraction.brickwork_pairs`` with its odd
+    half reversed). Gates within a layer commute; this order lets an MPS with a canonical centre
+    reach each pair with one site move, as ``qlam_tn.memory.brickwork`` orders them."""
+    pairs = brickwork_pairs(n)
+    return [p for p in pairs if p[0] % 2 == 0] + [p for p in pairs if p[0] % 2 == 1][::-1]
 
 
 def token_angles(n: int, tokens: int, seed: int = 0) -> np.ndarray:
@@ -48,7 +54,7 @@ def run_qlam(n, chi, angles, batch: int = 1, split: str = "auto", host: bool = T
     A token's four layers go through ``qlam_tn.memory.token_layers``, the call QLAM's memory uses:
     where numba runs, one compiled ``mps_jit.circuit`` call per sample and token (``mps_packed``);
     without it, one ``mps_host`` numpy pass per layer (or the torch path). The CZs run in
-    ``brickwork_pairs`` order."""
+    ``cz_pairs`` order."""
     psi = qt.MPS.zeros(n, batch=batch, max_bond=chi, cutoff=1e-12, dtype=torch.complex128)
     psi.policy = dataclasses.replace(psi.policy, split=split)
     layers = _cz_layers(n, torch.complex128)
@@ -106,7 +112,7 @@ def decomposition_share(n, chi, angles, batch: int = 1, host: bool = True, repea
     decompositions; the medians are returned.
     """
     import qlam_tn.linalg as L
-    import qlam_tn.mps as M
+    import qlam_tn.mps_update as M  # the torch route's module: where it calls truncated_split
 
     splits, qrs = [], []  # (library, shape, dtype[, absorb, gram])
     real_split, real_qr = M.truncated_split, torch.linalg.qr
@@ -174,7 +180,7 @@ def decomposition_share(n, chi, angles, batch: int = 1, host: bool = True, repea
     for _ in range(repeats):
         runs.append(run_qlam(n, chi, angles, batch=batch, host=host, compiled=compiled)[0])
         # numpy's (and the compiled loop's) decompositions run as in the kernels: BLAS on one thread.
-        with mps_host._one_blas_thread():
+        with mps_host.one_blas_thread():
             t_splits.append(split_time(split_mats) + c_split())
             t_qrs.append(qr_time(qr_mats) + c_qr())
     t_split, t_qr = statistics.median(t_splits), statistics.median(t_qrs)
@@ -206,7 +212,7 @@ def compiled_job(rows, kind: int, threads: int = 1, dtype=np.complex128):
         if threads == 1:
             _standalone_decompositions(*jobs[0])
         else:
-            list(mps_packed._pool(threads).map(lambda j: _standalone_decompositions(*j), jobs))
+            list(mps_packed.thread_pool(threads).map(lambda j: _standalone_decompositions(*j), jobs))
         return time.perf_counter() - t0
     return job
 
@@ -254,16 +260,8 @@ def ry_cz_decompositions(n, chi, angles, dtype, repeats: int) -> float:
     what the run would take if nothing but its LAPACK calls cost time."""
     record = recorded(lambda: run_qlam_ry_cz(n, chi, angles, dtype))
     splits, qrs = compiled_jobs(record, dtype=np.complex128 if dtype.is_complex else np.float64)
-    with mps_host._one_blas_thread():
+    with mps_host.one_blas_thread():
         return statistics.median(splits() + qrs() for _ in range(repeats))
-
-
-def median_time(fn, repeats: int) -> float:
-    """Median of ``repeats`` calls of ``fn`` (which returns its own time in seconds, or a tuple led by it)."""
-    def once():
-        out = fn()
-        return out[0] if isinstance(out, tuple) else out
-    return statistics.median(once() for _ in range(repeats))
 
 
 def run_quimb(n, chi, angles):
@@ -274,8 +272,8 @@ def run_quimb(n, chi, angles):
     for ry, rx in angles:
         for q in range(n):
             circ.apply_gate("RY", float(ry[q]), q)
-        for q in brickwork_pairs(n):
-            circ.apply_gate("CZ", q, q + 1)
+        for q, r in cz_pairs(n):
+            circ.apply_gate("CZ", q, r)
         for q in range(n):
             circ.apply_gate("RX", float(rx[q]), q)
     dt = time.perf_counter() - t0
@@ -305,8 +303,8 @@ def run_aer(n, chi, angles):
     for ry, rx in angles:
         for q in range(n):
             qc.ry(float(ry[q]), q)
-        for q in brickwork_pairs(n):
-            qc.cz(q, q + 1)
+        for q, r in cz_pairs(n):
+            qc.cz(q, r)
         for q in range(n):
             qc.rx(float(rx[q]), q)
     for q in range(n):
@@ -323,7 +321,7 @@ def run_aer(n, chi, angles):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="qlam bench anchors", description=__doc__.splitlines()[0])
     p.add_argument("--n", type=int, nargs="+", default=[16, 32, 64])
     p.add_argument("--chi", type=int, nargs="+", default=[16, 32, 64])
     p.add_argument("--tokens", type=int, default=12)
@@ -339,6 +337,7 @@ def main(argv=None):
     p.add_argument("--extras", action="store_true",
                    help="also: batch 32 against Aer per state (and the ceiling its decompositions alone set), real vs "
                         "complex (and the same ceiling), time vs standalone decompositions")
+    p.add_argument("--markdown", action="store_true", help="print the tables as GitHub markdown")
     args = p.parse_args(argv)
     if args.repeats < 1:
         p.error(f"--repeats must be >= 1, got {args.repeats}")
@@ -346,9 +345,11 @@ def main(argv=None):
                "qlam_tn-torch": lambda *a: run_qlam(*a, host=False),
                "qlam_tn-svd": lambda *a: run_qlam(*a, split="svd", host=False), "quimb": run_quimb,
                "quimb-1t": run_quimb_one_blas_thread, "aer": run_aer}
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, {args.tokens} tokens per run, complex128")
-    print("| n | χ | engine | ms / token | time ÷ qlam_tn | max abs Δ<Z_q> vs qlam_tn | discarded weight |")
-    print("|---|---|---|---|---|---|---|")
+    setting = f"{args.tokens} tokens per run, complex128"
+    print(f"{provenance()}\n\n{setting}" if args.markdown else
+          f"torch {torch.__version__}, threads {torch.get_num_threads()}, {setting}")
+    table = Table(["n", "χ", "engine", "ms / token", "time ÷ qlam_tn", "max abs Δ<Z_q> vs qlam_tn",
+                   "discarded weight"], args.markdown)
     for n in args.n:
         for chi in args.chi:
             angles = token_angles(n, args.tokens)
@@ -358,14 +359,15 @@ def main(argv=None):
                 dt, z, disc = runners[name](n, chi, angles)
                 if ref is None:
                     ref = (dt, z)
-                print(f"| {n} | {chi} | {name} | {1e3 * dt / args.tokens:.1f} | {dt / ref[0]:.2f} "
-                      f"| {np.abs(z - ref[1]).max():.1e} | {disc:.2e} |", flush=True)
+                table.row(n, chi, name, f"{1e3 * dt / args.tokens:.1f}", f"{dt / ref[0]:.2f}",
+                          f"{np.abs(z - ref[1]).max():.1e}", f"{disc:.2e}")
     if not args.extras:
         return
-    print("\n| n | χ | Aer per state ÷ qlam_tn per sample at B=32 | ceiling: Aer ÷ B=32 decompositions alone, "
-          "per sample | RY+CZ complex128 ÷ float64 | ceiling: the same for their decompositions alone "
-          "| token time ÷ standalone split time (splits per run) | ÷ splits + QR moves (QRs per run) |")
-    print("|---|---|---|---|---|---|---|---|")
+    table = Table(["n", "χ", "Aer per state ÷ qlam_tn per sample at B=32",
+                   "ceiling: Aer ÷ B=32 decompositions alone, per sample", "RY+CZ complex128 ÷ float64",
+                   "ceiling: the same for their decompositions alone",
+                   "token time ÷ standalone split time (splits per run)", "÷ splits + QR moves (QRs per run)"],
+                  args.markdown, title="Extras")
     for n in args.n:
         for chi in args.chi:
             angles = token_angles(n, args.tokens)
@@ -373,17 +375,17 @@ def main(argv=None):
             for dtype in (torch.complex128, torch.float64):  # warm-up: kernels loaded, pools started
                 run_qlam_ry_cz(n, chi, angles[:1], dtype)
             run_qlam(n, chi, angles[:1], batch=32)
-            t_aer = median_time(lambda: run_aer(n, chi, angles), r)
-            t_b32 = median_time(lambda: run_qlam(n, chi, angles, batch=32), r)
-            t_c = median_time(lambda: run_qlam_ry_cz(n, chi, angles, torch.complex128), r)
-            t_r = median_time(lambda: run_qlam_ry_cz(n, chi, angles, torch.float64), r)
+            t_aer = median_of(lambda: run_aer(n, chi, angles), r)
+            t_b32 = median_of(lambda: run_qlam(n, chi, angles, batch=32), r)
+            t_c = median_of(lambda: run_qlam_ry_cz(n, chi, angles, torch.complex128), r)
+            t_r = median_of(lambda: run_qlam_ry_cz(n, chi, angles, torch.float64), r)
             t_run, t_split, t_all, splits, qrs = decomposition_share(n, chi, angles, repeats=r)
             # What B=32 could reach if nothing but its LAPACK calls cost time (the bound on the 3x target).
             _, _, t_all32, _, _ = decomposition_share(n, chi, angles, batch=32, repeats=r)
             # What real mode could reach if nothing but its LAPACK calls cost time (the bound on the 2x target).
             d_c, d_r = (ry_cz_decompositions(n, chi, angles, dt, r) for dt in (torch.complex128, torch.float64))
-            print(f"| {n} | {chi} | {t_aer / (t_b32 / 32):.2f} | {t_aer / (t_all32 / 32):.2f} | {t_c / t_r:.2f} "
-                  f"| {d_c / d_r:.2f} | {t_run / t_split:.2f} ({splits}) | {t_run / t_all:.2f} ({qrs}) |", flush=True)
+            table.row(n, chi, f"{t_aer / (t_b32 / 32):.2f}", f"{t_aer / (t_all32 / 32):.2f}", f"{t_c / t_r:.2f}",
+                      f"{d_c / d_r:.2f}", f"{t_run / t_split:.2f} ({splits})", f"{t_run / t_all:.2f} ({qrs})")
 
 
 if __name__ == "__main__":
