@@ -21,7 +21,7 @@ Importing this module imports PennyLane; ``import qlam_tn`` does not.
 What the device does with a circuit (``preprocess_transforms``):
 
 * mid-circuit measurements are deferred (``qml.defer_measurements``, no postselection);
-* every operation is kept if qlam_tn has it by name (``_NAMED``), or it acts on one or two
+* every operation is kept if qlam_tn has it by name (``NAMED_GATES``), or it acts on one or two
   wires and has a matrix (``QubitUnitary``, ``Rot``, ``Adjoint(S)``, controlled gates, ...);
   anything else is decomposed by PennyLane (an op with a matrix but no decomposition, on at
   most ``MAX_LOCAL_WIRES`` wires, through ``QubitUnitary``), and an operation without either
@@ -33,9 +33,11 @@ What the device does with a circuit (``preprocess_transforms``):
 Measurements. Analytic: ``expval`` / ``var`` of Pauli words and their sums (Hamiltonians,
 read off the MPS one word at a time) and of any observable with a matrix on at most
 ``MAX_LOCAL_WIRES`` wires (``Hermitian``, ``Projector``, ...; through its reduced density
-matrix), ``probs`` and ``density_matrix`` on at most ``MAX_LOCAL_WIRES`` wires (marginals
-contracted from the MPS, ``2**k`` / ``4**k`` entries for ``k`` wires), ``state`` and the other state measurements
-(purity, entropies, ...) through the dense vector for at most ``MAX_DENSE_WIRES`` wires.
+matrix), ``probs`` and ``density_matrix`` on at most ``MAX_LOCAL_WIRES`` wires (marginals,
+``2**k`` / ``4**k`` entries for ``k`` wires); all of these come from ``qlam_tn.environments``,
+whose left/right environments one circuit's measurements share. ``state`` and the other state
+measurements (purity, entropies, ...) go through the dense vector, for at most
+``MAX_DENSE_WIRES`` wires.
 With shots: ``sample``, ``counts``, ``expval``, ``var`` and ``probs`` from exact MPS sampling
 in the observables' eigenbasis.
 
@@ -56,7 +58,7 @@ largest bond dimension reached)::
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import pennylane as qml
@@ -78,7 +80,8 @@ from pennylane.operation import StatePrepBase
 from pennylane.ops import SProd, Sum
 
 from .circuit import GATES
-from .contraction import contract
+from .environments import MAX_MARGINAL_QUBITS, MPSEnvironment
+from .measure import pauli_matrix
 from .mps import MPS
 from .state import complex_dtype_of
 
@@ -87,9 +90,9 @@ try:  # PennyLane >= 0.45
 except ImportError:  # PennyLane 0.43 / 0.44
     from pennylane.transforms.core import TransformProgram as CompilePipeline
 
-__all__ = ["QLAMMPSDevice", "MAX_LOCAL_WIRES", "MAX_DENSE_WIRES"]
+__all__ = ["QLAMMPSDevice", "MAX_LOCAL_WIRES", "MAX_DENSE_WIRES", "NAMED_GATES"]
 
-MAX_LOCAL_WIRES = 10
+MAX_LOCAL_WIRES = MAX_MARGINAL_QUBITS
 """Most wires of a matrix observable, ``probs`` or ``density_matrix`` (``4**k`` entries)."""
 
 MAX_DENSE_WIRES = 24
@@ -100,7 +103,7 @@ _MAX_LOCAL_BYTES = 2 ** 31
 
 # PennyLane name -> qlam_tn.circuit.GATES name (same matrix, same wire order: the first wire
 # is the most significant bit, the control of a controlled gate). Real gates stay real.
-_NAMED: Dict[str, str] = {
+NAMED_GATES: Dict[str, str] = {
     "Hadamard": "h", "PauliX": "x", "PauliY": "y", "PauliZ": "z",
     "S": "s", "T": "t", "SX": "sx", "RX": "rx", "RY": "ry", "RZ": "rz", "PhaseShift": "p",
     "CNOT": "cx", "CY": "cy", "CZ": "cz", "CH": "ch", "SWAP": "swap", "ISWAP": "iswap",
@@ -113,7 +116,7 @@ _DTYPES = {"complex128": torch.complex128, "complex64": torch.complex64}
 
 def _supported_operation(op: qml.operation.Operator) -> bool:
     """Kept as is by ``decompose``: named gates, identities, GlobalPhase, any 1-2 wire op with a matrix."""
-    if op.name in _NAMED or isinstance(op, (qml.Identity, qml.GlobalPhase)):
+    if op.name in NAMED_GATES or isinstance(op, (qml.Identity, qml.GlobalPhase)):
         return True
     return op.has_matrix and 1 <= len(op.wires) <= 2 and not isinstance(op, StatePrepBase)
 
@@ -156,71 +159,19 @@ def _split_non_commuting_with_shots(tape):
     return qml.transforms.split_non_commuting(tape, grouping_strategy="qwc")
 
 
-# ----------------------------------------------------------------------------- contractions
+# ----------------------------------------------------------------------------- marginals
 
-def _reduced(psi: MPS, sites: Sequence[int], diagonal: bool) -> torch.Tensor:
-    """Marginal of ``psi`` on ascending ``sites`` (``k`` of them), normalised.
-
-    Returns the probabilities ``(B, 2**k)`` (``diagonal=True``) or the reduced density matrix
-    ``(B, 2**k, 2**k)``, big-endian over ``sites``. Sweeps from the leftmost of ``sites`` and
-    the orthogonality centre to the rightmost, carrying ``(B, P, χ, χ')`` (or
-    ``(B, P, Q, χ, χ')``) with the open physical indices of the sites passed.
-    """
-    b, c = psi.batch, psi.center
-    lo, hi = min(sites[0], c), max(sites[-1], c)
-    chi = max([psi.tensors[k].shape[3] for k in range(lo, hi + 1)] + [psi.tensors[lo].shape[1]])
+def _check_marginal_memory(psi: MPS, sites: Sequence[int], diagonal: bool) -> None:
+    """Refuse a marginal whose sweep would carry more than ``_MAX_LOCAL_BYTES``: ``2**k``
+    (``diagonal``) or ``4**k`` open entries, each ``χ²`` wide, over the sites it spans."""
+    lo, hi = min(sites), max(sites)
+    span = psi.tensors[lo:hi + 1]
+    chi = max([t.shape[3] for t in span] + [span[0].shape[1]])
     entries = 2 ** len(sites) if diagonal else 4 ** len(sites)
-    need = b * entries * chi * chi * torch.empty((), dtype=psi.dtype).element_size()
+    need = psi.batch * entries * chi * chi * span[0].element_size()
     if need > _MAX_LOCAL_BYTES:
         raise DeviceError(f"a marginal on {len(sites)} wires at bond dimension {chi} needs "
                           f"{need / 2 ** 30:.1f} GiB; measure fewer wires")
-    chosen = set(sites)
-    left = psi.tensors[lo].shape[1]
-    eye = torch.eye(left, dtype=psi.dtype, device=psi.device)
-    env = eye.expand(b, 1, left, left) if diagonal else eye.expand(b, 1, 1, left, left)
-    for k in range(lo, hi + 1):
-        a = psi.tensors[k]
-        r = a.shape[3]
-        if k not in chosen:
-            flat = env.reshape(b, -1, env.shape[-2], env.shape[-1])
-            env = contract("bpxw,bxiy,bwiz->bpyz", flat, a, a.conj()).reshape(env.shape[:-2] + (r, r))
-        elif diagonal:
-            env = contract("bpxw,bxiy,bwiz->bpiyz", env, a, a.conj()).reshape(b, -1, r, r)
-        else:
-            p, q = env.shape[1], env.shape[2]
-            env = contract("bpqxw,bxiy,bwjz->bpiqjyz", env, a, a.conj()).reshape(b, 2 * p, 2 * q, r, r)
-    out = env.diagonal(dim1=-2, dim2=-1).sum(-1)
-    if diagonal:
-        out = out.real if out.is_complex() else out
-        return out / out.sum(-1, keepdim=True)
-    return out / out.diagonal(dim1=-2, dim2=-1).sum(-1)[..., None, None]
-
-
-def _ordered(qubits: Sequence[int]) -> Tuple[List[int], List[int]]:
-    """``(ascending qubits, permutation)`` taking the ascending order to the order given."""
-    asc = sorted(qubits)
-    return asc, [asc.index(q) for q in qubits]
-
-
-def _probs(psi: MPS, qubits: Sequence[int]) -> torch.Tensor:
-    """``(B, 2**k)`` probabilities of the computational basis of ``qubits`` (in that order)."""
-    asc, perm = _ordered(qubits)
-    p = _reduced(psi, asc, diagonal=True)
-    if perm == sorted(perm):
-        return p
-    k = len(qubits)
-    return p.reshape((psi.batch,) + (2,) * k).permute(0, *[1 + i for i in perm]).reshape(psi.batch, -1)
-
-
-def _density_matrix(psi: MPS, qubits: Sequence[int]) -> torch.Tensor:
-    """``(B, 2**k, 2**k)`` reduced density matrix of ``qubits`` (big-endian in that order)."""
-    asc, perm = _ordered(qubits)
-    rho = _reduced(psi, asc, diagonal=False)
-    if perm == sorted(perm):
-        return rho
-    k = len(qubits)
-    order = [1 + i for i in perm] + [1 + k + i for i in perm]
-    return rho.reshape((psi.batch,) + (2,) * (2 * k)).permute(0, *order).reshape(rho.shape)
 
 
 def _as_complex(t: torch.Tensor) -> torch.Tensor:
@@ -240,21 +191,41 @@ class _Run:
         self.psi = psi
         self.wire_order = wire_order
         self.site = {w: i for i, w in enumerate(wire_order)}
+        self._environment: Optional[MPSEnvironment] = None
 
     def sites(self, wires) -> List[int]:
         return [self.site[w] for w in wires]
+
+    def environment(self) -> MPSEnvironment:
+        """The state's environments, shared by every measurement until the next operation."""
+        if self._environment is None:
+            self._environment = MPSEnvironment(self.psi.tensors, self.psi.center)
+        return self._environment
+
+    def probs(self, wires) -> torch.Tensor:
+        """``(B, 2**k)`` computational-basis probabilities of ``wires`` (in that order)."""
+        sites = self.sites(wires)
+        _check_marginal_memory(self.psi, sites, diagonal=True)
+        return self.environment().probs(sites)
+
+    def density_matrix(self, wires) -> torch.Tensor:
+        """``(B, 2**k, 2**k)`` reduced density matrix of ``wires`` (big-endian in that order)."""
+        sites = self.sites(wires)
+        _check_marginal_memory(self.psi, sites, diagonal=False)
+        return self.environment().rdm(sites)
 
     # ------------------------------------------------------------------ operations
     def apply(self, op: qml.operation.Operator) -> None:
         if isinstance(op, qml.Identity):
             return
+        self._environment = None
         if isinstance(op, qml.GlobalPhase):
             phi = _param(op.parameters[0])
             phase = torch.exp(-1j * torch.as_tensor(phi, dtype=torch.float64))
             self.psi.apply(phase * torch.eye(2, dtype=torch.complex128), 0)
             return
-        if op.name in _NAMED:
-            matrix = GATES[_NAMED[op.name]].build(*[_param(p) for p in op.parameters])
+        if op.name in NAMED_GATES:
+            matrix = GATES[NAMED_GATES[op.name]].build(*[_param(p) for p in op.parameters])
         else:
             matrix = torch.as_tensor(op.matrix())
         qubits = self.sites(op.wires)
@@ -286,26 +257,28 @@ class _Run:
                           f"{MAX_LOCAL_WIRES} wires")
 
     def _pauli_sentence(self, sentence) -> torch.Tensor:
-        real = self.psi.dtype.to_real() if self.psi.dtype.is_complex else self.psi.dtype
+        dtype, device = self.psi.dtype, self.psi.device
+        real = dtype.to_real() if dtype.is_complex else dtype
         total = torch.zeros(self.psi.batch, dtype=real)
         for word, coeff in sentence.items():
             if len(word) == 0:
                 value = torch.ones(self.psi.batch, dtype=real)
             else:
-                value = self.psi.expect({self.site[w]: p for w, p in word.items()})
+                value = self.environment().expect_product(
+                    {self.site[w]: pauli_matrix(p, dtype, device) for w, p in word.items()})
             total = total + _real_coefficient(coeff) * value
         return total
 
     def _matrix_expvals(self, matrices: Sequence[torch.Tensor], wires) -> List[torch.Tensor]:
         """``(B,)`` ``tr(ρ M)`` for each ``(2**k, 2**k)`` matrix, ρ the reduced state of ``wires``."""
-        rho = _as_complex(_density_matrix(self.psi, self.sites(wires)))
+        rho = _as_complex(self.density_matrix(wires))
         return [torch.einsum("bij,ji->b", rho, m.to(rho.dtype)).real for m in matrices]
 
     def eigvals_expval(self, mp, squared: bool = False) -> torch.Tensor:
         """``(B,)`` ``Σ p λ`` (or ``Σ p λ²``) over the eigenvalues of a measurement without
         an observable (a deferred mid-circuit measurement value)."""
         lam = torch.as_tensor(np.asarray(mp.eigvals(), dtype=np.float64))
-        p = _probs(self.psi, self.sites(mp.wires)).to(torch.float64)
+        p = self.probs(mp.wires).to(torch.float64)
         return p @ (lam ** 2 if squared else lam)
 
     def dense(self) -> torch.Tensor:
@@ -469,11 +442,11 @@ class QLAMMPSDevice(Device):
                 run = rotated
             wires = mp.wires if len(mp.wires) else run.wire_order
             _check_local(len(wires), "probs")
-            return _probs(run.psi, run.sites(wires))[0]
+            return run.probs(wires)[0]
         if isinstance(mp, DensityMatrixMP):
             wires = mp.wires if len(mp.wires) else run.wire_order
             _check_local(len(wires), "density_matrix")
-            return _as_complex(_density_matrix(run.psi, run.sites(wires))[0])
+            return _as_complex(run.density_matrix(wires)[0])
         return mp.process_state(run.dense(), run.wire_order)
 
     def _sampled(self, run: _Run, circuit):

@@ -17,7 +17,7 @@ from pennylane import numpy as pnp  # noqa: E402
 from pennylane.exceptions import DeviceError, QuantumFunctionError  # noqa: E402
 
 from qlam_tn.circuit import GATES  # noqa: E402
-from qlam_tn.pennylane_device import _NAMED, MAX_LOCAL_WIRES, QLAMMPSDevice  # noqa: E402
+from qlam_tn.pennylane_device import MAX_LOCAL_WIRES, NAMED_GATES, QLAMMPSDevice  # noqa: E402
 
 N = 5
 LAYERS = 3
@@ -75,12 +75,12 @@ def test_device_is_registered_and_named():
     assert dev.name == "qlam.mps" and len(dev.wires) == 3
 
 
-@pytest.mark.parametrize("name", sorted(_NAMED))
+@pytest.mark.parametrize("name", sorted(NAMED_GATES))
 def test_named_gates_match_pennylane_matrices(name):
     cls = getattr(qml, name)
     params = np.random.default_rng(1).uniform(-3, 3, size=cls.num_params)
-    op = cls(*params, wires=range(GATES[_NAMED[name]].n_qubits))
-    ours = GATES[_NAMED[name]].build(*[float(p) for p in params])
+    op = cls(*params, wires=range(GATES[NAMED_GATES[name]].n_qubits))
+    ours = GATES[NAMED_GATES[name]].build(*[float(p) for p in params])
     np.testing.assert_allclose(ours.numpy(), qml.matrix(op), atol=1e-14)
 
 
@@ -386,9 +386,11 @@ def test_qlam_tn_import_does_not_import_pennylane():
 
 
 def test_bench_pennylane_tiny(capsys):
-    from qlam_tn.experiments import bench_pennylane, cli
+    from qlam_tn.experiments import cli
+    from qlam_tn.experiments.bench import pennylane as bench_pennylane
 
-    assert cli.COMMANDS["bench-pennylane"][0] == "qlam_tn.experiments.bench_pennylane"
+    assert cli.BENCHES["pennylane"][0] == "qlam_tn.experiments.bench.pennylane"
+    assert cli.RENAMED["bench-pennylane"] == "qlam bench pennylane"
     r = bench_pennylane.run(n=4, depth=2, chi=4, repeats=1, full_shift=True)
     assert r["n_params"] == 8 and r["value_abs_diff"] < 1e-12 and abs(r["qlam_value"] - r["exact_value"]) < 1e-12
     assert r["grad_max_abs_diff"] < 1e-8 and r["qlam_discarded_weight"] < 1e-20
