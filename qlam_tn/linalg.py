@@ -28,6 +28,7 @@ it is ``truncated_svd`` (the reference it is tested against).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Optional
 
@@ -40,7 +41,7 @@ SPLIT_METHODS = ("auto", "svd")
 # Kept singular values above this fraction of s_max use the exact gauge form of the backward.
 _GAUGE_FORM_MIN = 1e-6
 
-__all__ = ["svd", "TruncationPolicy", "truncated_svd", "truncated_split", "CUTOFF_MODES"]
+__all__ = ["svd", "TruncationPolicy", "TruncationError", "rank_rule", "truncated_svd", "truncated_split", "CUTOFF_MODES"]
 
 
 def _broadened_inverse(x: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
@@ -191,26 +192,48 @@ class TruncationPolicy:
             raise ValueError(f"unknown split {self.split!r}; choose one of {SPLIT_METHODS}")
 
     def ranks(self, S: torch.Tensor) -> torch.Tensor:
-        """Per-sample number of singular values to keep. ``S (B, k)`` sorted descending -> ``(B,)`` long."""
-        k = S.shape[-1]
-        s = S.detach()
-        if self.cutoff > 0.0:
-            if self.cutoff_mode == "abs":
-                r = (s > self.cutoff).sum(-1)
-            elif self.cutoff_mode == "rel":
-                r = (s > self.cutoff * s[..., :1]).sum(-1)
-            else:
-                s2 = s * s
-                # tail[i] = Σ_{j >= i} s_j²; values i with tail[i] <= target are dropped.
-                tail = s2.flip(-1).cumsum(-1).flip(-1)
-                target = self.cutoff if self.cutoff_mode == "sum2" else self.cutoff * s2.sum(-1, keepdim=True)
-                r = (tail > target).sum(-1)
-        else:
-            r = torch.full(s.shape[:-1], k, dtype=torch.long, device=s.device)
-        r = r.clamp(min=1)
-        if self.max_bond is not None:
-            r = r.clamp(max=self.max_bond)
-        return r
+        """Per-sample number of singular values to keep. ``S (B, k)`` sorted descending -> ``(B,)`` long.
+
+        The rank rule itself is ``rank_rule`` (one definition for every route)."""
+        s2 = S.detach().flip(-1).square()
+        return rank_rule(s2, s2.cumsum(-1), self)
+
+
+@dataclass(frozen=True)
+class TruncationError:
+    """What truncation cut, per sample, as a value that adds up (TeNPy's ``TruncationError``).
+
+    Attributes:
+        discarded: ``(B,)`` ``Σ s²`` cut, in the state's absolute units (a float for one sample).
+        log_fidelity: ``(B,)`` ``Σ log(1 - ε)`` over the cuts, ε the fraction of that split's
+            weight it cut; ``exp`` of it is the fidelity estimate.
+
+    ``a + b`` is the error of ``a``'s cuts followed by ``b``'s. Fields may be torch tensors,
+    numpy arrays or Python floats (a one-sample kernel's); ``MPS`` adds them to its totals.
+    """
+
+    discarded: object = 0.0
+    log_fidelity: object = 0.0
+
+    @classmethod
+    def of_split(cls, discarded, kept2) -> "TruncationError":
+        """The error of one split that cut ``discarded`` and kept ``kept2`` (``Σ s²``, per sample
+        tensors or floats); ``0 / 0`` counts as no loss."""
+        if isinstance(discarded, torch.Tensor):
+            tiny = torch.finfo(kept2.dtype).tiny
+            return cls(discarded, torch.log1p(-(discarded / (discarded + kept2).clamp_min(tiny))))
+        total = discarded + kept2
+        return cls(discarded, math.log1p(-discarded / total) if total > 0 else 0.0)
+
+    def __add__(self, other: "TruncationError") -> "TruncationError":
+        return TruncationError(self.discarded + other.discarded, self.log_fidelity + other.log_fidelity)
+
+    @property
+    def fidelity(self):
+        """``Π (1 - ε)`` over the cuts."""
+        if isinstance(self.log_fidelity, torch.Tensor):
+            return torch.exp(self.log_fidelity)
+        return np.exp(self.log_fidelity)
 
 
 def truncated_svd(A: torch.Tensor, policy: TruncationPolicy, absorb: str = "right"):
@@ -315,9 +338,9 @@ def truncated_split(A: torch.Tensor, policy: TruncationPolicy, absorb: str = "ri
     # nearly equal neighbours; the eigenvalue order is kept (the cut is the same to ~eps).
     S2 = torch.linalg.vector_norm(C, dim=-1).square()  # (B, k) ascending
     # Ascending order lets one cumsum give every tail sum, smallest first (so what is dropped is
-    # summed accurately); the cut is tested against policy.ranks (tests/test_split.py).
+    # summed accurately); the rank rule is ``rank_rule``.
     tails = S2.cumsum(-1)  # tails[i] = Σ_{j <= i} s_j²
-    ranks = gram_ranks(S2, tails, policy)
+    ranks = rank_rule(S2, tails, policy)
     k = S2.shape[-1]
     uniform = A.shape[0] == 1 or not bool((ranks != ranks[0]).any())
     r = int(ranks[0]) if uniform else int(ranks.max())
@@ -341,8 +364,10 @@ def truncated_split(A: torch.Tensor, policy: TruncationPolicy, absorb: str = "ri
     return C.mH, Q.mH, discarded, kept2
 
 
-def gram_ranks(S2: torch.Tensor, tails: torch.Tensor, policy: TruncationPolicy) -> torch.Tensor:
-    """Per-sample number of values to keep, as ``policy.ranks`` decides, from ascending weights.
+def rank_rule(S2: torch.Tensor, tails: torch.Tensor, policy: TruncationPolicy) -> torch.Tensor:
+    """The rank rule: per-sample number of values to keep, from ascending weights. Every route
+    uses it (``TruncationPolicy.ranks``, the Gram split, ``mps_host``); ``mps_jit`` holds its
+    compiled twin, tested against it.
 
     ``S2 (B, k)`` squared singular values in ascending order and ``tails = S2.cumsum(-1)``
     -> ``(B,)`` integers (torch tensors or numpy arrays, either in, the same out; ``(k,)`` in ->

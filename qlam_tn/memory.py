@@ -17,7 +17,6 @@ from typing import List, Optional
 import torch
 
 from . import gates as G
-from .mps import MPS
 from .dense_scan import bloch_tables
 from .state import complex_dtype_of
 from .statevector import StateVector
@@ -50,18 +49,14 @@ def rotation_layer(angles: torch.Tensor, kinds: str) -> torch.Tensor:
 def brickwork(state, gates: torch.Tensor, parity: int) -> None:
     """Apply ``gates (P, 4, 4)`` (or per-sample ``(B, P, 4, 4)``) to pairs (parity + 2k, parity + 2k + 1).
 
-    On an MPS the even layer runs left to right and the odd one right to left, so the
-    centre needs one site move per gate instead of a sweep back across the chain.
+    A real state is promoted for complex gates. The even layer runs left to right and the odd
+    one right to left (the gates of a layer commute), so on an MPS the centre needs one site move
+    per gate instead of a sweep back across the chain.
     """
     pairs = _pairs(state.n_qubits, gates, parity)
     if gates.is_complex() and not state.dtype.is_complex:
-        state._promote(complex_dtype_of(state.dtype))
-    gates = gates.to(state.dtype)
-    if isinstance(state, MPS):
-        state._apply_neighbours(*_mps_order(gates, pairs, parity))
-        return
-    for k, q in enumerate(pairs):
-        state._apply_2q(gates[..., k, :, :], q, q + 1)
+        state.promote(complex_dtype_of(state.dtype))
+    state.apply_neighbour_gates(*_sweep_order(gates.to(state.dtype), pairs, parity))
 
 
 def _pairs(n: int, gates: torch.Tensor, parity: int) -> List[int]:
@@ -74,25 +69,21 @@ def _pairs(n: int, gates: torch.Tensor, parity: int) -> List[int]:
     return pairs
 
 
-def _mps_order(gates: torch.Tensor, pairs: List[int], parity: int):
-    """``(gates, pairs)`` in the order an MPS takes them: the odd layer right to left."""
+def _sweep_order(gates: torch.Tensor, pairs: List[int], parity: int):
+    """``(gates, pairs)`` in sweep order: the odd layer right to left."""
     return (gates.flip(-3), pairs[::-1]) if parity == 1 else (gates, pairs)
 
 
 def token_layers(state, layers: List[tuple]) -> None:
-    """A token's layers in turn: ``("1q", gates)``, a unitary one-qubit layer ``(n, 2, 2)`` or
-    ``(B, n, 2, 2)`` (as ``state._apply_layer``), or ``("2q", gates, parity)``, a brickwork layer
-    (as ``brickwork``). For a model's own gates: not checked for unitarity or finiteness, and
-    real gates on a complex state are cast; complex gates on a real state are refused (promote
-    it first, as ``brickwork`` and ``apply_layer`` do).
+    """A token's layers in turn, in place: ``("1q", gates)``, a unitary one-qubit layer
+    ``(n, 2, 2)`` or ``(B, n, 2, 2)``, or ``("2q", gates, parity)``, a brickwork layer (as
+    ``brickwork``). For a model's own gates: not checked for unitarity or finiteness; real gates
+    on a complex state are cast, complex gates on a real state refused (promote it first, as
+    ``brickwork`` and ``apply_layer`` do).
 
-    On an MPS whose compiled kernels take every layer, all of them run in one call per sample
-    (``MPS._apply_ops``): a token's Python and conversions once, not once per layer.
+    The layers go to the state as one program (``apply_program``): on an MPS whose compiled
+    route takes them all, one call per sample, so a token's Python and conversions are paid once.
     """
-    if not isinstance(state, MPS):
-        for op in layers:
-            state._apply_layer(op[1]) if op[0] == "1q" else brickwork(state, op[1], op[2])
-        return
     ops = []
     for op in layers:
         gates = op[1]
@@ -103,8 +94,8 @@ def token_layers(state, layers: List[tuple]) -> None:
         if op[0] == "1q":
             ops.append(("1q", gates))
         else:
-            ops.append(("2q", *_mps_order(gates, _pairs(state.n_qubits, gates, op[2]), op[2])))
-    state._apply_ops(ops)
+            ops.append(("2q", *_sweep_order(gates, _pairs(state.n_qubits, gates, op[2]), op[2])))
+    state.apply_program(ops)
 
 
 def _kron_all(blocks: List[torch.Tensor]) -> torch.Tensor:
@@ -201,7 +192,7 @@ def brickwork_factors(n_qubits: int, layers: List[torch.Tensor], parities: List[
 def apply_dense(sv: StateVector, unitary: torch.Tensor) -> None:
     """``ψ <- U ψ`` for a dense ``(2^n, 2^n)`` matrix, one matmul for the whole batch."""
     if unitary.is_complex() and not sv.dtype.is_complex:
-        sv._promote(unitary.dtype)
+        sv.promote(unitary.dtype)
     flat = sv.psi.reshape(sv.batch, -1)
     sv.psi = (flat @ unitary.transpose(0, 1).to(flat.dtype)).reshape(sv.psi.shape)
 

@@ -13,73 +13,28 @@ centre onto the pair, contract, take a thin SVD and keep ``min(max_bond, rank by
 values (``TruncationPolicy``); what is cut is added to ``discarded_weight`` per sample.
 Non-adjacent gates are routed with SWAPs that restore qubit order afterwards.
 
-On the CPU in float64/complex128 outside autograd, whole layers run compiled (``mps_jit``, through
-``mps_packed``: one call per sample and layer, or per token, a batch's samples on threads; the
-sites stay packed between layers and become tensors when read), and one sample's single gates and
-centre moves take ``mps_host``'s numpy kernels (the same arithmetic with less per-call overhead).
-The torch code here is the path for everything else and the reference they are tested against.
-
-Canonical moves use QR. Under autograd, QR's backward divides by ``R``'s diagonal and returns
-inf on the rank-deficient bonds that per-sample truncation produces: a move whose ``R`` is
-singular uses the SVD with the broadened backward instead.
+Every update of the sites goes through ``qlam_tn.routes``, the one place that picks its
+implementation: the torch reference (``mps_update``), a one-sample numpy pass (``mps_host``) or
+numba-compiled kernels (``mps_packed``), all with the same signatures. Reading the state
+(expectations, reduced density matrices, overlaps) goes through ``qlam_tn.environments``.
 """
 from __future__ import annotations
 
-import math
 from typing import Dict, List, Optional, Sequence
 
 import torch
 
-from . import mps_host, mps_packed
+from . import environments, routes
 from .contraction import contract
-from .linalg import TruncationPolicy, gram_split_applies, svd, truncated_split, truncated_svd
+from .linalg import TruncationError, TruncationPolicy, svd, truncated_svd
+from .mps_update import swap_pair
 from .measure import pauli_matrix
-from .state import QuantumState, as_amplitudes, as_int, check_batch, check_dtype, check_n_qubits, complex_dtype_of
+from .state import QuantumState, as_amplitudes, as_int, check_batch, check_dtype, check_n_qubits
 
 __all__ = ["MPS"]
 
 # Dense vectors are refused above this many amplitudes (B * 2**n): about 32 GiB in complex128.
 _MAX_DENSE = 2 ** 31
-
-
-def _needs_grad(*tensors: torch.Tensor) -> bool:
-    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
-
-
-def _swap_pair(gate: torch.Tensor) -> torch.Tensor:
-    """Re-express a (…, 4, 4) gate on (q0, q1) as the same gate on (q1, q0)."""
-    g = gate.reshape(gate.shape[:-2] + (2, 2, 2, 2))
-    return g.transpose(-4, -3).transpose(-2, -1).reshape(gate.shape)
-
-
-# QR's backward solves with R: under autograd a move uses it only where every |R_ii| is above
-# this many machine epsilons of the largest (R numerically full rank: 2e-13 in float64, 1e-4 in
-# float32), and the SVD with the broadened backward otherwise.
-_QR_GRAD_MIN_DIAG_EPS = 1000
-
-
-def _qr_move(m: torch.Tensor, grad_eps: float, needs_grad: bool):
-    """``m (B, p, q) = Q R`` for a centre move: ``Q`` an isometry ``(B, p, k)``, ``R (B, k, q)``.
-
-    Outside autograd this is LAPACK's QR. Under autograd, QR's backward divides by ``R``'s
-    diagonal and returns inf where the batch's shared bond is wider than a sample's rank (what
-    per-sample truncation leaves): there the thin SVD with the broadened backward replaces it,
-    ``Q = U``, ``R = S·Vh``. The check costs one host sync per move.
-    """
-    q, r = torch.linalg.qr(m)
-    if not needs_grad:
-        return q, r
-    diag = r.detach().diagonal(dim1=-2, dim2=-1).abs()
-    fin = torch.finfo(diag.dtype)
-    if bool((diag > _QR_GRAD_MIN_DIAG_EPS * fin.eps * diag.amax(-1, keepdim=True).clamp_min(fin.tiny)).all()):
-        return q, r
-    U, S, Vh = svd(m, grad_eps, absorb="right")
-    return U, S.to(Vh.dtype).unsqueeze(-1) * Vh
-
-
-def _on_physical(gate: torch.Tensor, site: torch.Tensor) -> torch.Tensor:
-    """A single-qubit ``gate`` ((2, 2) or per-sample (B, 2, 2)) on ``site`` (B, χl, 2, χr)."""
-    return torch.matmul(gate.unsqueeze(1) if gate.dim() == 3 else gate, site)
 
 
 class MPS(QuantumState):
@@ -115,7 +70,6 @@ class MPS(QuantumState):
             raise ValueError("the outer bonds of an open-boundary MPS must have dimension 1")
         if not 0 <= center < len(tensors):
             raise ValueError(f"center {center} out of range for {len(tensors)} sites")
-        self._packed: Optional[mps_packed.Packed] = None
         self.tensors = list(tensors)
         self.center = center
         self.policy = policy
@@ -216,7 +170,7 @@ class MPS(QuantumState):
         out = cls(arrays, 0, policy)
         # A left-to-right QR sweep makes every site but the last left-isometric, whatever
         # gauge quimb held, so the centre bookkeeping is true afterwards.
-        out.tensors, out.center = out._moved(out.tensors, 0, n - 1)
+        out.move_center(n - 1)
         return out
 
     def to_quimb(self, sample: Optional[int] = None):
@@ -244,48 +198,26 @@ class MPS(QuantumState):
 
     # ------------------------------------------------------------------ properties
     @property
-    def tensors(self) -> List[torch.Tensor]:
-        """The ``n`` site tensors ``(B, χl, 2, χr)``. After a compiled layer the sites are held
-        packed (``mps_packed``) and made into tensors here, on first read."""
-        if self._sites is None:
-            self._sites = self._packed.tensors()
-        return self._sites
-
-    @tensors.setter
-    def tensors(self, tensors: List[torch.Tensor]) -> None:
-        self._sites, self._packed = tensors, None
-
-    def _hold(self, packed: "mps_packed.Packed") -> None:
-        """Hold the sites a compiled layer returned (their tensors made when read)."""
-        self._sites, self._packed = None, packed
-
-    def _compiled_sites(self, *gates: torch.Tensor) -> Optional["mps_packed.Packed"]:
-        """The sites as the compiled kernels take them, where they take layers of these ``gates``
-        (``mps_packed.takes``); else ``None``. Tensors read since the last compiled layer are
-        packed afresh unless they are still the very ones it made, unchanged."""
-        packed, sites = self._packed, self._sites
-        if not mps_packed.takes(self.batch, gates, sites):  # (read tensors may require grad since)
-            return None
-        return packed if packed is not None and (sites is None or packed.made(sites)) else mps_packed.Packed.pack(sites)
-
-    @property
     def dtype(self) -> torch.dtype:
-        return self._packed.dtype if self._sites is None else self._sites[0].dtype
+        return self.tensors[0].dtype
 
     @property
     def device(self) -> torch.device:
-        return torch.device("cpu") if self._sites is None else self._sites[0].device
+        return self.tensors[0].device
 
     @property
     def bond_dims(self) -> List[int]:
         """Dimensions of the n-1 inner bonds."""
-        if self._sites is None:
-            return self._packed.bond_dims()
-        return [t.shape[3] for t in self._sites[:-1]]
+        return [t.shape[3] for t in self.tensors[:-1]]
 
     @property
     def max_bond(self) -> Optional[int]:
         return self.policy.max_bond
+
+    @property
+    def truncation(self) -> TruncationError:
+        """Everything cut since creation: ``discarded_weight`` and ``log_fidelity``."""
+        return TruncationError(self.discarded_weight, self.log_fidelity)
 
     @property
     def fidelity_estimate(self) -> torch.Tensor:
@@ -324,73 +256,47 @@ class MPS(QuantumState):
         site = as_int(site, "site")
         if not 0 <= site < self.n_qubits:
             raise ValueError(f"site must be in [0, {self.n_qubits - 1}], got {site}")
-        self.tensors, self.center = self._moved(self.tensors, self.center, site)
+        self.tensors, self.center = self._moved(self.tensors, self.center, site), site
         return self
 
-    def _moved(self, ts: List[torch.Tensor], c: int, target: int):
-        """Return ``(tensors, target)`` with the centre moved from ``c``; ``ts`` is not modified."""
+    def _moved(self, ts: List[torch.Tensor], c: int, target: int) -> List[torch.Tensor]:
+        """``ts`` with the centre moved from ``c`` to ``target`` (``ts`` is not modified)."""
         if c == target:
-            return ts, c
-        if mps_host.applies(self.batch, ts[min(c, target):max(c, target) + 1]):
-            return mps_host.moved(ts, c, target), target
-        ts = list(ts)
-        b = self.batch
-        while c < target:
-            a = ts[c]
-            l, r = a.shape[1], a.shape[3]
-            m = a.reshape(b, l * 2, r)
-            q, rr = _qr_move(m, self.policy.grad_eps, _needs_grad(a, ts[c + 1]))
-            ts[c] = q.reshape(b, l, 2, q.shape[-1])
-            nxt = ts[c + 1]
-            ts[c + 1] = torch.matmul(rr, nxt.reshape(b, r, -1)).reshape(b, rr.shape[-2], 2, nxt.shape[3])
-            c += 1
-        while c > target:
-            a = ts[c]
-            l, r = a.shape[1], a.shape[3]
-            m = a.reshape(b, l, 2 * r)
-            q, rr = _qr_move(m.mH, self.policy.grad_eps, _needs_grad(a, ts[c - 1]))
-            q_h, lower = q.mH, rr.mH
-            ts[c] = q_h.reshape(b, q_h.shape[-2], 2, r)
-            prv = ts[c - 1]
-            ts[c - 1] = torch.matmul(prv.reshape(b, -1, l), lower).reshape(b, prv.shape[1], 2, lower.shape[-1])
-            c -= 1
-        return ts, c
+            return ts
+        between = ts[min(c, target):max(c, target) + 1]
+        return routes.run("moved", between, (), ts, c, target, self.policy)
+
+    def _record(self, err: TruncationError) -> None:
+        """Add a step's ``TruncationError`` to the state's totals."""
+        self.discarded_weight = self.discarded_weight + err.discarded
+        self.log_fidelity = self.log_fidelity + err.log_fidelity
 
     # ------------------------------------------------------------------ gates
-    def _promote(self, dtype):
+    def promote(self, dtype) -> "MPS":
         self.tensors = [t.to(dtype) for t in self.tensors]
+        return self
 
     def _apply_1q(self, gate, q, unitary: bool = True):
         ts, c = self.tensors, self.center
         if not unitary:
             # A non-unitary gate would break the isometry of its site: apply it at the centre.
-            ts, c = self._moved(ts, c, q)
+            ts, c = self._moved(ts, c, q), q
         ts = list(ts)
-        ts[q] = _on_physical(gate, ts[q])
+        ts[q] = torch.matmul(gate.unsqueeze(1) if gate.dim() == 3 else gate, ts[q])
         self.tensors, self.center = ts, c
 
     def _apply_layer(self, gates, unitary: bool = True):
-        packed = self._compiled_sites(gates)
-        new = packed.physical(gates) if packed is not None else None
-        if new is not None and unitary:
-            self._hold(new)
-            return
-        if new is not None:
-            ts = new.tensors()
-        elif gates.dim() == 3 and mps_host.applies(self.batch, (*self.tensors, gates)):
-            ts = mps_host.on_physical(self.tensors, gates)
-        else:
-            ts = [_on_physical(gates[..., q, :, :], t) for q, t in enumerate(self.tensors)]
+        ts = routes.run("physical", self.tensors, (gates,), self.tensors, gates)
         c = self.center
         if not unitary:
             # Restore the canonical form: a left-to-right QR sweep makes every site but the
             # last an isometry whatever the gauge was.
-            ts, c = self._moved(ts, 0, self.n_qubits - 1)
+            ts, c = self._moved(ts, 0, self.n_qubits - 1), self.n_qubits - 1
         self.tensors, self.center = ts, c
 
     def _apply_2q(self, gate, q0, q1):
         if q0 > q1:
-            gate, q0, q1 = _swap_pair(gate), q1, q0
+            gate, q0, q1 = swap_pair(gate), q1, q0
         ts, c = self.tensors, self.center
         # Route q1 next to q0 (SWAPs leftwards), apply, route back: each step is a truncated
         # two-site update. A routed gate leaves the centre moving right; a neighbouring one goes
@@ -398,220 +304,71 @@ class MPS(QuantumState):
         direction = "right" if q1 > q0 + 1 or c <= q0 else "left"
         steps = ([(None, k, "left") for k in range(q1 - 1, q0, -1)] + [(gate, q0, direction)]
                  + [(None, k, "right") for k in range(q0 + 1, q1)])
-        disc = logf = None
+        err = TruncationError()
         for g, k, d in steps:
-            ts, c, dk, lk = self._two_site(ts, c, g, k, d)
-            disc, logf = (dk, lk) if disc is None else (disc + dk, logf + lk)
+            ts, c, e = routes.run("two_site", ts, () if g is None else (g,), ts, c, g, k, d, self.policy)
+            err = err + e
         # Commit only once every step succeeded.
         self.tensors, self.center = ts, c
-        self.discarded_weight = self.discarded_weight + disc
-        self.log_fidelity = self.log_fidelity + logf
+        self._record(err)
 
-    def _apply_neighbours(self, gates, firsts):
-        """Apply ``gates[..., k, :, :]`` to sites ``(firsts[k], firsts[k] + 1)`` in order.
+    def apply_neighbour_gates(self, gates: torch.Tensor, firsts: Sequence[int]) -> "MPS":
+        """Apply ``gates[..., k, :, :]`` to sites ``(firsts[k], firsts[k] + 1)`` in order, in place.
 
-        ``gates (P, 4, 4)`` or per-sample ``(B, P, 4, 4)`` in this state's dtype. The same steps as
-        ``_apply_2q`` gate by gate; outside autograd on the CPU one compiled call per sample
-        (``mps_packed``), or, where numba is off, one ``mps_host`` pass at B=1.
-        A failing step leaves the state as it was before the layer.
+        ``gates (P, 4, 4)`` or per-sample ``(B, P, 4, 4)`` in this state's dtype (a model's own
+        gates: not checked for unitarity or finiteness). The same steps as ``apply`` gate by gate;
+        a failing step leaves the state as it was before the layer.
         """
-        packed = self._compiled_sites(gates)
-        done = packed.layer(self.center, gates, firsts, self.policy) if packed is not None else None
-        if done is not None:  # the compiled kernels, sample by sample (mps_packed)
-            self._commit_compiled(*done)
-            return
-        ts = self.tensors
-        if gates.dim() == 3 and mps_host.applies(self.batch, (*ts, gates)):
-            ts, c, disc, logf = mps_host.neighbour_gates(ts, self.center, gates, firsts, self.policy)
-            self.tensors, self.center = ts, c
-            self.discarded_weight = self.discarded_weight + disc
-            self.log_fidelity = self.log_fidelity + logf
-            return
-        for k, q in enumerate(firsts):
-            self._apply_2q(gates[..., k, :, :], q, q + 1)
+        self._check_program([("2q", gates, firsts)])
+        ts, c, err = routes.run("neighbour_gates", self.tensors, (gates,), self.tensors, self.center, gates,
+                                list(firsts), self.policy)
+        self.tensors, self.center = ts, c
+        self._record(err)
+        return self
 
-    def _apply_ops(self, ops):
-        """Layers in turn, each in this state's dtype: ``("1q", gates)``, a unitary one-qubit layer
-        (``_apply_layer``), or ``("2q", gates, firsts)``, neighbour gates (``_apply_neighbours``).
+    def apply_program(self, ops: Sequence[tuple]) -> "MPS":
+        """Layers in turn, in place, each in this state's dtype (a model's own gates, e.g. a QLAM
+        token): ``("1q", gates)``, a unitary one-qubit layer ``(n, 2, 2)`` or ``(B, n, 2, 2)``, or
+        ``("2q", gates, firsts)``, neighbour gates as ``apply_neighbour_gates``.
 
-        Where the compiled kernels take every layer, all of them run in one call per sample
-        (``mps_packed``), atomically; elsewhere layer by layer, each layer atomic.
+        Atomic: a failing layer leaves the state as it was before the program (on the compiled
+        route the whole program is one call per sample).
         """
-        packed = self._compiled_sites(*(op[1] for op in ops))
-        done = packed.circuit(self.center, ops, self.policy) if packed is not None else None
-        if done is not None:
-            self._commit_compiled(*done)
-            return
-        for op in ops:
-            if op[0] == "1q":
-                self._apply_layer(op[1])
-            else:
-                self._apply_neighbours(op[1], op[2])
-
-    def _commit_compiled(self, packed, c: int, disc, logf) -> None:
-        """Hold what a compiled call returned: the sites, centre and per-sample ``(B,)`` weights."""
-        self._hold(packed)
-        self.center = c
-        self.discarded_weight = self.discarded_weight + torch.from_numpy(disc)
-        self.log_fidelity = self.log_fidelity + torch.from_numpy(logf)
-
-    def _two_site(self, ts, c, gate, i, direction):
-        """Apply ``gate`` ((4,4), (B,4,4) or None for SWAP) to sites (i, i+1) at the centre.
-
-        Returns ``(tensors, center, discarded (B,), log(1-ε) (B,))`` (Python floats from the
-        one-sample host kernels).
-        """
-        target = i if c <= i else i + 1
-        ts, c = self._moved(ts, c, target)
-        ts = list(ts)
-        b = self.batch
-        a0, a1 = ts[i], ts[i + 1]
-        l, m, r = a0.shape[1], a0.shape[3], a1.shape[3]
-        if mps_host.applies(b, (a0, a1) if gate is None else (a0, a1, gate)):
-            # One sample on the CPU: the same update and split in numpy (mps_host's docstring),
-            # choosing the split as truncated_split would for θ (2l, 2r) outside autograd.
-            gram = gram_split_applies(2 * l, 2 * r, a0.dtype, self.policy, direction)
-            ts[i], ts[i + 1], disc, kept2 = mps_host.two_site(a0, a1, gate, self.policy, direction, gram)
-            c = i + 1 if direction == "right" else i
-            # log(1 - ε), as below; 0 / 0 -> 0. Python floats: _apply_2q adds them to the (1,) totals.
-            log_keep = math.log1p(-disc / (disc + kept2)) if disc + kept2 > 0 else 0.0
-            return ts, c, disc, log_keep
-        # θ[b, x, (i j), z] by one batched matmul over the shared bond, then the gate on the
-        # 4-dim pair index (matmul, not einsum: a fraction of the per-call overhead at small χ).
-        theta = torch.matmul(a0.reshape(b, l * 2, m), a1.reshape(b, m, 2 * r)).reshape(b, l, 4, r)
-        if gate is None:
-            theta = theta.reshape(b, l, 2, 2, r).transpose(2, 3)
-        else:
-            theta = torch.matmul(gate.unsqueeze(1) if gate.dim() == 3 else gate, theta)
-        left, right, disc, kept2 = truncated_split(theta.reshape(b, l * 2, 2 * r), self.policy, absorb=direction)
-        k = left.shape[-1]
-        ts[i] = left.reshape(b, l, 2, k)
-        ts[i + 1] = right.reshape(b, k, 2, r)
-        c = i + 1 if direction == "right" else i
-        # log(1 - ε) with ε the cut fraction of this split's weight (0 / 0 -> 0 via the clamp).
-        log_keep = torch.log1p(-(disc / (disc + kept2).clamp_min(torch.finfo(kept2.dtype).tiny)))
-        return ts, c, disc, log_keep
+        self._check_program(ops)
+        ts, c, err = routes.run("circuit", self.tensors, [op[1] for op in ops], self.tensors, self.center, ops,
+                                self.policy)
+        self.tensors, self.center = ts, c
+        self._record(err)
+        return self
 
     # ------------------------------------------------------------------ contractions
-    def _as(self, t: torch.Tensor, dtype) -> torch.Tensor:
-        return t if t.dtype == dtype else t.to(dtype)
-
-    @staticmethod
-    def _transfer_left(env, a, op=None):
-        """Left environment ``(B, χ, χ')`` pushed through site ``a`` (with an optional operator)."""
-        ac = a.conj()
-        if op is None:
-            if env is None:
-                return contract("bxiy,bxiz->byz", a, ac)
-            return contract("bxw,bxiy,bwiz->byz", env, a, ac)
-        if env is None:
-            return contract("bxiy,ji,bxjz->byz", a, op, ac)
-        return contract("bxw,bxiy,ji,bwjz->byz", env, a, op, ac)
-
-    @staticmethod
-    def _transfer_right(env, a):
-        """Right environment ``(B, χ, χ')`` pulled through site ``a``."""
-        ac = a.conj()
-        if env is None:
-            return contract("bxiy,bziy->bxz", a, ac)
-        return contract("bxiy,byw,bziw->bxz", a, env, ac)
-
     def _expect_ops(self, ops: Dict[int, str]) -> torch.Tensor:
-        c = self.center
-        sites = sorted(ops)
-        lo, hi = min(sites + [c]), max(sites + [c])
-        dtype = self.dtype
-        mats = {q: pauli_matrix(p, dtype, self.device) for q, p in ops.items()}
-        if any(m.is_complex() for m in mats.values()):
-            dtype = complex_dtype_of(dtype)
-        env = None
-        for k in range(lo, hi + 1):
-            op = mats.get(k)
-            env = self._transfer_left(env, self._as(self.tensors[k], dtype), None if op is None else op.to(dtype))
-        num = env.diagonal(dim1=-2, dim2=-1).sum(-1).real
-        centre = self.tensors[c].reshape(self.batch, -1)
-        den = (centre.conj() * centre).real.sum(-1)
-        return num / den
+        mats = {q: pauli_matrix(p, self.dtype, self.device) for q, p in ops.items()}
+        return environments.expect_product(self.tensors, self.center, mats)
 
-    def _left_envs(self) -> List[Optional[torch.Tensor]]:
-        """``L[k]``: environment of the bond left of site k (None = identity, k <= center)."""
-        n, c = self.n_qubits, self.center
-        envs: List[Optional[torch.Tensor]] = [None] * n
-        env = None
-        for k in range(c, n - 1):
-            env = self._transfer_left(env, self.tensors[k])
-            envs[k + 1] = env
-        return envs
-
-    def _right_envs(self) -> List[Optional[torch.Tensor]]:
-        """``R[k]``: environment of the bond right of site k (None = identity, k >= center)."""
-        n, c = self.n_qubits, self.center
-        envs: List[Optional[torch.Tensor]] = [None] * n
-        env = None
-        for k in range(c, 0, -1):
-            env = self._transfer_right(env, self.tensors[k])
-            envs[k - 1] = env
-        return envs
+    def environment(self) -> "environments.MPSEnvironment":
+        """An ``MPSEnvironment`` of the state as it is now: cached left/right environments that
+        answer several local quantities (``rdm``, ``probs``, correlators) from one sweep. Build a
+        new one after the state changes."""
+        return environments.MPSEnvironment(self.tensors, self.center)
 
     def rdm1(self) -> torch.Tensor:
         """All single-qubit reduced density matrices in one sweep -> ``(B, n, 2, 2)``."""
-        L, R = self._left_envs(), self._right_envs()
-        out = []
-        for k, a in enumerate(self.tensors):
-            ac = a.conj()
-            if L[k] is not None:
-                rho = contract("bxw,bxiy,bwjy->bij", L[k], a, ac)
-            elif R[k] is not None:
-                rho = contract("bxiy,byz,bxjz->bij", a, R[k], ac)
-            else:
-                rho = contract("bxiy,bxjy->bij", a, ac)
-            out.append(rho)
-        rho = torch.stack(out, dim=1)
-        tr = rho.diagonal(dim1=-2, dim2=-1).sum(-1)
-        return rho / tr[..., None, None]
+        return environments.rdm1(self.tensors, self.center)
 
     def neighbour_zz(self) -> torch.Tensor:
         """``(B, n-1)`` correlators ``<Z_i Z_{i+1}>`` from one pass of environments."""
-        L, R = self._left_envs(), self._right_envs()
         z = pauli_matrix("Z", self.dtype, self.device)
-        out = []
-        for i in range(self.n_qubits - 1):
-            env = self._transfer_left(L[i], self.tensors[i], z)
-            env = self._transfer_left(env, self.tensors[i + 1], z)
-            val = env.diagonal(dim1=-2, dim2=-1).sum(-1) if R[i + 1] is None else \
-                (env * R[i + 1]).sum((-2, -1))
-            out.append(val.real)
-        centre = self.tensors[self.center].reshape(self.batch, -1)
-        norm2 = (centre.conj() * centre).real.sum(-1)
-        return torch.stack(out, dim=-1) / norm2.unsqueeze(-1)
+        return environments.neighbour_correlators(self.tensors, self.center, z, z)
+
+    def overlap(self, other: "MPS") -> torch.Tensor:
+        """``<self|other>`` per sample -> ``(B,)`` (not normalised)."""
+        if not isinstance(other, MPS) or other.n_qubits != self.n_qubits or other.batch != self.batch:
+            raise ValueError("overlap needs another MPS of the same number of qubits and batch")
+        return environments.overlap(self.tensors, other.tensors)
 
     def _rdm2(self, i, j):
-        flip = i > j
-        a, b = (j, i) if flip else (i, j)
-        c = self.center
-        left = None
-        for k in range(c, a):
-            left = self._transfer_left(left, self.tensors[k])
-        right = None
-        for k in range(c, b, -1):
-            right = self._transfer_right(right, self.tensors[k])
-        ta = self.tensors[a]
-        if left is None:
-            t = contract("bxiy,bxjz->bijyz", ta, ta.conj())
-        else:
-            t = contract("bxw,bxiy,bwjz->bijyz", left, ta, ta.conj())
-        for k in range(a + 1, b):
-            tk = self.tensors[k]
-            t = contract("bijyz,byku,bzkv->bijuv", t, tk, tk.conj())
-        tb = self.tensors[b]
-        if right is None:
-            rho = contract("bijyz,bykr,bzlr->bikjl", t, tb, tb.conj())
-        else:
-            rho = contract("bijyz,bykr,brs,bzls->bikjl", t, tb, right, tb.conj())
-        rho = rho.reshape(self.batch, 4, 4)
-        tr = rho.diagonal(dim1=-2, dim2=-1).sum(-1)
-        rho = rho / tr[..., None, None]
-        return _swap_pair(rho) if flip else rho
+        return environments.rdm2(self.tensors, self.center, i, j)
 
     def _schmidt_spectra(self, bonds: Sequence[int]) -> List[torch.Tensor]:
         bonds = list(bonds)
@@ -639,7 +396,7 @@ class MPS(QuantumState):
         return [spectra[bnd] for bnd in bonds]
 
     def _sample(self, shots, generator):
-        ts, _ = self._moved([t.detach() for t in self.tensors], self.center, 0)
+        ts = self._moved([t.detach() for t in self.tensors], self.center, 0)
         b = self.batch
         real = self._real_dtype
         v = torch.ones(b, shots, 1, dtype=self.dtype, device=self.device)

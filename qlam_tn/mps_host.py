@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import math
 import sys
 from typing import List, Optional, Tuple
 
@@ -30,10 +29,10 @@ import torch
 from scipy.linalg import lapack
 
 from . import mps_jit
-from .linalg import TruncationPolicy, gram_ranks, gram_split_applies
+from .linalg import TruncationError, TruncationPolicy, gram_split_applies, rank_rule
 
-__all__ = ["ENABLED", "disabled", "applies", "host_tensors", "moved", "two_site", "split", "neighbour_gates", "on_physical",
-           "qr", "eigh", "svd"]
+__all__ = ["ENABLED", "disabled", "applies", "host_tensors", "moved", "two_site", "split", "neighbour_gates", "physical", "circuit",
+           "qr", "eigh", "svd", "one_blas_thread", "np_view", "site_tensor"]
 
 ENABLED = True
 
@@ -114,7 +113,7 @@ def _blas_libraries() -> tuple:
 
 
 @contextlib.contextmanager
-def _one_blas_thread():
+def one_blas_thread():
     """Run numpy's and scipy's BLAS/LAPACK on one thread inside the block (~7 µs).
 
     Measured here (qlam bench-anchors, 2 cores): OpenBLAS's own threads on these 32-128-wide
@@ -131,7 +130,7 @@ def _one_blas_thread():
             lib.set_num_threads(n)
 
 
-def _np(t: torch.Tensor) -> np.ndarray:
+def np_view(t: torch.Tensor) -> np.ndarray:
     """A numpy view of a CPU tensor (conjugate and negative views resolved first)."""
     try:
         return t.numpy()  # the common case, half the cost of the conversions below
@@ -139,33 +138,35 @@ def _np(t: torch.Tensor) -> np.ndarray:
         return t.detach().resolve_conj().resolve_neg().numpy()
 
 
-def _site(a: np.ndarray) -> torch.Tensor:
+def site_tensor(a: np.ndarray) -> torch.Tensor:
     """``(χl, 2, χr)`` array -> ``(1, χl, 2, χr)`` tensor sharing its memory."""
     return torch.from_numpy(np.ascontiguousarray(a)[None])
 
 
-def on_physical(ts: List[torch.Tensor], gates: torch.Tensor) -> List[torch.Tensor]:
-    """``gates[q] (2, 2)`` on site ``q``'s physical index, every site: ``MPS._apply_layer`` for one
-    sample (a few µs a site instead of a torch matmul's dispatch). ``gates (n, 2, 2)``."""
-    g = _np(gates)
-    return [_site(g[q] @ _np(t)[0]) for q, t in enumerate(ts)]  # (2, 2) @ (χl, 2, χr), broadcast over χl
+def physical(ts: List[torch.Tensor], gates: torch.Tensor) -> List[torch.Tensor]:
+    """``mps_update.physical`` for one sample: ``gates[q] (2, 2)`` on site ``q``'s physical index,
+    every site (a few µs a site instead of a torch matmul's dispatch). ``gates (n, 2, 2)``."""
+    g = np_view(gates)
+    return [site_tensor(g[q] @ np_view(t)[0]) for q, t in enumerate(ts)]  # (2, 2) @ (χl, 2, χr), broadcast over χl
 
 
-def moved(ts: List[torch.Tensor], c: int, target: int) -> List[torch.Tensor]:
-    """``MPS._moved`` for one sample: QR steps from centre ``c`` to ``target``; ``ts`` is not modified."""
+def moved(ts: List[torch.Tensor], c: int, target: int, policy: TruncationPolicy) -> List[torch.Tensor]:
+    """``mps_update.moved`` for one sample: QR steps from centre ``c`` to ``target``; ``ts`` is not modified."""
+    if c == target:
+        return ts
     lo, hi = min(c, target), max(c, target)
-    with _one_blas_thread():
-        sites = {k: _np(ts[k])[0] for k in range(lo, hi + 1)}  # only the sites the move replaces
+    with one_blas_thread():
+        sites = {k: np_view(ts[k])[0] for k in range(lo, hi + 1)}  # only the sites the move replaces
         _move(sites, c, target)
     out = list(ts)
     for k, a in sites.items():
-        out[k] = _site(a)
+        out[k] = site_tensor(a)
     return out
 
 
 def _wrapped(ts: List[torch.Tensor], before: List[np.ndarray], sites: List[np.ndarray]) -> List[torch.Tensor]:
     """``ts`` with every site the kernels replaced (``sites[k] is not before[k]``) wrapped anew."""
-    return [t if s is b else _site(s) for t, b, s in zip(ts, before, sites)]
+    return [t if s is b else site_tensor(s) for t, b, s in zip(ts, before, sites)]
 
 
 def _move(sites, c: int, target: int) -> None:
@@ -188,20 +189,21 @@ def _move(sites, c: int, target: int) -> None:
         c -= 1
 
 
-def two_site(a0: torch.Tensor, a1: torch.Tensor, gate: Optional[torch.Tensor], policy: TruncationPolicy,
-             absorb: str, gram: bool) -> Tuple[torch.Tensor, torch.Tensor, float, float]:
-    """``MPS._two_site``'s update and split for one sample.
-
-    ``a0 (1, l, 2, m)``, ``a1 (1, m, 2, r)`` with the centre on one of them; ``gate`` ``(4, 4)``,
-    ``(1, 4, 4)`` or ``None`` (SWAP). ``gram`` says which split the torch path would take
-    (``linalg.uses_gram_split``): ``eigh`` of the Gram matrix on the isometry's side, or the SVD.
-    Returns the new site tensors ``(1, l, 2, k)``, ``(1, k, 2, r)`` (the centre on the ``absorb``
-    side) and the discarded and kept weight ``Σ s²``, as ``linalg.truncated_split`` computes them.
-    """
-    with _one_blas_thread():
-        left, right, disc, kept2 = split(_np(a0)[0], _np(a1)[0], None if gate is None else _np(gate),
-                                         policy, absorb, gram)
-    return _site(left), _site(right), disc, kept2
+def two_site(ts: List[torch.Tensor], c: int, gate: Optional[torch.Tensor], i: int, direction: str,
+             policy: TruncationPolicy) -> Tuple[List[torch.Tensor], int, TruncationError]:
+    """``mps_update.two_site`` for one sample: the centre moved onto sites ``(i, i+1)``, ``gate``
+    (``(4, 4)``, ``(1, 4, 4)`` or ``None`` for SWAP) applied and the pair split towards
+    ``direction``, by ``eigh`` of the Gram matrix or by the SVD exactly where the torch route
+    would (``linalg.gram_split_applies``). ``ts`` is not modified."""
+    ts = moved(ts, c, i if c <= i else i + 1, policy)
+    a0, a1 = ts[i], ts[i + 1]
+    gram = gram_split_applies(2 * a0.shape[1], 2 * a1.shape[3], a0.dtype, policy, direction)
+    with one_blas_thread():
+        left, right, disc, kept2 = split(np_view(a0)[0], np_view(a1)[0], None if gate is None else np_view(gate),
+                                         policy, direction, gram)
+    ts = list(ts)
+    ts[i], ts[i + 1] = site_tensor(left), site_tensor(right)
+    return ts, (i + 1 if direction == "right" else i), TruncationError.of_split(disc, kept2)
 
 
 def split(x: np.ndarray, y: np.ndarray, gate: Optional[np.ndarray], policy: TruncationPolicy, absorb: str,
@@ -226,7 +228,7 @@ def split(x: np.ndarray, y: np.ndarray, gate: Optional[np.ndarray], policy: Trun
         S2 = (S * S)[::-1]
     tails = np.cumsum(S2)  # ascending: every tail sum, smallest first
     k = S2.shape[0]
-    rank = int(gram_ranks(S2, tails, policy))
+    rank = int(rank_rule(S2, tails, policy))
     total = float(tails[-1])
     discarded = float(tails[k - rank - 1]) if rank < k else 0.0
     kept2 = total - discarded
@@ -252,23 +254,19 @@ def _row_norms2(c: np.ndarray) -> np.ndarray:
 
 
 def neighbour_gates(ts: List[torch.Tensor], c: int, gates: torch.Tensor, firsts: List[int],
-                    policy: TruncationPolicy) -> Tuple[List[torch.Tensor], int, float, float]:
-    """``gates[k] (4, 4)`` on sites ``(firsts[k], firsts[k] + 1)``, in order, for one sample.
-
-    ``MPS._apply_2q``'s steps for neighbouring pairs (the centre moved onto the pair's nearer
-    site, the split absorbing towards where the centre already was), all in one pass over numpy
-    arrays: no tensor wrapping, dispatch or total-keeping between gates. Where numba runs, ``MPS``
-    takes the compiled pass instead (``mps_packed``, ``mps_jit.layer``: tested against this one).
-    ``gates (P, 4, 4)``;
-    returns the new site tensors, the centre, and the summed discarded weight and ``log(1-ε)``.
-    ``ts`` is not modified (nothing changes if a step raises).
+                    policy: TruncationPolicy) -> Tuple[List[torch.Tensor], int, TruncationError]:
+    """``mps_update.neighbour_gates`` for one sample: ``gates[k] (4, 4)`` on sites
+    ``(firsts[k], firsts[k] + 1)``, in order, all in one pass over numpy arrays (no tensor
+    wrapping, dispatch or total-keeping between gates). ``gates (P, 4, 4)``. ``ts`` is not
+    modified (nothing changes if a step raises). The compiled route (``mps_packed``) is tested
+    against this pass.
     """
-    with _one_blas_thread():
-        g = _np(gates)
-        before = [_np(t)[0] for t in ts]
+    with one_blas_thread():
+        g = np_view(gates)
+        before = [np_view(t)[0] for t in ts]
         sites = list(before)
         dtype = ts[0].dtype
-        disc, log_keep = 0.0, 0.0
+        err = TruncationError()
         grams = {}  # the split rule per (rows, cols, absorb): a layer repeats a few shapes
         for k, i in enumerate(firsts):
             right = c <= i
@@ -281,7 +279,18 @@ def neighbour_gates(ts: List[torch.Tensor], c: int, gates: torch.Tensor, firsts:
                 gram = grams[shape] = gram_split_applies(*shape[:2], dtype, policy, absorb)
             sites[i], sites[i + 1], dk, kept2 = split(sites[i], sites[i + 1], g[k], policy, absorb, gram)
             c = i + 1 if right else i
-            disc += dk
-            # log(1 - ε), as MPS._two_site: 0 / 0 -> 0
-            log_keep += math.log1p(-dk / (dk + kept2)) if dk + kept2 > 0 else 0.0
-    return _wrapped(ts, before, sites), c, disc, log_keep
+            err = err + TruncationError.of_split(dk, kept2)
+    return _wrapped(ts, before, sites), c, err
+
+
+def circuit(ts: List[torch.Tensor], c: int, ops, policy: TruncationPolicy
+            ) -> Tuple[List[torch.Tensor], int, TruncationError]:
+    """``mps_update.circuit`` for one sample: ``physical`` and ``neighbour_gates`` in turn."""
+    err = TruncationError()
+    for op in ops:
+        if op[0] == "1q":
+            ts = physical(ts, op[1])
+        else:
+            ts, c, e = neighbour_gates(ts, c, op[1], op[2], policy)
+            err = err + e
+    return ts, c, err

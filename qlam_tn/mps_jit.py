@@ -82,7 +82,7 @@ if numba is not None:
 
     @njit(cache=True)
     def _rank(s2, tails, max_bond, cutoff, mode):
-        """``linalg.gram_ranks`` for one ascending spectrum ``s2 (k,)`` with ``tails = cumsum(s2)``."""
+        """``linalg.rank_rule`` compiled, for one ascending spectrum ``s2 (k,)`` with ``tails = cumsum(s2)``."""
         k = s2.shape[0]
         drop = 0
         if cutoff > 0.0:

@@ -1,24 +1,33 @@
-"""An MPS's sites as the compiled kernels hold them, for one sample or a batch: ``Packed``.
+"""The compiled route of the MPS update: ``mps_jit``'s kernels on a batch, sample by sample.
 
-``mps_jit``'s layers take one sample's sites as one flat buffer and return a new one. An MPS
-whose layers run compiled keeps its sites in that form from one layer to the next
-(``MPS._packed``) and makes torch tensors of them only when something reads ``MPS.tensors``:
+Same signatures as the torch reference (``mps_update``) and the numpy pass (``mps_host``)::
+
+    neighbour_gates(ts, c, gates, firsts, policy)    -> ts, c, err   (or None)
+    physical(ts, gates)                              -> ts           (or None)
+    circuit(ts, c, ops, policy)                      -> ts, c, err   (or None: a token in one call)
+
+``None`` means the kernels cannot run here (numba failed to compile them; they then switch
+themselves off and ``qlam_tn.routes`` takes the next route). ``takes`` says where they may run.
+
+Each call packs the sites into one flat buffer per sample (``Packed``), runs one compiled call
+per sample, and makes tensors of the result:
 
 - at B=1, ``(1, χl, 2, χr)`` views of the buffer;
 - at B > 1, one zero-padded ``(B, χl, 2, χr)`` tensor per site, each bond as wide as its widest
-  sample's. This is what the torch path holds too: a sample's columns beyond its own rank are zero.
+  sample's. This is what the torch route holds too: a sample's columns beyond its own rank are zero.
 
-So a token's layers (a one-qubit layer, two brickwork layers, another one-qubit layer) are four
-kernel calls with no tensor wrapping between them. At χ=16 the wrapping had been a tenth of a
-token (``experiments/studies/profile_token.py``).
+Nothing is kept between calls: the state's sites are plain tensors again after every call, so
+what a caller reads or edits is what the next call packs. A QLAM token's layers (a one-qubit
+layer, brickwork layers, another one-qubit layer) are one ``circuit`` call, so the packing is
+paid once a token.
 
-A batch runs sample by sample, each sample's sites ragged (its own ranks). Each sample's layer is
-one compiled call that releases the GIL, spread over ``torch.get_num_threads()`` threads: the
-thread count the torch path's batched LAPACK calls use. BLAS inside each call runs on one thread.
+A batch runs sample by sample, each sample's sites ragged (its own ranks). Each sample's call
+releases the GIL and the samples are spread over ``torch.get_num_threads()`` threads: the thread
+count the torch route's batched LAPACK calls use. BLAS inside each call runs on one thread.
 
 The compiled layers compute what ``mps_host``'s numpy pass computes (tests/test_mps_host.py,
 tests/test_mps_jit.py), and a batch sample by sample what each sample alone does
-(tests/test_mps_packed.py). The torch path stays the reference of all of them.
+(tests/test_mps_packed.py). The torch route stays the reference of all of them.
 """
 from __future__ import annotations
 
@@ -31,23 +40,49 @@ import numpy as np
 import torch
 
 from . import mps_host, mps_jit
-from .linalg import TruncationPolicy
+from .linalg import TruncationError, TruncationPolicy
 
-__all__ = ["Packed", "takes"]
+__all__ = ["Packed", "takes", "neighbour_gates", "physical", "circuit", "thread_pool"]
 
 _TORCH_DTYPES = {np.dtype(np.float64): torch.float64, np.dtype(np.complex128): torch.complex128}
 
+Sites = List[torch.Tensor]
 
-def takes(batch: int, gates: Sequence[torch.Tensor], tensors: Optional[Sequence[torch.Tensor]]) -> bool:
+
+def takes(batch: int, gates: Sequence[torch.Tensor], tensors: Sequence[torch.Tensor]) -> bool:
     """Whether the compiled kernels may run layers of ``gates`` (one tensor per layer) on these
     sites: switched on and compiling here, each layer's gates shared (``(P, d, d)``) or one set per
-    sample (``(B, P, d, d)``), on the CPU in float64/complex128 outside autograd. ``tensors=None``:
-    sites already packed (numpy buffers: CPU, float64/complex128, no autograd)."""
+    sample (``(B, P, d, d)``), on the CPU in float64/complex128 outside autograd."""
     if not (mps_host.ENABLED and mps_jit.available()):
         return False
     if not all(g.dim() == 3 or (g.dim() == 4 and g.shape[0] == batch) for g in gates):
         return False
-    return mps_host.host_tensors((*gates, *(tensors or ())))
+    return mps_host.host_tensors((*gates, *tensors))
+
+
+def neighbour_gates(ts: Sites, c: int, gates: torch.Tensor, firsts: Sequence[int],
+                    policy: TruncationPolicy) -> Optional[Tuple[Sites, int, TruncationError]]:
+    """``mps_update.neighbour_gates``, one compiled call per sample."""
+    return _unpacked(Packed.pack(ts).layer(c, gates, list(firsts), policy))
+
+
+def physical(ts: Sites, gates: torch.Tensor) -> Optional[Sites]:
+    """``mps_update.physical``, one compiled call per sample."""
+    new = Packed.pack(ts).physical(gates)
+    return None if new is None else new.tensors()
+
+
+def circuit(ts: Sites, c: int, ops: Sequence[tuple], policy: TruncationPolicy
+            ) -> Optional[Tuple[Sites, int, TruncationError]]:
+    """``mps_update.circuit``: every layer in one compiled call per sample, atomically."""
+    return _unpacked(Packed.pack(ts).circuit(c, ops, policy))
+
+
+def _unpacked(done) -> Optional[Tuple[Sites, int, TruncationError]]:
+    if done is None:
+        return None
+    packed, c, disc, logf = done
+    return packed.tensors(), c, TruncationError(torch.from_numpy(disc), torch.from_numpy(logf))
 
 
 class Packed:
@@ -58,17 +93,15 @@ class Packed:
     new one.
     """
 
-    __slots__ = ("flats", "shapes", "_made", "_stamps")
+    __slots__ = ("flats", "shapes")
 
     def __init__(self, flats: List[np.ndarray], shapes: List[np.ndarray]):
         self.flats, self.shapes = flats, shapes
-        self._made: Optional[Tuple[torch.Tensor, ...]] = None
-        self._stamps: Optional[list] = None
 
     @classmethod
     def pack(cls, tensors: Sequence[torch.Tensor]) -> "Packed":
         """Sites ``(B, χl, 2, χr)`` (CPU, float64/complex128) -> one buffer per sample (a copy)."""
-        arrays = [mps_host._np(t) for t in tensors]
+        arrays = [mps_host.np_view(t) for t in tensors]
         flats, shapes = [], []
         for s in range(arrays[0].shape[0]):
             flat, shape = mps_jit.flatten([a[s] for a in arrays])
@@ -89,15 +122,11 @@ class Packed:
         return [int(max(shape[q, 2] for shape in self.shapes)) for q in range(self.shapes[0].shape[0] - 1)]
 
     def tensors(self) -> List[torch.Tensor]:
-        """The sites as ``(B, χl, 2, χr)`` tensors (made once; at B=1 views of the buffer, at B > 1
-        zero-padded copies)."""
-        if self._made is None:
-            if self.batch == 1:
-                made = [mps_host._site(a) for a in mps_jit.unflatten(self.flats[0], self.shapes[0])]
-            else:
-                made = self._padded()
-            self._made, self._stamps = tuple(made), [(t.data_ptr(), t._version) for t in made]
-        return list(self._made)  # a list of its own: a caller's edit of it must not edit what ``made`` compares with
+        """The sites as ``(B, χl, 2, χr)`` tensors: at B=1 views of the buffer, at B > 1
+        zero-padded copies."""
+        if self.batch == 1:
+            return [mps_host.site_tensor(a) for a in mps_jit.unflatten(self.flats[0], self.shapes[0])]
+        return self._padded()
 
     def _padded(self) -> List[torch.Tensor]:
         samples = [mps_jit.unflatten(f, s) for f, s in zip(self.flats, self.shapes)]
@@ -112,21 +141,10 @@ class Packed:
             out.append(torch.from_numpy(site))
         return out
 
-    def made(self, tensors: Sequence[torch.Tensor]) -> bool:
-        """Whether ``tensors`` are the very tensors ``tensors()`` returned at B=1, unchanged: none
-        replaced in the list, none given other data (``t.data = ...``), none edited in place (a
-        tensor's version counter; an edit the counter misses, through ``t.data`` or numpy, writes
-        the buffer itself, which the tensors view). At B > 1 the tensors are padded copies, whose
-        every edit the counter could not see: once read, they are always packed afresh."""
-        made = self._made
-        return (self.batch == 1 and made is not None and len(tensors) == len(made)
-                and all(t is m and (t.data_ptr(), t._version) == stamp
-                        for t, m, stamp in zip(tensors, made, self._stamps)))
-
     def physical(self, gates: torch.Tensor) -> Optional["Packed"]:
         """``gates (n, 2, 2)`` (or per sample ``(B, n, 2, 2)``) on every site's physical index:
-        ``MPS._apply_layer``. ``None`` where the kernel cannot run (numba failed to compile it)."""
-        g = mps_host._np(gates)
+        ``mps_update.physical``. ``None`` where the kernel cannot run (numba failed to compile it)."""
+        g = mps_host.np_view(gates)
         out = []
         for s in range(self.batch):
             flat = mps_jit.physical(self.flats[s], self.shapes[s], g if g.ndim == 3 else g[s])
@@ -138,13 +156,13 @@ class Packed:
     def layer(self, c: int, gates: torch.Tensor, firsts: List[int], policy: TruncationPolicy
               ) -> Optional[Tuple["Packed", int, np.ndarray, np.ndarray]]:
         """``gates[..., k, :, :] (4, 4)`` on sites ``(firsts[k], firsts[k] + 1)``, in order, from
-        centre ``c``: ``MPS._apply_neighbours``. ``gates (P, 4, 4)`` or per sample ``(B, P, 4, 4)``.
+        centre ``c``: ``mps_update.neighbour_gates``. ``gates (P, 4, 4)`` or per sample ``(B, P, 4, 4)``.
 
         Returns the new sites, the centre (the same for every sample: it follows the gates), and
         per sample ``(B,)`` the discarded weight and ``Σ log(1-ε)``; ``None`` where the kernel
         cannot run. Nothing is modified if a sample's step raises.
         """
-        g = mps_host._np(gates)
+        g = mps_host.np_view(gates)
         return self._each_sample(lambda s: mps_jit.layer(self.flats[s], self.shapes[s], c, g if g.ndim == 3 else g[s],
                                                          firsts, policy))
 
@@ -162,7 +180,7 @@ class Packed:
         program = np.empty((len(ops), 3), np.int64)
         j = p = 0
         for k, op in enumerate(ops):
-            g = mps_host._np(op[1])
+            g = mps_host.np_view(op[1])
             if g.dtype != dtype:  # (a cast would drop an imaginary part)
                 raise TypeError(f"gates of dtype {g.dtype} on sites of dtype {dtype}: promote the state first")
             shape = (n, 2, 2) if op[0] == "1q" else (len(op[2]), 4, 4)
@@ -185,7 +203,7 @@ class Packed:
         """``one(s)`` (a ``mps_jit.layer`` or ``circuit`` call on sample ``s``) for every sample,
         BLAS on one thread; the new sites, centre and per-sample weights, or ``None`` where the
         kernel cannot run."""
-        with mps_host._one_blas_thread():
+        with mps_host.one_blas_thread():
             done = _each(one, range(self.batch))  # (numba compiles a kernel once, under its own lock)
         if any(d is None for d in done):
             return None
@@ -200,7 +218,7 @@ def _each(fn, items: range) -> list:
     if workers <= 1:
         return [fn(i) for i in items]
     chunks = [items[k::workers] for k in range(workers)]  # dealt in turn: the samples' costs are alike
-    parts = list(_pool(workers).map(lambda chunk: [fn(i) for i in chunk], chunks))
+    parts = list(thread_pool(workers).map(lambda chunk: [fn(i) for i in chunk], chunks))
     out = [None] * len(items)
     for k, part in enumerate(parts):
         out[k::workers] = part
@@ -208,10 +226,11 @@ def _each(fn, items: range) -> list:
 
 
 @functools.lru_cache(maxsize=4)
-def _pool(workers: int) -> ThreadPoolExecutor:
+def thread_pool(workers: int) -> ThreadPoolExecutor:
+    """The process's pool of ``workers`` threads for compiled samples (made once)."""
     return ThreadPoolExecutor(workers, thread_name_prefix="qlam_tn-packed")
 
 
 # A forked child inherits the pools without their threads (its work would wait for ever): it
 # starts its own.
-os.register_at_fork(after_in_child=_pool.cache_clear)
+os.register_at_fork(after_in_child=thread_pool.cache_clear)

@@ -172,7 +172,7 @@ class QuantumState:
         g = self._check_gate(gate, len(qs), validate)
         new_dtype = self._gate_dtype(g)
         if new_dtype != self.dtype:
-            self._promote(new_dtype)
+            self.promote(new_dtype)
         g = g.to(self.dtype)
         if len(qs) == 1:
             self._apply_1q(g, qs[0], unitary=validate or self._unitary(g))
@@ -185,7 +185,7 @@ class QuantumState:
         g = self._check_layer(gates)
         new_dtype = self._gate_dtype(g)
         if new_dtype != self.dtype:
-            self._promote(new_dtype)
+            self.promote(new_dtype)
         g = g.to(self.dtype)
         self._apply_layer(g, unitary=self._unitary(g))
         return self
@@ -240,9 +240,54 @@ class QuantumState:
     def _real_dtype(self) -> torch.dtype:
         return self.dtype.to_real() if self.dtype.is_complex else self.dtype
 
-    # ------------------------------------------------------------------ backend hooks
-    def _promote(self, dtype: torch.dtype) -> None:
+    def promote(self, dtype: torch.dtype) -> "QuantumState":
+        """Hold the state in ``dtype`` from now on, in place (e.g. real -> complex before complex gates)."""
         raise NotImplementedError
+
+    def apply_neighbour_gates(self, gates: torch.Tensor, firsts: Sequence[int]) -> "QuantumState":
+        """Apply ``gates[..., k, :, :]`` to qubits ``(firsts[k], firsts[k] + 1)`` in order, in place.
+
+        ``gates (P, 4, 4)`` or per-sample ``(B, P, 4, 4)`` in this state's dtype (a model's own
+        gates: not checked for unitarity or finiteness)."""
+        self._check_program([("2q", gates, firsts)])
+        for k, q in enumerate(firsts):
+            self._apply_2q(gates[..., k, :, :], q, q + 1)
+        return self
+
+    def apply_program(self, ops: Sequence[tuple]) -> "QuantumState":
+        """Layers in turn, in place, each in this state's dtype (a model's own gates, e.g. a QLAM
+        token): ``("1q", gates)``, a unitary one-qubit layer ``(n, 2, 2)`` or ``(B, n, 2, 2)``, or
+        ``("2q", gates, firsts)``, neighbour gates as ``apply_neighbour_gates``."""
+        self._check_program(ops)
+        for op in ops:
+            if op[0] == "1q":
+                self._apply_layer(op[1])
+            else:
+                for k, q in enumerate(op[2]):
+                    self._apply_2q(op[1][..., k, :, :], q, q + 1)
+        return self
+
+    def _check_program(self, ops: Sequence[tuple]) -> None:
+        """Refuse layers of the wrong kind, shape, batch or dtype before anything changes."""
+        n, b = self.n_qubits, self.batch
+        for op in ops:
+            kind, gates = op[0], op[1]
+            if kind == "1q":
+                shape = (n, 2, 2)
+            elif kind == "2q":
+                firsts = list(op[2])
+                if any(not 0 <= q < n - 1 for q in firsts):
+                    raise ValueError(f"neighbour gates must start in [0, {n - 2}], got {firsts}")
+                shape = (len(firsts), 4, 4)
+            else:
+                raise ValueError(f"unknown layer kind {kind!r}: expected '1q' or '2q'")
+            if gates.shape[-3:] != shape or gates.dim() not in (3, 4) or (gates.dim() == 4 and gates.shape[0] != b):
+                raise ValueError(f"a {kind} layer's gates must be {shape} or ({b}, *{shape}), got {tuple(gates.shape)}")
+            if gates.dtype != self.dtype:
+                raise TypeError(f"{kind} gates of dtype {gates.dtype} on a state of dtype {self.dtype}: "
+                                f"convert the gates or promote the state first")
+
+    # ------------------------------------------------------------------ backend hooks
 
     def _apply_1q(self, gate, q, unitary: bool = True):
         raise NotImplementedError

@@ -72,8 +72,9 @@ class StateVector(QuantumState):
         return StateVector(self.psi)
 
     # ------------------------------------------------------------------ gates
-    def _promote(self, dtype):
+    def promote(self, dtype) -> "StateVector":
         self.psi = self.psi.to(dtype)
+        return self
 
     def _apply_1q(self, gate, q, unitary: bool = True):
         b = self.batch

@@ -175,7 +175,7 @@ def test_centre_moves_under_autograd_use_qr_and_fall_back_on_padded_bonds(mocker
     # Sample 0 stays |0...0> (rank 1 on every bond), sample 1 entangles: the batch's shared bonds
     # are wider than sample 0's rank, so some moves see a singular R and must take the SVD; the
     # others take QR. Gradients of Σ<Z_q> equal the statevector's (exact) ones for both samples.
-    import qlam_tn.mps as M
+    import qlam_tn.mps_update as M
 
     n = 6
     g = torch.Generator().manual_seed(5)

@@ -107,13 +107,36 @@ def test_split_mixed_ranks_discard_matches_numpy():
     np.testing.assert_allclose((disc + kept2).numpy(), (a.abs() ** 2).sum((-2, -1)).numpy(), rtol=1e-12)
 
 
+def _quimb_rank(s_desc, cutoff, mode, max_bond):
+    """quimb's ``decomp`` cut, one spectrum, written out as plain Python on descending values:
+    abs keeps s > cutoff, rel s > cutoff·s_max, sum2 / rsum2 drop the smallest while their Σ s²
+    stays <= cutoff (· Σ s² for rsum2); at least one kept, max_bond caps."""
+    s = [float(v) for v in s_desc]
+    k = len(s)
+    if cutoff > 0.0:
+        if mode == "abs":
+            r = sum(v > cutoff for v in s)
+        elif mode == "rel":
+            r = sum(v > cutoff * s[0] for v in s)
+        else:
+            target = cutoff if mode == "sum2" else cutoff * sum(v * v for v in s)
+            r, tail = k, 0.0
+            while r > 0 and tail + s[r - 1] ** 2 <= target:
+                tail += s[r - 1] ** 2
+                r -= 1
+    else:
+        r = k
+    return max(1, min(r, max_bond or k))
+
+
 @pytest.mark.parametrize("mode", ["abs", "rel", "sum2", "rsum2"])
 @pytest.mark.parametrize("max_bond", [None, 3])
-def test_gram_ranks_match_policy_ranks(mode, max_bond):
-    # The Gram path's cut (ascending weights, one cumsum) against TruncationPolicy.ranks (the SVD
-    # path's, descending), on spectra with exact zeros and ties (cutoffs off the ties' exact
-    # boundaries: there the two sum orders may round either way).
-    from qlam_tn.linalg import gram_ranks
+def test_rank_rule_matches_quimbs_definition(mode, max_bond):
+    # The one rank rule (ascending weights, one cumsum), as every route calls it — batched torch
+    # (TruncationPolicy.ranks, the Gram split), one numpy spectrum (mps_host) — against quimb's
+    # definitions written out by hand, on spectra with exact zeros and ties (cutoffs off the ties'
+    # exact boundaries: there sum orders may round either way).
+    from qlam_tn.linalg import rank_rule
     g = torch.Generator().manual_seed(7)
     s = torch.rand(64, 10, generator=g, dtype=torch.float64) ** 6
     s[:8, 5:] = 0.0
@@ -121,10 +144,9 @@ def test_gram_ranks_match_policy_ranks(mode, max_bond):
     s, _ = s.sort(-1, descending=True)
     for cutoff in (0.0, 1e-3, 0.05, 0.25):
         pol = qt.TruncationPolicy(max_bond=max_bond, cutoff=cutoff, cutoff_mode=mode)
+        want = [_quimb_rank(row, cutoff, mode, max_bond) for row in s.tolist()]
+        assert pol.ranks(s).tolist() == want, (mode, cutoff)
         asc = (s * s).flip(-1)
-        got = gram_ranks(asc, asc.cumsum(-1), pol)
-        assert torch.equal(got, pol.ranks(s)), (mode, cutoff)
-        # numpy in (mps_host's single-sample kernels), one spectrum at a time: the same ranks.
-        a = asc.numpy()
-        got_np = [int(gram_ranks(row, np.cumsum(row), pol)) for row in a]
-        assert got_np == pol.ranks(s).tolist(), (mode, cutoff)
+        assert rank_rule(asc, asc.cumsum(-1), pol).tolist() == want, (mode, cutoff)
+        got_np = [int(rank_rule(row, np.cumsum(row), pol)) for row in asc.numpy()]
+        assert got_np == want, (mode, cutoff)
