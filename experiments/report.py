@@ -4,13 +4,17 @@
 
     qlam report runs/                                   # every run folder under runs/
     qlam report runs/gru-* runs/qlam-* --out results.md --plot results.png
+    qlam report runs/my_study --by name                 # one row per run name (a study's runs)
 
 A RUN argument is a run folder (``config.json`` + ``metrics.json``) or a folder holding run
 folders. Runs are grouped by dataset, token scheme, model and model configuration (the options
 given to the model, the matched width, and for QLAM its backend, size, and ``memory_lr_scale``
 when it is not 1; an optimiser other than AdamW), so a row's runs
 differ only in training options; a row whose runs differ in anything but the seed is reported
-on stderr. Each row gives mean ± sample std over the runs of the best validation accuracy and
+on stderr. With ``--by name`` a row is instead the runs of one name: the run folder's name without
+its ``-s<seed>`` ending, as ``qlam study`` names them (``gru-lr0.01-s0``, ``gru-lr0.01-s1`` are
+the row ``gru-lr0.01``), so runs that differ only in training options get rows of their own.
+Each row gives mean ± sample std over the runs of the best validation accuracy and
 of the test accuracy (of ``best.pt``), the number of seeds, the parameter count and the
 training throughput (tokens/s, forward + backward, mean over epochs; for a cached frozen memory the
 first epoch's, which ran the memory).
@@ -20,6 +24,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import re
 import statistics
 import sys
 from collections import defaultdict
@@ -29,6 +34,12 @@ from qlam_tn.experiments import runfolder as rf
 from qlam_tn.models import available
 
 _QLAM_SIZE = ("n_qubits", "depth", "bond_dim")
+_SEED_SUFFIX = re.compile(r"-s\d+$")
+
+
+def run_name(path) -> str:
+    """A run folder's name without its ``-s<seed>`` ending: the row ``--by name`` puts it in."""
+    return _SEED_SUFFIX.sub("", Path(path).name)
 
 
 def find_runs(paths) -> list[Path]:
@@ -110,31 +121,41 @@ def _pct(mean, std) -> str:
     return f"{100 * mean:.2f}" + ("" if std is None else f" ± {100 * std:.2f}")
 
 
-def group_runs(runs: list[dict]) -> list[dict]:
-    """One row per (dataset, tokens, model, model options), in dataset/tokens/registry order."""
+def group_runs(runs: list[dict], by: str = "model") -> list[dict]:
+    """One row per (dataset, tokens, model, model options), in dataset/tokens/registry order;
+    ``by="name"``: one row per (dataset, tokens, model, run name), the row's ``name`` set."""
+    if by not in ("model", "name"):
+        raise ValueError(f"group runs by model or name, got {by!r}")
     groups = defaultdict(list)
     for run in runs:
-        groups[(run["dataset"], run["tokens"], run["model"], run["describe"])].append(run)
+        last = run["describe"] if by == "model" else run_name(run["path"])
+        groups[(run["dataset"], run["tokens"], run["model"], last)].append(run)
     order = {name: i for i, name in enumerate(["qlam"] + [m for m in available() if m != "qlam"])}
     rows = []
     for key in sorted(groups, key=lambda k: (k[0], k[1], order.get(k[2], len(order)), k[2], k[3])):
         members = groups[key]
+        what = f"{'/'.join(key[:3])} {key[3]}"
         signatures = [_training_signature(r) for r in members]
         differing = sorted({k for s in signatures for k in s if s[k] != signatures[0].get(k)})
+        if by == "name":
+            options = sorted({r["describe"] for r in members})
+            if len(options) > 1:
+                differing = ["model options"] + differing
         if differing:
-            print(f"qlam report: warning: runs of {'/'.join(key[:3])} {key[3]} differ in "
+            print(f"qlam report: warning: runs of {what} differ in "
                   f"{', '.join(differing)}: " + ", ".join(str(r["path"]) for r in members),
                   file=sys.stderr)
         seeds = [r["seed"] for r in members]
         if len(set(seeds)) < len(seeds):
-            print(f"qlam report: warning: repeated seeds {sorted(seeds)} in "
-                  f"{'/'.join(key[:3])} {key[3]}", file=sys.stderr)
+            print(f"qlam report: warning: repeated seeds {sorted(seeds)} in {what}", file=sys.stderr)
         val = _mean_std(r["best_val"] for r in members)
         test = _mean_std(r["test"] for r in members)
         rates = [r["tokens_per_s"] for r in members if r["tokens_per_s"]]
         params = sorted({r["params"] for r in members})
         rows.append({
-            "dataset": key[0], "tokens": key[1], "model": key[2], "options": key[3],
+            "dataset": key[0], "tokens": key[1], "model": key[2],
+            "options": key[3] if by == "model" else " / ".join(sorted({r["describe"] for r in members})),
+            "name": key[3] if by == "name" else None,
             "params": params, "seeds": len(set(seeds)), "runs": len(members), "val": val, "test": test,
             "tokens_per_s": statistics.fmean(rates) if rates else None,
             "epochs": sorted({r["epochs_done"] for r in members}),
@@ -145,15 +166,18 @@ def group_runs(runs: list[dict]) -> list[dict]:
 
 def markdown(rows: list[dict], runs: list[dict]) -> str:
     """The table, with footnotes on incomplete runs and the machines the throughput came from."""
-    head = ["dataset", "tokens", "model", "options", "params", "seeds", "best val acc (%)",
-            "test acc (%)", "tokens/s", "epochs"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * 3 + ["---"] + ["--:"] * 6) + "|"]
+    named = any(r.get("name") is not None for r in rows)
+    head = ["run"] * named + ["dataset", "tokens", "model", "options", "params", "seeds", "best val acc (%)",
+                              "test acc (%)", "tokens/s", "epochs"]
+    lines = ["| " + " | ".join(head) + " |",
+             "|" + "|".join(["---"] * (4 + named) + ["--:"] * 6) + "|"]
     for r in rows:
         epochs = ", ".join(map(str, r["epochs"])) + ("*" if r["incomplete"] else "")
-        cells = [r["dataset"], r["tokens"], r["model"], r["options"] or "defaults",
-                 " / ".join(f"{p:,}" for p in r["params"]), _seeds(r), _pct(*r["val"]),
-                 _pct(*r["test"]),
-                 "—" if r["tokens_per_s"] is None else f"{r['tokens_per_s']:,.0f}", epochs]
+        cells = [r["name"]] * named + [
+            r["dataset"], r["tokens"], r["model"], r["options"] or "defaults",
+            " / ".join(f"{p:,}" for p in r["params"]), _seeds(r), _pct(*r["val"]),
+            _pct(*r["test"]),
+            "—" if r["tokens_per_s"] is None else f"{r['tokens_per_s']:,.0f}", epochs]
         lines.append("| " + " | ".join(cells) + " |")
     notes = ["", ("Mean ± sample std over seeds; test accuracy is that of each run's "
                   "best-validation checkpoint; tokens/s is training throughput (forward + "
@@ -196,7 +220,8 @@ def plot(rows: list[dict], path) -> None:
         labels, heights, errors, colours = [], [], [], []
         for r in members:
             score, what = (r["test"], "test") if r["test"][0] is not None else (r["val"], "val")
-            labels.append(f"{r['model']}\n{_short(r['params'])}" + ("" if what == "test" else "\n(val)"))
+            label = r.get("name") or r["model"]
+            labels.append(f"{label}\n{_short(r['params'])}" + ("" if what == "test" else "\n(val)"))
             heights.append(100 * (score[0] or 0.0))
             errors.append(100 * (score[1] or 0.0))
             colours.append("tab:purple" if r["model"] == "qlam" else "tab:gray")
@@ -226,6 +251,9 @@ def main(argv=None) -> int:
     ap.add_argument("runs", nargs="+", metavar="RUN", help="run folders, or folders of runs")
     ap.add_argument("--out", metavar="FILE.md", help="also write the table to this file")
     ap.add_argument("--plot", metavar="FILE.png", help="write a bar plot of the accuracies")
+    ap.add_argument("--by", choices=("model", "name"), default="model",
+                    help="a row per model configuration (default), or per run name: the folder's "
+                         "name without its -s<seed> ending, as qlam study names runs")
     args = ap.parse_args(argv)
     try:
         paths = find_runs(args.runs)
@@ -239,7 +267,7 @@ def main(argv=None) -> int:
         ap.error(str(exc))
     if not runs:
         ap.error(f"no run folders in {' '.join(args.runs)}")
-    rows = group_runs(runs)
+    rows = group_runs(runs, args.by)
     table = markdown(rows, runs)
     print(table, end="")
     if args.out:
