@@ -94,11 +94,11 @@ def trace_memory(model: QLAM, x: torch.Tensor):
         raise ValueError(f"trace_memory needs an MPS-backend QLAM, got {model.config.resolved_backend!r}")
     model = model.double()
     x = x.double()
-    ent = model._entangler()
-    memory = model._new_memory(1, x.device)
+    gates = model.token_gates()
+    memory = model.new_memory(1, x.device)
     s_vn, s_r2, disc = [], [], []
     for t in range(x.shape[1]):
-        model._token_update(memory, x[:, t], ent)
+        model.update(memory, x[:, t], gates)
         s_vn.append(memory.entropy()[0])
         s_r2.append(memory.renyi(2)[0])
         disc.append(memory.discarded_weight[0].clone())

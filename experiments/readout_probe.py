@@ -63,7 +63,7 @@ def pooled_features(qlam, x: torch.Tensor, segments: int = 28) -> dict[str, torc
     """
     cfg = qlam.config
     if not (cfg.real and cfg.encoding == "ry" and not cfg.reupload and cfg.readout_at != "last"
-            and qlam._backend == "statevector"):
+            and qlam.backend == "statevector"):
         raise ValueError("the probe needs a real, ry-encoded, pooled statevector QLAM without re-uploading")
     if qlam.pool_memory is not None:
         raise ValueError("the probe does not support pool_memory (weights depend on the readout)")
@@ -75,11 +75,11 @@ def pooled_features(qlam, x: torch.Tensor, segments: int = 28) -> dict[str, torc
     na = qubit_groups(n)[0][1]
     da, db = 2 ** na, 2 ** (n - na)
     alpha = x.new_full((b, t_len), 1.0 / t_len) if qlam.pool is None else torch.softmax(qlam.token_scores(x), 1)
-    memory, ent = qlam._new_memory(b, x.device), qlam._entangler()
+    memory, gates = qlam.new_memory(b, x.device), qlam.token_gates()
     sums = {"bloch": 0, "rho_halves": 0, "probs": 0}
     seg = x.new_zeros(b, segments, 2 * n)
     for t in range(t_len):
-        qlam._token_update(memory, x[:, t], ent)
+        qlam.update(memory, x[:, t], gates)
         psi = memory.psi.reshape(b, da, db)
         w = alpha[:, t, None]
         rho_a, rho_b = psi @ psi.transpose(1, 2), psi.transpose(1, 2) @ psi

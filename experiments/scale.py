@@ -3,7 +3,7 @@
 Four sweeps, chosen with ``--sweeps`` (default: all four):
 
 ``n``, ``chi``
-    Per-token cost of the QLAM token update (``QLAM._token_update``: the encoding rotations, then
+    Per-token cost of the QLAM token update (``QLAM.update``: the encoding rotations, then
     ``--depth`` brickwork layers of the entangler) on the MPS backend: versus n at χ=``--n-chi``
     and versus χ at n=``--chi-n``, for every batch size in ``--batch`` and dtype in ``--dtypes``
     (``real``: float64 state, ``complex``: complex128 state).
@@ -26,7 +26,7 @@ Four sweeps, chosen with ``--sweeps`` (default: all four):
 
 Per-token measurement (sweeps ``n``, ``chi``, ``sv``):
 
-- the MPS starts *saturated*: random brickwork layers (``bench_engine.saturated_state``) first
+- the MPS starts *saturated*: random brickwork layers (``bench.engine.saturated_state``) first
   drive every bond k to ``min(χ, 2^k, 2^(n-k))``, so a timed token costs what a token costs deep
   into a long sequence; the statevector starts at ``|0...0>`` (its cost does not depend on the
   state);
@@ -78,7 +78,7 @@ Run it alone (two CPU-heavy jobs on a 2-core machine slow each other down many-f
     qlam scale --quick --out /tmp/scale # ≈ 1-2 min smoke run
 
 Expected durations of the defaults on 2 cores, estimated from the README's engine timings
-(``qlam bench-engine``, ``bench-anchors``) and short runs, not from a full run: sweep ``n`` ≈ 4
+(``qlam bench engine``, ``qlam bench anchors``) and short runs, not from a full run: sweep ``n`` ≈ 4
 min, ``chi`` ≈ 4-5 min (the B=32 complex128 rows at n=256 and at χ=64 dominate), ``sv`` ≈ 2-3 min
 (up to n=20 at B=1 and n=16 at B=32, forward+backward included; larger n are skipped as too slow
 or do not fit), ``T`` ≈ 8-12 min (two QLAM forwards over 256 + 512 + ... + 16384 tokens at ≈ 6-8
@@ -89,7 +89,6 @@ from __future__ import annotations
 import argparse
 import math
 import multiprocessing
-import resource
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -102,8 +101,9 @@ from tqdm import tqdm
 
 from qlam_tn.contraction import measure_matmul_peak, token_update_cost
 from qlam_tn.contraction.cost import bond_dims
-from qlam_tn.experiments.bench_engine import saturated_state
+from qlam_tn.experiments.bench.engine import saturated_state
 from qlam_tn.experiments.runfolder import atomic_write_csv, atomic_write_json, atomic_write_text, environment
+from qlam_tn.experiments.timing import fastest_of, peak_rss_mb
 from qlam_tn.models import QLAM, build, count_parameters, match_hidden_size
 from qlam_tn.models.qlam import DENSE_ENTANGLER_MAX_QUBITS
 
@@ -248,24 +248,6 @@ def extrapolated_crossover(qlam_fit: dict, other: dict, T_from: float, T_max: fl
 # Per-token measurement (one configuration; runs in a spawned process when isolated)
 # ----------------------------------------------------------------------------------------------
 
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
-
-
-def _fastest(run, repeats: int, min_time: float, slow_s: float) -> float:
-    """Fastest of the runs of ``run`` (a callable returning its own elapsed seconds).
-
-    At least ``repeats`` runs and until they add up to ``min_time`` s; one run is enough once a
-    run takes ``slow_s`` s (its noise is then small and a second would cost as much again).
-    """
-    times: list[float] = []
-    while len(times) < repeats or sum(times) < min_time:
-        times.append(run())
-        if times[-1] >= slow_s:
-            break
-    return min(times)
-
-
 def statevector_need_gib(n: int, batch: int, real: bool, depth: int, entangler: str, tokens: int,
                          backward: bool) -> float:
     """Rough peak-memory estimate (GiB) of the statevector token update; it decides what runs.
@@ -311,13 +293,6 @@ def _state_sum(memory) -> torch.Tensor:
     return sum(t.real.sum() for t in parts)
 
 
-def _entangler_tensors(ent) -> list[torch.Tensor]:
-    """The tensors of an entangler (``QLAM._entangler()``) that autograd records."""
-    kind, payload = ent
-    found = [payload] if kind == "dense" else [t for pair in payload for t in pair if t is not None]
-    return [t for t in found if t.requires_grad]
-
-
 def measure_token(spec: dict) -> dict:
     """Time, memory and truncation of the QLAM token update for one configuration.
 
@@ -331,7 +306,7 @@ def measure_token(spec: dict) -> dict:
     and ``saturated``.
     """
     torch.set_num_threads(spec["threads"])
-    base = _peak_rss_mb()
+    base = peak_rss_mb()
     n, batch, k, real = spec["n"], spec["batch"], spec["tokens"], spec["dtype"] == "real"
     mps = spec["backend"] == "mps"
     torch.manual_seed(spec["seed"])
@@ -344,9 +319,9 @@ def measure_token(spec: dict) -> dict:
         start = saturated.copy
     else:
         def start():
-            return model._new_memory(batch, "cpu")
+            return model.new_memory(batch, "cpu")
     with torch.no_grad():
-        ent_const = model._entangler()
+        gates_const = model.token_gates()
     last = {}
 
     def fwd(tokens: int) -> float:
@@ -354,14 +329,14 @@ def measure_token(spec: dict) -> dict:
         with torch.no_grad():
             t0 = time.perf_counter()
             for t in range(tokens):
-                model._token_update(mem, x[:, t], ent_const)
+                model.update(mem, x[:, t], gates_const)
             dt = time.perf_counter() - t0
         last["memory"] = mem
         return dt
 
     fwd(1)  # warm-up: contraction plans, LAPACK workspaces, first-touch allocations
-    t_fwd = _fastest(lambda: fwd(k), spec["repeats"], spec["min_time"], spec["slow_s"])
-    fwd_peak = _peak_rss_mb()
+    t_fwd = fastest_of(lambda: fwd(k), spec["repeats"], spec["min_time"], spec["slow_s"])
+    fwd_peak = peak_rss_mb()
     mem = last["memory"]
     out = {"fwd_ms_per_token": 1e3 * t_fwd / k, "fwdbwd_ms_per_token": None,
            "discarded_per_token": float(mem.discarded_weight.mean()) / k}
@@ -369,25 +344,25 @@ def measure_token(spec: dict) -> dict:
         out["bond_max"] = max(mem.bond_dims)
         out["saturated"] = mem.bond_dims == bond_dims(n, spec["chi"])[1:-1]
     if spec["backward"]:
-        ent = model._entangler()
-        inputs = list(model.encoder.parameters()) + _entangler_tensors(ent)
+        gates = model.token_gates()
+        inputs = list(model.encoder.parameters()) + [t for t in gates.tensors() if t.requires_grad]
 
         def fwdbwd(tokens: int) -> float:
             mem = start()
             t0 = time.perf_counter()
             for t in range(tokens):
-                model._token_update(mem, x[:, t], ent)
+                model.update(mem, x[:, t], gates)
             # Gradients stop at the entangler's tensors: its construction from its parameters
             # happens once per sequence in training and is not part of a token's cost.
             torch.autograd.grad(_state_sum(mem), inputs, allow_unused=True)
             return time.perf_counter() - t0
 
         fwdbwd(1)
-        t_bwd = _fastest(lambda: fwdbwd(k), spec["repeats"], spec["min_time"], spec["slow_s"])
+        t_bwd = fastest_of(lambda: fwdbwd(k), spec["repeats"], spec["min_time"], spec["slow_s"])
         out["fwdbwd_ms_per_token"] = 1e3 * t_bwd / k
     if spec["isolated"]:
         out.update(rss_base_mb=base, fwd_peak_rss_mb=fwd_peak,
-                   fwdbwd_peak_rss_mb=_peak_rss_mb() if spec["backward"] else None)
+                   fwdbwd_peak_rss_mb=peak_rss_mb() if spec["backward"] else None)
     return out
 
 
@@ -464,7 +439,7 @@ def _time_sequence(model, x, y, mode: str, repeats: int, min_time: float, slow_s
         return time.perf_counter() - t0
 
     model.train(mode == "fwdbwd")
-    return _fastest(run, repeats, min_time, slow_s)
+    return fastest_of(run, repeats, min_time, slow_s)
 
 
 # ----------------------------------------------------------------------------------------------

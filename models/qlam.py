@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import torch
 import torch.nn as nn
@@ -191,6 +191,28 @@ class QLAMConfig:
         return asdict(self)
 
 
+class TokenGates(NamedTuple):
+    """What a token update needs besides the token: the entangler built from its parameters
+    (``QLAM.token_gates()``). Build it once per sequence and pass it to every ``QLAM.update`` of
+    that sequence; build it afresh once the parameters change.
+
+    ``kind == "dense"``: ``payload`` is the whole entangler as one ``(2^n, 2^n)`` matrix (the
+    statevector backend up to ``DENSE_ENTANGLER_MAX_QUBITS`` qubits, without re-uploading).
+    ``kind == "layers"``: ``payload`` is a list with, per brickwork layer, the two-qubit gates
+    ``(P, 4, 4)`` (``P`` pairs) and the one-qubit rotations after them ``(n, 2, 2)`` or ``None``.
+    """
+
+    kind: str
+    payload: object
+
+    def tensors(self) -> list:
+        """Every tensor held (the ones autograd records from the parameters when built with
+        gradients enabled)."""
+        if self.kind == "dense":
+            return [self.payload]
+        return [t for pair in self.payload for t in pair if t is not None]
+
+
 @dataclass
 class QLAMState:
     """Streaming state: the quantum memory, the running (weighted) feature sum, the token count,
@@ -202,7 +224,7 @@ class QLAMState:
     score_max: Optional[torch.Tensor] = None
     score_norm: Optional[torch.Tensor] = None
     tokens: int = 0
-    entangler: Optional[tuple] = None
+    entangler: Optional[TokenGates] = None
     param_versions: Optional[tuple] = None
 
 
@@ -231,6 +253,15 @@ class QLAM(nn.Module):
 
     Per token ``D_t = n·query_heads`` (query) ``+ 3n`` (xyz; ``2n`` in real mode, where ``<Y> = 0``)
     ``+ (n-1)`` (zz) features (``token_feature_dim``); ``D = D_t``, or ``S·D_t`` with ``S`` segments.
+
+    The cell, for callers that drive the memory token by token (``forward``, ``step`` and the
+    studies are built from it)::
+
+        gates = qlam.token_gates()               # the entangler, once per sequence
+        memory = qlam.new_memory(B)              # |0…0>: StateVector or MPS (``qlam.backend``)
+        for t in range(T):
+            qlam.update(memory, x[:, t], gates)  # token x_t (B, F), in place
+            f_t = qlam.read(memory, x[:, t])     # (B, D_t)
     """
 
     def __init__(self, input_dim: int, config: Optional[QLAMConfig] = None, **overrides):
@@ -305,53 +336,71 @@ class QLAM(nn.Module):
                 out.append((gates, rots))
         return out
 
-    def _entangler(self):
-        """What a token step needs: dense matrices (statevector) or layer gates (MPS)."""
+    # ------------------------------------------------------------------ the cell
+    @property
+    def backend(self) -> str:
+        """The memory's backend, ``"statevector"`` or ``"mps"`` (``auto`` resolved by qubit count)."""
+        return self.config.resolved_backend
+
+    def token_gates(self) -> TokenGates:
+        """The entangler as a token update takes it, built from the current parameters: a dense
+        ``(2^n, 2^n)`` matrix (statevector backend, ``n <= DENSE_ENTANGLER_MAX_QUBITS``, no
+        re-uploading) or the brickwork layer gates. Built with gradients when they are enabled."""
         layers = self._layer_gates()
-        if (self._backend == "statevector" and not self.config.reupload
+        if (self.backend == "statevector" and not self.config.reupload
                 and self.config.n_qubits <= DENSE_ENTANGLER_MAX_QUBITS):
             parities = [l % 2 for l in range(len(layers))]
             rots = [r for _, r in layers]
             U = dense_unitary(self.config.n_qubits, [g for g, _ in layers], parities,
                               rots if rots[0] is not None else None)
-            return ("dense", U)
-        return ("layers", layers)
+            return TokenGates("dense", U)
+        return TokenGates("layers", layers)
 
-    @property
-    def _backend(self) -> str:
-        return self.config.resolved_backend
-
-    def _new_memory(self, batch: int, device):
+    def new_memory(self, batch: int, device=None):
+        """A fresh memory ``|0…0>`` for ``batch`` sequences: a ``StateVector`` (``(B, 2, …, 2)``)
+        or an ``MPS`` (sites ``(B, 1, 2, 1)``, truncating with this model's ``bond_dim``,
+        ``cutoff`` and ``grad_eps``) as ``backend`` says, in this model's state dtype (real or
+        complex of the parameters' precision), on ``device`` (default: the parameters' device)."""
         cfg = self.config
-        if self._backend == "statevector":
+        device = self.encoder.weight.device if device is None else device
+        if self.backend == "statevector":
             return StateVector.zeros(cfg.n_qubits, batch=batch, dtype=self._state_dtype, device=device)
         return MPS.zeros(cfg.n_qubits, batch=batch, max_bond=cfg.bond_dim, cutoff=cfg.cutoff,
                          dtype=self._state_dtype, device=device, grad_eps=cfg.grad_eps)
 
-    def _token_update(self, memory, x_t: torch.Tensor, ent) -> None:
-        """Apply one token ``x_t (B, F)`` to ``memory`` in place."""
+    def update(self, memory, x_t: torch.Tensor, gates: Optional[TokenGates] = None) -> None:
+        """Apply one token ``x_t (B, F)`` to ``memory`` (batch B, from ``new_memory``) in place:
+        the encoding rotations ``R(W_e x_t + b_e)``, then the entangler (with ``reupload``, the
+        rotations again before every layer). ``gates``: ``token_gates()``, built here when None
+        (pass it to every token of a sequence to build it once). Unchecked: ``forward`` and
+        ``step`` validate their inputs, this is their inner step."""
         cfg = self.config
+        if gates is None:
+            gates = self.token_gates()
         b = x_t.shape[0]
         angles = self.encoder(x_t).reshape(b, cfg.n_qubits, -1)
         rot = rotation_layer(angles, ENCODINGS[cfg.encoding])
         if rot.dtype != memory.dtype:
             rot = rot.to(memory.dtype)
-        kind, payload = ent
+        kind, payload = gates
         if kind == "dense":
-            memory._apply_layer(rot)
+            token_layers(memory, [("1q", rot)])
             apply_dense(memory, payload)
             return
         layers = []
-        for l, (gates, after) in enumerate(payload):
+        for l, (two_qubit, after) in enumerate(payload):
             if l == 0 or cfg.reupload:
                 layers.append(("1q", rot))
-            layers.append(("2q", gates, l % 2))
+            layers.append(("2q", two_qubit, l % 2))
             if after is not None:
                 layers.append(("1q", after))
         token_layers(memory, layers)  # on an MPS outside autograd: one compiled call per sample
 
-    def _features(self, memory, x_t: torch.Tensor) -> torch.Tensor:
-        """Readout features ``(B, D)`` of the current memory, queried by ``x_t``."""
+    def read(self, memory, x_t: torch.Tensor) -> torch.Tensor:
+        """Readout features ``(B, token_feature_dim)`` of ``memory`` as it stands, queried by the
+        token ``x_t (B, F)``: query-direction projections ``(B, n·query_heads)``, local Bloch
+        vectors ``(B, 2n)`` (real) or ``(B, 3n)``, neighbour ``<Z_i Z_{i+1}> (B, n-1)``, in that
+        order, for the parts of ``readout``."""
         cfg = self.config
         parts = cfg.readout_parts
         feats = []
@@ -374,7 +423,7 @@ class QLAM(nn.Module):
             feats.append(neighbour_zz(memory).to(self._real_dtype))
         return torch.cat(feats, dim=-1)
 
-    # ------------------------------------------------------------------ public API
+    # ------------------------------------------------------------------ the sequence model
     def _check_input(self, x: torch.Tensor, rank: int):
         check_input(x, self.input_dim, token=rank == 2)
         # The other models let NaN through to their outputs; a quantum memory would carry it
@@ -387,13 +436,13 @@ class QLAM(nn.Module):
         cutoff and gradient broadening) and counts discarded weight from zero."""
         if isinstance(memory, StateVector):
             return memory.copy()
-        fresh = self._new_memory(memory.batch, memory.device)
+        fresh = self.new_memory(memory.batch, memory.device)
         return MPS(list(memory.tensors), memory.center, fresh.policy)
 
     def _check_memory(self, memory, batch: int, device):
-        kind = StateVector if self._backend == "statevector" else MPS
+        kind = StateVector if self.backend == "statevector" else MPS
         if not isinstance(memory, kind):
-            raise TypeError(f"memory must be a {kind.__name__} (backend {self._backend!r}), got {type(memory).__name__}")
+            raise TypeError(f"memory must be a {kind.__name__} (backend {self.backend!r}), got {type(memory).__name__}")
         if memory.n_qubits != self.config.n_qubits or memory.batch != batch:
             raise ValueError(f"memory has {memory.n_qubits} qubits and batch {memory.batch}; "
                              f"this QLAM needs {self.config.n_qubits} qubits and batch {batch}")
@@ -406,7 +455,7 @@ class QLAM(nn.Module):
     def uses_fast_path(self) -> bool:
         """Whether ``forward`` runs the hand-differentiated dense scan."""
         cfg = self.config
-        return (cfg.fast_path and self._backend == "statevector" and cfg.real and cfg.encoding == "ry"
+        return (cfg.fast_path and self.backend == "statevector" and cfg.real and cfg.encoding == "ry"
                 and not cfg.reupload and "zz" not in cfg.readout_parts
                 and cfg.n_qubits <= DENSE_ENTANGLER_MAX_QUBITS)
 
@@ -492,35 +541,43 @@ class QLAM(nn.Module):
         self._check_length(x.shape[1])
         x = x.to(self._real_dtype)
         if memory is None and self.uses_fast_path:
+            self._last_memory = None  # the dense scan keeps no state object
             return self._forward_fast(x)
         b, t_len, _ = x.shape
         if memory is not None:
             self._check_memory(memory, b, x.device)
-        ent = self._entangler()
-        memory = self._new_memory(b, x.device) if memory is None else self._adopt(memory)
+        ent = self.token_gates()
+        memory = self.new_memory(b, x.device) if memory is None else self._adopt(memory)
         self._last_memory = memory
         pooled = self.config.readout_at != "last"
         chunk = self.config.checkpoint_every
         if chunk is None or not torch.is_grad_enabled():
             feats = []
             for t in range(t_len):
-                self._token_update(memory, x[:, t], ent)
+                self.update(memory, x[:, t], ent)
                 if pooled:
-                    feats.append(self._features(memory, x[:, t]))
-            return self._pool(x, torch.stack(feats, 1)) if pooled else self._features(memory, x[:, -1])
+                    feats.append(self.read(memory, x[:, t]))
+            return self._pool(x, torch.stack(feats, 1)) if pooled else self.read(memory, x[:, -1])
         return self._forward_checkpointed(x, pooled, memory, ent, chunk)
+
+    @property
+    def last_memory(self):
+        """The memory after the last token of the last ``forward`` (``MPS`` or ``StateVector``,
+        batch B); ``None`` before any forward and after one on the fast path (``uses_fast_path``),
+        which holds no state object."""
+        return getattr(self, "_last_memory", None)
 
     @property
     def last_discarded_weight(self) -> Optional[torch.Tensor]:
         """``(B,)`` weight the MPS truncation cut during the last forward (detached); ``None`` for
         the statevector backend, which never truncates."""
-        mem = getattr(self, "_last_memory", None)
+        mem = self.last_memory
         return mem.discarded_weight.detach() if isinstance(mem, MPS) else None
 
     @property
     def last_fidelity_estimate(self) -> Optional[torch.Tensor]:
         """``(B,)`` product of (1 - fraction cut) over the last forward's truncations (detached)."""
-        mem = getattr(self, "_last_memory", None)
+        mem = self.last_memory
         return mem.fidelity_estimate.detach() if isinstance(mem, MPS) else None
 
     def _forward_checkpointed(self, x, pooled, memory, ent, chunk):
@@ -540,9 +597,9 @@ class QLAM(nn.Module):
                 mem = StateVector(state[0])
             feats = []
             for t in range(xc.shape[1]):
-                self._token_update(mem, xc[:, t], ent)
+                self.update(mem, xc[:, t], ent)
                 if pooled:
-                    feats.append(self._features(mem, xc[:, t]))
+                    feats.append(self.read(mem, xc[:, t]))
             chunk_feats = torch.stack(feats, 1) if pooled else x.new_zeros(())
             return chunk_feats, (mem.center if is_mps else None), *pack(mem)
 
@@ -556,11 +613,11 @@ class QLAM(nn.Module):
             centre, state = out[1], out[2:]
         mem = MPS(list(state[:-2]), centre, policy, state[-2], state[-1]) if is_mps else StateVector(state[0])
         self._last_memory = mem
-        return self._pool(x, torch.cat(feats, 1)) if pooled else self._features(mem, x[:, -1])
+        return self._pool(x, torch.cat(feats, 1)) if pooled else self.read(mem, x[:, -1])
 
     def init_state(self, batch: int, device=None) -> QLAMState:
         """A fresh streaming state for ``batch`` sequences."""
-        return QLAMState(self._new_memory(batch, device or self.encoder.weight.device))
+        return QLAMState(self.new_memory(batch, device))
 
     def step(self, x_t: torch.Tensor, state: QLAMState):
         """Feed one token ``x_t (B, F)``; returns ``(features (B, D), new state)``.
@@ -573,11 +630,11 @@ class QLAM(nn.Module):
         self._check_length(state.tokens + 1)
         x_t = x_t.to(self._real_dtype)
         versions = tuple(p._version for p in self.parameters())
-        ent = state.entangler if state.param_versions == versions else self._entangler()
+        ent = state.entangler if state.param_versions == versions else self.token_gates()
         # Gates never modify tensors in place, so a shallow copy keeps the old state intact.
         mem = state.memory.copy()
-        self._token_update(mem, x_t, ent)
-        f = self._features(mem, x_t)
+        self.update(mem, x_t, ent)
+        f = self.read(mem, x_t)
         count = state.tokens + 1
         if self.config.readout_at == "every":
             total = f if state.feature_sum is None else state.feature_sum + f

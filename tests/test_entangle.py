@@ -27,10 +27,10 @@ def test_trace_bounds_and_exact_limit():
     # the same memory on the dense statevector gives the same entropies
     torch.manual_seed(0)
     model = QLAM(3, n_qubits=n, backend="statevector", real=True).double()
-    ent = model._entangler()
-    mem = model._new_memory(1, "cpu")
+    gates = model.token_gates()
+    mem = model.new_memory(1, "cpu")
     for t in range(x.shape[1]):
-        model._token_update(mem, x[:, t], ent)
+        model.update(mem, x[:, t], gates)
     torch.testing.assert_close(exact[-1], mem.entropy()[0], atol=1e-6, rtol=0)
 
 

@@ -4,6 +4,7 @@ import dataclasses
 import pytest
 import torch
 
+from qlam_tn import MPS, StateVector
 from qlam_tn.models.qlam import QLAM, QLAMClassifier, QLAMConfig
 
 CONFIGS = [
@@ -248,6 +249,52 @@ def test_readout_matches_hand_calculation_for_one_token():
     want_x = torch.stack([torch.sin(a[0]) * torch.cos(a[1]), torch.sin(a[1]) * torch.cos(a[0]), torch.sin(a[2])])
     torch.testing.assert_close(f[:, 1], want_z, atol=1e-12, rtol=0)
     torch.testing.assert_close(f[:, 0], want_x, atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("backend", ["statevector", "mps"])
+def test_cell_api_one_token_matches_hand_calculation(backend):
+    """new_memory -> update (gates built inside) -> read, against the hand values of the test above."""
+    model = QLAM(1, n_qubits=3, depth=1, entangler="cz", readout="xyz", backend=backend).double()
+    with torch.no_grad():
+        model.encoder.weight.copy_(torch.tensor([[0.3], [1.1], [-0.7]], dtype=torch.float64))
+        model.encoder.bias.zero_()
+        model.entangler_params[0].zero_()
+    assert model.backend == backend
+    memory = model.new_memory(2)
+    assert isinstance(memory, StateVector if backend == "statevector" else MPS)
+    assert memory.batch == 2 and memory.n_qubits == 3 and memory.dtype == torch.float64
+    x_t = torch.ones(2, 1, dtype=torch.float64)
+    model.update(memory, x_t)
+    f = model.read(memory, x_t).reshape(2, 3, 2)  # (X, Z) per qubit
+    a = torch.tensor([0.3, 1.1, -0.7], dtype=torch.float64)
+    want_x = torch.stack([torch.sin(a[0]) * torch.cos(a[1]), torch.sin(a[1]) * torch.cos(a[0]), torch.sin(a[2])])
+    torch.testing.assert_close(f[..., 1], torch.cos(a).expand(2, 3), atol=1e-12, rtol=0)
+    torch.testing.assert_close(f[..., 0], want_x.expand(2, 3), atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("kw", [CONFIGS[0], CONFIGS[1], CONFIGS[2]])
+@pytest.mark.parametrize("backend", ["statevector", "mps"])
+def test_cell_api_token_by_token_equals_forward(kw, backend):
+    """The public cell driven by hand (gates built once) gives forward's features and final memory;
+    on the statevector the default config's forward is the dense scan, an independent route."""
+    torch.manual_seed(2)
+    qlam = QLAM(4, n_qubits=5, backend=backend, bond_dim=4, **kw).double()
+    x = torch.rand(2, 6, 4, dtype=torch.float64)
+    gates = qlam.token_gates()
+    dense = backend == "statevector" and not qlam.config.reupload
+    assert gates.kind == ("dense" if dense else "layers")
+    assert any(t.requires_grad for t in gates.tensors())
+    memory, feats = qlam.new_memory(2), []
+    for t in range(6):
+        qlam.update(memory, x[:, t], gates)
+        feats.append(qlam.read(memory, x[:, t]))
+        assert feats[-1].shape == (2, qlam.token_feature_dim)
+    want = torch.stack(feats, 1).mean(1) if qlam.config.readout_at == "every" else feats[-1]
+    torch.testing.assert_close(qlam(x), want, atol=1e-12, rtol=0)
+    if qlam.uses_fast_path:
+        assert qlam.last_memory is None
+    else:
+        torch.testing.assert_close(qlam.last_memory.to_dense(), memory.to_dense(), atol=1e-12, rtol=0)
 
 
 def test_truncated_mps_reports_discarded_weight_and_trains():

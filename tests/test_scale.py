@@ -141,7 +141,7 @@ def test_isolated_measurement_records_memory():
 
 
 def test_saturated_start_restores_the_model():
-    from qlam_tn.experiments.bench_engine import saturated_state
+    from qlam_tn.experiments.bench.engine import saturated_state
     from qlam_tn.models import QLAMClassifier
 
     model = QLAMClassifier(3, 2, n_qubits=6, bond_dim=4, backend="mps")
@@ -149,8 +149,8 @@ def test_saturated_start_restores_the_model():
     wrapped = S._SaturatedStart(model, sat)
     with torch.no_grad():
         wrapped(torch.randn(2, 1, 3))
-    assert "_new_memory" not in vars(model.qlam)  # the override is gone
-    assert model.qlam._last_memory.bond_dims == [2, 4, 4, 4, 2]  # saturated after one token
+    assert "new_memory" not in vars(model.qlam)  # the override is gone
+    assert model.qlam.last_memory.bond_dims == [2, 4, 4, 4, 2]  # saturated after one token
 
 
 # ------------------------------------------------------------------------------------ end to end
@@ -226,7 +226,7 @@ def test_registered_in_the_cli():
 
 
 def test_lapack_times_reports_both_dtypes_and_their_ratio():
-    from qlam_tn.experiments.bench_engine import lapack_times
+    from qlam_tn.experiments.bench.engine import lapack_times
 
     r = lapack_times(chi=2, batch=3, repeats=1)
     for op in ("eigh", "svd", "qr"):
