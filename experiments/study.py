@@ -24,9 +24,19 @@ A study file (TOML) lists the runs of one study; each run is trained once per se
     seeds = [0]                        # this run's own seeds
     match_params = 6282
 
+    [presets.small]                    # options that several runs share (optional)
+    epochs = 6
+    limit_train = 2000
+
+    [[runs]]
+    name = "gru-small"
+    preset = "small"                   # defaults, then the preset's options, then its own
+    model = "gru"
+
 Option keys are ``qlam train``'s, as in a run config (``qlam_tn.experiments.config``): a run's
-options are ``[defaults]`` overridden by its own, and ``model_cfg`` tables merge key by key (the
-run's keys win), as repeated command-line flags do. The study sets ``--seed``, ``--out`` and
+options are ``[defaults]``, overridden by its preset's (if it names one), overridden by its
+own; ``model_cfg`` tables merge key by key (the later keys win), as repeated command-line flags
+do. A preset may give ``seeds`` too (a run's own win). The study sets ``--seed``, ``--out`` and
 ``--name`` itself: ``seed``, ``out``, ``name``, ``resume`` and ``config`` are refused as options.
 The data folder is never written in a study file: it comes from ``--data-dir`` or from the
 environment variable ``QLAM_DATA_DIR``.
@@ -53,8 +63,8 @@ from typing import Dict, List, Optional
 
 from qlam_tn.experiments import config as run_config
 
-STUDY_KEYS = ("description", "out", "seeds", "defaults", "runs")
-RUN_KEYS = ("name", "seeds")
+STUDY_KEYS = ("description", "out", "seeds", "defaults", "presets", "runs")
+RUN_KEYS = ("name", "seeds", "preset")
 # Set by the study for every run (or, for config, meaningless in a file).
 SET_BY_STUDY = {"seed": "list seeds in `seeds = [...]`", "out": "the study's out folder holds every run",
                 "name": "a run's `name` names its folders", "resume": "the study resumes unfinished runs itself",
@@ -116,6 +126,12 @@ def read_study(path) -> dict:
         raise ValueError(f"{path}: description and out are strings")
     if not isinstance(doc.get("defaults", {}), dict):
         raise ValueError(f"{path}: defaults is a table: [defaults] followed by key = value lines")
+    presets = doc.get("presets", {})
+    if not isinstance(presets, dict) or not all(isinstance(p, dict) for p in presets.values()):
+        raise ValueError(f"{path}: presets are tables: [presets.NAME] followed by key = value lines")
+    for name, preset in presets.items():
+        if "seeds" in preset:
+            _check_seeds(preset["seeds"], f"{path}: [presets.{name}]: seeds")
     runs = doc.get("runs")
     if not isinstance(runs, list) or not runs or not all(isinstance(r, dict) for r in runs):
         raise ValueError(f"{path}: no runs; list them as [[runs]] tables, each with a name")
@@ -131,6 +147,9 @@ def read_study(path) -> dict:
         names.add(name)
         if "seeds" in run:
             _check_seeds(run["seeds"], f"{path}: run {name!r}: seeds")
+        if "preset" in run and (not isinstance(run["preset"], str) or run["preset"] not in presets):
+            raise ValueError(f"{path}: run {name!r}: no preset {run['preset']!r}; the file's presets: "
+                             f"{', '.join(presets) or 'none'}")
     return doc
 
 
@@ -153,11 +172,15 @@ def _options(table: dict, where: str, drop=()) -> dict:
     return options
 
 
-def merged_options(defaults: dict, run: dict) -> dict:
-    """A run's options: ``defaults`` overridden by ``run``'s, ``model_cfg`` tables merged key by key."""
-    out = {**defaults, **run}
-    if isinstance(defaults.get("model_cfg"), dict) and isinstance(run.get("model_cfg"), dict):
-        out["model_cfg"] = {**defaults["model_cfg"], **run["model_cfg"]}
+def merged_options(*layers: dict) -> dict:
+    """Options of ``layers`` in turn, each overriding the ones before (``model_cfg`` tables merged
+    key by key): ``merged_options(defaults, preset, run)``."""
+    out: dict = {}
+    for layer in layers:
+        cfg = out.get("model_cfg")
+        out.update(layer)
+        if isinstance(cfg, dict) and isinstance(layer.get("model_cfg"), dict):
+            out["model_cfg"] = {**cfg, **layer["model_cfg"]}
     return out
 
 
@@ -196,12 +219,20 @@ def load_study(path, out: Optional[str] = None, overrides: Optional[Dict[str, ob
     extra = run_config.argv_from_config(dict(overrides or {}), parser, where="the command line")
     out_dir = Path(out or doc.get("out") or Path("runs") / path.stem)
     runs = []
+    presets = doc.get("presets", {})
+    preset_options = {}
+    for name, preset in presets.items():
+        where = f"{path}: [presets.{name}]"
+        preset_options[name] = _options(preset, where, drop=("seeds",))
+        run_config.argv_from_config(preset_options[name], parser, where=where)
     for table in doc["runs"]:
         where = f"{path}: run {table['name']!r}"
-        options = merged_options(defaults, _options(table, where, drop=RUN_KEYS))
+        preset = table.get("preset")
+        options = merged_options(defaults, preset_options.get(preset, {}), _options(table, where, drop=RUN_KEYS))
         argv = run_config.argv_from_config(options, parser, where=where) + extra
         _check_train_config(parser, argv, where)
-        for seed in table.get("seeds", doc.get("seeds", [0])):
+        seeds = table.get("seeds", presets.get(preset, {}).get("seeds", doc.get("seeds", [0])))
+        for seed in seeds:
             folder = out_dir / f"{table['name']}-s{seed}"
             runs.append(Run(table["name"], seed, folder, argv, run_status(folder)))
     return Study(path, doc.get("description", ""), out_dir, runs)

@@ -60,6 +60,48 @@ def test_runs_expand_over_seeds_with_defaults_overridden_per_run(tmp_path):
     assert lstm["model_cfg"] == {"hidden_size": 8, "dropout": 0.0}
 
 
+PRESETS = """
+seeds = [0]
+
+[defaults]
+model = "gru"
+epochs = 2
+lr = 0.01
+model_cfg = {hidden_size = 8, dropout = 0.1}
+
+[presets.small]
+epochs = 6
+limit_train = 500
+seeds = [3, 4]
+model_cfg = {hidden_size = 4}
+
+[[runs]]
+name = "plain"
+
+[[runs]]
+name = "small"
+preset = "small"
+
+[[runs]]
+name = "small-own"
+preset = "small"
+seeds = [9]
+lr = 0.03
+model_cfg = {dropout = 0.2}
+"""
+
+
+def test_a_preset_sits_between_the_defaults_and_the_runs_own_options(tmp_path):
+    s = study.load_study(write(tmp_path, PRESETS))
+    assert [(r.name, r.seed) for r in s.runs] == [("plain", 0), ("small", 3), ("small", 4), ("small-own", 9)]
+    plain, small, _, own = map(parsed, s.runs)
+    assert (plain["epochs"], plain.get("limit_train"), plain["model_cfg"]) == (2, None, {"hidden_size": 8, "dropout": 0.1})
+    assert (small["epochs"], small["limit_train"], small["lr"]) == (6, 500, 0.01)
+    assert small["model_cfg"] == {"hidden_size": 4, "dropout": 0.1}
+    assert (own["epochs"], own["limit_train"], own["lr"]) == (6, 500, 0.03)
+    assert own["model_cfg"] == {"hidden_size": 4, "dropout": 0.2}
+
+
 def test_the_out_folder_defaults_to_the_files_then_runs_slash_its_name(tmp_path):
     assert study.load_study(write(tmp_path, STUDY, "abc.toml")).out.as_posix() == "runs/abc"
     s = study.load_study(write(tmp_path, 'out = "elsewhere"\n' + STUDY))
@@ -131,6 +173,9 @@ def test_dry_run_prints_the_plan_and_only_selects_runs(tmp_path, capsys, monkeyp
     ("[[runs]]\nname = 'a'\nmodel = 'nope'\n", "run 'a': unknown model 'nope'"),
     ("[[runs]]\nname = 'a'\ntokens = 'pixels'\n", "unknown token scheme"),
     ("[[runs]]\nname = 'a'\nlr = \n", "not valid TOML"),
+    ("[[runs]]\nname = 'a'\npreset = 'big'\n", "run 'a': no preset 'big'; the file's presets: none"),
+    ("[presets.big]\nepochz = 1\n[[runs]]\nname = 'a'\n", "[presets.big]: unknown key 'epochz'"),
+    ("[presets.big]\nseeds = 3\n[[runs]]\nname = 'a'\n", "[presets.big]: seeds must be"),
 ])
 def test_bad_study_files_are_refused_with_the_reason(tmp_path, text, message):
     with pytest.raises(ValueError) as exc:
