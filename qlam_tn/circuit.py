@@ -23,6 +23,8 @@ Import and export live in ``qasm.py`` (OpenQASM 2.0) and ``interop.py`` (Qiskit,
 """
 from __future__ import annotations
 
+import copy as copy_module
+
 import cmath
 import math
 from collections import Counter
@@ -51,15 +53,6 @@ class Operation(NamedTuple):
     name: str
     qubits: Tuple[int, ...]
     params: Tuple[Any, ...]
-
-
-def _controlled(u: torch.Tensor) -> torch.Tensor:
-    """``|0><0| ⊗ I + |1><1| ⊗ u`` for ``u`` of shape ``(..., 2, 2)`` (control = first qubit)."""
-    eye = torch.eye(2, dtype=u.dtype, device=u.device).expand(u.shape)
-    zero = torch.zeros_like(u)
-    top = torch.cat([eye, zero], dim=-1)
-    bottom = torch.cat([zero, u], dim=-1)
-    return torch.cat([top, bottom], dim=-2)
 
 
 def _adjoint(m: torch.Tensor) -> torch.Tensor:
@@ -104,9 +97,9 @@ GATES: Dict[str, GateSpec] = {
     "u3": GateSpec(1, ("theta", "phi", "lam"),
                    lambda t, p, lm, device=None: G.U3(t, p, lm, device=device), "U3"),
     "cx": GateSpec(2, (), _fixed(G.CNOT), "X", controlled=True),
-    "cy": GateSpec(2, (), lambda device=None: _controlled(G.Y(device=device)), "Y", controlled=True),
+    "cy": GateSpec(2, (), lambda device=None: G.controlled(G.Y(device=device)), "Y", controlled=True),
     "cz": GateSpec(2, (), _fixed(G.CZ), "●", controlled=True),
-    "ch": GateSpec(2, (), lambda device=None: _controlled(G.H(device=device)), "H", controlled=True),
+    "ch": GateSpec(2, (), lambda device=None: G.controlled(G.H(device=device)), "H", controlled=True),
     "swap": GateSpec(2, (), _fixed(G.SWAP), "×"),
     "iswap": GateSpec(2, (), _fixed(G.ISWAP), "iSWAP"),
     "rxx": GateSpec(2, ("theta",), _param1(G.RXX), "RXX"),
@@ -115,10 +108,10 @@ GATES: Dict[str, GateSpec] = {
     "crx": GateSpec(2, ("theta",), _param1(G.CRX), "RX", controlled=True),
     "cry": GateSpec(2, ("theta",), _param1(G.CRY), "RY", controlled=True),
     "crz": GateSpec(2, ("theta",), _param1(G.CRZ), "RZ", controlled=True),
-    "cp": GateSpec(2, ("lam",), lambda lam, device=None: _controlled(G.PHASE(lam, device=device)),
+    "cp": GateSpec(2, ("lam",), lambda lam, device=None: G.controlled(G.PHASE(lam, device=device)),
                    "P", controlled=True),
     "cu3": GateSpec(2, ("theta", "phi", "lam"),
-                    lambda t, p, lm, device=None: _controlled(G.U3(t, p, lm, device=device)),
+                    lambda t, p, lm, device=None: G.controlled(G.U3(t, p, lm, device=device)),
                     "U3", controlled=True),
 }
 
@@ -205,8 +198,8 @@ class Circuit:
         return self.draw()
 
     def copy(self) -> "Circuit":
-        out = Circuit(self.n_qubits, self.global_phase)
-        out._ops, out._batch = list(self._ops), self._batch
+        out = copy_module.copy(self)  # every attribute, then an operation list of its own
+        out._ops = list(self._ops)
         return out
 
     # ------------------------------------------------------------------ adding ops

@@ -31,7 +31,7 @@ __all__ = [
     "RX", "RY", "RZ", "PHASE", "U3",
     "CNOT", "CX", "CZ", "SWAP", "ISWAP",
     "RXX", "RYY", "RZZ", "CRX", "CRY", "CRZ",
-    "is_unitary",
+    "controlled", "is_unitary",
 ]
 
 
@@ -223,8 +223,9 @@ def RZZ(theta, dtype=None, device=None):
     return _kron_pauli(theta, "RZZ", dtype, device, torch.tensor([[1, 0], [0, -1]], dtype=torch.complex128))
 
 
-def _controlled(u: torch.Tensor) -> torch.Tensor:
-    """|0><0| ⊗ I + |1><1| ⊗ u for u of shape (..., 2, 2)."""
+def controlled(u: torch.Tensor) -> torch.Tensor:
+    """``|0><0| ⊗ I + |1><1| ⊗ u`` -> ``(..., 4, 4)`` for ``u (..., 2, 2)`` (control = first qubit of
+    the pair); differentiable in ``u``."""
     out = torch.zeros(u.shape[:-2] + (4, 4), dtype=u.dtype, device=u.device)
     out[..., 0, 0] = 1
     out[..., 1, 1] = 1
@@ -234,17 +235,17 @@ def _controlled(u: torch.Tensor) -> torch.Tensor:
 
 def CRX(theta, dtype=None, device=None):
     """Controlled RX (control = first qubit of the pair), complex."""
-    return _controlled(RX(theta, dtype, device))
+    return controlled(RX(theta, dtype, device))
 
 
 def CRY(theta, dtype=None, device=None):
     """Controlled RY, real."""
-    return _controlled(RY(theta, dtype, device))
+    return controlled(RY(theta, dtype, device))
 
 
 def CRZ(theta, dtype=None, device=None):
     """Controlled RZ, complex."""
-    return _controlled(RZ(theta, dtype, device))
+    return controlled(RZ(theta, dtype, device))
 
 
 def is_unitary(gate: torch.Tensor, atol: float = 1e-8) -> bool:

@@ -31,7 +31,8 @@ from typing import Dict, List, Set
 import numpy as np
 import torch
 
-from .circuit import Circuit, _controlled
+from .circuit import Circuit
+from .gates import controlled
 
 __all__ = ["from_qiskit", "to_qiskit", "from_quimb", "to_quimb"]
 
@@ -261,7 +262,7 @@ def from_quimb(qc) -> Circuit:
             if controls:
                 if len(controls) + len(qubits) != 2:
                     raise ValueError(f"from_quimb: gate {label!r} with controls {controls} acts on more than 2 qubits")
-                m = _controlled(m)
+                m = controlled(m)
                 qubits = controls + qubits
             if len(qubits) > 2:
                 raise ValueError(f"from_quimb: gate {label!r} acts on {len(qubits)} qubits; only 1- and 2-qubit "

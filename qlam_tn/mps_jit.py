@@ -20,7 +20,9 @@ B=1, the torch path for batches). A kernel's first call per dtype compiles it (~
 processes.
 
 ``RECORD``: set to a list to have every layer append the shapes of the decompositions it ran, as
-``(kind, rows, cols, absorb_right, gram)`` rows (kind 0: two-site split, 1: QR of a centre move);
+``(kind, rows, cols, absorb_right, gram)`` rows (kind 0: two-site split, 1: QR of a centre move).
+``TIMED``: set to a list to have every compiled call append the seconds spent inside the kernel
+(what ``qlam bench profile`` sets apart from the Python around it);
 ``qlam bench-anchors`` times them standalone.
 """
 from __future__ import annotations
@@ -29,6 +31,7 @@ import contextlib
 import math
 import os
 import sys
+import time
 import warnings
 from typing import List, Optional, Tuple
 
@@ -37,7 +40,7 @@ import torch
 
 from .linalg import CUTOFF_MODES, TruncationPolicy, gram_split_allowed
 
-__all__ = ["available", "disabled", "switched_off", "layer", "physical", "flatten", "unflatten", "ENABLED", "RECORD",
+__all__ = ["available", "disabled", "switched_off", "layer", "physical", "flatten", "unflatten", "ENABLED", "RECORD", "TIMED",
            "CUTOFF_CODES"]
 
 # QLAM_TN_JIT=0 switches the compiled layer off for the process (no compile time; the numpy pass).
@@ -46,6 +49,7 @@ ENABLED = os.environ.get("QLAM_TN_JIT", "1") != "0"
 # cutoff_mode -> the integer the compiled rank rule takes (0 abs, 1 rel, 2 sum2, 3 rsum2)
 CUTOFF_CODES = {mode: code for code, mode in enumerate(CUTOFF_MODES)}
 RECORD: Optional[list] = None
+TIMED: Optional[list] = None
 
 try:  # numba comes with quimb; without it (or if it cannot compile here) mps_host keeps its numpy pass
     import numba
@@ -301,8 +305,13 @@ def physical(flat: np.ndarray, shapes: np.ndarray, gates: np.ndarray) -> Optiona
     if not available():
         return None
     _check_gates(flat, gates, shapes.shape[0], 2)
+    gates = np.ascontiguousarray(gates)
     try:
-        return _physical(flat, shapes, np.ascontiguousarray(gates))
+        t0 = time.perf_counter()
+        out = _physical(flat, shapes, gates)
+        if TIMED is not None:
+            TIMED.append(time.perf_counter() - t0)
+        return out
     except numba.core.errors.NumbaError as e:
         _compile_failed(e)
         return None
@@ -396,12 +405,15 @@ def _run(kernel, flat, shapes, c, args: tuple, policy: TruncationPolicy, n_gates
     log = np.empty((n_gates * (shapes.shape[0] + 1), 5), dtype=np.int64)  # each gate: its moves, its split
     gram_allowed = gram_split_allowed(torch.complex128 if flat.dtype.kind == "c" else torch.float64, policy)
     try:
+        t0 = time.perf_counter()
         out, out_shapes, c, disc, log_keep, nlog = kernel(
             flat, shapes, c, *args, policy.max_bond or 0, float(policy.cutoff), CUTOFF_CODES[policy.cutoff_mode],
             bool(policy.renormalize), gram_allowed, log)
     except numba.core.errors.NumbaError as e:  # a compile failure on this machine: the numpy pass instead
         _compile_failed(e)
         return None
+    if TIMED is not None:
+        TIMED.append(time.perf_counter() - t0)
     if RECORD is not None:
         RECORD.extend(tuple(int(v) for v in row) for row in log[:nlog])
     return out, out_shapes, int(c), float(disc), float(log_keep)

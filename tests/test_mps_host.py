@@ -303,6 +303,6 @@ def test_kernels_run_blas_on_one_thread_and_restore_it():
     libs = mps_host._blas_libraries()
     assert libs  # numpy's and scipy's BLAS were found
     before = [lib.get_num_threads() for lib in libs]
-    with mps_host._one_blas_thread():
+    with mps_host.one_blas_thread():
         assert [lib.get_num_threads() for lib in libs] == [1] * len(libs)
     assert [lib.get_num_threads() for lib in libs] == before

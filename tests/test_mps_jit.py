@@ -46,7 +46,7 @@ def _layer_three_ways(psi, gates, firsts):
         p = psi.copy()
         with (mps_jit.disabled() if mode == "numpy" else mps_host.disabled() if mode == "torch"
               else contextlib.nullcontext()):
-            p._apply_neighbours(gates, firsts)
+            p.apply_neighbour_gates(gates, firsts)
         out.append(p)
     return out
 
@@ -111,7 +111,7 @@ def test_a_failing_compiled_layer_leaves_the_state_as_it_was():
     bad = torch.stack([_haar(np.random.default_rng(0), 4)] * 2)
     bad[1, 0, 0] = float("nan")  # the second gate's split meets a NaN
     with pytest.raises(np.linalg.LinAlgError):
-        psi._apply_neighbours(bad, [1, 3])
+        psi.apply_neighbour_gates(bad, [1, 3])
     assert all(a is b for a, b in zip(psi.tensors, before[0])) and psi.center == before[1]
     assert torch.equal(psi.discarded_weight, before[2]) and torch.equal(psi.fidelity_estimate, before[3])
     assert all(torch.isfinite(t).all() for t in psi.tensors)
@@ -126,11 +126,11 @@ def test_a_compile_failure_warns_once_and_falls_back_to_the_numpy_pass(monkeypat
     gates = torch.stack([_haar(np.random.default_rng(4), 4)] * 3)
     p = psi.copy()
     with pytest.warns(RuntimeWarning, match="could not compile"):
-        p._apply_neighbours(gates, [0, 2, 4])
+        p.apply_neighbour_gates(gates, [0, 2, 4])
     assert not mps_jit.available() and "TypingError" in mps_jit._BROKEN
     q = psi.copy()
     with mps_host.disabled():
-        q._apply_neighbours(gates, [0, 2, 4])
+        q.apply_neighbour_gates(gates, [0, 2, 4])
     torch.testing.assert_close(p.to_dense(), q.to_dense(), atol=1e-10, rtol=0)
 
 

@@ -1,5 +1,6 @@
-"""mps_packed: sites held packed between compiled layers, and batches run sample by sample on
-threads, against the torch path and against each sample run alone."""
+"""mps_packed, the compiled route: batches run sample by sample on threads, against the torch
+route and against each sample run alone; what a caller edits between calls is what the next
+call packs."""
 import contextlib
 
 import numpy as np
@@ -70,7 +71,7 @@ def test_a_batch_equals_the_torch_path_and_each_sample_alone(policy, real, monke
     dtype = torch.float64 if real else torch.complex128
     tokens = _tokens(n, batch, 4, seed=3, real=real)
     got = _run(tokens, n, batch, dtype, **policy)
-    assert layers == [batch] * 8 and got._sites is None  # every layer compiled; the sites still packed
+    assert layers == [batch] * 8  # every layer compiled
     assert got.dtype == dtype and got.device == torch.device("cpu")
     ref = _run(tokens, n, batch, dtype, mode="torch", **policy)
     # the torch path pads every bond to the batch's largest rank, as the packed sites' tensors do
@@ -86,18 +87,27 @@ def test_a_batch_equals_the_torch_path_and_each_sample_alone(policy, real, monke
 
 
 def test_a_batchs_tensors_are_each_samples_sites_zero_padded():
+    """One compiled call on a batch: each sample's sites are what that sample alone gets (bit for
+    bit: the same arithmetic on the same buffer), zero-padded to the batch's widest bond."""
     n, batch = 6, 3
-    tokens = _tokens(n, batch, 3, seed=5, real=False)
-    got = _run(tokens, n, batch, torch.complex128, max_bond=None, cutoff=5e-2, cutoff_mode="rel")
-    packed = got._packed
-    ranks = np.array([shape[:-1, 2] for shape in packed.shapes])  # (B, n - 1) each sample's own bonds
+    tokens = _tokens(n, batch, 1, seed=5, real=False)
+    rot, first, second, after = tokens[0]
+    policy = qt.TruncationPolicy(max_bond=None, cutoff=5e-2, cutoff_mode="rel")
+    start = qt.MPS.zeros(n, batch=batch, dtype=torch.complex128)
+    ops = [("1q", rot), ("2q", first, [0, 2, 4]), ("1q", after), ("2q", second, [3, 1])]
+    ts, c, err = mps_packed.circuit(start.tensors, start.center, ops, policy)
+    alone = [mps_packed.circuit([t[s:s + 1] for t in start.tensors], start.center,
+                                [(k, g[s:s + 1] if g.dim() == 4 else g, *rest) for k, g, *rest in ops], policy)
+             for s in range(batch)]
+    ranks = np.array([[t.shape[3] for t in a[0][:-1]] for a in alone])  # (B, n - 1) each sample's own bonds
     assert (ranks != ranks[0]).any()  # the samples' ranks differ: padding happens
-    assert got.bond_dims == ranks.max(0).tolist()
+    assert [t.shape[3] for t in ts[:-1]] == ranks.max(0).tolist()
     for s in range(batch):
-        for q, site in enumerate(mps_jit.unflatten(packed.flats[s], packed.shapes[s])):
-            l, _, r = site.shape
-            t = got.tensors[q][s]
-            assert np.array_equal(t[:l, :, :r].numpy(), site)
+        assert alone[s][1] == c and float(err.discarded[s]) == float(alone[s][2].discarded[0])
+        for q, site in enumerate(alone[s][0]):
+            _, l, _, r = site.shape
+            t = ts[q][s]
+            assert torch.equal(t[:l, :, :r], site[0])
             assert not t[l:].any() and not t[:, :, r:].any()
 
 
@@ -108,8 +118,8 @@ def test_threads_give_the_same_bits_as_one_thread(batch, monkeypatch):
     n = 8
     tokens = _tokens(n, batch, 3, seed=9, real=False)
     pools = []
-    real_pool = mps_packed._pool
-    monkeypatch.setattr(mps_packed, "_pool", lambda w: pools.append(w) or real_pool(w))
+    real_pool = mps_packed.thread_pool
+    monkeypatch.setattr(mps_packed, "thread_pool", lambda w: pools.append(w) or real_pool(w))
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(2)
@@ -124,42 +134,36 @@ def test_threads_give_the_same_bits_as_one_thread(batch, monkeypatch):
     assert torch.equal(two.to_dense(), one.to_dense()) and torch.equal(two.discarded_weight, one.discarded_weight)
 
 
-def test_the_sites_are_repacked_only_when_their_tensors_changed(monkeypatch):
-    """Read tensors are the packed sites' own while unchanged. Replacing one in the list, giving
-    one other data, or editing one in place makes the next layer pack afresh, with the edit."""
-    packs = []
-    real_pack = mps_packed.Packed.pack.__func__
-    monkeypatch.setattr(mps_packed.Packed, "pack", classmethod(lambda cls, ts: packs.append(1) or real_pack(cls, ts)))
+@pytest.mark.parametrize("batch", [1, 3])
+def test_edits_between_calls_reach_the_next_compiled_call(batch):
+    """The state keeps plain tensors between compiled calls: replacing one in the list, giving one
+    other data, or editing one in place is what the next call computes on (as on the torch route)."""
     rng = np.random.default_rng(6)
     gates = torch.stack([_haar(rng, 4) for _ in range(3)])
     h = torch.stack([G.H(dtype=torch.complex128)] * 6)
-    psi = qt.MPS.zeros(6, dtype=torch.complex128, max_bond=4)
+    psi = qt.MPS.zeros(6, batch=batch, dtype=torch.complex128, max_bond=4)
     ref = psi.copy()
-    psi.apply_layer(h)
-    assert len(packs) == 1 and psi._sites is None
-    psi._apply_neighbours(gates, [0, 2, 4])
-    psi.tensors  # read: made from the packed sites, unchanged
-    psi._apply_neighbours(gates[:2], [3, 1])
-    assert len(packs) == 1
 
     def edits():
         yield lambda ts: ts.__setitem__(3, ts[3] * -1j)  # a new tensor in the list
         yield lambda ts: setattr(ts[2], "data", ts[2] * 1j)  # other data, the same tensor object
         yield lambda ts: ts[4].mul_(-1)  # in place
 
-    with torch.no_grad(), mps_host.disabled():
-        ref.apply_layer(h)
-        ref._apply_neighbours(gates, [0, 2, 4])
-        ref._apply_neighbours(gates[:2], [3, 1])
-    for k, edit in enumerate(edits()):
+    with torch.no_grad():
+        psi.apply_layer(h)
+        psi.apply_neighbour_gates(gates, [0, 2, 4])
+        with mps_host.disabled():
+            ref.apply_layer(h)
+            ref.apply_neighbour_gates(gates, [0, 2, 4])
+    for edit in edits():
         with torch.no_grad():
+            psi.tensors = [t.clone() for t in psi.tensors]
+            ref.tensors = [t.clone() for t in ref.tensors]
             edit(psi.tensors)
-            ref.tensors = list(ref.tensors)
             edit(ref.tensors)
-            psi._apply_neighbours(gates[:2], [0, 2])
+            psi.apply_neighbour_gates(gates[:2], [0, 2])
             with mps_host.disabled():
-                ref._apply_neighbours(gates[:2], [0, 2])
-        assert len(packs) == 2 + k
+                ref.apply_neighbour_gates(gates[:2], [0, 2])
         torch.testing.assert_close(psi.to_dense(), ref.to_dense(), atol=1e-10, rtol=0)
 
 
@@ -171,7 +175,7 @@ def test_a_failing_sample_leaves_the_batch_as_it_was():
     psi.tensors = ts
     before = (list(psi.tensors), psi.center, psi.discarded_weight.clone(), psi.fidelity_estimate.clone())
     with pytest.raises(np.linalg.LinAlgError):
-        psi._apply_neighbours(torch.stack([_haar(np.random.default_rng(0), 4)] * 3), [0, 2, 4])
+        psi.apply_neighbour_gates(torch.stack([_haar(np.random.default_rng(0), 4)] * 3), [0, 2, 4])
     assert all(a is b for a, b in zip(psi.tensors, before[0])) and psi.center == before[1]
     assert torch.equal(psi.discarded_weight, before[2]) and torch.equal(psi.fidelity_estimate, before[3])
 
@@ -265,7 +269,7 @@ def test_token_layers_on_a_statevector_and_under_autograd_go_layer_by_layer():
     psi = qt.MPS.zeros(n, dtype=torch.complex128)
     token_layers(psi, grad_ops)
     psi.expect("Z0").sum().backward()
-    assert theta.grad is not None and psi._packed is None
+    assert theta.grad is not None
 
 
 def test_the_circuit_kernel_refuses_what_it_cannot_take():
@@ -282,8 +286,8 @@ def test_the_circuit_kernel_refuses_what_it_cannot_take():
     with pytest.raises(TypeError, match="one-qubit layers"):
         mps_jit.circuit(flat, shapes, 0, ones.real.copy(), twos, firsts, np.array([[0, 0, 0]]), psi.policy)
     with pytest.raises(TypeError, match="promote the state first"):
-        psi._compiled_sites(torch.zeros(2, 4, 4, dtype=torch.float64)).circuit(0, [("2q", torch.zeros(2, 4, 4, dtype=torch.float64),
-                                                                 [0, 2])], psi.policy)
+        mps_packed.Packed.pack(psi.tensors).circuit(0, [("2q", torch.zeros(2, 4, 4, dtype=torch.float64), [0, 2])],
+                                                    psi.policy)
 
 
 @pytest.mark.parametrize("batch", [1, 2])
@@ -296,7 +300,7 @@ def test_read_sites_that_now_require_grad_take_the_torch_path(batch):
     leaf = psi.tensors[0].requires_grad_()
     brickwork(psi, G.CZ(dtype=torch.complex128).expand(2, 4, 4), 0)
     (grad,) = torch.autograd.grad(psi.expect("X0").sum(), leaf)
-    assert psi._packed is None and torch.isfinite(grad).all() and float(grad.abs().sum()) > 0
+    assert torch.isfinite(grad).all() and float(grad.abs().sum()) > 0
 
 
 @pytest.mark.parametrize("batch", [1, 2])
