@@ -32,10 +32,11 @@ Example::
 """
 from __future__ import annotations
 
-import re
 import warnings
 
 import numpy as np
+
+from qlam_tn.measure import parse_pauli
 
 with warnings.catch_warnings():
     # cotengra warns at import that the optional kahypar is missing; greedy trees suffice here
@@ -52,7 +53,6 @@ _PAULIS = {
     "Y": np.array([[0, -1j], [1j, 0]], dtype=np.complex128),
     "Z": np.array([[1, 0], [0, -1]], dtype=np.complex128),
 }
-_PAULI_TERM = re.compile(r"([IXYZ])(\d+)")
 
 _default_optimizer = None
 
@@ -127,48 +127,6 @@ def _check_ops(n_qubits: int, ops) -> list:
             )
         checked.append((m, tuple(int(q) for q in qubits)))
     return checked
-
-
-def parse_pauli(pauli, n_qubits: int) -> dict:
-    """Parse a Pauli string into ``{qubit: 'X' | 'Y' | 'Z'}`` (identities dropped).
-
-    Accepts ``"Z0"``, ``"X3 Z4"`` (whitespace or commas between terms) or a dict
-    ``{3: "X", 4: "Z"}``. Raises ``ValueError`` for an unparsable term, an empty operator, a
-    repeated qubit, or a qubit outside ``0..n_qubits-1``.
-    """
-    if isinstance(pauli, str):
-        tokens = pauli.replace(",", " ").split()
-        terms = []
-        for token in tokens:
-            match = _PAULI_TERM.fullmatch(token)
-            if match is None:
-                raise ValueError(
-                    f"cannot parse Pauli term {token!r} in {pauli!r}: expected a letter "
-                    "I, X, Y or Z followed by a qubit index, e.g. 'Z0' or 'X3 Z4'"
-                )
-            terms.append((int(match.group(2)), match.group(1)))
-    elif isinstance(pauli, dict):
-        terms = list(pauli.items())
-        for q, p in terms:
-            if not isinstance(q, (int, np.integer)) or isinstance(q, bool) or p not in _PAULIS:
-                raise ValueError(
-                    f"Pauli dict entries must be {{qubit (int): 'I'|'X'|'Y'|'Z'}}, got {q!r}: {p!r}"
-                )
-    else:
-        raise ValueError(f"pauli must be a string like 'X3 Z4' or a dict, got {pauli!r}")
-    if not terms:
-        raise ValueError(f"Pauli operator {pauli!r} is empty")
-    out = {}
-    for q, p in terms:
-        if not 0 <= q < n_qubits:
-            raise ValueError(
-                f"Pauli operator {pauli!r} acts on qubit {q}, but the circuit has "
-                f"{n_qubits} qubits (0..{n_qubits - 1})"
-            )
-        if q in out:
-            raise ValueError(f"Pauli operator {pauli!r} names qubit {q} twice")
-        out[int(q)] = p
-    return {q: p for q, p in sorted(out.items()) if p != "I"}
 
 
 class ExactCircuit:

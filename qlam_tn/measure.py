@@ -6,6 +6,7 @@ state classes; this module holds what only depends on the numbers they produce.
 from __future__ import annotations
 
 import math
+import numbers
 import re
 from typing import Dict
 
@@ -13,19 +14,21 @@ import torch
 
 __all__ = ["parse_pauli", "pauli_matrix", "entropy_from_schmidt", "renyi_from_schmidt"]
 
-_TOKEN = re.compile(r"([IXYZ])(\d+)")
+_FACTOR = re.compile(r"([IXYZ])(\d+)")
 
 
 def parse_pauli(spec, n_qubits: int) -> Dict[int, str]:
     """Parse a Pauli string into ``{qubit: 'X'|'Y'|'Z'}`` (identities dropped).
 
-    Accepted forms:
+    The one grammar of the project (every backend and the cotengra oracle read it):
 
-    * space-separated factors with qubit indices: ``"X0 Z3"``, ``"Y2"`` (``"X0Z3"`` too);
+    * factors with qubit indices, separated by spaces or commas or not at all:
+      ``"X0 Z3"``, ``"X0, Z3"``, ``"X0Z3"``;
     * a dense label of length ``n_qubits`` over ``IXYZ``: ``"XIIZ"`` (qubit 0 first);
-    * a dict ``{0: "X", 3: "Z"}``.
+    * a dict ``{0: "X", 3: "Z"}`` (integer qubits, numpy's included).
 
-    Raises ``ValueError`` for unknown letters, qubits out of range or repeated qubits.
+    Raises ``ValueError`` for an empty string, a term it cannot parse, an unknown letter, a qubit
+    out of range or a repeated qubit, and ``TypeError`` for anything but a str or a dict.
     """
     if isinstance(spec, dict):
         items = list(spec.items())
@@ -35,30 +38,33 @@ def parse_pauli(spec, n_qubits: int) -> Dict[int, str]:
             raise ValueError("empty Pauli string; use 'I0' for the identity")
         if not any(ch.isdigit() for ch in text):
             if len(text) != n_qubits or any(ch not in "IXYZ" for ch in text):
-                raise ValueError(
-                    f"malformed Pauli string {spec!r}: a label without indices must have "
-                    f"{n_qubits} letters from IXYZ")
+                raise ValueError(f"cannot parse Pauli term {text!r}: expected factors like 'X0 Z3' or a "
+                                 f"label of {n_qubits} letters from IXYZ")
             items = list(enumerate(text))
         else:
-            compact = text.replace(" ", "")
-            matches = list(_TOKEN.finditer(compact))
-            if "".join(m.group(0) for m in matches) != compact:
-                raise ValueError(f"malformed Pauli string {spec!r}: expected factors like 'X0 Z3'")
-            items = [(int(m.group(2)), m.group(1)) for m in matches]
+            items = []
+            for term in re.split(r"\s*,\s*|\s+", text):
+                matches = list(_FACTOR.finditer(term))
+                if not term or "".join(m.group(0) for m in matches) != term:
+                    raise ValueError(f"cannot parse Pauli term {term!r} in {spec!r}: expected a letter I, X, Y "
+                                     f"or Z followed by a qubit index, e.g. 'Z0' or 'X3 Z4'")
+                items += [(int(m.group(2)), m.group(1)) for m in matches]
     else:
         raise TypeError(f"Pauli string must be a str or dict, got {type(spec).__name__}")
 
     out: Dict[int, str] = {}
     seen = set()
     for q, p in items:
-        if isinstance(q, bool) or not isinstance(q, int):
+        if isinstance(q, bool) or not isinstance(q, numbers.Integral):
             raise ValueError(f"malformed Pauli string {spec!r}: qubit {q!r} is not an int")
+        q = int(q)
         if p not in ("I", "X", "Y", "Z"):
             raise ValueError(f"malformed Pauli string {spec!r}: unknown Pauli {p!r}")
         if not 0 <= q < n_qubits:
-            raise ValueError(f"Pauli string {spec!r}: qubit {q} out of range for {n_qubits} qubits")
+            raise ValueError(f"Pauli operator {spec!r} acts on qubit {q}, but there are {n_qubits} qubits "
+                             f"(0..{n_qubits - 1})")
         if q in seen:
-            raise ValueError(f"Pauli string {spec!r}: qubit {q} appears twice")
+            raise ValueError(f"Pauli operator {spec!r} names qubit {q} twice")
         seen.add(q)
         if p != "I":
             out[q] = p

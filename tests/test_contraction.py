@@ -477,9 +477,9 @@ def test_oracle_amplitude_at_40_qubits_factorises_over_blocks():
 def test_oracle_bad_input():
     X = np.array([[0, 1], [1, 0]])
     ops = [(X, 0)]
-    with pytest.raises(ValueError, match="acts on qubit 7, but the circuit has 5 qubits"):
+    with pytest.raises(ValueError, match="acts on qubit 7, but there are 5 qubits"):
         oracle.expectation(5, ops, "Z7")
-    with pytest.raises(ValueError, match="acts on qubit 5, but the circuit has 5 qubits"):
+    with pytest.raises(ValueError, match="acts on qubit 5, but there are 5 qubits"):
         oracle.expectation(5, ops, {5: "X"})
     with pytest.raises(ValueError, match="op 1 acts on qubit 5, but the circuit has 5 qubits"):
         oracle.amplitude(5, ops + [(X, 5)], "00000")
