@@ -1,6 +1,8 @@
 """``qlam study``: a study file's runs expanded over seeds, finished runs skipped, bad files refused."""
+import dataclasses
 import json
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -149,7 +151,9 @@ def test_dry_run_prints_the_plan_and_only_selects_runs(tmp_path, capsys, monkeyp
     assert study.main([path, "--out", str(tmp_path / "out"), "--dry-run", "--only", "lstm"]) == 0
     out = capsys.readouterr().out
     assert "lstm-s5" in out and "gru-fast" not in out and "1 to train, 0 to resume, 0 done" in out
-    assert "qlam train --model lstm" in out and "--seed 5 --out" in out
+    (command,) = [line.split() for line in out.splitlines() if line.strip().startswith("qlam train")]
+    args = vars(train.build_parser().parse_args(command[2:]))
+    assert (args["model"], args["seed"], args["name"]) == ("lstm", 5, "lstm-s5")
     assert not (tmp_path / "out").exists()
     with pytest.raises(SystemExit):
         study.main([path, "--only", "nope"])
@@ -242,3 +246,44 @@ def test_a_tiny_study_runs_end_to_end_and_a_second_time_runs_nothing(tmp_path, c
     assert "0 to train, 0 to resume, 3 done" in second and second.count("done, skipped") == 3
     assert {f: (out / f / "metrics.json").stat().st_mtime_ns for f in folders} == stamps
     assert (out / "report.md").read_text() == table
+
+
+CONFIGS = Path(__file__).resolve().parents[1] / "experiments" / "configs"
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.toml")), ids=lambda p: p.name)
+def test_every_study_file_of_the_repository_is_valid(path):
+    s = study.load_study(path, overrides={"data_dir": "DATA"})
+    assert s.runs and s.description and s.out.as_posix() == f"runs/{s.out.name}"
+    for run in s.runs:
+        args = parsed(run)
+        assert args["data_dir"] == "DATA" and args["name"] == f"{run.name}-s{run.seed}"
+
+
+def test_the_row_mnist10k_study_keeps_the_scripts_options():
+    """Spot checks against experiments/studies/row_mnist10k.sh and row_mnist10k_qlam.sh (git history)."""
+    runs = {(r.name, r.seed): parsed(r) for r in study.load_study(CONFIGS / "row_mnist10k.toml").runs}
+    assert {name for name, _ in runs} == {"qlam", "qlam-init01", "qlam-su4-init01", "qlam-attn-h8", "gru", "lstm",
+                                          "transformer", "ssm", "transformer-6697"}
+    assert {seed for _, seed in runs} == {0, 1, 2}
+    qlam, gru, attn = runs["qlam", 1], runs["gru", 2], runs["qlam-attn-h8", 0]
+    assert (qlam["lr"], qlam["weight_decay"], qlam["epochs"], qlam["batch_size"]) == (0.03, 0.1, 20, 64)
+    assert qlam["model_cfg"] == {"n_qubits": 8, "backend": "statevector", "depth": 2, "readout": "query+xyz",
+                                 "readout_at": "every", "head_hidden": 164, "encoding_scale": 0.5}
+    assert (gru["model"], gru["lr"], gru["match_params"], gru.get("weight_decay")) == ("gru", 0.01, 6282, None)
+    assert (attn["lr"], attn["weight_decay"], attn["threads"]) == (0.01, 0.1, 1)
+    assert attn["model_cfg"] == {"n_qubits": 8, "backend": "statevector", "depth": 2, "readout": "query+xyz",
+                                 "readout_at": "attn", "head_hidden": 48, "encoding_scale": 0.1, "entangler": "su4",
+                                 "query_heads": 8}
+
+
+@pytest.mark.parametrize("path", sorted((CONFIGS / "runs").glob("*.toml")), ids=lambda p: p.name)
+def test_every_single_run_config_is_a_valid_train_config(path):
+    from qlam_tn.experiments import config
+
+    options = config.load_run_config(path)
+    args = vars(train.build_parser().parse_args(config.argv_from_config(options)))
+    given = {k: v for k, v in args.items() if k in {f.name for f in dataclasses.fields(train.TrainConfig)}}
+    given["model_cfg"] = train.parse_model_cfg(given.get("model_cfg"))
+    cfg = train.TrainConfig(**given)
+    assert cfg.data_dir is None  # the data folder comes from the command line or QLAM_DATA_DIR

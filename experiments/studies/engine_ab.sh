@@ -26,9 +26,9 @@ import qlam_tn as qt
 assert qt.__file__.startswith(sys.argv[1]), qt.__file__
 torch.set_num_threads(2)
 # The anchors benchmark's circuit pieces (experiments/ is the installed tree's: only qlam_tn/ differs).
-from qlam_tn.experiments.bench_anchors import brickwork_pairs, token_angles
+from qlam_tn.experiments.bench.anchors import cz_pairs, token_angles
 n, warm, timed = 32, 3, 3
-pairs = brickwork_pairs(n)
+pairs = cz_pairs(n)
 out = {}
 for batch in (1, 32):
     for chi in (16, 32, 64):
@@ -39,8 +39,8 @@ for batch in (1, 32):
             if t == warm:  # bonds saturated: time from here
                 t0 = time.perf_counter()
             psi.apply_layer(qt.gates.RY(torch.as_tensor(ry)).to(torch.complex128))
-            for q in pairs:
-                psi.apply(cz, (q, q + 1))
+            for pair in pairs:
+                psi.apply(cz, pair)
             psi.apply_layer(qt.gates.RX(torch.as_tensor(rx)))
         ms = 1e3 * (time.perf_counter() - t0) / timed
         out[f"B={batch} chi={chi}"] = (ms, float(psi.expect("Z0")[0]), float(psi.discarded_weight[0]), 1e-9)

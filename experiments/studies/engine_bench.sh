@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Every speed table in the README's "Measured" section, in one run. Run it ALONE on the machine
-# (another CPU job skews every figure); it takes ~20 minutes on 2 cores.
+# Every speed table of docs/benchmarks.md, in one run, as markdown (each under its provenance line).
+# Run it ALONE on the machine (another CPU job skews every figure); it takes ~20 minutes on 2 cores.
 #
 #   bash experiments/studies/engine_bench.sh [OUT]
 #
@@ -9,12 +9,12 @@ set -euo pipefail
 OUT=${1:-runs/engine_bench}
 mkdir -p "$OUT"
 run() { local name=$1; shift; echo "== $name: $*"; "$@" | tee "$OUT/$name.md"; }
-run models qlam bench-models --threads 2
-run models_b64 qlam bench-models --models gru --qlam sv8 mps16x16 --B 64 --T 784 --mps-T 28 --threads 2
-run anchors qlam bench-anchors --extras
-run engine qlam bench-engine
+run models qlam bench models --threads 2 --markdown
+run models_b64 qlam bench models --models gru --qlam sv8 mps16x16 --B 64 --T 784 --mps-T 28 --threads 2 --markdown
+run anchors qlam bench anchors --extras --markdown
+run engine qlam bench engine --markdown
 # The split's decompositions alone, float64 vs complex128: the ceiling on a real circuit's speed-up.
-run lapack qlam bench-engine --lapack --chi 8 16 32 64 --repeats 15
+run lapack qlam bench engine --lapack --chi 8 16 32 64 --repeats 15 --markdown
 # The floor under the MPS training target (issue: n=16, χ=16, B=64, ≥ 10k tokens/s): once the bonds
 # saturate ([2, 4, 8, 16, ..., 16, 8, 4, 2]), 7 of a token's 15 two-site splits are (64, 32, 32)
 # matrices; their forward SVDs alone (what autograd runs; float32, the training dtype) bound the rate.

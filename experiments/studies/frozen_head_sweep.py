@@ -24,7 +24,8 @@ import torch
 from qlam_tn.experiments import runfolder as rf
 from qlam_tn.experiments.data import load_splits
 from qlam_tn.experiments.evaluate import load_model
-from qlam_tn.experiments.train import DTYPES, lr_factor, make_dataset, memory_features
+from qlam_tn.experiments.frozen import memory_features
+from qlam_tn.experiments.train import DTYPES, lr_factor, make_dataset
 from qlam_tn.models.qlam import classifier_head
 
 
