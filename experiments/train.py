@@ -4,25 +4,31 @@
 
     qlam train --model gru --dataset mnist10k --data-dir ../shared/data --tokens row \\
         --epochs 20 --batch-size 64 --lr 3e-3 --out runs --name gru-row-s0
+    qlam train --config experiments/configs/runs/NAME.toml --seed 1   # a run config; flags override it
     qlam train --model lstm --match-params 6282 ...         # width matched to a parameter budget
     qlam train --model qlam --model-cfg n_qubits=8 backend=statevector ...
     qlam train --resume runs/gru-row-s0                     # continue an interrupted run exactly
     qlam train --nproc 2 ...                                # DistributedDataParallel, 2 processes
     torchrun --nproc_per_node=2 -m qlam_tn.experiments.train ...
 
-What one run does, top to bottom:
+This file reads top to bottom as a run does:
 
-1. read the dataset (``experiments.data``), carve the validation split from the training files
-   (stratified, by ``--seed``), optionally keep a seeded subset of ``--limit-train`` images;
-   tokens are normalised with the mean/std of the training images;
-2. build the model (``models.build``; ``--match-params`` sets the width) with every generator
-   seeded by ``--seed``;
-3. AdamW, learning rate linear warm-up then cosine decay to zero, stepped per optimiser step
-   (``LambdaLR``), gradient-norm clipping;
-4. every epoch: train (data order from ``DistributedSampler``: a ``torch.Generator`` seeded with
-   ``seed + epoch``), evaluate on the validation split, write metrics, curves and the ``last``
-   (and, when validation accuracy improves, ``best``) checkpoint;
-5. at the end: score ``best.pt`` on the test split when the dataset has one.
+1. settings (:class:`TrainConfig`; a ``--config FILE`` is read by ``experiments.config``);
+2. data (:func:`prepare`): read the dataset (``experiments.data``), carve the validation split
+   from the training files (stratified, by ``--seed``), optionally keep a seeded subset of
+   ``--limit-train`` images; tokens are normalised with the mean/std of the training images;
+3. model: ``models.build`` (``--match-params`` sets the width), every generator seeded by
+   ``--seed``;
+4. optimiser (:func:`make_optimizer`): AdamW, learning rate linear warm-up then cosine decay to
+   zero, stepped per optimiser step (``LambdaLR``), gradient-norm clipping;
+5. the loop (:func:`fit`): every epoch train (data order from ``DistributedSampler``: a
+   ``torch.Generator`` seeded with ``seed + epoch``), evaluate on the validation split, write
+   metrics, curves and the ``last`` (and, when validation accuracy improves, ``best``) checkpoint;
+6. evaluation: at the end, score ``best.pt`` on the test split when the dataset has one.
+
+A QLAM memory trained slower or frozen (``--memory-lr-scale``), the frozen memory's features
+computed once (``--cache-memory``) and the head fitted by L-BFGS (``--optimizer lbfgs``) live in
+``experiments.frozen``; this trainer only calls it.
 
 The run folder is described in ``experiments.runfolder``. ``--resume RUN_DIR`` restores model,
 optimiser, schedule, epoch, step and every random generator from ``RUN_DIR/last.pt``, so an
@@ -56,11 +62,15 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, DistributedSampler, Subset, TensorDataset
+from torch.utils.data import DataLoader, DistributedSampler, Subset
 from tqdm import tqdm
 
+from qlam_tn.experiments import config as run_config
+from qlam_tn.experiments import frozen
 from qlam_tn.experiments import runfolder as rf
 from qlam_tn.experiments.data import DATASETS, DataSplit, SequenceDataset, load_splits, token_shape
+# Kept importable from here, where it lived before experiments.frozen held it.
+from qlam_tn.experiments.frozen import memory_features  # noqa: F401
 from qlam_tn.models import available, build, count_parameters, match_hidden_size, width_key
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -69,7 +79,7 @@ _TOKENS = re.compile(r"pixel|row|permuted|patch[1-9][0-9]*")
 
 
 # ----------------------------------------------------------------------------------------------
-# Configuration
+# 1. Settings
 # ----------------------------------------------------------------------------------------------
 
 @dataclass
@@ -182,32 +192,12 @@ def parse_model_cfg(items) -> dict:
     Values become ``None`` (none/null), bools (true/false), ints, floats, else stay strings.
     A key given twice takes its last value (the ablation scripts override a base list this way).
     """
-    out = {}
-    for item in items or ():
-        key, sep, raw = item.partition("=")
-        key = key.strip()
-        if not sep or not key.isidentifier():
-            raise ValueError(f"--model-cfg entries are key=value, got {item!r}")
-        out[key] = _parse_value(raw.strip())
-    return out
-
-
-def _parse_value(raw: str):
-    low = raw.lower()
-    if low in ("none", "null"):
-        return None
-    if low in ("true", "false"):
-        return low == "true"
-    for kind in (int, float):
-        try:
-            return kind(raw)
-        except ValueError:
-            pass
-    return raw
+    return run_config.parse_key_values(items, "--model-cfg")
 
 
 # ----------------------------------------------------------------------------------------------
-# Data, model, schedule: the pieces evaluate.py reuses
+# 2. Data (and the model and schedule a run records beside it): everything that can fail on bad
+#    input, before anything is written
 # ----------------------------------------------------------------------------------------------
 
 def load_data(cfg: TrainConfig) -> dict[str, DataSplit]:
@@ -227,11 +217,168 @@ def make_dataset(split: DataSplit, data_cfg: dict) -> SequenceDataset:
                            normalize=(data_cfg["mean"], data_cfg["std"]))
 
 
+@dataclass
+class Prepared:
+    """A run ready to train: its settings, records, model, datasets and place among processes."""
+
+    cfg: TrainConfig
+    config: dict                  # what config.json and the checkpoints record
+    splits_record: dict           # what splits.json records
+    model: torch.nn.Module
+    train_set: torch.utils.data.Dataset
+    val_set: SequenceDataset | None
+    test_set: SequenceDataset | None
+    device: torch.device
+    dist: _Dist
+    resume: dict | None = None    # a loaded last.pt to continue from
+
+
+def prepare(cfg: TrainConfig, device: str = "auto", resume: dict | None = None) -> Prepared:
+    """Load the data and build the model; raises ``ValueError``/``TypeError``/
+    ``FileNotFoundError`` on bad input, writes nothing."""
+    d = _Dist.from_env()
+    if cfg.cache_memory and d.world > 1:
+        raise ValueError("cache_memory runs in one process: every rank would compute every "
+                         "sequence's features; drop --nproc or the cache")
+    dev = resolve_device(device, d)
+    train_set, val_set, test_set, data_cfg, splits_record = _datasets(cfg)
+    model, model_record = _model(cfg, train_set.num_features, len(data_cfg["classes"]), dev)
+    n_train = math.ceil(len(train_set) / d.world)
+    config = {
+        "train": cfg.to_dict(),
+        "model": model_record,
+        "data": data_cfg,
+        "schedule": _schedule(cfg, n_train),
+        "distributed": {"world_size": d.world, "batch_per_process": cfg.batch_size,
+                        "global_batch": cfg.batch_size * d.world},
+    }
+    if resume is not None:
+        _check_resumable(config, resume["config"], d.world)
+    return Prepared(cfg, config, splits_record, model, train_set, val_set, test_set, dev, d, resume)
+
+
+def _datasets(cfg: TrainConfig):
+    """``(train, val, test, data record, splits record)``; val/test ``None`` where absent."""
+    parts = load_data(cfg)
+    train = parts["train"]
+    info = train.info
+    token_shape(info.image_shape, cfg.tokens)  # a patch size that does not divide fails here
+
+    train_idx = None
+    if cfg.limit_train is not None and cfg.limit_train < len(train.labels):
+        g = torch.Generator().manual_seed(cfg.seed)
+        train_idx = torch.randperm(len(train.labels), generator=g)[:cfg.limit_train].sort().values
+        train = DataSplit(train.images[train_idx], train.labels[train_idx], info)
+    train_set = SequenceDataset(train.images, train.labels, cfg.tokens, cfg.permute_seed,
+                                normalize="standard")
+    data_cfg = {
+        "dataset": cfg.dataset, "tokens": cfg.tokens, "permute_seed": train_set.permute_seed,
+        "image_shape": list(info.image_shape), "seq_len": train_set.seq_len,
+        "num_features": train_set.num_features, "classes": list(info.classes),
+        "mean": train_set.mean.tolist(), "std": train_set.std.tolist(),
+    }
+    val_idx = None
+    if "val" in parts and cfg.limit_val is not None and cfg.limit_val < len(parts["val"].labels):
+        # Its own generator stream (seed + 1): the training subset above stays what it was.
+        g = torch.Generator().manual_seed(cfg.seed + 1)
+        val = parts["val"]
+        val_idx = torch.randperm(len(val.labels), generator=g)[:cfg.limit_val].sort().values
+        parts["val"] = DataSplit(val.images[val_idx], val.labels[val_idx], val.info)
+    val_set = make_dataset(parts["val"], data_cfg) if "val" in parts else None
+    test_set = make_dataset(parts["test"], data_cfg) if "test" in parts else None
+
+    info_dict = info.to_dict()
+    info_dict.update(split="train", val_indices=_indices_summary(info.val_indices),
+                     test_indices=_indices_summary(info.test_indices),
+                     train_used=len(train_set), limit_train=cfg.limit_train,
+                     val_used=None if val_set is None else len(val_set), limit_val=cfg.limit_val)
+    data_cfg["info"] = info_dict
+    splits_record = {
+        "val_indices": list(info.val_indices), "val_seed": info.seed,
+        "val_fraction": info.val_fraction,
+        "test_indices": None if info.test_indices is None else list(info.test_indices),
+        "train_subset": None if train_idx is None else train_idx.tolist(),
+        "val_subset": None if val_idx is None else val_idx.tolist(),
+        "note": "val_indices index the training pool (the training files, or the non-test part "
+                "of a built-in dataset, in source order); train_subset (--limit-train) indexes "
+                "the training split left after carving val; val_subset (--limit-val) indexes the "
+                "validation split",
+    }
+    return train_set, val_set, test_set, data_cfg, splits_record
+
+
+def _indices_summary(indices) -> dict | None:
+    if indices is None:
+        return None
+    arr = np.asarray(indices, dtype=np.int64)
+    return {"count": int(arr.size), "sha256": hashlib.sha256(arr.tobytes()).hexdigest()}
+
+
+def _check_resumable(now: dict, run: dict, world: int) -> None:
+    """Refuse to continue a run whose model, data or process count would not be the same."""
+    was = run["distributed"]["world_size"]
+    if was != world:
+        raise ValueError(f"the run was trained on {was} process(es); resume it on {was} "
+                         f"(now {world}) to continue it exactly")
+    if now["model"]["resolved"] != run["model"]["resolved"]:
+        raise ValueError(f"the model this code builds, {now['model']['resolved']}, is not the "
+                         f"run's {run['model']['resolved']} (have the model's defaults changed?)")
+    keys = ("image_shape", "mean", "std", "seq_len", "num_features")
+    if any(now["data"][k] != run["data"][k] for k in keys) or \
+            now["data"]["info"]["sizes"] != run["data"]["info"]["sizes"]:
+        raise ValueError(f"the data read now ({now['data']['info']['source']}) differ from the "
+                         f"run's ({run['data']['info']['source']}): sizes or statistics changed")
+
+
+# ----------------------------------------------------------------------------------------------
+# 3. Model
+# ----------------------------------------------------------------------------------------------
+
+def _model(cfg: TrainConfig, input_dim: int, num_classes: int, dev: torch.device):
+    """The model, seeded by ``cfg.seed``, on ``dev`` in ``cfg.dtype``; and what the run records
+    of it (``config["model"]``)."""
+    kwargs = dict(cfg.model_cfg)
+    try:
+        if cfg.match_params is not None:
+            kwargs[width_key(cfg.model)] = match_hidden_size(cfg.model, cfg.match_params, input_dim,
+                                                             num_classes, **kwargs)
+        rf.seed_everything(cfg.seed)
+        model = build(cfg.model, input_dim, num_classes, **kwargs)
+    except TypeError as exc:  # an unknown keyword in --model-cfg
+        raise ValueError(f"--model-cfg {cfg.model_cfg} does not fit model {cfg.model!r}: {exc}") from None
+    model_config = getattr(model, "config", None)
+    resolved = dataclasses.asdict(model_config) if dataclasses.is_dataclass(model_config) else kwargs
+    resolved = {k: v for k, v in resolved.items() if k not in ("input_dim", "num_classes")}
+    record = {"name": cfg.model, "input_dim": input_dim, "num_classes": num_classes,
+              "cfg": kwargs, "resolved": resolved, "class": type(model).__name__,
+              "backend": getattr(model_config, "resolved_backend", None),
+              "params": count_parameters(model)}
+    return model.to(device=dev, dtype=DTYPES[cfg.dtype]), record
+
+
 def model_from_config(model_cfg: dict, dtype: str) -> torch.nn.Module:
     """The model a run's ``config["model"]`` section describes, freshly initialised."""
     model = build(model_cfg["name"], model_cfg["input_dim"], model_cfg["num_classes"],
                   **model_cfg["resolved"])
     return model.to(DTYPES[dtype])
+
+
+# ----------------------------------------------------------------------------------------------
+# 4. Optimiser and schedule
+# ----------------------------------------------------------------------------------------------
+
+def _schedule(cfg: TrainConfig, n_train: int) -> dict:
+    """Optimiser steps per epoch and in all, and warm-up steps (``config["schedule"]``) for
+    ``n_train`` training sequences per process."""
+    if cfg.optimizer == "lbfgs":  # one full-batch step an epoch, at a constant step size
+        steps_per_epoch, warmup = 1, 0
+    else:
+        steps_per_epoch = math.ceil(n_train / cfg.batch_size)
+    total = steps_per_epoch * cfg.epochs
+    if cfg.optimizer != "lbfgs":
+        warmup = cfg.warmup_steps if cfg.warmup_steps is not None else round(cfg.warmup_frac * total)
+    return {"steps_per_epoch": steps_per_epoch, "total_steps": total,
+            "warmup_steps": min(warmup, total)}
 
 
 def lr_factor(step: int, warmup: int, total: int) -> float:
@@ -242,63 +389,33 @@ def lr_factor(step: int, warmup: int, total: int) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-@torch.no_grad()
-def evaluate(model, loader, device, dtype, after_batch=None) -> dict:
-    """Summed cross-entropy, correct predictions and count over ``loader``.
-
-    ``after_batch(model)``, if given, is called after each batch's forward (e.g. to read what
-    that forward recorded on the model).
-    """
-    model.eval()
-    loss_sum, correct, n = 0.0, 0, 0
-    for x, y in loader:
-        x, y = x.to(device=device, dtype=dtype), y.to(device)
-        logits = model(x)
-        if after_batch is not None:
-            after_batch(model)
-        loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
-        correct += int((logits.argmax(-1) == y).sum())
-        n += len(y)
-    return {"loss_sum": loss_sum, "correct": correct, "n": n}
+def param_groups(module: torch.nn.Module, cfg: TrainConfig) -> list:
+    """The optimiser's parameter groups: every parameter at ``cfg.lr``, or with
+    ``cfg.memory_lr_scale != 1`` the head at ``lr`` and the QLAM memory at ``lr · scale``
+    (:func:`frozen.memory_param_groups`; at ``0`` the memory is frozen and left out)."""
+    if cfg.memory_lr_scale == 1.0:
+        return [{"params": list(module.parameters()), "lr": cfg.lr}]
+    return frozen.memory_param_groups(module, cfg.lr, cfg.memory_lr_scale)
 
 
-def lbfgs_epoch(head, optimizer, x: torch.Tensor, y: torch.Tensor, weight_decay: float) -> dict:
-    """One ``optimizer.step`` (``torch.optim.LBFGS``) of ``head`` on all features ``x (N, D)`` with
-    labels ``y (N,)`` at once (on the head's device and dtype): mean cross-entropy plus
-    ``weight_decay/2`` times the squared norm of the head's weight matrices. Returns the training
-    loss sum, correct predictions and count after it."""
-    weights = [q for q in head.parameters() if q.ndim > 1]
-
-    def closure():
-        optimizer.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(head(x), y) + 0.5 * weight_decay * sum((w * w).sum() for w in weights)
-        loss.backward()
-        return loss
-
-    optimizer.step(closure)
-    with torch.no_grad():
-        logits = head(x)
-    return {"loss_sum": F.cross_entropy(logits, y, reduction="sum").item(),
-            "correct": int((logits.argmax(-1) == y).sum()), "n": len(y)}
-
-
-def memory_features(qlam, dataset, batch: int, device, dtype, desc: str = "memory features",
-                    progress: bool = False) -> TensorDataset:
-    """What ``qlam`` (a QLAM memory and its readout, ``models.qlam.QLAM``) gives its head for
-    every sequence of ``dataset``, in the dataset's order, without gradients: a dataset of
-    ``((D,), label)`` pairs, ``D = qlam.feature_dim``, features in ``dtype`` on the CPU."""
-    feats, labels = [], []
-    with torch.no_grad(), tqdm(total=len(dataset), desc=desc, unit="seq", file=sys.stderr,
-                               disable=not progress, leave=False, dynamic_ncols=True) as bar:
-        for x, y in DataLoader(dataset, batch_size=batch):
-            feats.append(qlam(x.to(device=device, dtype=dtype)).cpu())
-            labels.append(y)
-            bar.update(len(y))
-    return TensorDataset(torch.cat(feats), torch.cat(labels))
+def make_optimizer(module: torch.nn.Module, cfg: TrainConfig, schedule: dict):
+    """``(optimizer, scheduler)``: AdamW over :func:`param_groups` with the warm-up + cosine
+    ``LambdaLR`` of ``schedule`` (``config["schedule"]``); or, for ``optimizer="lbfgs"``, L-BFGS
+    over the head of a frozen memory at a constant step size. Call it before DDP wraps the
+    module: DDP registers only the parameters that require gradients, and this freezes some."""
+    groups = param_groups(module, cfg)
+    if cfg.optimizer == "lbfgs":  # the frozen memory leaves the head, its one group
+        optimizer = frozen.lbfgs_optimizer(module, cfg.lr, cfg.lbfgs_iters)
+        factor = lambda s: 1.0  # noqa: E731
+    else:
+        optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        warmup, total = schedule["warmup_steps"], schedule["total_steps"]
+        factor = lambda s: lr_factor(s, warmup, total)  # noqa: E731
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 # ----------------------------------------------------------------------------------------------
-# Distributed bookkeeping
+# Processes and devices
 # ----------------------------------------------------------------------------------------------
 
 @dataclass
@@ -363,152 +480,269 @@ def resolve_device(name: str, d: _Dist | None = None) -> torch.device:
 
 
 # ----------------------------------------------------------------------------------------------
-# Preparing a run: everything that can fail on bad input, before anything is written
+# 5. The loop
 # ----------------------------------------------------------------------------------------------
 
-@dataclass
-class Prepared:
-    cfg: TrainConfig
-    config: dict                  # what config.json and the checkpoints record
-    splits_record: dict           # what splits.json records
-    model: torch.nn.Module
-    train_set: torch.utils.data.Dataset
-    val_set: SequenceDataset | None
-    test_set: SequenceDataset | None
-    device: torch.device
-    dist: _Dist
-    resume: dict | None = None    # a loaded last.pt to continue from
-
-
-def _indices_summary(indices) -> dict | None:
-    if indices is None:
-        return None
-    arr = np.asarray(indices, dtype=np.int64)
-    return {"count": int(arr.size), "sha256": hashlib.sha256(arr.tobytes()).hexdigest()}
-
-
-def prepare(cfg: TrainConfig, device: str = "auto", resume: dict | None = None) -> Prepared:
-    """Load the data and build the model; raises ``ValueError``/``TypeError``/
-    ``FileNotFoundError`` on bad input, writes nothing."""
-    d = _Dist.from_env()
-    if cfg.cache_memory and d.world > 1:
-        raise ValueError("cache_memory runs in one process: every rank would compute every "
-                         "sequence's features; drop --nproc or the cache")
-    dev = resolve_device(device, d)
-    parts = load_data(cfg)
-    train = parts["train"]
-    info = train.info
-    token_shape(info.image_shape, cfg.tokens)  # a patch size that does not divide fails here
-
-    train_idx = None
-    if cfg.limit_train is not None and cfg.limit_train < len(train.labels):
-        g = torch.Generator().manual_seed(cfg.seed)
-        train_idx = torch.randperm(len(train.labels), generator=g)[:cfg.limit_train].sort().values
-        train = DataSplit(train.images[train_idx], train.labels[train_idx], info)
-    train_set = SequenceDataset(train.images, train.labels, cfg.tokens, cfg.permute_seed,
-                                normalize="standard")
-    data_cfg = {
-        "dataset": cfg.dataset, "tokens": cfg.tokens, "permute_seed": train_set.permute_seed,
-        "image_shape": list(info.image_shape), "seq_len": train_set.seq_len,
-        "num_features": train_set.num_features, "classes": list(info.classes),
-        "mean": train_set.mean.tolist(), "std": train_set.std.tolist(),
-    }
-    val_idx = None
-    if "val" in parts and cfg.limit_val is not None and cfg.limit_val < len(parts["val"].labels):
-        # Its own generator stream (seed + 1): the training subset above stays what it was.
-        g = torch.Generator().manual_seed(cfg.seed + 1)
-        val = parts["val"]
-        val_idx = torch.randperm(len(val.labels), generator=g)[:cfg.limit_val].sort().values
-        parts["val"] = DataSplit(val.images[val_idx], val.labels[val_idx], val.info)
-    val_set = make_dataset(parts["val"], data_cfg) if "val" in parts else None
-    test_set = make_dataset(parts["test"], data_cfg) if "test" in parts else None
-
-    info_dict = info.to_dict()
-    info_dict.update(split="train", val_indices=_indices_summary(info.val_indices),
-                     test_indices=_indices_summary(info.test_indices),
-                     train_used=len(train_set), limit_train=cfg.limit_train,
-                     val_used=None if val_set is None else len(val_set), limit_val=cfg.limit_val)
-    data_cfg["info"] = info_dict
-
-    input_dim, num_classes = train_set.num_features, info.num_classes
-    kwargs = dict(cfg.model_cfg)
+def fit(p: Prepared, run_dir, *, stop_after: int | None = None, progress: bool = True) -> dict:
+    """Train ``p`` into ``run_dir`` (created by rank 0); returns a summary dict."""
+    d, dev = p.dist, p.device
+    backend, owned = None, False
+    if d.world > 1:
+        if not dist.is_initialized():
+            if dev.type == "cuda":
+                torch.cuda.set_device(dev)
+            dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+            owned = True
+        backend = dist.get_backend()
     try:
-        if cfg.match_params is not None:
-            kwargs[width_key(cfg.model)] = match_hidden_size(cfg.model, cfg.match_params, input_dim,
-                                                             num_classes, **kwargs)
-        rf.seed_everything(cfg.seed)
-        model = build(cfg.model, input_dim, num_classes, **kwargs)
-    except TypeError as exc:  # an unknown keyword in --model-cfg
-        raise ValueError(f"--model-cfg {cfg.model_cfg} does not fit model {cfg.model!r}: {exc}") from None
-    model_config = getattr(model, "config", None)
-    resolved = dataclasses.asdict(model_config) if dataclasses.is_dataclass(model_config) else kwargs
-    resolved = {k: v for k, v in resolved.items() if k not in ("input_dim", "num_classes")}
-    model = model.to(device=dev, dtype=DTYPES[cfg.dtype])
-
-    n_train = math.ceil(len(train_set) / d.world)
-    # L-BFGS takes one full-batch step an epoch, at a constant step size.
-    steps_per_epoch = 1 if cfg.optimizer == "lbfgs" else math.ceil(n_train / cfg.batch_size)
-    total = steps_per_epoch * cfg.epochs
-    if cfg.optimizer == "lbfgs":
-        warmup = 0
-    else:
-        warmup = cfg.warmup_steps if cfg.warmup_steps is not None else round(cfg.warmup_frac * total)
-    config = {
-        "train": cfg.to_dict(),
-        "model": {"name": cfg.model, "input_dim": input_dim, "num_classes": num_classes,
-                  "cfg": kwargs, "resolved": resolved, "class": type(model).__name__,
-                  "backend": getattr(model_config, "resolved_backend", None),
-                  "params": count_parameters(model)},
-        "data": data_cfg,
-        "schedule": {"steps_per_epoch": steps_per_epoch, "total_steps": total,
-                     "warmup_steps": min(warmup, total)},
-        "distributed": {"world_size": d.world, "batch_per_process": cfg.batch_size,
-                        "global_batch": cfg.batch_size * d.world},
-    }
-    splits_record = {
-        "val_indices": list(info.val_indices), "val_seed": info.seed,
-        "val_fraction": info.val_fraction,
-        "test_indices": None if info.test_indices is None else list(info.test_indices),
-        "train_subset": None if train_idx is None else train_idx.tolist(),
-        "val_subset": None if val_idx is None else val_idx.tolist(),
-        "note": "val_indices index the training pool (the training files, or the non-test part "
-                "of a built-in dataset, in source order); train_subset (--limit-train) indexes "
-                "the training split left after carving val; val_subset (--limit-val) indexes the "
-                "validation split",
-    }
-    if resume is not None:
-        _check_resumable(config, resume["config"], d.world)
-    return Prepared(cfg, config, splits_record, model, train_set, val_set, test_set, dev, d, resume)
+        out = _fit(p, Path(run_dir), backend, stop_after, progress)
+    except BaseException:
+        if owned:
+            dist.destroy_process_group()
+        raise
+    if owned:
+        # Leave together: a rank that tears down its gloo group (rank 0 hosts the store) while
+        # another is still using it can abort the other at exit.
+        dist.barrier()
+        dist.destroy_process_group()
+    return out
 
 
-def _check_resumable(now: dict, run: dict, world: int) -> None:
-    """Refuse to continue a run whose model, data or process count would not be the same."""
-    was = run["distributed"]["world_size"]
-    if was != world:
-        raise ValueError(f"the run was trained on {was} process(es); resume it on {was} "
-                         f"(now {world}) to continue it exactly")
-    if now["model"]["resolved"] != run["model"]["resolved"]:
-        raise ValueError(f"the model this code builds, {now['model']['resolved']}, is not the "
-                         f"run's {run['model']['resolved']} (have the model's defaults changed?)")
-    keys = ("image_shape", "mean", "std", "seq_len", "num_features")
-    if any(now["data"][k] != run["data"][k] for k in keys) or \
-            now["data"]["info"]["sizes"] != run["data"]["info"]["sizes"]:
-        raise ValueError(f"the data read now ({now['data']['info']['source']}) differ from the "
-                         f"run's ({run['data']['info']['source']}): sizes or statistics changed")
+def _fit(p: Prepared, run_dir: Path, backend, stop_after, progress) -> dict:
+    cfg, d, dev, dtype = p.cfg, p.dist, p.device, DTYPES[p.cfg.dtype]
+    module, show = p.model, progress and d.main
+
+    # Optimiser, then the DDP wrapper (which needs to know what is frozen).
+    optimizer, scheduler = make_optimizer(module, cfg, p.config["schedule"])
+    model = module if d.world == 1 else torch.nn.parallel.DistributedDataParallel(
+        module, device_ids=[dev.index] if dev.type == "cuda" else None)
+
+    # Where the run starts: seeded afresh, or where last.pt left it. The loader draws one number
+    # per epoch for worker seeds; a generator of its own keeps the global stream (dropout)
+    # untouched by it.
+    loader_gen = torch.Generator()
+    rf.seed_everything(cfg.seed + d.rank)  # per-process streams (dropout), reproducible
+    loader_gen.manual_seed(cfg.seed + d.rank)
+    env = rf.environment(dev, d.world, backend)
+    history, best, epoch, step = [], None, 0, 0
+    if p.resume is not None:
+        ck = p.resume
+        module.load_state_dict(ck["model"])
+        optimizer.load_state_dict(ck["optimizer"])
+        scheduler.load_state_dict(ck["scheduler"])
+        epoch, step, best, history = ck["epoch"], ck["global_step"], ck["best"], list(ck["history"])
+        rf.set_rng_state(ck["rng"][d.rank], loader_gen)
+        if d.main and (run_dir / "env.json").is_file():
+            previous = json.loads((run_dir / "env.json").read_text())
+            env["previous_sessions"] = previous.pop("previous_sessions", []) + [previous]
+
+    # Data: the token sequences through the whole model; or, with a cached frozen memory, its
+    # features (computed once, after a resume has loaded its weights) through the head alone.
+    sets = {"train": p.train_set, "val": p.val_set, "test": p.test_set}
+    trained, scored, cache_s = model, module, 0.0  # what trains, what evaluate() scores
+    if cfg.cache_memory:
+        t0 = time.perf_counter()
+        trained, sets = frozen.cache_features(module, sets, cfg.batch_size, dev, dtype, show)
+        scored = trained
+        cache_s = env["memory_cache_s"] = time.perf_counter() - t0
+    sampler = DistributedSampler(sets["train"], num_replicas=d.world, rank=d.rank, shuffle=True,
+                                 seed=cfg.seed)
+    loader = DataLoader(sets["train"], batch_size=cfg.batch_size, sampler=sampler,
+                        generator=loader_gen)
+    val_loader, test_loader = (None if sets[k] is None else
+                               DataLoader(_shard(sets[k], d), batch_size=cfg.batch_size)
+                               for k in ("val", "test"))
+    if cfg.optimizer == "lbfgs":  # the whole training set is one batch, moved to the device once
+        full_batch = [t.to(dev) for t in sets["train"].tensors]
+
+    if d.main:  # the run folder says what the run is before its first epoch
+        run_dir.mkdir(parents=True, exist_ok=True)
+        rf.atomic_write_json(run_dir / "config.json", p.config)
+        rf.atomic_write_json(run_dir / "splits.json", p.splits_record)
+        rf.atomic_write_json(run_dir / "env.json", env)
+
+    # The loop: train an epoch, score it, checkpoint it.
+    tokens_per_seq = p.config["data"]["seq_len"]
+    last_epoch = cfg.epochs if stop_after is None else min(cfg.epochs, stop_after)
+    while epoch < last_epoch:
+        epoch += 1
+        sampler.set_epoch(epoch)
+        trained.train()
+        if d.world > 1:
+            dist.barrier()  # rank 0's writes of the last epoch are not this epoch's time
+        t0 = time.perf_counter()
+        if cfg.optimizer == "lbfgs":  # one full-batch step
+            stats = frozen.lbfgs_epoch(trained, optimizer, *full_batch, cfg.weight_decay)
+            _check_finite(stats["loss_sum"], f"epoch {epoch}", run_dir)
+            step += 1
+        else:  # minibatch steps
+            bar = tqdm(total=len(loader), desc=f"epoch {epoch}/{cfg.epochs}", file=sys.stderr,
+                       disable=not show, leave=False, dynamic_ncols=True)
+            stats, step = _train_epoch(trained, loader, optimizer, scheduler, cfg.clip, dev, dtype,
+                                       epoch, step, run_dir, bar, tokens_per_seq * d.world)
+            bar.close()
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        # The frozen memory's one pass over the data counts as this session's first epoch's time.
+        train_time = d.max(time.perf_counter() - t0, dev) + cache_s
+        # Score the epoch: training sums over processes, then the validation split.
+        tr = _scores(d, stats, dev)
+        row = {"epoch": epoch, "step": step, "train_loss": tr["loss"], "train_acc": tr["acc"],
+               "val_loss": None, "val_acc": None, "lr": scheduler.get_last_lr()[0],
+               "tokens_per_s": tr["n"] * tokens_per_seq / train_time, "train_time_s": train_time}
+        if val_loader is not None:
+            va = _scores(d, evaluate(scored, val_loader, dev, dtype), dev)
+            row.update(val_loss=va["loss"], val_acc=va["acc"])
+        if d.world > 1:
+            row["rank_param_spread"] = d.param_spread(module, dev)
+        row["epoch_time_s"] = d.max(time.perf_counter() - t0, dev) + cache_s
+        cache_s = 0.0
+        history.append(row)
+        # without a validation split the best checkpoint is the last one
+        improved = row["val_acc"] is None or best is None or row["val_acc"] > best["val_acc"]
+        if improved:
+            best = {"epoch": epoch, "val_acc": row["val_acc"], "val_loss": row["val_loss"]}
+
+        # Checkpoint it (every rank's generators, gathered by all ranks; rank 0 writes).
+        states = d.gather(rf.rng_state(loader_gen))
+        if d.main:
+            ckpt = {"config": p.config, "model": module.state_dict(),
+                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                    "epoch": epoch, "global_step": step, "best": best, "history": history,
+                    "rng": states, "threads": torch.get_num_threads()}
+            _write_epoch(p, run_dir, ckpt, improved)
+
+    summary = {"run_dir": str(run_dir), "epochs_done": epoch, "complete": epoch >= cfg.epochs,
+               "params": p.config["model"]["params"], "best": best, "test": None}
+    if epoch < cfg.epochs:
+        if d.main:
+            print(f"stopped after epoch {epoch} of {cfg.epochs}; continue with "
+                  f"--resume {run_dir}", flush=True)
+        return summary
+    # Evaluation: the best checkpoint on the test split.
+    summary["test"] = _test(p, run_dir, module, scored, test_loader, best, history)
+    return summary
 
 
-# ----------------------------------------------------------------------------------------------
-# Training
-# ----------------------------------------------------------------------------------------------
+def _train_epoch(model, loader, optimizer, scheduler, clip, device, dtype, epoch: int, step: int,
+                 run_dir: Path, bar, tokens_per_seq: int) -> tuple[dict, int]:
+    """One pass of minibatch steps over ``loader``: ``({"loss_sum", "correct", "n"}, step)``
+    with ``step`` the optimiser steps taken in all; ``tokens_per_seq`` (over every process)
+    only feeds the progress bar's throughput."""
+    loss_sum, correct, seen = 0.0, 0, 0
+    t0 = time.perf_counter()
+    for x, y in loader:
+        x, y = x.to(device=device, dtype=dtype), y.to(device)
+        logits = model(x)
+        loss = F.cross_entropy(logits, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if clip is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+        optimizer.step()
+        scheduler.step()
+        step += 1
+        value = loss.item()
+        _check_finite(value, f"epoch {epoch}, step {step}", run_dir)
+        loss_sum += value * len(y)
+        correct += int((logits.detach().argmax(-1) == y).sum())
+        seen += len(y)
+        elapsed = time.perf_counter() - t0
+        bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.3f}",
+                        tok_s=f"{seen * tokens_per_seq / max(elapsed, 1e-9):,.0f}", refresh=False)
+        bar.update()
+    return {"loss_sum": loss_sum, "correct": correct, "n": seen}, step
+
+
+def _check_finite(loss: float, where: str, run_dir: Path) -> None:
+    if not math.isfinite(loss):
+        raise FloatingPointError(f"loss is {loss} at {where}; the last good state is "
+                                 f"{run_dir / 'last.pt'}")
+
 
 def _shard(dataset, d: _Dist):
     return dataset if d.world == 1 else Subset(dataset, range(d.rank, len(dataset), d.world))
 
 
+# ----------------------------------------------------------------------------------------------
+# 6. Evaluation
+# ----------------------------------------------------------------------------------------------
+
+@torch.no_grad()
+def evaluate(model, loader, device, dtype, after_batch=None) -> dict:
+    """Summed cross-entropy, correct predictions and count over ``loader``.
+
+    ``after_batch(model)``, if given, is called after each batch's forward (e.g. to read what
+    that forward recorded on the model).
+    """
+    model.eval()
+    loss_sum, correct, n = 0.0, 0, 0
+    for x, y in loader:
+        x, y = x.to(device=device, dtype=dtype), y.to(device)
+        logits = model(x)
+        if after_batch is not None:
+            after_batch(model)
+        loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
+        correct += int((logits.argmax(-1) == y).sum())
+        n += len(y)
+    return {"loss_sum": loss_sum, "correct": correct, "n": n}
+
+
 def _scores(d: _Dist, stats: dict, device) -> dict:
+    """Loss and accuracy over every process from summed ``{"loss_sum", "correct", "n"}``."""
     loss_sum, correct, n = d.sum([stats["loss_sum"], stats["correct"], stats["n"]], device)
     return {"loss": loss_sum / n if n else float("nan"), "acc": correct / n if n else float("nan"),
             "n": int(n)}
+
+
+def _test(p: Prepared, run_dir: Path, module, scored, test_loader, best: dict,
+          history: list) -> dict | None:
+    """``best.pt`` scored on the test split (``None`` without one); rank 0 writes the final
+    metrics and prints the summary."""
+    d, dev, cfg = p.dist, p.device, p.cfg
+    test = None
+    if test_loader is not None:
+        if d.main:
+            module.load_state_dict(rf.load_checkpoint(run_dir / "best.pt")["model"])
+        if d.world > 1:  # rank 0 alone reads the run folder
+            for tensor in module.state_dict().values():
+                dist.broadcast(tensor, 0)
+        te = _scores(d, evaluate(scored, test_loader, dev, DTYPES[cfg.dtype]), dev)
+        test = {"acc": te["acc"], "loss": te["loss"], "n": te["n"], "checkpoint": "best.pt",
+                "epoch": best["epoch"]}
+    if d.main:
+        rf.atomic_write_json(run_dir / "metrics.json", _metrics_doc(p, history, best, test, True))
+        if best["val_acc"] is not None:
+            print(f"best val accuracy {best['val_acc']:.4f} (epoch {best['epoch']})")
+        if test is not None:
+            print(f"test accuracy {test['acc']:.4f} (n={test['n']}, best.pt from epoch "
+                  f"{test['epoch']})")
+        else:
+            print(f"no test split for {cfg.dataset} here: validation scores only")
+        print(f"run folder: {run_dir}", flush=True)
+    return test
+
+
+# ----------------------------------------------------------------------------------------------
+# The run folder's per-epoch files
+# ----------------------------------------------------------------------------------------------
+
+def _write_epoch(p: Prepared, run_dir: Path, ckpt: dict, improved: bool) -> None:
+    """Checkpoint(s), metrics and curves after an epoch, and its line on stdout (rank 0)."""
+    history, best, row = ckpt["history"], ckpt["best"], ckpt["history"][-1]
+    rf.save_checkpoint(run_dir / "last.pt", ckpt)
+    if improved:
+        rf.save_checkpoint(run_dir / "best.pt", ckpt)
+    rf.atomic_write_json(run_dir / "metrics.json", _metrics_doc(p, history, best, None, False))
+    rf.atomic_write_csv(run_dir / "metrics.csv", history)
+    cfg = p.cfg
+    _write_curves(run_dir / "curves.png", history,
+                  f"{cfg.model} on {cfg.dataset} ({cfg.tokens}), seed {cfg.seed}")
+    val = "" if row["val_acc"] is None else \
+        f"  val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f}"
+    print(f"epoch {row['epoch']}/{cfg.epochs}  train loss {row['train_loss']:.4f} "
+          f"acc {row['train_acc']:.4f}{val}  lr {row['lr']:.2e}  "
+          f"{row['tokens_per_s']:,.0f} tok/s  {row['epoch_time_s']:.1f}s", flush=True)
 
 
 def _write_curves(path: Path, history: list[dict], title: str) -> None:
@@ -543,235 +777,6 @@ def _metrics_doc(p: Prepared, history, best, test, complete) -> dict:
             "complete": complete, "best": best, "test": test, "epochs": history}
 
 
-def fit(p: Prepared, run_dir, *, stop_after: int | None = None, progress: bool = True) -> dict:
-    """Train ``p`` into ``run_dir`` (created by rank 0); returns a summary dict."""
-    d, dev = p.dist, p.device
-    backend, owned = None, False
-    if d.world > 1:
-        if not dist.is_initialized():
-            if dev.type == "cuda":
-                torch.cuda.set_device(dev)
-            dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
-            owned = True
-        backend = dist.get_backend()
-    try:
-        out = _fit(p, Path(run_dir), backend, stop_after, progress)
-    except BaseException:
-        if owned:
-            dist.destroy_process_group()
-        raise
-    if owned:
-        # Leave together: a rank that tears down its gloo group (rank 0 hosts the store) while
-        # another is still using it can abort the other at exit.
-        dist.barrier()
-        dist.destroy_process_group()
-    return out
-
-
-def param_groups(module: torch.nn.Module, cfg: TrainConfig) -> list:
-    """The optimiser's parameter groups: every parameter at ``cfg.lr``, or with
-    ``cfg.memory_lr_scale != 1`` the head at ``lr`` and the QLAM memory (``module.qlam``) at
-    ``lr · scale``; at ``0`` the memory is frozen (``requires_grad=False``) and left out."""
-    if cfg.memory_lr_scale == 1.0:
-        return [{"params": list(module.parameters()), "lr": cfg.lr}]
-    memory = list(module.qlam.parameters())
-    mine = {id(q) for q in memory}
-    groups = [{"params": [q for q in module.parameters() if id(q) not in mine], "lr": cfg.lr}]
-    if cfg.memory_lr_scale == 0:
-        for q in memory:
-            q.requires_grad_(False)
-    else:
-        groups.append({"params": memory, "lr": cfg.lr * cfg.memory_lr_scale})
-    return groups
-
-
-def _fit(p: Prepared, run_dir: Path, backend, stop_after, progress) -> dict:
-    cfg, d, dev, dtype = p.cfg, p.dist, p.device, DTYPES[p.cfg.dtype]
-    module = p.model
-    # Before DDP wraps the module: it registers only the parameters that require gradients.
-    groups = param_groups(module, cfg)
-    model = module
-    if d.world > 1:
-        model = torch.nn.parallel.DistributedDataParallel(
-            module, device_ids=[dev.index] if dev.type == "cuda" else None)
-    if cfg.optimizer == "lbfgs":
-        (group,) = groups  # a frozen memory leaves the head alone
-        optimizer = torch.optim.LBFGS(group["params"], lr=cfg.lr, max_iter=cfg.lbfgs_iters,
-                                      history_size=50, line_search_fn="strong_wolfe",
-                                      tolerance_grad=1e-10, tolerance_change=1e-14)
-        for m in module.head.modules():
-            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-                # A cumulative average: every full-batch forward sees the same features, so the
-                # running statistics are exactly theirs from the first step on.
-                m.momentum = None
-    else:
-        optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched_cfg = p.config["schedule"]
-    warmup, total = sched_cfg["warmup_steps"], sched_cfg["total_steps"]
-    schedule = (lambda s: 1.0) if cfg.optimizer == "lbfgs" else (lambda s: lr_factor(s, warmup, total))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-
-    # The loader draws one number per epoch for worker seeds; a generator of its own keeps the
-    # global stream (dropout) untouched by it.
-    loader_gen = torch.Generator()
-    history, best, epoch, step = [], None, 0, 0
-    rf.seed_everything(cfg.seed + d.rank)  # per-process streams (dropout), reproducible
-    loader_gen.manual_seed(cfg.seed + d.rank)
-    env = rf.environment(dev, d.world, backend)
-    if p.resume is not None:
-        ck = p.resume
-        module.load_state_dict(ck["model"])
-        optimizer.load_state_dict(ck["optimizer"])
-        scheduler.load_state_dict(ck["scheduler"])
-        epoch, step, best, history = ck["epoch"], ck["global_step"], ck["best"], list(ck["history"])
-        rf.set_rng_state(ck["rng"][d.rank], loader_gen)
-        if d.main and (run_dir / "env.json").is_file():
-            previous = json.loads((run_dir / "env.json").read_text())
-            env["previous_sessions"] = previous.pop("previous_sessions", []) + [previous]
-    sets = {"train": p.train_set, "val": p.val_set, "test": p.test_set}
-    cache_s = 0.0
-    if cfg.cache_memory:  # after a resume has loaded the memory's weights
-        t0 = time.perf_counter()
-        sets = {k: None if v is None else memory_features(module.qlam, v, cfg.batch_size, dev, dtype,
-                                                          f"memory features ({k})", progress and d.main)
-                for k, v in sets.items()}
-        cache_s = time.perf_counter() - t0
-        model = module.head  # what every batch runs from here on
-        env["memory_cache_s"] = cache_s
-    sampler = DistributedSampler(sets["train"], num_replicas=d.world, rank=d.rank, shuffle=True,
-                                 seed=cfg.seed)
-    loader = DataLoader(sets["train"], batch_size=cfg.batch_size, sampler=sampler,
-                        generator=loader_gen)
-    val_loader, test_loader = (None if sets[k] is None else
-                               DataLoader(_shard(sets[k], d), batch_size=cfg.batch_size)
-                               for k in ("val", "test"))
-    scored = module.head if cfg.cache_memory else module  # what evaluate runs on those loaders
-    if cfg.optimizer == "lbfgs":  # the whole training set is one batch, moved to the device once
-        x_all, y_all = (t.to(dev) for t in sets["train"].tensors)
-
-    if d.main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        rf.atomic_write_json(run_dir / "config.json", p.config)
-        rf.atomic_write_json(run_dir / "splits.json", p.splits_record)
-        rf.atomic_write_json(run_dir / "env.json", env)
-
-    T = p.config["data"]["seq_len"]
-    title = f"{cfg.model} on {cfg.dataset} ({cfg.tokens}), seed {cfg.seed}"
-    last_epoch = cfg.epochs if stop_after is None else min(cfg.epochs, stop_after)
-    while epoch < last_epoch:
-        epoch += 1
-        sampler.set_epoch(epoch)
-        model.train()
-        if d.world > 1:
-            dist.barrier()  # rank 0's writes of the last epoch are not this epoch's time
-        t0 = time.perf_counter()
-        loss_sum, correct, seen = 0.0, 0, 0
-        bar = tqdm(total=len(loader), desc=f"epoch {epoch}/{cfg.epochs}", file=sys.stderr,
-                   disable=not (progress and d.main), leave=False, dynamic_ncols=True)
-        if cfg.optimizer == "lbfgs":
-            stats = lbfgs_epoch(model, optimizer, x_all, y_all, cfg.weight_decay)
-            loss_sum, correct, seen = stats["loss_sum"], stats["correct"], stats["n"]
-            if not math.isfinite(loss_sum):
-                raise FloatingPointError(f"loss is {loss_sum} at epoch {epoch}; the last good state "
-                                         f"is {run_dir / 'last.pt'}")
-            step += 1
-            bar.update(len(loader))
-        for x, y in loader if cfg.optimizer == "adamw" else ():  # (lbfgs: the epoch is done)
-            x, y = x.to(device=dev, dtype=dtype), y.to(dev)
-            logits = model(x)
-            loss = F.cross_entropy(logits, y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.clip is not None:
-                torch.nn.utils.clip_grad_norm_(module.parameters(), cfg.clip)
-            optimizer.step()
-            scheduler.step()
-            step += 1
-            value = loss.item()
-            if not math.isfinite(value):
-                raise FloatingPointError(f"loss is {value} at epoch {epoch}, step {step}; the last "
-                                         f"good state is {run_dir / 'last.pt'}")
-            loss_sum += value * len(y)
-            correct += int((logits.detach().argmax(-1) == y).sum())
-            seen += len(y)
-            elapsed = time.perf_counter() - t0
-            bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.3f}",
-                            tok_s=f"{seen * T * d.world / max(elapsed, 1e-9):,.0f}", refresh=False)
-            bar.update()
-        bar.close()
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
-        # The frozen memory's one pass over the data counts as this session's first epoch's time.
-        train_time = d.max(time.perf_counter() - t0, dev) + cache_s
-        tr = _scores(d, {"loss_sum": loss_sum, "correct": correct, "n": seen}, dev)
-        row = {"epoch": epoch, "step": step, "train_loss": tr["loss"], "train_acc": tr["acc"],
-               "val_loss": None, "val_acc": None, "lr": scheduler.get_last_lr()[0],
-               "tokens_per_s": tr["n"] * T / train_time, "train_time_s": train_time}
-        if val_loader is not None:
-            va = _scores(d, evaluate(scored, val_loader, dev, dtype), dev)
-            row.update(val_loss=va["loss"], val_acc=va["acc"])
-        if d.world > 1:
-            row["rank_param_spread"] = d.param_spread(module, dev)
-        row["epoch_time_s"] = d.max(time.perf_counter() - t0, dev) + cache_s
-        cache_s = 0.0
-        history.append(row)
-        # without a validation split the best checkpoint is the last one
-        improved = row["val_acc"] is None or best is None or row["val_acc"] > best["val_acc"]
-        if improved:
-            best = {"epoch": epoch, "val_acc": row["val_acc"], "val_loss": row["val_loss"]}
-
-        states = d.gather(rf.rng_state(loader_gen))
-        if d.main:
-            ckpt = {"config": p.config, "model": module.state_dict(),
-                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                    "epoch": epoch, "global_step": step, "best": best, "history": history,
-                    "rng": states, "threads": torch.get_num_threads()}
-            rf.save_checkpoint(run_dir / "last.pt", ckpt)
-            if improved:
-                rf.save_checkpoint(run_dir / "best.pt", ckpt)
-            rf.atomic_write_json(run_dir / "metrics.json",
-                                 _metrics_doc(p, history, best, None, False))
-            rf.atomic_write_csv(run_dir / "metrics.csv", history)
-            _write_curves(run_dir / "curves.png", history, title)
-            val = "" if row["val_acc"] is None else \
-                f"  val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f}"
-            print(f"epoch {epoch}/{cfg.epochs}  train loss {row['train_loss']:.4f} "
-                  f"acc {row['train_acc']:.4f}{val}  lr {row['lr']:.2e}  "
-                  f"{row['tokens_per_s']:,.0f} tok/s  {row['epoch_time_s']:.1f}s", flush=True)
-
-    summary = {"run_dir": str(run_dir), "epochs_done": epoch, "complete": epoch >= cfg.epochs,
-               "params": p.config["model"]["params"], "best": best, "test": None}
-    if epoch < cfg.epochs:
-        if d.main:
-            print(f"stopped after epoch {epoch} of {cfg.epochs}; continue with "
-                  f"--resume {run_dir}", flush=True)
-        return summary
-
-    test = None
-    if test_loader is not None:
-        best_epoch = best["epoch"]
-        if d.main:
-            module.load_state_dict(rf.load_checkpoint(run_dir / "best.pt")["model"])
-        if d.world > 1:  # rank 0 alone reads the run folder
-            for tensor in module.state_dict().values():
-                dist.broadcast(tensor, 0)
-        te = _scores(d, evaluate(scored, test_loader, dev, dtype), dev)
-        test = {"acc": te["acc"], "loss": te["loss"], "n": te["n"], "checkpoint": "best.pt",
-                "epoch": best_epoch}
-    summary["test"] = test
-    if d.main:
-        rf.atomic_write_json(run_dir / "metrics.json", _metrics_doc(p, history, best, test, True))
-        if best["val_acc"] is not None:
-            print(f"best val accuracy {best['val_acc']:.4f} (epoch {best['epoch']})")
-        if test is not None:
-            print(f"test accuracy {test['acc']:.4f} (n={test['n']}, best.pt from epoch "
-                  f"{test['epoch']})")
-        else:
-            print(f"no test split for {cfg.dataset} here: validation scores only")
-        print(f"run folder: {run_dir}", flush=True)
-    return summary
-
-
 # ----------------------------------------------------------------------------------------------
 # Command line
 # ----------------------------------------------------------------------------------------------
@@ -779,12 +784,16 @@ def _fit(p: Prepared, run_dir: Path, backend, stop_after, progress) -> dict:
 _D = TrainConfig()
 
 
-def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(
+def build_parser() -> run_config.OptionParser:
+    ap = run_config.OptionParser(
         prog="qlam train", description="Train a sequence classifier; writes a run folder.",
         epilog="With --resume RUN_DIR the run's own configuration is used; options that "
                "contradict it are refused (--data-dir may change).",
         argument_default=argparse.SUPPRESS)
+    ap.add_argument("--config", metavar="FILE",
+                    help="a TOML file of these options, keyed by the names below without dashes and "
+                         "with _ for - (model = \"gru\", epochs = 20, model_cfg = {n_qubits = 8}); flags "
+                         "given on the command line override it")
     g = ap.add_argument_group("what to train")
     g.add_argument("--model", help=f"{' | '.join(available())} (default {_D.model})")
     g.add_argument("--dataset", help=f"{' | '.join(DATASETS)} (default {_D.dataset})")
@@ -892,6 +901,10 @@ def _spawn(argv: list[str], nproc: int) -> int:
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
+    try:
+        argv = run_config.with_config_file(argv, parser)  # the command line after the file's flags
+    except (ValueError, FileNotFoundError) as exc:
+        parser.error(str(exc))
     args = vars(parser.parse_args(argv))
     given = {k: v for k, v in args.items() if k in _CONFIG_KEYS}
     nproc = args.get("nproc", 1)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from qlam_tn.experiments import cli, report, runfolder as rf, train
+from qlam_tn.experiments import cli, frozen, report, runfolder as rf, train
 from qlam_tn.experiments.evaluate import score
 
 pytest.importorskip("sklearn")
@@ -318,8 +318,8 @@ def test_lbfgs_head_is_scikit_learns_logistic_regression_on_the_memory_features(
     p = train.prepare(cfg, device="cpu")
     out = train.fit(p, tmp_path / "run", progress=False)
     qlam, head = p.model.qlam, p.model.head.eval()
-    ftr, ytr = train.memory_features(qlam, p.train_set, 64, "cpu", torch.float64).tensors
-    fva, yva = train.memory_features(qlam, p.val_set, 64, "cpu", torch.float64).tensors
+    ftr, ytr = frozen.memory_features(qlam, p.train_set, 64, "cpu", torch.float64).tensors
+    fva, yva = frozen.memory_features(qlam, p.val_set, 64, "cpu", torch.float64).tensors
     # BatchNorm standardises with the batch's biased variance in training and with its running
     # (unbiased) variance in evaluation; the reference does the same.
     mean, n = ftr.mean(0), len(ytr)
@@ -348,6 +348,18 @@ def test_lbfgs_head_resumes_like_an_uninterrupted_run(tmp_path):
     assert [r["step"] for r in whole["history"]] == [1, 2, 3]
     assert [r["lr"] for r in whole["history"]] == [1.0, 1.0, 1.0]
     assert whole["config"]["schedule"] == {"steps_per_epoch": 1, "total_steps": 3, "warmup_steps": 0}
+
+
+def test_frozen_memory_options_name_the_models_they_need():
+    """The memory/head split is asked of the model, and a model without one is refused by name."""
+    gru = train.prepare(train.TrainConfig(model="gru", dataset="digits", limit_train=32,
+                                          model_cfg={"hidden_size": 4}), device="cpu").model
+    for call in (lambda: frozen.memory_param_groups(gru, 0.1, 0.0),
+                 lambda: frozen.lbfgs_optimizer(gru, 1.0, 5),
+                 lambda: frozen.cache_features(gru, {}, 8, "cpu", torch.float32)):
+        with pytest.raises(ValueError, match=r"GRUClassifier has no separate memory and readout head"):
+            call()
+    assert train.memory_features is frozen.memory_features  # the old import path still works
 
 
 def test_lbfgs_needs_the_cached_memory():
