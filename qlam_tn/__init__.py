@@ -7,9 +7,10 @@ Public API::
     psi.apply(qt.gates.H(), 0).apply(qt.gates.CNOT(), (0, 5))
     psi.expect("Z0 Z5"), psi.entropy(), psi.discarded_weight
 """
-from . import gates
+from . import environments, gates, routes
 from .circuit import Circuit, simulate
-from .linalg import CUTOFF_MODES, TruncationPolicy, svd, truncated_svd
+from .environments import MPSEnvironment
+from .linalg import CUTOFF_MODES, TruncationError, TruncationPolicy, svd, truncated_svd
 from .measure import entropy_from_schmidt, parse_pauli, renyi_from_schmidt
 from .mps import MPS
 from .state import QuantumState
@@ -18,6 +19,6 @@ from .statevector import StateVector
 __version__ = "0.1.0"
 
 __all__ = [
-    "MPS", "StateVector", "QuantumState", "Circuit", "simulate", "TruncationPolicy", "CUTOFF_MODES",
-    "gates", "svd", "truncated_svd", "parse_pauli", "entropy_from_schmidt", "renyi_from_schmidt",
+    "MPS", "StateVector", "QuantumState", "Circuit", "simulate", "TruncationPolicy", "TruncationError", "CUTOFF_MODES",
+    "MPSEnvironment", "environments", "routes", "gates", "svd", "truncated_svd", "parse_pauli", "entropy_from_schmidt", "renyi_from_schmidt",
 ]

@@ -127,8 +127,7 @@ class MPS(QuantumState):
         policy = TruncationPolicy(max_bond, cutoff, cutoff_mode, renormalize, grad_eps)
         b = a.shape[0]
         real = a.real.dtype if a.is_complex() else a.dtype
-        disc = torch.zeros(b, dtype=real, device=a.device)
-        logf = torch.zeros(b, dtype=real, device=a.device)
+        err = TruncationError(torch.zeros(b, dtype=real, device=a.device), torch.zeros(b, dtype=real, device=a.device))
         tensors = []
         rest, left = a, 1
         for _ in range(n - 1):
@@ -137,11 +136,10 @@ class MPS(QuantumState):
             r = S.shape[-1]
             tensors.append(U.reshape(b, left, 2, r))
             rest = S.to(Vh.dtype).unsqueeze(-1) * Vh
-            disc = disc + d
-            logf = logf + torch.log1p(-d / (d + kept2).clamp_min(torch.finfo(real).tiny))
+            err = err + TruncationError.of_split(d, kept2)
             left = r
         tensors.append(rest.reshape(b, left, 2, 1))
-        return cls(tensors, n - 1, policy, disc, logf)
+        return cls(tensors, n - 1, policy, err.discarded, err.log_fidelity)
 
     @classmethod
     def from_quimb(cls, qmps, max_bond: Optional[int] = None, cutoff: float = 1e-12, cutoff_mode: str = "rsum2",

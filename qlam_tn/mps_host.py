@@ -1,21 +1,20 @@
-"""Single-sample CPU kernels of the MPS's two-site update and centre moves, in numpy.
+"""The numpy route of the MPS update: one sample, CPU, float64/complex128, outside autograd.
 
 At B=1 and small bonds a two-site update is some fifty small tensor operations around one
-``eigh``, and torch's per-call dispatch (~3-10 µs an operation on this project's machines) costs
-more than the linear algebra. These kernels do the same arithmetic on numpy views of the same
-site tensors (no copies in, one wrap out), where a small operation costs ~1 µs. A whole
-brickwork layer (``neighbour_gates``) or one-qubit layer (``on_physical``) is one pass: the site
-arrays stay numpy from its first gate to its last.
+``eigh``, and torch's per-call dispatch costs more than the linear algebra. These functions do the
+same arithmetic as the torch reference (``mps_update``, same signatures) on numpy views of the
+same site tensors (no copies in, one wrap out), where a small operation costs a fraction of a
+torch call. A whole layer (``neighbour_gates``, ``physical``) or program (``circuit``) is one pass:
+the site arrays stay numpy from its first gate to its last. A two-site update splits by ``eigh``
+of the Gram matrix or by the SVD exactly where the torch route does
+(``linalg.gram_split_applies``); the factorisations call LAPACK through scipy's wrappers.
 
-``MPS`` uses them only where they compute what its torch path computes: one sample, on the CPU,
-float64 / complex128, outside autograd; a two-site update splits by ``eigh`` of the Gram matrix
-or by the SVD exactly where the torch path does (``linalg.uses_gram_split``). The factorisations
-call LAPACK through scipy's wrappers. Where numba runs, ``MPS`` takes compiled layers instead
-(``mps_jit``: the same arithmetic, one call a layer, on sites held packed between layers:
-``mps_packed``, also for batches), and the numpy passes here are their reference at B=1. The
-torch path stays the reference of all of them (tests/test_mps_host.py); ``disabled()`` switches
-all of them off, e.g. for a side-by-side benchmark (``qlam bench-anchors``
-times the torch path, the numpy passes and the compiled ones).
+Why it stays beside the compiled route (``mps_packed``/``mps_jit``), now that numba is a hard
+dependency: it is the compiled kernels' one-sample reference (tests/test_mps_host.py and
+tests/test_mps_jit.py hold them to it), it runs single gates and centre moves (a circuit applied
+gate by gate, ``qt.simulate``, the PennyLane device) without a pack/unpack per gate, and it runs
+where numba cannot compile. ``qlam_tn.routes`` decides when it runs; ``disabled()`` switches both
+fast routes off (the torch reference alone), e.g. for a side-by-side benchmark.
 """
 from __future__ import annotations
 

@@ -150,3 +150,22 @@ def test_rank_rule_matches_quimbs_definition(mode, max_bond):
         assert rank_rule(asc, asc.cumsum(-1), pol).tolist() == want, (mode, cutoff)
         got_np = [int(rank_rule(row, np.cumsum(row), pol)) for row in asc.numpy()]
         assert got_np == want, (mode, cutoff)
+
+
+def test_truncation_error_adds_up_and_matches_a_hand_calculation():
+    from qlam_tn.linalg import TruncationError
+    a = TruncationError.of_split(torch.tensor([0.1, 0.0], dtype=torch.float64), torch.tensor([0.9, 0.0], dtype=torch.float64))
+    b = TruncationError.of_split(0.2, 0.6)  # a one-sample kernel's floats
+    total = a + b
+    np.testing.assert_allclose(total.discarded.numpy(), [0.3, 0.2])
+    # ε = 0.1 / 1.0 then 0.2 / 0.8; 0 / 0 counts as no loss
+    np.testing.assert_allclose(total.fidelity.numpy(), [0.9 * 0.75, 0.75], rtol=1e-14)
+    assert TruncationError.of_split(0.0, 0.0).log_fidelity == 0.0
+    # cos(θ/2)|00> + sin(θ/2)|11> cut to one Schmidt value keeps cos²(θ/2), discards sin²(θ/2)
+    theta = 0.7
+    psi = qt.MPS.zeros(2, max_bond=1, dtype=torch.float64)
+    psi.apply(qt.gates.RY(theta), 0).apply(qt.gates.CNOT(), (0, 1))
+    err = psi.truncation
+    assert isinstance(err, TruncationError)
+    assert float(err.discarded) == pytest.approx(np.sin(theta / 2) ** 2, rel=1e-12)
+    assert float(err.fidelity) == pytest.approx(np.cos(theta / 2) ** 2, rel=1e-12)
