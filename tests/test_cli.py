@@ -74,3 +74,19 @@ def test_the_old_engine_module_still_imports_for_scale():
     from qlam_tn.experiments.bench import engine
 
     assert bench_engine.saturated_state is engine.saturated_state
+
+
+def test_the_pennylane_bench_prints_its_figures_as_a_markdown_table(capsys):
+    pytest.importorskip("pennylane")
+    from qlam_tn.experiments.bench import pennylane as bench
+
+    assert bench.main(["--n", "3", "--depth", "1", "--repeats", "1", "--threads", "1", "--markdown"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    rows = [line.strip("| ").split(" | ") for line in lines if line.startswith("| ") and "---" not in line]
+    assert rows[0] == ["device", "what", "time (s)", "⟨Z⟩ / note"]
+    assert [(r[0], r[1]) for r in rows[1:]] == [("qlam.mps", "value"), ("qlam.mps", "gradient"),
+                                                ("default.tensor", "value"), ("default.tensor", "gradient")]
+    ours, theirs = float(rows[1][3].split()[0]), float(rows[3][3].split()[0])
+    exact = float(rows[1][3].split("exact (default.qubit) ")[1].rstrip(")"))
+    assert abs(ours - exact) < 1e-10 and abs(theirs - exact) < 1e-10  # 3 qubits: nothing truncated
+    assert lines[-1].startswith("speed-up: value ")

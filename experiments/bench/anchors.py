@@ -349,7 +349,7 @@ def main(argv=None):
     print(f"{provenance()}\n\n{setting}" if args.markdown else
           f"torch {torch.__version__}, threads {torch.get_num_threads()}, {setting}")
     table = Table(["n", "χ", "engine", "ms / token", "time ÷ qlam_tn", "max abs Δ<Z_q> vs qlam_tn",
-                   "discarded weight"], args.markdown)
+                   "discarded weight"], args.markdown, width=[3, 3, 13, 0, 0, 0, 0])
     for n in args.n:
         for chi in args.chi:
             angles = token_angles(n, args.tokens)

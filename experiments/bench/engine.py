@@ -133,7 +133,7 @@ def main(argv=None):
     if args.lapack:
         return print_lapack(args.chi, args.batch, args.repeats, args.markdown)
     table = Table(["n", "χ", "B", "dtype", "gate (ms)", "gate per sample (ms)", "brickwork layer (ms)"],
-                  args.markdown)
+                  args.markdown, width=[3, 3, 3, 10, 0, 0, 0])
     rows = []
     for n, chi, batch, real in itertools.product(args.n, args.chi, args.batch, (True, False)):
         r = bench_one(n, chi, batch, real, args.repeats)

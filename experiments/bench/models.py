@@ -108,7 +108,7 @@ def main(argv=None):
                f"threads {args.threads or torch.get_num_threads()}")
     print(f"{provenance()}\n\n{setting}" if args.markdown else f"torch {torch.__version__}, {setting}")
     table = Table(["model", "width", "params", "T", "fwd (µs/token/sample)", "fwd+bwd (µs/token/sample)",
-                   "fwd+bwd tokens/s", "peak RSS (MB)"], args.markdown)
+                   "fwd+bwd tokens/s", "peak RSS (MB)"], args.markdown, width=[18, 16, 6, 4, 0, 0, 0, 0])
     rows = []
     jobs = [(name, {width_key(name): match_hidden_size(name, target, args.F, args.classes)}, args.T)
             for name in args.models]

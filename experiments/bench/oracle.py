@@ -79,7 +79,7 @@ def main(argv=None):
     peak = measure_matmul_peak(dtypes=(torch.float64, torch.complex128), sizes=(256, 512, 1024))
     print("\nmatmul peak (GFLOP/s): " + ", ".join(f"{k} {v:.1f}" for k, v in peak.gflops.items()))
     table = Table(["n", "χ", "dtype", "time (ms)", "GFLOP", "GFLOP/s", "% of matmul peak", "SVD share of FLOPs"],
-                  args.markdown, title=f"Token update (RY layer + {args.depth} brickwork layers of random "
+                  args.markdown, width=[3, 3, 10, 0, 0, 0, 0, 0], title=f"Token update (RY layer + {args.depth} brickwork layers of random "
                                        f"2-qubit unitaries), B={args.batch}")
     for chi in args.chi:
         for real in (True, False):
