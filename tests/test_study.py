@@ -287,3 +287,17 @@ def test_every_single_run_config_is_a_valid_train_config(path):
     given["model_cfg"] = train.parse_model_cfg(given.get("model_cfg"))
     cfg = train.TrainConfig(**given)
     assert cfg.data_dir is None  # the data folder comes from the command line or QLAM_DATA_DIR
+
+
+@pytest.mark.parametrize("config_name, run_name", [("gru_row_mnist10k", "gru"), ("qlam_row_mnist10k", "qlam-attn-h8")])
+def test_the_single_run_configs_are_their_studys_runs(config_name, run_name):
+    """The configs of experiments/configs/runs/ train what the row_mnist10k study trains for seed 0."""
+    from qlam_tn.experiments import config
+
+    argv = config.argv_from_config(config.load_run_config(CONFIGS / "runs" / f"{config_name}.toml"))
+    single = vars(train.build_parser().parse_args(argv))
+    run = next(r for r in study.load_study(CONFIGS / "row_mnist10k.toml").runs if (r.name, r.seed) == (run_name, 0))
+    in_study = parsed(run)
+    single["model_cfg"] = train.parse_model_cfg(single.get("model_cfg"))
+    keys = {f.name for f in dataclasses.fields(train.TrainConfig)}
+    assert {k: v for k, v in single.items() if k in keys} == {k: v for k, v in in_study.items() if k in keys}
