@@ -38,8 +38,8 @@ options are ``[defaults]``, overridden by its preset's (if it names one), overri
 own; ``model_cfg`` tables merge key by key (the later keys win), as repeated command-line flags
 do. A preset may give ``seeds`` too (a run's own win). The study sets ``--seed``, ``--out`` and
 ``--name`` itself: ``seed``, ``out``, ``name``, ``resume`` and ``config`` are refused as options.
-The data folder is never written in a study file: it comes from ``--data-dir`` or from the
-environment variable ``QLAM_DATA_DIR``.
+Leave the data folder out of a study file (it differs by machine): ``--data-dir`` or the
+environment variable ``QLAM_DATA_DIR`` gives it to every run.
 
 For each run and seed: a folder with a complete ``metrics.json`` (the run trained every epoch
 and was scored) is skipped; one with a ``last.pt`` is resumed (``qlam train --resume``, which
@@ -294,8 +294,8 @@ def report(study: Study) -> int:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="qlam study", description=__doc__.split("\n\n")[0],
-                                 epilog="The study file's format: python -c 'import qlam_tn.experiments.study"
-                                        " as s; print(s.__doc__)' or experiments/configs/*.toml.")
+                                 epilog="The study file's format: the docstring of qlam_tn.experiments.study; "
+                                        "examples: experiments/configs/*.toml.")
     ap.add_argument("file", metavar="FILE.toml", help="the study file")
     ap.add_argument("--dry-run", action="store_true", help="print the plan (what would run, what is done); run nothing")
     ap.add_argument("--only", nargs="+", metavar="NAME", help="run only these runs (by name); the report covers all")
