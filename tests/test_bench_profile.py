@@ -6,11 +6,10 @@ from qlam_tn.experiments.bench import profile as pt
 
 
 @pytest.mark.skipif(not mps_jit.available(), reason="the compiled layers are off here")
-def test_the_split_of_a_token_times_the_runs_decompositions_and_restores_the_kernels():
-    before = (mps_jit._circuit, mps_jit._layer, mps_jit._physical)
+def test_the_split_of_a_token_times_the_runs_decompositions_and_unhooks_itself():
     s = pt.split_of_a_run(6, 4, repeats=2, tokens=3)
-    # the timers and the record are removed again
-    assert (mps_jit._circuit, mps_jit._layer, mps_jit._physical) == before and mps_jit.RECORD is None
+    # the timer and the record are unhooked again
+    assert mps_jit.TIMED is None and mps_jit.RECORD is None
     assert 0 < s["kernel"] < s["token"] and s["decompositions"] > 0
     # the decompositions timed are the run's: one split per CZ (n - 1 a token), QRs for the moves
     assert s["splits"] == 3 * 5 and 0 < s["qrs"] <= 3 * 5

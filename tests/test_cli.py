@@ -69,13 +69,6 @@ def test_a_bench_runs_through_the_group_with_its_own_options(capsys):
         assert r[1:3] == ["1", "2"] and r[6] == min(times, key=times.get)  # best: the fastest of the three
 
 
-def test_the_old_engine_module_still_imports_for_scale():
-    from qlam_tn.experiments import bench_engine
-    from qlam_tn.experiments.bench import engine
-
-    assert bench_engine.saturated_state is engine.saturated_state
-
-
 def test_the_pennylane_bench_prints_its_figures_as_a_markdown_table(capsys):
     pytest.importorskip("pennylane")
     from qlam_tn.experiments.bench import pennylane as bench

@@ -4,21 +4,16 @@ The circuit of ``bench.anchors.run_qlam`` (RY layer, two CZ brickwork layers, RX
 from |0...0>, as the bench runs it) on an MPS at chi=16 (by default for n=16, 32 and 64):
 
 1. the split of one run's time (median of ``--repeats`` runs of 12 tokens): inside the compiled
-   calls (``mps_jit._circuit``, a whole token per call, as ``memory.token_layers`` runs it; and
-   ``_layer`` and ``_physical``, where a layer runs alone), the standalone time of the
-   decompositions those calls performed (``mps_jit.RECORD``, re-run by ``bench.anchors``' compiled
-   loop), and everything outside the compiled calls (the Python around them: building gates,
-   checks, packing);
+   calls (``mps_jit.TIMED``: a whole token per call, as ``memory.token_layers`` runs it, or one
+   layer where a layer runs alone), the standalone time of the decompositions those calls
+   performed (``mps_jit.RECORD``, re-run by ``bench.anchors``' compiled loop), and everything
+   outside the compiled calls (the Python around them: building gates, checks, packing);
 2. with ``--top K``: a cProfile of 60 tokens, the K functions with the most time of their own
    (the profile also covers the run's final ⟨Z_q⟩ readout, which the bench does not time).
 
 Run it alone.
 
     qlam bench profile [--n 16 32 64] [--chi 16] [--repeats 5] [--top 18] [--markdown]
-
-It times the compiled kernels by wrapping ``mps_jit``'s module attributes ``_circuit``, ``_layer``
-and ``_physical`` for the duration (and restoring them): the one place outside the engine that
-names them.
 """
 from __future__ import annotations
 
@@ -27,7 +22,6 @@ import cProfile
 import io
 import pstats
 import statistics
-import time
 
 from qlam_tn import mps_host, mps_jit
 from qlam_tn.experiments.bench import anchors as ba
@@ -37,38 +31,23 @@ from qlam_tn.experiments.bench.table import Table, provenance
 def split_of_a_run(n: int, chi: int, repeats: int, tokens: int = 12) -> dict:
     """Median seconds per token of a run, of its compiled layer calls (brickwork and one-qubit), and
     of their decompositions re-run standalone, and how many splits and QRs one run performs; the
-    kernels ``mps_jit._circuit``, ``_layer`` and ``_physical`` are wrapped by a timer for the duration."""
+    compiled calls report their time through ``mps_jit.TIMED`` for the duration."""
     angles = ba.token_angles(n, tokens)
     ba.run_qlam(n, chi, angles[:1])  # warm-up: compiled kernels loaded, caches
-    # mps_jit's private kernels, until the engine offers a public hook to time them
-    inner = {"_circuit": mps_jit._circuit, "_layer": mps_jit._layer, "_physical": mps_jit._physical}
-    in_kernel = [0.0]
-
-    def timer(kernel):
-        def timed(*args):
-            t0 = time.perf_counter()
-            try:
-                return kernel(*args)
-            finally:
-                in_kernel[0] += time.perf_counter() - t0
-        return timed
-
     record = ba.recorded(lambda: ba.run_qlam(n, chi, angles))
     splits, qrs = ba.compiled_jobs(record)
     # Each round: a run, then its decompositions standalone right after it (the VM's speed drifts).
     runs, kernels, standalones = [], [], []
-    for name, kernel in inner.items():
-        setattr(mps_jit, name, timer(kernel))
     try:
         for _ in range(repeats):
-            in_kernel[0] = 0.0
+            mps_jit.TIMED = timed = []
             runs.append(ba.run_qlam(n, chi, angles)[0])
-            kernels.append(in_kernel[0])
+            kernels.append(sum(timed))
+            mps_jit.TIMED = None
             with mps_host.one_blas_thread():
                 standalones.append(splits() + qrs())
     finally:
-        for name, kernel in inner.items():
-            setattr(mps_jit, name, kernel)
+        mps_jit.TIMED = None
     standalone = statistics.median(standalones)
     run, kernel = statistics.median(runs), statistics.median(kernels)
     return {"token": run / tokens, "kernel": kernel / tokens, "decompositions": standalone / tokens,
