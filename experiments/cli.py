@@ -15,7 +15,7 @@ from typing import Dict, List, Optional, Tuple
 
 # name -> (module, one line of help), in the order ``qlam --help`` lists them
 COMMANDS: Dict[str, Tuple[str, str]] = {
-    "quickstart": ("qlam_tn.experiments.quickstart", "train a small QLAM on 8x8 digits (~1 min)"),
+    "quickstart": ("qlam_tn.experiments.quickstart", "train a small QLAM on 8x8 digits (about half a minute on 2 cores)"),
     "train": ("qlam_tn.experiments.train", "train a sequence classifier into a run folder"),
     "eval": ("qlam_tn.experiments.evaluate", "score a checkpoint on a dataset split"),
     "report": ("qlam_tn.experiments.report", "aggregate run folders into a markdown table"),
@@ -23,7 +23,7 @@ COMMANDS: Dict[str, Tuple[str, str]] = {
     "probe": ("qlam_tn.experiments.readout_probe", "linear probes of a trained memory's richer readouts"),
     "entangle": ("qlam_tn.experiments.entangle", "entanglement of a QLAM memory vs context length"),
     "scale": ("qlam_tn.experiments.scale", "time/memory/truncation vs qubits, bond dimension and sequence length"),
-    "demo": ("qlam_tn.experiments.demo", "a one-minute tour of the engine"),
+    "demo": ("qlam_tn.experiments.demo", "a few-second tour of the engine"),
 }
 
 # ``qlam bench <name>``: maintainer benchmarks, each with --markdown

@@ -4,7 +4,7 @@
 ``mps_host.neighbour_gates`` runs a layer's gates in one pass over numpy arrays, but each gate still
 costs some twenty numpy calls (θ, gate, Gram and projection products, rank rule, slicing, the QR of
 the centre move) around its one ``eigh``: at χ=16 that glue is about half of a token
-(``experiments/studies/profile_token.py``). Here the same arithmetic is compiled: the site arrays
+(``qlam bench profile``). Here the same arithmetic is compiled: the site arrays
 go in as one flat buffer, every gate's move, update and split run in machine code calling the same
 LAPACK drivers (numba's ``np.linalg``: ``geqrf``/``orgqr``, ``syevd``/``heevd``, ``gesdd``, and
 BLAS ``gemm`` for the products), and the new sites come back as one flat buffer. A one-qubit
@@ -23,7 +23,7 @@ processes.
 ``(kind, rows, cols, absorb_right, gram)`` rows (kind 0: two-site split, 1: QR of a centre move).
 ``TIMED``: set to a list to have every compiled call append the seconds spent inside the kernel
 (what ``qlam bench profile`` sets apart from the Python around it);
-``qlam bench-anchors`` times them standalone.
+``qlam bench anchors`` times them standalone.
 """
 from __future__ import annotations
 

@@ -78,7 +78,7 @@ def test_a_partial_layer_anywhere_equals_the_numpy_pass_and_the_torch_path(cente
 
 
 def test_the_record_lists_the_numpy_passs_decompositions(monkeypatch):
-    """``RECORD`` (what ``qlam bench-anchors`` times standalone) holds the shapes of the splits and
+    """``RECORD`` (what ``qlam bench anchors`` times standalone) holds the shapes of the splits and
     QRs the numpy pass performs for the same layer, in order."""
     psi = _entangled(8, seed=3, max_bond=4)
     psi.move_center(7)
