@@ -9,7 +9,7 @@
   measured matmul peak.
 - ``equation.py``: einsum equation parsing and validation.
 
-``oracle`` imports quimb and cotengra (~1.5 s), so it is not imported here; use
+``oracle`` imports quimb and cotengra (a slow import), so it is not imported here; use
 ``from qlam_tn.contraction import oracle``.
 """
 from .cost import (

@@ -61,8 +61,9 @@ def default_optimizer(max_repeats: int = 16):
     """A cotengra ``ReusableHyperOptimizer`` tuned for shallow circuits.
 
     Greedy trees with ``max_repeats`` sampled hyper-parameters, no subtree reconfiguration
-    and no worker processes: at 50 qubits and 3 brickwork layers the full default search took
-    3.6 s to find a tree no cheaper than this one finds in 0.09 s. Trees are cached by network
+    and no worker processes: on shallow circuits (50 qubits, 3 brickwork layers) the full default
+    search spends many times longer to find a tree no cheaper than this one (docs/benchmarks.md,
+    "Measured once"). Trees are cached by network
     structure, so repeated contractions of the same circuit shape plan once. Pass another
     cotengra optimizer as ``optimize=`` for deep circuits.
     """

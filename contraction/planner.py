@@ -5,25 +5,19 @@
 runs it with torch ops, so autograd and every device work. ``plan(equation, *shapes,
 dtype=...)`` returns the same cached :class:`Plan` without operands, for its path and costs.
 
-How a plan runs. Per-call times from ``python -m qlam_tn.experiments.bench_contraction``
-(1 thread, shared 2-core CPU, torch 2.13, opt_einsum 3.4, complex128; the full table covers
-B in {1, 8, 64}, chi in {16, 32, 64} and six engine contractions)::
-
-    case                           B  chi   torch.einsum   opt_einsum expr   contract
-    two-site merge (2 operands)    1   16        25 us          54 us          30 us
-    2q gate on theta (2 operands)  8   32       108 us         267 us         113 us
-    env. update (3 operands)       1   16       208 us         111 us          68 us
-    env. update + op (4 operands)  1   16       357 us         165 us         107 us
-    env. update (3 operands)      64   64        18 ms          15 ms          15 ms
+How a plan runs. ``qlam bench contraction --threads 1`` times plain ``torch.einsum``, an
+``opt_einsum`` expression and ``contract`` side by side on six engine contractions; its tables
+are in docs/benchmarks.md ("Planned contractions"). Small contractions are dominated by per-call
+overhead, not arithmetic, so:
 
 - 1-2 operands: plain ``torch.einsum`` is fastest (it needs no path and dispatches to one bmm);
-  an ``opt_einsum`` expression adds 30-160 us per call. Such plans call
-  ``torch.einsum`` directly; the cache lookup adds ~5 us.
-- 3+ operands: ``torch.einsum`` re-runs ``opt_einsum.contract_path`` on every call (~100 us),
-  and ``opt_einsum.ContractExpression(..., backend="torch")`` spends ~40 us per call in its own
+  an ``opt_einsum`` expression only adds its own dispatch. Such plans call ``torch.einsum``
+  directly, behind one cache lookup.
+- 3+ operands: ``torch.einsum`` re-runs ``opt_einsum.contract_path`` on every call, and
+  ``opt_einsum.ContractExpression(..., backend="torch")`` spends time of its own per call in its
   dispatch. Such plans take the path ``opt_einsum.contract_path`` found once and run it as a
-  fixed sequence of pairwise ``torch.einsum`` calls: the expression's arithmetic with about
-  half its overhead.
+  fixed sequence of pairwise ``torch.einsum`` calls: the expression's arithmetic with less of
+  its overhead.
 At the largest sizes the arithmetic dominates and the three agree within noise.
 
 The cache is process-wide (plans are pure functions of the signature, not settings):
@@ -133,8 +127,8 @@ class _PlanCache:
 
     Hits take no lock: under the GIL ``dict.get`` and ``move_to_end`` are atomic, and a hit
     counted twice at once may lose one count, which only touches the statistics. Inserting
-    and evicting hold the lock. The lock-free hit saved ~3 us per call (~10% of the cheapest
-    contraction).
+    and evicting hold the lock. A lookup precedes every contraction, so a lock taken on every hit
+    would be a visible share of the cheapest ones (docs/benchmarks.md, "Measured once").
     """
 
     def __init__(self, maxsize: int):

@@ -71,18 +71,18 @@ interrupted run keeps what it measured), ``summary.json`` (fits, crossovers, sta
 matmul peak), ``tables.md`` (the markdown tables it prints) and ``time_vs_n.png``,
 ``time_vs_chi.png``, ``time_vs_T.png``, ``gflops.png`` (for the sweeps that ran).
 
-Run it alone (two CPU-heavy jobs on a 2-core machine slow each other down many-fold):
+Run it alone (two CPU-heavy jobs on a machine with few cores slow each other down many-fold):
 
     qlam scale                          # everything, ≈ 20-30 min on 2 cores (see below)
     qlam scale --sweeps T --out runs/scale-T
     qlam scale --quick --out /tmp/scale # ≈ 1-2 min smoke run
 
-Expected durations of the defaults on 2 cores, estimated from the README's engine timings
+Expected durations of the defaults on 2 cores, estimated from the engine timings of docs/benchmarks.md
 (``qlam bench engine``, ``qlam bench anchors``) and short runs, not from a full run: sweep ``n`` ≈ 4
 min, ``chi`` ≈ 4-5 min (the B=32 complex128 rows at n=256 and at χ=64 dominate), ``sv`` ≈ 2-3 min
 (up to n=20 at B=1 and n=16 at B=32, forward+backward included; larger n are skipped as too slow
-or do not fit), ``T`` ≈ 8-12 min (two QLAM forwards over 256 + 512 + ... + 16384 tokens at ≈ 6-8
-ms per token, plus forward+backward up to 2048); with process start-ups, ≈ 20-30 min in all.
+or do not fit), ``T`` ≈ 8-12 min (two QLAM forwards over 256 + 512 + ... + 16384 tokens, plus
+forward+backward up to 2048); with process start-ups, ≈ 20-30 min in all.
 """
 from __future__ import annotations
 

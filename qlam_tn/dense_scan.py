@@ -48,7 +48,8 @@ _TABLES = {}
 MAX_QUBITS = 12
 
 # Tokens handled together outside the sequential loops (group matrices, readout, gradients):
-# 32 keeps those arrays (32·B·2^n numbers) near the caches; 64 measured ~20% slower at n = 8.
+# 32 keeps those arrays (32·B·2^n numbers) near the caches; 64 was slower at n = 8
+# (docs/benchmarks.md, "Measured once"; ``qlam bench models`` times the whole scan).
 _BLOCK = 32
 
 
@@ -83,8 +84,9 @@ class _Scratch:
     Block-sized temporaries (``32·B·2^n`` numbers, 2 MB at n = 8, B = 64) are allocated once per
     call instead of once per block: glibc hands multi-MB blocks back to the OS, and the page faults
     of a fresh one can cost as much as the kernel that fills it (a QLAM training step at n = 8,
-    T = 256, B = 64, one thread: 12% faster with the scratch). Without a scratch (``None``) every
-    request is a fresh tensor. Two live arrays must not share a name.
+    T = 256, B = 64 ran measurably faster with the scratch: docs/benchmarks.md, "Measured once").
+    Without a scratch (``None``) every request is a fresh tensor. Two live arrays must not share a
+    name.
     """
 
     def __init__(self, like: torch.Tensor):
@@ -120,9 +122,9 @@ def _group_matrix(r: torch.Tensor, lead, left: Optional[torch.Tensor] = None, ra
     ``prod(lead) = N`` (first qubit most significant); with ``raw``, the pair
     ``(⊗_j RY(a_j), left @ ⊗_j RY(a_j))`` (the same tensor twice when ``left`` is None)."""
     # Built with the batch as the innermost (contiguous) axis, so each Kronecker step is a
-    # broadcast multiply over long rows (with the 2x2 factors innermost it was ~10x slower),
-    # ``left`` is one plain matmul in that layout, and one 2-D transpose (3x cheaper than a 3-D
-    # permute copy) brings the result to (N, d, d).
+    # broadcast multiply over long rows (with the 2x2 factors innermost it is many short ones),
+    # ``left`` is one plain matmul in that layout, and one 2-D transpose (a cheaper copy than a
+    # 3-D permute) brings the result to (N, d, d).
     g, n_b = r.shape[2], r.shape[3]
     lead = tuple(lead)
     k = r[:, :, 0]
@@ -143,7 +145,7 @@ def _group_matrix(r: torch.Tensor, lead, left: Optional[torch.Tensor] = None, ra
         return (folded, folded) if raw else folded
     if not raw:
         return batch_major(torch.mm(left, k, out=_take(scratch, r, f"{tag}fold", (d, d * n_b))), f"{tag}kf")
-    # Both wanted: fold the batch-major one with a batched matmul (one transpose fewer; ~20% faster).
+    # Both wanted: fold the batch-major one with a batched matmul (one transpose fewer).
     ka = batch_major(k, f"{tag}k")
     kaf = _take(scratch, r, f"{tag}kf", lead + (d, d))
     torch.bmm(left.expand(n_b, d, d), ka.view(n_b, d, d), out=kaf.view(n_b, d, d))
@@ -288,8 +290,8 @@ def _gram_out(scratch: Optional[_Scratch], name: str, m: int, d: int) -> Optiona
 def _table_mm(table: torch.Tensor, flat: torch.Tensor) -> torch.Tensor:
     """``flat (M, K) @ table.T`` for a short ``table (k, K)``, returned as an ``(M, k)`` view.
 
-    Computed as ``(table @ flatᵀ)ᵀ``: BLAS is ~3x faster with the short side as the output's rows
-    than as its columns."""
+    Computed as ``(table @ flatᵀ)ᵀ``: BLAS is faster with the short side as the output's rows than
+    as its columns (docs/benchmarks.md, "Measured once")."""
     return (table @ flat.transpose(0, 1)).transpose(0, 1)
 
 

@@ -252,8 +252,9 @@ def is_unitary(gate: torch.Tensor, atol: float = 1e-8) -> bool:
     """True when every matrix in ``gate`` (shape (..., d, d)) satisfies U†U = I within atol."""
     d = gate.shape[-1]
     if gate.device.type == "cpu" and gate.dtype in _NUMPY_CHECKED:
-        # In numpy: ~10x less per-call overhead than torch's batched matmul and allclose on the
-        # (n, 2, 2) layers a QLAM token checks twice (the same test: |U†U - I| <= atol everywhere).
+        # In numpy: on the tiny (n, 2, 2) layers a QLAM token checks twice, torch's batched matmul
+        # and allclose cost far more in dispatch than in arithmetic (docs/benchmarks.md, "Measured
+        # once"). The same test: |U†U - I| <= atol everywhere.
         g = gate.detach().resolve_conj().resolve_neg().numpy()
         err = np.abs(np.matmul(g.conj().swapaxes(-1, -2), g) - np.eye(d, dtype=g.dtype))
         return bool(err.max(initial=0) <= err.dtype.type(atol))  # in the gate's precision, as torch

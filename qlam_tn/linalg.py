@@ -21,10 +21,11 @@ Cutoff modes follow quimb (``quimb.tensor.decomp``):
 At least one value is always kept; ``max_bond`` caps the rest.
 
 ``truncated_split(A, policy, absorb)`` returns the two factors an MPS keeps (isometry and new
-centre). Without autograd it takes them from ``eigh`` of the smaller-side Gram matrix, 1.4–1.8×
-faster than LAPACK's SVD for the 32–128-wide matrices of a two-site update (quimb's ``eig``
-split method does the same); with autograd, or a cutoff mode the Gram matrix cannot resolve,
-it is ``truncated_svd`` (the reference it is tested against).
+centre). Without autograd it takes them from ``eigh`` of the smaller-side Gram matrix, faster
+than LAPACK's SVD for the 32–128-wide matrices of a two-site update (``qlam bench engine
+--lapack`` times the two side by side; quimb's ``eig`` split method does the same); with
+autograd, or a cutoff mode the Gram matrix cannot resolve, it is ``truncated_svd`` (the
+reference it is tested against).
 """
 from __future__ import annotations
 
@@ -389,6 +390,6 @@ def rank_rule(S2: torch.Tensor, tails: torch.Tensor, policy: TruncationPolicy) -
         drop = (S2 < 0).sum(-1)  # no cutoff: nothing dropped (weights are >= 0)
     if isinstance(drop, torch.Tensor):
         return (k - drop).clamp(min=1, max=policy.max_bond)
-    if np.ndim(drop) == 0:  # one numpy spectrum: plain ints (numpy's clip costs ~10 µs on a scalar)
+    if np.ndim(drop) == 0:  # one numpy spectrum: plain ints (numpy's clip: a whole ufunc call for one value)
         return max(1, min(k - int(drop), policy.max_bond or k))
     return np.clip(k - drop, 1, policy.max_bond)

@@ -52,16 +52,17 @@ def host_tensors(tensors) -> bool:
     """Whether every tensor is a CPU float64/complex128 one outside autograd: what the host
     kernels (numpy and compiled) compute on."""
     grad = torch.is_grad_enabled()
-    for t in tensors:  # (is_cpu: half the cost of device.type, which builds a device object)
+    for t in tensors:  # (is_cpu reads a flag; device.type builds a device object)
         if t.dtype not in _DTYPES or not t.is_cpu or (grad and t.requires_grad):
             return False
     return True
 
 
-# LAPACK's drivers called directly: numpy.linalg's wrappers cost ~20-40 µs a call in checks and
-# conversions, as much as a 32x32 factorisation. Per dtype: QR (geqrf, then orgqr/ungqr to form
-# the thin Q), the Hermitian eigensolver (syevd/heevd, lower triangle as torch and numpy use) and
-# the divide-and-conquer SVD (gesdd, as torch and numpy use).
+# LAPACK's drivers called directly: numpy.linalg's wrappers spend as long in checks and conversions
+# as a 32x32 factorisation takes (no bench isolates it: docs/benchmarks.md, "Measured once"). Per
+# dtype: QR (geqrf, then orgqr/ungqr to form the thin Q), the Hermitian eigensolver (syevd/heevd,
+# lower triangle as torch and numpy use) and the divide-and-conquer SVD (gesdd, as torch and numpy
+# use).
 _LAPACK = {np.dtype(np.float64): (lapack.dgeqrf, lapack.dorgqr, lapack.dsyevd, lapack.dgesdd),
            np.dtype(np.complex128): (lapack.zgeqrf, lapack.zungqr, lapack.zheevd, lapack.zgesdd)}
 _TINY = np.finfo(np.float64).tiny
@@ -113,10 +114,11 @@ def _blas_libraries() -> tuple:
 
 @contextlib.contextmanager
 def one_blas_thread():
-    """Run numpy's and scipy's BLAS/LAPACK on one thread inside the block (~7 µs).
+    """Run numpy's and scipy's BLAS/LAPACK on one thread inside the block.
 
-    Measured here (qlam bench-anchors, 2 cores): OpenBLAS's own threads on these 32-128-wide
-    matrices, between torch's operations, made a B=1 token 4-10x *slower* than on one thread.
+    OpenBLAS's own threads on these 32-128-wide matrices, between torch's operations (whose
+    threads they compete with), make a B=1 token several times *slower* than one thread does
+    (``qlam bench anchors`` shows the effect on quimb: its ``quimb`` row against ``quimb-1t``).
     The setting is process-wide while the block runs, and restored after it."""
     libs = _blas_libraries()
     before = [lib.get_num_threads() for lib in libs]
@@ -132,7 +134,7 @@ def one_blas_thread():
 def np_view(t: torch.Tensor) -> np.ndarray:
     """A numpy view of a CPU tensor (conjugate and negative views resolved first)."""
     try:
-        return t.numpy()  # the common case, half the cost of the conversions below
+        return t.numpy()  # the common case, skipping the detach and view resolution below
     except RuntimeError:  # requires grad, or a conjugate / negative view
         return t.detach().resolve_conj().resolve_neg().numpy()
 
@@ -144,7 +146,7 @@ def site_tensor(a: np.ndarray) -> torch.Tensor:
 
 def physical(ts: List[torch.Tensor], gates: torch.Tensor) -> List[torch.Tensor]:
     """``mps_update.physical`` for one sample: ``gates[q] (2, 2)`` on site ``q``'s physical index,
-    every site (a few µs a site instead of a torch matmul's dispatch). ``gates (n, 2, 2)``."""
+    every site (one numpy matmul a site, without a torch call's dispatch). ``gates (n, 2, 2)``."""
     g = np_view(gates)
     return [site_tensor(g[q] @ np_view(t)[0]) for q, t in enumerate(ts)]  # (2, 2) @ (χl, 2, χr), broadcast over χl
 
@@ -244,7 +246,8 @@ def split(x: np.ndarray, y: np.ndarray, gate: Optional[np.ndarray], policy: Trun
 
 def _row_norms2(c: np.ndarray) -> np.ndarray:
     """``Σ_j |c_ij|²`` per row of ``c (k, N)``: a complex array is read as its float pairs, one
-    einsum with no temporaries (~2x faster than ``einsum(c, c.conj())`` at 32-128 wide)."""
+    einsum with no temporaries (``einsum(c, c.conj())`` would multiply complex numbers and copy the
+    conjugate)."""
     if c.dtype.kind == "c" and c.flags.c_contiguous:
         c = c.view(np.float64)
     elif c.dtype.kind == "c":

@@ -15,9 +15,9 @@ It computes what ``mps_host``'s numpy pass computes, which computes what the tor
 its layers one call at a time do (tests/test_mps_packed.py). ``MPS`` calls these kernels through
 ``mps_packed`` (the sites held packed between layers, a batch sample by sample) where
 ``available()``; ``disabled()`` or ``QLAM_TN_JIT=0`` switch them off (the numpy pass then runs at
-B=1, the torch path for batches). A kernel's first call per dtype compiles it (~15 s for
-``_layer`` on this project's 2-core machines); numba caches the machine code on disk for later
-processes.
+B=1, the torch path for batches). A kernel's first call per dtype compiles it, which for
+``_layer`` takes long enough to notice (docs/engine.md, "Compiled route"); numba caches the machine
+code on disk for later processes.
 
 ``RECORD``: set to a list to have every layer append the shapes of the decompositions it ran, as
 ``(kind, rows, cols, absorb_right, gram)`` rows (kind 0: two-site split, 1: QR of a centre move).

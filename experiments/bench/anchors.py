@@ -175,7 +175,7 @@ def decomposition_share(n, chi, angles, batch: int = 1, host: bool = True, repea
     threads = min(torch.get_num_threads(), batch)
     c_split, c_qr = compiled_jobs(record, threads)
     # Each round times a run, then its decompositions standalone right after it, so that both see
-    # the VM in the same state (this machine's speed drifts by 20-40% over minutes).
+    # the VM in the same state (a shared VM's speed drifts over minutes: docs/benchmarks.md).
     runs, t_splits, t_qrs = [], [], []
     for _ in range(repeats):
         runs.append(run_qlam(n, chi, angles, batch=batch, host=host, compiled=compiled)[0])

@@ -8,7 +8,7 @@ Three ways to run each contraction at the engine's sizes (B = batch, chi = bond 
   ``backend="torch"``;
 - ``contract``: ``qlam_tn.contraction.contract`` with its plan cached (what the engine runs).
 
-The table these numbers gave is quoted in ``contraction/planner.py``. Run (well under a minute)::
+docs/benchmarks.md ("Planned contractions") holds its tables. Run (well under a minute)::
 
     qlam bench contraction --threads 1 [--markdown]
 """

@@ -9,7 +9,7 @@ brickwork layers; then we time
   including the one-site centre moves (QR) between pairs.
 
 Each figure is the median of ``--repeats`` timings. Run it alone: two CPU-heavy jobs on
-a 2-core machine slow each other down many-fold.
+a machine with few cores slow each other down many-fold.
 
     qlam bench engine                        # the docs' table (--markdown prints it as markdown)
     qlam bench engine --quick                # a 10-second smoke run

@@ -12,7 +12,7 @@ disturbed by other work on the machine). ``tokens_per_s`` is the training (forwa
 throughput ``B·T / t_fwdbwd``. Each model runs in a fresh process, shortest sequence first, so
 the peak resident memory recorded after each T (``ru_maxrss``, which includes the interpreter
 and torch, about ``rss_before_mb``) is that T's own. Run it alone: two CPU-heavy jobs on a
-2-core machine slow each other down many-fold.
+machine with few cores slow each other down many-fold.
 
     qlam bench models                        # the docs' table (--markdown prints it as markdown)
     qlam bench models --T 28 --repeats 2     # a quick run
