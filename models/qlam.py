@@ -43,7 +43,8 @@ BACKENDS = ("auto", "mps", "statevector")
 READOUT_AT = ("last", "every", "attn", "segments")
 HEAD_NORMS = ("layer", "batch")
 
-# Largest n for which backend="auto" picks the dense StateVector (see README: crossover measured).
+# Largest n for which backend="auto" picks the dense StateVector: set when both backends were
+# written (2e3d059); `qlam scale` times both against n (docs/results/scaling.md).
 AUTO_STATEVECTOR_MAX_QUBITS = 12
 # Up to this n the statevector backend multiplies by the entangler as one dense (2^n x 2^n)
 # matrix (2^20 entries at n = 10); above it, gate by gate.
@@ -62,8 +63,8 @@ class QLAMConfig:
         encoding: rotations per qubit from ``W_e x_t + b_e``: ``ry`` | ``ry_rz`` | ``rz_ry_rz``.
         reupload: re-apply the token's rotations before every entangling layer.
         encoding_scale: init std of ``W_e`` times √F (small: the encoding starts near the
-            identity). 0.1 measured 90.2 ± 1.0 % test on row-level mnist10k against 68.3 ± 4.4 %
-            for 0.5 (3 seeds, README).
+            identity). 0.1 gave 90.2 ± 1.0 % test on row-level mnist10k against 68.3 ± 4.4 %
+            for 0.5 (3 seeds, docs/results/row_mnist10k.md).
         entangler: ``cz`` | ``cnot`` (fixed gate + trainable single-qubit rotations per layer) or
             ``su4`` (a trainable general two-qubit unitary per pair: SO(4) in real mode).
         readout: ``+``-joined parts of ``query`` (query-dependent directions), ``xyz`` (local
