@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from scipy.linalg import lapack
 
-from . import mps_jit
+from . import mps_jit, mps_update
 from .linalg import TruncationError, TruncationPolicy, gram_split_applies, rank_rule
 
 __all__ = ["ENABLED", "disabled", "applies", "host_tensors", "moved", "two_site", "split", "neighbour_gates", "physical", "circuit",
@@ -288,11 +288,4 @@ def neighbour_gates(ts: List[torch.Tensor], c: int, gates: torch.Tensor, firsts:
 def circuit(ts: List[torch.Tensor], c: int, ops, policy: TruncationPolicy
             ) -> Tuple[List[torch.Tensor], int, TruncationError]:
     """``mps_update.circuit`` for one sample: ``physical`` and ``neighbour_gates`` in turn."""
-    err = TruncationError()
-    for op in ops:
-        if op[0] == "1q":
-            ts = physical(ts, op[1])
-        else:
-            ts, c, e = neighbour_gates(ts, c, op[1], op[2], policy)
-            err = err + e
-    return ts, c, err
+    return mps_update.layer_by_layer(ts, c, ops, policy, physical, neighbour_gates)

@@ -141,11 +141,18 @@ def physical(ts: Sites, gates: torch.Tensor) -> Sites:
 def circuit(ts: Sites, c: int, ops: Sequence[tuple], policy: TruncationPolicy) -> Tuple[Sites, int, TruncationError]:
     """Layers in turn: ``("1q", gates)`` as ``physical`` (unitary gates), ``("2q", gates, firsts)``
     as ``neighbour_gates``."""
+    return layer_by_layer(ts, c, ops, policy, physical, neighbour_gates)
+
+
+def layer_by_layer(ts: Sites, c: int, ops: Sequence[tuple], policy: TruncationPolicy, physical_fn,
+                   neighbour_gates_fn) -> Tuple[Sites, int, TruncationError]:
+    """``circuit`` with a route's own ``physical`` and ``neighbour_gates`` (the numpy route runs
+    its programs this way too)."""
     err = TruncationError()
     for op in ops:
         if op[0] == "1q":
-            ts = physical(ts, op[1])
+            ts = physical_fn(ts, op[1])
         else:
-            ts, c, e = neighbour_gates(ts, c, op[1], op[2], policy)
+            ts, c, e = neighbour_gates_fn(ts, c, op[1], op[2], policy)
             err = err + e
     return ts, c, err

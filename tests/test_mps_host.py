@@ -306,3 +306,36 @@ def test_kernels_run_blas_on_one_thread_and_restore_it():
     with mps_host.one_blas_thread():
         assert [lib.get_num_threads() for lib in libs] == [1] * len(libs)
     assert [lib.get_num_threads() for lib in libs] == before
+
+
+@pytest.mark.parametrize("real", [False, True])
+def test_each_route_runs_a_token_program_as_the_torch_reference(real):
+    """One program (a QLAM token: rotations, both brickwork layers, rotations) through each route's
+    ``circuit``, called directly with the same arguments: the same state, centre and truncation."""
+    from qlam_tn import mps_update, routes
+    n, dtype = 7, torch.float64 if real else torch.complex128
+    rng = np.random.default_rng(11)
+    policy = qt.TruncationPolicy(max_bond=3, cutoff=1e-10)
+
+    def two():
+        if real:
+            return G.CRY(float(rng.uniform(-3, 3))) @ torch.kron(G.RY(float(rng.uniform(-3, 3))), G.RY(float(rng.uniform(-3, 3))))
+        return _haar(rng, 4)
+
+    rot = G.RY(torch.tensor(rng.uniform(-3, 3, n))).to(dtype)
+    ops = [("1q", rot), ("2q", torch.stack([two() for _ in range(3)]).to(dtype), [0, 2, 4]),
+           ("2q", torch.stack([two() for _ in range(3)]).to(dtype), [5, 3, 1]), ("1q", rot)]
+    start = qt.MPS.zeros(n, dtype=dtype, max_bond=3)
+    with torch.no_grad():
+        start.apply_program(ops)  # an entangled starting state
+        ref = mps_update.circuit(start.tensors, start.center, ops, policy)
+        for route in ("host", "compiled"):
+            assert routes.choose("circuit", start.tensors, [op[1] for op in ops]) in ("compiled", "host")
+            got = routes.ROUTES[route].circuit(start.tensors, start.center, ops, policy)
+            assert got[1] == ref[1]
+            assert [t.shape for t in got[0]] == [t.shape for t in ref[0]]
+            dense = lambda ts: qt.MPS(ts, got[1], policy).to_dense()
+            torch.testing.assert_close(dense(got[0]), dense(ref[0]), atol=1e-10, rtol=0)
+            torch.testing.assert_close(torch.as_tensor(got[2].discarded, dtype=torch.float64).reshape(1),
+                                       ref[2].discarded, atol=1e-13, rtol=1e-9)
+            assert float(ref[2].discarded) > 1e-6  # the program truncates
