@@ -42,7 +42,7 @@ SPLIT_METHODS = ("auto", "svd")
 # Kept singular values above this fraction of s_max use the exact gauge form of the backward.
 _GAUGE_FORM_MIN = 1e-6
 
-__all__ = ["svd", "TruncationPolicy", "TruncationError", "rank_rule", "truncated_svd", "truncated_split", "CUTOFF_MODES"]
+__all__ = ["svd", "TruncationPolicy", "TruncationError", "LinAlgError", "check_finite_weights", "rank_rule", "truncated_svd", "truncated_split", "CUTOFF_MODES"]
 
 
 def _broadened_inverse(x: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
@@ -153,6 +153,11 @@ def svd(A: torch.Tensor, eps_rel: float = 1e-12, absorb: Optional[str] = None):
     return U, S, Vh
 
 
+class LinAlgError(np.linalg.LinAlgError, torch.linalg.LinAlgError):
+    """A factorisation of the MPS update failed (a NaN or infinity reached it), whichever route ran
+    it: ``except`` numpy's or torch's ``LinAlgError`` (or ``ValueError``) catches it on every route."""
+
+
 @dataclass(frozen=True)
 class TruncationPolicy:
     """How a bond is cut after a two-site update.
@@ -200,7 +205,7 @@ class TruncationPolicy:
         return rank_rule(s2, s2.cumsum(-1), self)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class TruncationError:
     """What truncation cut, per sample, as a value that adds up (TeNPy's ``TruncationError``).
 
@@ -209,8 +214,9 @@ class TruncationError:
         log_fidelity: ``(B,)`` ``Σ log(1 - ε)`` over the cuts, ε the fraction of that split's
             weight it cut; ``exp`` of it is the fidelity estimate.
 
-    ``a + b`` is the error of ``a``'s cuts followed by ``b``'s. Fields may be torch tensors,
-    numpy arrays or Python floats (a one-sample kernel's); ``MPS`` adds them to its totals.
+    ``a + b`` is the error of ``a``'s cuts followed by ``b``'s (``sum`` works too). Fields may be
+    torch tensors, numpy arrays or Python floats (a one-sample kernel's); a sum with a tensor on
+    either side is a tensor. ``MPS`` adds them to its totals.
     """
 
     discarded: object = 0.0
@@ -224,10 +230,19 @@ class TruncationError:
             tiny = torch.finfo(kept2.dtype).tiny
             return cls(discarded, torch.log1p(-(discarded / (discarded + kept2).clamp_min(tiny))))
         total = discarded + kept2
-        return cls(discarded, math.log1p(-discarded / total) if total > 0 else 0.0)
+        if total <= 0:
+            return cls(discarded, 0.0)
+        return cls(discarded, math.log1p(-discarded / total) if kept2 > 0 else -math.inf)
 
     def __add__(self, other: "TruncationError") -> "TruncationError":
-        return TruncationError(self.discarded + other.discarded, self.log_fidelity + other.log_fidelity)
+        if not isinstance(other, TruncationError):
+            return NotImplemented
+        return TruncationError(_plus(self.discarded, other.discarded), _plus(self.log_fidelity, other.log_fidelity))
+
+    def __radd__(self, other) -> "TruncationError":
+        if isinstance(other, (int, float)) and other == 0:  # sum([...]) starts from 0
+            return self
+        return NotImplemented
 
     @property
     def fidelity(self):
@@ -235,6 +250,24 @@ class TruncationError:
         if isinstance(self.log_fidelity, torch.Tensor):
             return torch.exp(self.log_fidelity)
         return np.exp(self.log_fidelity)
+
+
+def check_finite_weights(total) -> None:
+    """Raise ``LinAlgError`` unless every sample's split weight ``Σ s²`` (``(B,)`` tensor or a
+    float) is finite: LAPACK's eigensolvers may return NaN for a NaN or infinite input instead of
+    failing, and a split must not commit a state full of NaN."""
+    ok = bool(torch.isfinite(total).all()) if isinstance(total, torch.Tensor) else math.isfinite(total)
+    if not ok:
+        raise LinAlgError("a NaN or infinite value reached a two-site split (a gate or site was not finite)")
+
+
+def _plus(a, b):
+    """``a + b`` with a tensor on either side giving a tensor (numpy's ``+`` refuses a tensor on its right)."""
+    if isinstance(b, torch.Tensor) and not isinstance(a, torch.Tensor):
+        a = torch.as_tensor(a, dtype=b.dtype, device=b.device)
+    elif isinstance(a, torch.Tensor) and not isinstance(b, torch.Tensor):
+        b = torch.as_tensor(b, dtype=a.dtype, device=a.device)
+    return a + b
 
 
 def truncated_svd(A: torch.Tensor, policy: TruncationPolicy, absorb: str = "right"):
@@ -256,9 +289,10 @@ def truncated_svd(A: torch.Tensor, policy: TruncationPolicy, absorb: str = "righ
     if absorb not in ("left", "right"):
         raise ValueError(f"absorb must be 'left' or 'right', got {absorb!r}")
     U, S, Vh, ranks = _StableSVD.apply(A, policy.grad_eps, policy, absorb)
-    r = int(ranks.max())
     S2 = S * S
     total = S2.sum(-1)
+    check_finite_weights(total)
+    r = int(ranks.max())
     k = S.shape[-1]
     if r < k or bool((ranks < r).any()):
         keep = torch.arange(k, device=S.device) < ranks.unsqueeze(-1)  # (B, k)
@@ -341,6 +375,7 @@ def truncated_split(A: torch.Tensor, policy: TruncationPolicy, absorb: str = "ri
     # Ascending order lets one cumsum give every tail sum, smallest first (so what is dropped is
     # summed accurately); the rank rule is ``rank_rule``.
     tails = S2.cumsum(-1)  # tails[i] = Σ_{j <= i} s_j²
+    check_finite_weights(tails[..., -1])
     ranks = rank_rule(S2, tails, policy)
     k = S2.shape[-1]
     uniform = A.shape[0] == 1 or not bool((ranks != ranks[0]).any())

@@ -61,6 +61,8 @@ def brickwork(state, gates: torch.Tensor, parity: int) -> None:
 
 def _pairs(n: int, gates: torch.Tensor, parity: int) -> List[int]:
     """The first qubits of a brickwork layer's pairs, one per gate of ``gates (..., P, 4, 4)``."""
+    if isinstance(parity, bool) or parity not in (0, 1):
+        raise ValueError(f"a brickwork layer's parity is 0 (pairs from qubit 0) or 1 (from qubit 1), got {parity!r}")
     pairs = list(range(parity, n - 1, 2))
     if gates.dim() not in (3, 4) or gates.shape[-2:] != (4, 4):
         raise ValueError(f"a brickwork layer's gates must be (P, 4, 4) or (B, P, 4, 4), got {tuple(gates.shape)}")

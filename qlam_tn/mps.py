@@ -270,9 +270,11 @@ class MPS(QuantumState):
         self.log_fidelity = self.log_fidelity + err.log_fidelity
 
     # ------------------------------------------------------------------ gates
-    def promote(self, dtype) -> "MPS":
+    def _convert(self, dtype) -> None:
         self.tensors = [t.to(dtype) for t in self.tensors]
-        return self
+        real = dtype.to_real() if dtype.is_complex else dtype
+        self.discarded_weight = self.discarded_weight.to(real)
+        self.log_fidelity = self.log_fidelity.to(real)
 
     def _apply_1q(self, gate, q, unitary: bool = True):
         ts, c = self.tensors, self.center
@@ -317,9 +319,9 @@ class MPS(QuantumState):
         gates: not checked for unitarity or finiteness). The same steps as ``apply`` gate by gate;
         a failing step leaves the state as it was before the layer.
         """
-        self._check_program([("2q", gates, firsts)])
+        (_, gates, firsts), = self._check_program([("2q", gates, firsts)])
         ts, c, err = routes.run("neighbour_gates", self.tensors, (gates,), self.tensors, self.center, gates,
-                                list(firsts), self.policy)
+                                firsts, self.policy)
         self.tensors, self.center = ts, c
         self._record(err)
         return self
@@ -332,7 +334,7 @@ class MPS(QuantumState):
         Atomic: a failing layer leaves the state as it was before the program (on the compiled
         route the whole program is one call per sample).
         """
-        self._check_program(ops)
+        ops = self._check_program(ops)
         ts, c, err = routes.run("circuit", self.tensors, [op[1] for op in ops], self.tensors, self.center, ops,
                                 self.policy)
         self.tensors, self.center = ts, c

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import threading
 import sys
 from typing import List, Optional, Tuple
 
@@ -28,7 +29,7 @@ import torch
 from scipy.linalg import lapack
 
 from . import mps_jit, mps_update
-from .linalg import TruncationError, TruncationPolicy, gram_split_applies, rank_rule
+from .linalg import TruncationError, TruncationPolicy, check_finite_weights, gram_split_applies, rank_rule
 
 __all__ = ["ENABLED", "disabled", "applies", "host_tensors", "moved", "two_site", "split", "neighbour_gates", "physical", "circuit",
            "qr", "eigh", "svd", "one_blas_thread", "np_view", "site_tensor"]
@@ -112,23 +113,34 @@ def _blas_libraries() -> tuple:
     return tuple(ThreadpoolController().select(user_api="blas").lib_controllers)
 
 
+_BLAS_LOCK = threading.Lock()
+_BLAS_HOLDERS = [0, None]  # how many blocks are inside, and the thread counts to restore
+
+
 @contextlib.contextmanager
 def one_blas_thread():
     """Run numpy's and scipy's BLAS/LAPACK on one thread inside the block.
 
     OpenBLAS's own threads on these 32-128-wide matrices, between torch's operations (whose
-    threads they compete with), make a B=1 token several times *slower* than one thread does
-    (``qlam bench anchors`` shows the effect on quimb: its ``quimb`` row against ``quimb-1t``).
-    The setting is process-wide while the block runs, and restored after it."""
+    threads they compete with), make a B=1 token several times slower; ``qlam bench anchors``
+    shows the same effect on quimb (its ``quimb`` row against ``quimb-1t``). The setting is
+    process-wide: the first block to enter sets it, the last to leave restores it, so blocks
+    that overlap in several threads (a batch's samples) leave it as it was."""
     libs = _blas_libraries()
-    before = [lib.get_num_threads() for lib in libs]
-    for lib in libs:
-        lib.set_num_threads(1)
+    with _BLAS_LOCK:
+        if _BLAS_HOLDERS[0] == 0:
+            _BLAS_HOLDERS[1] = [lib.get_num_threads() for lib in libs]
+            for lib in libs:
+                lib.set_num_threads(1)
+        _BLAS_HOLDERS[0] += 1
     try:
         yield
     finally:
-        for lib, n in zip(libs, before):
-            lib.set_num_threads(n)
+        with _BLAS_LOCK:
+            _BLAS_HOLDERS[0] -= 1
+            if _BLAS_HOLDERS[0] == 0:
+                for lib, n in zip(libs, _BLAS_HOLDERS[1]):
+                    lib.set_num_threads(n)
 
 
 def np_view(t: torch.Tensor) -> np.ndarray:
@@ -196,13 +208,12 @@ def two_site(ts: List[torch.Tensor], c: int, gate: Optional[torch.Tensor], i: in
     (``(4, 4)``, ``(1, 4, 4)`` or ``None`` for SWAP) applied and the pair split towards
     ``direction``, by ``eigh`` of the Gram matrix or by the SVD exactly where the torch route
     would (``linalg.gram_split_applies``). ``ts`` is not modified."""
-    ts = moved(ts, c, i if c <= i else i + 1, policy)
+    ts = list(moved(ts, c, i if c <= i else i + 1, policy))  # a list of its own: the caller's stays as it was
     a0, a1 = ts[i], ts[i + 1]
     gram = gram_split_applies(2 * a0.shape[1], 2 * a1.shape[3], a0.dtype, policy, direction)
     with one_blas_thread():
         left, right, disc, kept2 = split(np_view(a0)[0], np_view(a1)[0], None if gate is None else np_view(gate),
                                          policy, direction, gram)
-    ts = list(ts)
     ts[i], ts[i + 1] = site_tensor(left), site_tensor(right)
     return ts, (i + 1 if direction == "right" else i), TruncationError.of_split(disc, kept2)
 
@@ -231,6 +242,7 @@ def split(x: np.ndarray, y: np.ndarray, gate: Optional[np.ndarray], policy: Trun
     k = S2.shape[0]
     rank = int(rank_rule(S2, tails, policy))
     total = float(tails[-1])
+    check_finite_weights(total)
     discarded = float(tails[k - rank - 1]) if rank < k else 0.0
     kept2 = total - discarded
     scale = 1.0 / np.sqrt(max(kept2, _TINY)) if policy.renormalize else 1.0

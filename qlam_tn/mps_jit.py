@@ -13,7 +13,7 @@ layer is one pass over that buffer.
 It computes what ``mps_host``'s numpy pass computes, which computes what the torch path does
 (tests/test_mps_host.py runs both against the torch path); ``circuit`` computes bit for bit what
 its layers one call at a time do (tests/test_mps_packed.py). ``MPS`` calls these kernels through
-``mps_packed`` (the sites held packed between layers, a batch sample by sample) where
+``mps_packed`` (the compiled route: each call packs the sites, a batch sample by sample) where
 ``available()``; ``disabled()`` or ``QLAM_TN_JIT=0`` switch them off (the numpy pass then runs at
 B=1, the torch path for batches). A kernel's first call per dtype compiles it, which for
 ``_layer`` takes long enough to notice (docs/engine.md, "Compiled route"); numba caches the machine
@@ -298,7 +298,7 @@ if numba is not None:
 
 
 def physical(flat: np.ndarray, shapes: np.ndarray, gates: np.ndarray) -> Optional[np.ndarray]:
-    """``gates[q] (2, 2)`` on the physical index of every site, as ``mps_host.on_physical``'s numpy
+    """``gates[q] (2, 2)`` on the physical index of every site, as ``mps_host.physical``'s numpy
     loop. The sites lie one after another in ``flat`` (float64 or complex128), site ``q`` of shape
     ``shapes[q] = (χl, 2, χr)``; ``gates (n, 2, 2)``. Returns the new buffer (same shapes), or
     ``None`` where the kernel cannot run here (as ``layer``). ``flat`` is not modified."""

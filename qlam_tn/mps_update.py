@@ -101,7 +101,7 @@ def two_site(ts: Sites, c: int, gate: Optional[torch.Tensor], i: int, direction:
     applied, and ``θ`` split with truncation (``linalg.truncated_split``); the new centre is
     ``i + 1`` for ``direction="right"`` and ``i`` for ``"left"``.
     """
-    ts = moved(ts, c, i if c <= i else i + 1, policy)
+    ts = list(moved(ts, c, i if c <= i else i + 1, policy))  # a list of its own: the caller's stays as it was
     b = ts[0].shape[0]
     a0, a1 = ts[i], ts[i + 1]
     l, m, r = a0.shape[1], a0.shape[3], a1.shape[3]

@@ -8,6 +8,9 @@ Three routes compute the same update, with the same signatures (``mps_update``'s
     compiled    mps_packed    CPU, float64/complex128, no autograd, numba on    neighbour_gates,
                                                                                 physical, circuit
 
+A factorisation that fails (a NaN or infinity reached it) raises ``linalg.LinAlgError`` on every
+route, and the state is left as it was.
+
 ``choose`` picks the fastest route that computes what the reference computes: compiled where it
 takes the operation, then host, then torch. ``run`` calls it, and takes the next route where the
 compiled kernels turn out not to compile here (they then switch themselves off for the process).
@@ -21,9 +24,11 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import numpy as np
 import torch
 
 from . import mps_host, mps_packed, mps_update
+from .linalg import LinAlgError
 
 __all__ = ["ROUTES", "OPERATIONS", "choose", "run"]
 
@@ -54,7 +59,14 @@ def run(op: str, tensors: Sequence[torch.Tensor], gates: Sequence[torch.Tensor],
     """``op(*args)`` by the route ``choose(op, tensors, gates)`` picks; ``args`` as the route
     modules take them (``mps_update``'s docstring)."""
     route = choose(op, tensors, gates)
-    out = getattr(ROUTES[route], op)(*args)
-    if out is None:  # the compiled kernels could not compile here and switched themselves off
-        out = getattr(ROUTES[choose(op, tensors, gates)], op)(*args)
+    try:
+        out = getattr(ROUTES[route], op)(*args)
+        if out is None:  # the compiled kernels could not compile here and switched themselves off
+            route = choose(op, tensors, gates)
+            out = getattr(ROUTES[route], op)(*args)
+    except (np.linalg.LinAlgError, torch.linalg.LinAlgError) as e:
+        if isinstance(e, LinAlgError):
+            raise
+        raise LinAlgError(f"{op} on the {route} route failed ({e}): a NaN or infinite gate or site "
+                          f"reached a factorisation; the state is as it was before the call") from e
     return out

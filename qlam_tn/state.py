@@ -241,15 +241,21 @@ class QuantumState:
         return self.dtype.to_real() if self.dtype.is_complex else self.dtype
 
     def promote(self, dtype: torch.dtype) -> "QuantumState":
-        """Hold the state in ``dtype`` from now on, in place (e.g. real -> complex before complex gates)."""
-        raise NotImplementedError
+        """Hold the state in ``dtype`` from now on, in place (e.g. real -> complex before complex
+        gates). Refused: a dtype the engine does not hold, and complex -> real (it would drop the
+        imaginary parts)."""
+        check_dtype(dtype)
+        if self.dtype.is_complex and not dtype.is_complex:
+            raise TypeError(f"promote: {self.dtype} -> {dtype} would drop the imaginary parts")
+        self._convert(dtype)
+        return self
 
     def apply_neighbour_gates(self, gates: torch.Tensor, firsts: Sequence[int]) -> "QuantumState":
         """Apply ``gates[..., k, :, :]`` to qubits ``(firsts[k], firsts[k] + 1)`` in order, in place.
 
         ``gates (P, 4, 4)`` or per-sample ``(B, P, 4, 4)`` in this state's dtype (a model's own
         gates: not checked for unitarity or finiteness)."""
-        self._check_program([("2q", gates, firsts)])
+        (_, gates, firsts), = self._check_program([("2q", gates, firsts)])
         for k, q in enumerate(firsts):
             self._apply_2q(gates[..., k, :, :], q, q + 1)
         return self
@@ -258,8 +264,7 @@ class QuantumState:
         """Layers in turn, in place, each in this state's dtype (a model's own gates, e.g. a QLAM
         token): ``("1q", gates)``, a unitary one-qubit layer ``(n, 2, 2)`` or ``(B, n, 2, 2)``, or
         ``("2q", gates, firsts)``, neighbour gates as ``apply_neighbour_gates``."""
-        self._check_program(ops)
-        for op in ops:
+        for op in self._check_program(ops):
             if op[0] == "1q":
                 self._apply_layer(op[1])
             else:
@@ -267,27 +272,35 @@ class QuantumState:
                     self._apply_2q(op[1][..., k, :, :], q, q + 1)
         return self
 
-    def _check_program(self, ops: Sequence[tuple]) -> None:
-        """Refuse layers of the wrong kind, shape, batch or dtype before anything changes."""
+    def _check_program(self, ops: Sequence[tuple]) -> List[tuple]:
+        """The layers as the routes take them (gates as tensors, ``firsts`` as a list of ints);
+        layers of the wrong form, kind, shape, batch or dtype are refused before anything changes."""
         n, b = self.n_qubits, self.batch
+        checked = []
         for op in ops:
-            kind, gates = op[0], op[1]
+            if not isinstance(op, (tuple, list)) or len(op) != {"1q": 2, "2q": 3}.get(op[0] if op else None, -1):
+                raise ValueError(f"a layer is ('1q', gates) or ('2q', gates, firsts), got {op!r:.80}")
+            kind, gates = op[0], op[1] if isinstance(op[1], torch.Tensor) else torch.as_tensor(op[1])
             if kind == "1q":
                 shape = (n, 2, 2)
-            elif kind == "2q":
-                firsts = list(op[2])
+                checked.append((kind, gates))
+            else:
+                firsts = [as_int(q, "a neighbour gate's first qubit") for q in op[2]]
                 if any(not 0 <= q < n - 1 for q in firsts):
                     raise ValueError(f"neighbour gates must start in [0, {n - 2}], got {firsts}")
                 shape = (len(firsts), 4, 4)
-            else:
-                raise ValueError(f"unknown layer kind {kind!r}: expected '1q' or '2q'")
+                checked.append((kind, gates, firsts))
             if gates.shape[-3:] != shape or gates.dim() not in (3, 4) or (gates.dim() == 4 and gates.shape[0] != b):
                 raise ValueError(f"a {kind} layer's gates must be {shape} or ({b}, *{shape}), got {tuple(gates.shape)}")
             if gates.dtype != self.dtype:
                 raise TypeError(f"{kind} gates of dtype {gates.dtype} on a state of dtype {self.dtype}: "
                                 f"convert the gates or promote the state first")
+        return checked
 
     # ------------------------------------------------------------------ backend hooks
+    def _convert(self, dtype: torch.dtype) -> None:
+        raise NotImplementedError
+
 
     def _apply_1q(self, gate, q, unitary: bool = True):
         raise NotImplementedError

@@ -72,9 +72,8 @@ class StateVector(QuantumState):
         return StateVector(self.psi)
 
     # ------------------------------------------------------------------ gates
-    def promote(self, dtype) -> "StateVector":
+    def _convert(self, dtype) -> None:
         self.psi = self.psi.to(dtype)
-        return self
 
     def _apply_1q(self, gate, q, unitary: bool = True):
         b = self.batch
