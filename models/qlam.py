@@ -31,6 +31,7 @@ from torch.utils.checkpoint import checkpoint
 
 from qlam_tn import MPS, StateVector
 from qlam_tn import gates as G
+from qlam_tn import statevector
 from qlam_tn.dense_scan import dense_ry_scan, factored_ry_scan
 from qlam_tn.memory import (apply_dense, bloch_vectors, brickwork_factors, dense_unitary, neighbour_zz, token_layers,
                              rotation_layer)
@@ -177,10 +178,17 @@ class QLAMConfig:
             raise ValueError(f"cutoff must be >= 0, got {self.cutoff}")
         if not (self.encoding_scale >= 0):
             raise ValueError(f"encoding_scale must be >= 0, got {self.encoding_scale}")
+        self.check_memory_size()
 
     @property
     def readout_parts(self):
         return tuple(self.readout.split("+"))
+
+    def check_memory_size(self) -> None:
+        """Refuse a statevector memory too large for ``qlam_tn.statevector.MAX_STATE_BYTES`` at
+        one sample in the smallest dtype, before any parameter is made."""
+        if self.resolved_backend == "statevector":
+            statevector.check_size(self.n_qubits, 1, torch.complex64 if not self.real else torch.float32)
 
     @property
     def resolved_backend(self) -> str:

@@ -190,10 +190,10 @@ class TruncationPolicy:
                 raise ValueError(f"max_bond must be >= 1 (or None for exact), got {self.max_bond}")
         if self.cutoff_mode not in CUTOFF_MODES:
             raise ValueError(f"unknown cutoff_mode {self.cutoff_mode!r}; choose one of {CUTOFF_MODES}")
-        if not (self.cutoff >= 0.0) or self.cutoff != self.cutoff:
+        if not (math.isfinite(self.cutoff) and self.cutoff >= 0.0):
             raise ValueError(f"cutoff must be a finite number >= 0, got {self.cutoff}")
-        if not (self.grad_eps > 0.0):
-            raise ValueError(f"grad_eps must be > 0, got {self.grad_eps}")
+        if not (math.isfinite(self.grad_eps) and self.grad_eps > 0.0):
+            raise ValueError(f"grad_eps must be a finite number > 0, got {self.grad_eps}")
         if self.split not in SPLIT_METHODS:
             raise ValueError(f"unknown split {self.split!r}; choose one of {SPLIT_METHODS}")
 

@@ -14,7 +14,7 @@ import torch
 
 __all__ = ["parse_pauli", "pauli_matrix", "entropy_from_schmidt", "renyi_from_schmidt"]
 
-_FACTOR = re.compile(r"([IXYZ])(\d+)")
+_FACTOR = re.compile(r"([IXYZ])([0-9]+)")
 
 
 def parse_pauli(spec, n_qubits: int) -> Dict[int, str]:
@@ -36,7 +36,7 @@ def parse_pauli(spec, n_qubits: int) -> Dict[int, str]:
         text = spec.strip()
         if not text:
             raise ValueError("empty Pauli string; use 'I0' for the identity")
-        if not any(ch.isdigit() for ch in text):
+        if not any(ch in "0123456789" for ch in text):
             if len(text) != n_qubits or any(ch not in "IXYZ" for ch in text):
                 raise ValueError(f"cannot parse Pauli term {text!r}: expected factors like 'X0 Z3' or a "
                                  f"label of {n_qubits} letters from IXYZ")
@@ -108,15 +108,22 @@ def entropy_from_schmidt(s: torch.Tensor, base: float = 2.0) -> torch.Tensor:
     Zero weights contribute zero, with finite gradients (log is clamped at the smallest
     normal number).
     """
+    _check_base(base)
     p = _probabilities(s)
     logp = torch.log(p.clamp_min(torch.finfo(p.dtype).tiny))
     return -(p * logp).sum(-1) / math.log(base)
 
 
+def _check_base(base: float) -> None:
+    if not (isinstance(base, (int, float)) and math.isfinite(base) and base > 0 and base != 1):
+        raise ValueError(f"the logarithm's base must be a finite number > 0 other than 1, got {base!r}")
+
+
 def renyi_from_schmidt(s: torch.Tensor, alpha: float, base: float = 2.0) -> torch.Tensor:
     """Renyi entropy ``log(Σ p^α) / (1 - α)`` of ``s (B, k)`` -> ``(B,)``; α = 1 is von Neumann."""
-    if alpha < 0:
-        raise ValueError(f"Renyi alpha must be >= 0, got {alpha}")
+    if not (isinstance(alpha, (int, float)) and math.isfinite(alpha) and alpha >= 0):
+        raise ValueError(f"Renyi alpha must be a finite number >= 0, got {alpha!r}")
+    _check_base(base)
     if alpha == 1:
         return entropy_from_schmidt(s, base)
     p = _probabilities(s)

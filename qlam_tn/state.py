@@ -5,6 +5,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import operator
 from typing import List, Sequence, Tuple
 
@@ -66,6 +67,12 @@ def as_amplitudes(amplitudes):
     if not (a.is_complex() or a.is_floating_point()):
         a = a.to(torch.float64)
     check_dtype(a.dtype)
+    finite = torch.isfinite(a).all(-1)
+    if not bool(finite.all()):
+        raise ValueError(f"amplitudes of sample {int((~finite).nonzero()[0])} are not finite (NaN or inf)")
+    zero = (a.abs() > 0).sum(-1) == 0
+    if bool(zero.any()):
+        raise ValueError(f"amplitudes of sample {int(zero.nonzero()[0])} are all zero: a state needs a nonzero norm")
     return a, n
 
 
@@ -132,6 +139,27 @@ class QuantumState:
             raise ValueError("gate is not unitary (validate=True)")
         return gate
 
+    @contextlib.contextmanager
+    def _kept_if_it_fails(self, check_norm: bool):
+        """Restore the state as it was if the block raises; with ``check_norm``, also refuse a
+        result with a sample of zero norm (a non-unitary gate that annihilates it: a projector onto
+        an outcome of probability 0), whose expectations would all be NaN. The state's tensors
+        are never edited in place, so keeping references is a full snapshot."""
+        saved = dict(vars(self))
+        try:
+            yield
+            if check_norm:
+                norm2 = self.norm().detach().square()
+                tiny = torch.finfo(norm2.dtype).tiny
+                bad = ~(norm2 >= tiny) | ~torch.isfinite(norm2)
+                if bool(bad.any()):
+                    raise ValueError(f"the gate leaves sample {int(bad.nonzero()[0])} with zero norm (or a norm "
+                                     f"that underflows): a projector onto an outcome of probability 0?")
+        except BaseException:
+            vars(self).clear()
+            vars(self).update(saved)
+            raise
+
     @staticmethod
     def _unitary(gate: torch.Tensor) -> bool:
         low = gate.dtype in (torch.float32, torch.complex64)
@@ -170,24 +198,28 @@ class QuantumState:
         """
         qs = self._check_qubits(qubits)
         g = self._check_gate(gate, len(qs), validate)
-        new_dtype = self._gate_dtype(g)
-        if new_dtype != self.dtype:
-            self.promote(new_dtype)
-        g = g.to(self.dtype)
-        if len(qs) == 1:
-            self._apply_1q(g, qs[0], unitary=validate or self._unitary(g))
-        else:
-            self._apply_2q(g, qs[0], qs[1])
+        unitary = validate or self._unitary(g)
+        with self._kept_if_it_fails(check_norm=not unitary):
+            new_dtype = self._gate_dtype(g)
+            if new_dtype != self.dtype:
+                self.promote(new_dtype)
+            g = g.to(self.dtype)
+            if len(qs) == 1:
+                self._apply_1q(g, qs[0], unitary=unitary)
+            else:
+                self._apply_2q(g, qs[0], qs[1])
         return self
 
     def apply_layer(self, gates):
         """Apply one single-qubit gate to every qubit: ``(n, 2, 2)`` or ``(B, n, 2, 2)``."""
         g = self._check_layer(gates)
-        new_dtype = self._gate_dtype(g)
-        if new_dtype != self.dtype:
-            self.promote(new_dtype)
-        g = g.to(self.dtype)
-        self._apply_layer(g, unitary=self._unitary(g))
+        unitary = self._unitary(g)
+        with self._kept_if_it_fails(check_norm=not unitary):
+            new_dtype = self._gate_dtype(g)
+            if new_dtype != self.dtype:
+                self.promote(new_dtype)
+            g = g.to(self.dtype)
+            self._apply_layer(g, unitary=unitary)
         return self
 
     def expect(self, pauli) -> torch.Tensor:

@@ -14,7 +14,25 @@ from .contraction import contract
 from .measure import pauli_matrix
 from .state import QuantumState, as_amplitudes, check_batch, check_dtype, check_n_qubits, complex_dtype_of
 
-__all__ = ["StateVector"]
+__all__ = ["StateVector", "MAX_STATE_BYTES", "state_bytes"]
+
+# The largest dense state ``zeros`` allocates (all samples together): raise it to go further on a
+# machine with the memory. 2^29 complex128 amplitudes (n=29, B=1) fit; n=30 does not.
+MAX_STATE_BYTES = 8 * 2 ** 30
+
+
+def state_bytes(n_qubits: int, batch: int, dtype: torch.dtype) -> int:
+    """Bytes of ``batch`` dense ``n_qubits``-qubit states in ``dtype``."""
+    return batch * 2 ** n_qubits * torch.empty((), dtype=dtype).element_size()
+
+
+def check_size(n_qubits: int, batch: int, dtype: torch.dtype) -> None:
+    """Refuse a dense state larger than ``MAX_STATE_BYTES``, before allocating it."""
+    need = state_bytes(n_qubits, batch, dtype)
+    if need > MAX_STATE_BYTES:
+        raise ValueError(f"a dense state of {batch} x 2^{n_qubits} {dtype} amplitudes needs {need / 2 ** 30:.3g} GiB, "
+                         f"over qlam_tn.statevector.MAX_STATE_BYTES = {MAX_STATE_BYTES / 2 ** 30:.3g} GiB: use the MPS "
+                         f"backend, or raise the limit on a machine with the memory")
 
 class StateVector(QuantumState):
     """Exact batched state vector.
@@ -40,6 +58,7 @@ class StateVector(QuantumState):
         n = check_n_qubits(n_qubits)
         b = check_batch(batch)
         check_dtype(dtype)
+        check_size(n, b, dtype)
         psi = torch.zeros((b,) + (2,) * n, dtype=dtype, device=device)
         psi.view(b, -1)[:, 0] = 1
         return cls(psi)
