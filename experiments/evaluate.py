@@ -83,16 +83,29 @@ def qlam_model_config(config: dict, bond_dim=KEEP) -> dict:
     return {**model_cfg, "resolved": resolved}
 
 
-def load_model(checkpoint, bond_dim=KEEP, dtype: str | None = None):
+def load_model(checkpoint, bond_dim=KEEP, dtype: str | None = None, nonfinite: str = "warn"):
     """``(model, ckpt)``: the trained model of ``checkpoint`` (a ``.pt`` or a run folder), on the CPU.
 
     ``bond_dim``: ``KEEP`` (as trained), an int cap or ``None``/``"exact"`` (MPS backend, see
     :func:`qlam_model_config`). ``dtype`` (``float32``/``float64``) defaults to the run's.
+    ``ValueError`` naming the file for a checkpoint that fails verification, lacks what
+    rebuilding needs, or whose tensors are not the model's (the first key that differs);
+    weights holding NaN or inf are named in a ``RuntimeWarning`` (``nonfinite="warn"``) or a
+    ``ValueError`` (``"error"``).
     """
-    ckpt = rf.load_checkpoint(resolve_checkpoint(checkpoint))
+    path = resolve_checkpoint(checkpoint)
+    ckpt = rf.load_checkpoint(path)
+    rf.check_entries(ckpt, path, rf.MODEL_ENTRIES)
     config = ckpt["config"]
-    model = model_from_config(qlam_model_config(config, bond_dim), dtype or config["train"]["dtype"])
-    model.load_state_dict(ckpt["model"])
+    try:
+        model = model_from_config(qlam_model_config(config, bond_dim),
+                                  dtype or config["train"]["dtype"])
+    except ValueError as exc:  # a value the model refuses, or a bond cap for a non-QLAM model
+        raise ValueError(f"{path}: {exc}") from None
+    except (KeyError, TypeError, AttributeError, RuntimeError) as exc:
+        raise ValueError(f"{path}: its configuration does not rebuild the model "
+                         f"({type(exc).__name__}: {exc}): the checkpoint was edited") from None
+    rf.load_weights(model, ckpt["model"], path, nonfinite)
     return model, ckpt
 
 
@@ -120,19 +133,28 @@ def score(checkpoint, dataset: str | None = None, data_dir=None, split: str = "t
     ``trained_backend``, ``trained_bond_dim``, ``discarded_weight_mean`` and
     ``discarded_weight_max``.
 
-    Raises ``ValueError`` for a checkpoint that fails verification or a dataset that does not
-    fit the model (image shape, classes), ``FileNotFoundError`` for missing files.
+    Raises ``ValueError`` for a checkpoint that fails verification (or holds weights that are
+    not the model's, or not finite), a dataset that does not fit the model (image shape,
+    classes) or a split of no images, ``FileNotFoundError`` for missing files.
     """
     checkpoint = resolve_checkpoint(checkpoint)
-    model, ckpt = load_model(checkpoint, bond_dim)
+    model, ckpt = load_model(checkpoint, bond_dim, nonfinite="error")
     config = ckpt["config"]
     train_cfg, data_cfg = config["train"], config["data"]
-    dataset = dataset or data_cfg["dataset"]
-    data_dir = data_dir if data_dir is not None else train_cfg["data_dir"]
-    if split == "val" and train_cfg["val_fraction"] == 0:
+    try:
+        dataset = dataset or data_cfg["dataset"]
+        data_dir = data_dir if data_dir is not None else train_cfg["data_dir"]
+        fraction, seed = train_cfg["val_fraction"], train_cfg["seed"]
+    except KeyError as exc:
+        raise ValueError(f"{checkpoint}: its configuration has no {exc} entry: the checkpoint "
+                         f"was edited") from None
+    if split == "val" and fraction == 0:
         raise ValueError(f"{checkpoint}: the run had no validation split (val_fraction 0)")
-    part = load_splits(dataset, data_dir, (split,), train_cfg["val_fraction"],
-                       train_cfg["seed"])[split]
+    part = load_splits(dataset, data_dir, (split,), fraction, seed)[split]
+    if len(part.labels) == 0:
+        carved = f"; the run's --val-fraction {fraction} carves none" if split == "val" else ""
+        raise ValueError(f"{checkpoint}: the {split} split of {dataset} has 0 images "
+                         f"({part.info.source}{carved}): there is nothing to score")
     shape = list(part.info.image_shape)
     if shape != data_cfg["image_shape"]:
         raise ValueError(f"{dataset!r} has images of shape {shape}; the model in {checkpoint} "

@@ -188,9 +188,12 @@ def run_status(path: Path) -> str:
     """``done``, ``resume``, ``new`` or ``stuck`` (see :class:`Run`) for a run folder."""
     if is_complete(path):
         return "done"
+    from qlam_tn.experiments import runfolder as rf
+
     if (path / "last.pt").is_file():
         return "resume"
-    if not path.exists() or (path.is_dir() and not any(path.iterdir())):
+    # a lock file left by a killed run (or a half-written temporary file) is not a run's output
+    if not path.exists() or (path.is_dir() and not rf.contents(path)):
         return "new"
     return "stuck"
 

@@ -30,10 +30,14 @@ A QLAM memory trained slower or frozen (``--memory-lr-scale``), the frozen memor
 computed once (``--cache-memory``) and the head fitted by L-BFGS (``--optimizer lbfgs``) live in
 ``experiments.frozen``; this trainer only calls it.
 
-The run folder is described in ``experiments.runfolder``. ``--resume RUN_DIR`` restores model,
-optimiser, schedule, epoch, step and every random generator from ``RUN_DIR/last.pt``, so an
-interrupted run finishes with the same metrics and weights as an uninterrupted one (bitwise on
-the CPU with the same thread count; the resumed run takes its configuration from the checkpoint).
+The run folder is described in ``experiments.runfolder``; one process writes it
+(``runfolder.RunFolder``: made by an exclusive ``mkdir``, locked for the run's life), and a split
+of no images is refused before it is made. ``--resume RUN_DIR`` first checks every file of the
+run (``runfolder.verify_run``, then the splits and weights against what the configuration
+builds), then restores model, optimiser, schedule, epoch, step and every random generator from
+``RUN_DIR/last.pt``, so an interrupted run finishes with the same metrics and weights as an
+uninterrupted one (bitwise on the CPU with the same thread count; the resumed run takes its
+configuration from the checkpoint).
 
 Distributed: under ``torchrun`` (or ``--nproc N``, which starts N local processes on loopback)
 each process trains on its ``1/N`` shard of every epoch with ``--batch-size`` samples per step;
@@ -44,6 +48,7 @@ processes; only rank 0 writes the run folder.
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import hashlib
 import io
@@ -253,13 +258,19 @@ def prepare(cfg: TrainConfig, device: str = "auto", resume: dict | None = None) 
                         "global_batch": cfg.batch_size * d.world},
     }
     if resume is not None:
-        _check_resumable(config, resume["config"], d.world)
+        try:
+            _check_resumable(config, resume["config"], d.world)
+        except (KeyError, TypeError, IndexError, RuntimeError) as exc:  # missing or odd entries
+            raise ValueError(f"the run's checkpoint records a configuration that cannot be "
+                             f"compared with this one ({type(exc).__name__}: {exc}): it was "
+                             f"edited") from None
     return Prepared(cfg, config, splits_record, model, train_set, val_set, test_set, dev, d, resume)
 
 
 def _datasets(cfg: TrainConfig):
     """``(train, val, test, data record, splits record)``; val/test ``None`` where absent."""
     parts = load_data(cfg)
+    _check_not_empty(cfg, parts)
     train = parts["train"]
     info = train.info
     token_shape(info.image_shape, cfg.tokens)  # a patch size that does not divide fails here
@@ -305,6 +316,36 @@ def _datasets(cfg: TrainConfig):
                 "validation split",
     }
     return train_set, val_set, test_set, data_cfg, splits_record
+
+
+def _check_not_empty(cfg: TrainConfig, parts: dict[str, DataSplit]) -> None:
+    """Refuse a split of no images before anything is computed from it (an empty training set
+    has no statistics; an empty validation or test split scores NaN)."""
+    info = parts["train"].info
+    sizes, where = info.sizes, info.source
+    pool = sizes["train"] + sizes["val"]
+    if sizes["train"] == 0:
+        if pool == 0:
+            raise ValueError(f"{cfg.dataset}: the training split has 0 images: {where} holds none")
+        raise ValueError(f"{cfg.dataset}: the training split has 0 images: --val-fraction "
+                         f"{cfg.val_fraction} carves all {pool} training images of {where} for "
+                         f"validation; lower it")
+    if "val" in parts and sizes["val"] == 0:
+        largest = int(torch.bincount(parts["train"].labels).max())
+        raise ValueError(f"{cfg.dataset}: the validation split has 0 images: --val-fraction "
+                         f"{cfg.val_fraction} takes round({cfg.val_fraction} * n) of each class's "
+                         f"n images, and the largest class of the {pool} training images has "
+                         f"{largest} ({where}); use --val-fraction at least "
+                         f"{_round_up(0.5 / largest)}, or 0 for no validation split")
+    if "test" in parts and len(parts["test"].labels) == 0:
+        raise ValueError(f"{cfg.dataset}: the test split has 0 images ({info.test_split}; "
+                         f"{where}): remove its empty files to train without a test split")
+
+
+def _round_up(x: float) -> float:
+    """``x > 0`` rounded up to two significant digits (a limit to quote that is safe to use)."""
+    scale = 10.0 ** (math.floor(math.log10(x)) - 1)
+    return round(math.ceil(x / scale) * scale, 12)
 
 
 def _indices_summary(indices) -> dict | None:
@@ -483,28 +524,49 @@ def resolve_device(name: str, d: _Dist | None = None) -> torch.device:
 # 5. The loop
 # ----------------------------------------------------------------------------------------------
 
-def fit(p: Prepared, run_dir, *, stop_after: int | None = None, progress: bool = True) -> dict:
-    """Train ``p`` into ``run_dir`` (created by rank 0); returns a summary dict."""
+def fit(p: Prepared, run_dir, *, stop_after: int | None = None, progress: bool = True,
+        take_folder: bool = True) -> dict:
+    """Train ``p`` into ``run_dir``; returns a summary dict.
+
+    ``run_dir``: a :class:`runfolder.RunFolder` the caller holds, or a path that rank 0 takes
+    for the run (a new folder, or for ``p.resume`` the run's own) and lets go at the end;
+    ``take_folder=False``: the path is held by the process that started this one (``--nproc``).
+    Only rank 0 writes the folder. ``stop_after``: the last epoch to train (>= 1).
+    """
     d, dev = p.dist, p.device
+    if stop_after is not None and (isinstance(stop_after, bool) or not isinstance(stop_after, int)
+                                   or stop_after < 1):
+        raise ValueError(f"stop_after must be an int >= 1, got {stop_after!r}: a run stopped before "
+                         f"its first epoch ends leaves no checkpoint to resume")
+    folder = None
+    if isinstance(run_dir, rf.RunFolder):
+        run_dir = run_dir.path
+    elif d.main and take_folder:
+        folder = rf.RunFolder.create(run_dir) if p.resume is None else rf.RunFolder.reopen(run_dir)
+        run_dir = folder.path
     backend, owned = None, False
-    if d.world > 1:
-        if not dist.is_initialized():
-            if dev.type == "cuda":
-                torch.cuda.set_device(dev)
-            dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
-            owned = True
-        backend = dist.get_backend()
     try:
-        out = _fit(p, Path(run_dir), backend, stop_after, progress)
-    except BaseException:
+        if d.world > 1:
+            if not dist.is_initialized():
+                if dev.type == "cuda":
+                    torch.cuda.set_device(dev)
+                dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+                owned = True
+            backend = dist.get_backend()
+        try:
+            out = _fit(p, Path(run_dir), backend, stop_after, progress)
+        except BaseException:
+            if owned:
+                dist.destroy_process_group()
+            raise
         if owned:
+            # Leave together: a rank that tears down its gloo group (rank 0 hosts the store)
+            # while another is still using it can abort the other at exit.
+            dist.barrier()
             dist.destroy_process_group()
-        raise
-    if owned:
-        # Leave together: a rank that tears down its gloo group (rank 0 hosts the store) while
-        # another is still using it can abort the other at exit.
-        dist.barrier()
-        dist.destroy_process_group()
+    finally:
+        if folder is not None:
+            folder.release()
     return out
 
 
@@ -527,7 +589,7 @@ def _fit(p: Prepared, run_dir: Path, backend, stop_after, progress) -> dict:
     history, best, epoch, step = [], None, 0, 0
     if p.resume is not None:
         ck = p.resume
-        module.load_state_dict(ck["model"])
+        rf.load_weights(module, ck["model"], run_dir / "last.pt", nonfinite="error")
         optimizer.load_state_dict(ck["optimizer"])
         scheduler.load_state_dict(ck["scheduler"])
         epoch, step, best, history = ck["epoch"], ck["global_step"], ck["best"], list(ck["history"])
@@ -555,8 +617,7 @@ def _fit(p: Prepared, run_dir: Path, backend, stop_after, progress) -> dict:
     if cfg.optimizer == "lbfgs":  # the whole training set is one batch, moved to the device once
         full_batch = [t.to(dev) for t in sets["train"].tensors]
 
-    if d.main:  # the run folder says what the run is before its first epoch
-        run_dir.mkdir(parents=True, exist_ok=True)
+    if d.main:  # the run folder (taken by fit) says what the run is before its first epoch
         rf.atomic_write_json(run_dir / "config.json", p.config)
         rf.atomic_write_json(run_dir / "splits.json", p.splits_record)
         rf.atomic_write_json(run_dir / "env.json", env)
@@ -656,8 +717,10 @@ def _train_epoch(model, loader, optimizer, scheduler, clip, device, dtype, epoch
 
 def _check_finite(loss: float, where: str, run_dir: Path) -> None:
     if not math.isfinite(loss):
-        raise FloatingPointError(f"loss is {loss} at {where}; the last good state is "
-                                 f"{run_dir / 'last.pt'}")
+        last = run_dir / "last.pt"
+        if last.is_file():
+            raise FloatingPointError(f"loss is {loss} at {where}; the last good state is {last}")
+        raise FloatingPointError(f"loss is {loss} at {where}: " + rf.no_checkpoint_message(run_dir))
 
 
 def _shard(dataset, d: _Dist):
@@ -703,7 +766,8 @@ def _test(p: Prepared, run_dir: Path, module, scored, test_loader, best: dict,
     test = None
     if test_loader is not None:
         if d.main:
-            module.load_state_dict(rf.load_checkpoint(run_dir / "best.pt")["model"])
+            best_pt = run_dir / "best.pt"
+            rf.load_weights(module, rf.load_checkpoint(best_pt)["model"], best_pt)
         if d.world > 1:  # rank 0 alone reads the run folder
             for tensor in module.state_dict().values():
                 dist.broadcast(tensor, 0)
@@ -843,10 +907,13 @@ def build_parser() -> run_config.OptionParser:
                    help="validate on a seeded subset of N validation images (quick runs)")
     g = ap.add_argument_group("run")
     g.add_argument("--out", help="runs directory (default runs)")
-    g.add_argument("--name", help="run folder name (default MODEL-DATASET-TOKENS-sSEED-TIME)")
-    g.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from last.pt")
+    g.add_argument("--name", help="run folder name, refused if the folder holds anything (default "
+                                  "MODEL-DATASET-TOKENS-sSEED-TIME, with -2, -3, ... if taken)")
+    g.add_argument("--resume", metavar="RUN_DIR",
+                   help="continue the run in RUN_DIR from last.pt (every file checked first)")
     g.add_argument("--stop-after", dest="stop_after", type=int, metavar="EPOCH",
-                   help="stop after this epoch, as a pre-empted job would (continue with --resume)")
+                   help="stop after this epoch (>= 1), as a pre-empted job would (continue with "
+                        "--resume)")
     g.add_argument("--device", choices=("auto", "cpu", "cuda"), help="(default auto)")
     g.add_argument("--threads", type=int, help="torch CPU threads per process")
     g.add_argument("--nproc", type=int, help="local processes for DistributedDataParallel")
@@ -872,7 +939,7 @@ def _worker(local_rank: int, argv: list[str], world: int, port: int) -> None:
     os.environ.update(RANK=str(local_rank), LOCAL_RANK=str(local_rank), WORLD_SIZE=str(world),
                       LOCAL_WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")  # all processes are on this machine
-    code = main(argv)
+    code = main(argv, folder_held=True)  # the launching process holds the run folder
     # Exit without the interpreter's teardown: there, C++ destructors can meet a gloo thread still
     # joinable and abort ("terminate called without an active exception", SIGABRT) after a run
     # that finished and wrote everything (seen once in CI's 2-process test). Flush first.
@@ -898,7 +965,101 @@ def _spawn(argv: list[str], nproc: int) -> int:
     return 0
 
 
-def main(argv=None) -> int:
+def _run_settings(args: dict, given: dict, take: bool):
+    """``(cfg, run_dir, files, folder)`` of the command line: the configuration; the run folder;
+    for ``--resume`` the run's files, every one checked (``runfolder.verify_run``), else ``None``;
+    and, where ``take``, the folder taken by this process (``runfolder.RunFolder``), else ``None``.
+    Raises ``ValueError``/``TypeError``/``FileNotFoundError``, holding no folder then."""
+    folder = None
+    try:
+        if "resume" in args:
+            if "out" in args or "name" in args:
+                raise ValueError("--resume RUN_DIR names the run: drop --out and --name")
+            run_dir = Path(args["resume"])
+            # taken before the files are read, so that no other process writes them meanwhile
+            folder = rf.RunFolder.reopen(run_dir) if take else None
+            files = rf.verify_run(run_dir)
+            try:
+                stored = TrainConfig(**files.last["config"]["train"])
+            except (TypeError, ValueError, RuntimeError) as exc:  # a value of another kind
+                raise ValueError(f"{run_dir / 'last.pt'}: the training configuration it records "
+                                 f"is not valid ({exc}): the checkpoint was edited") from None
+            clash = [f"--{k.replace('_', '-')} {v!r} (the run has {getattr(stored, k)!r})"
+                     for k, v in given.items() if k != "data_dir" and getattr(stored, k) != v]
+            if clash:
+                raise ValueError("--resume continues the run's own configuration; these differ: "
+                                 + "; ".join(clash))
+            cfg = dataclasses.replace(stored, data_dir=given.get("data_dir", stored.data_dir))
+            return cfg, run_dir, files, folder
+        cfg = TrainConfig(**given)
+        out, name = Path(args.get("out", "runs")), args.get("name")
+        if name and (name in (".", "..") or "/" in name or os.sep in name):
+            raise ValueError(f"--name {name!r}: a run folder's name, not a path (use --out for "
+                             f"the folder that holds it)")
+        if not name:
+            name = f"{cfg.model}-{cfg.dataset}-{cfg.tokens}-s{cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+            if take:  # a name taken already (a parallel job, the same second) gets a suffix
+                folder = rf.RunFolder.create_unique(out, name)
+        elif take:
+            folder = rf.RunFolder.create(out / name)
+        return cfg, folder.path if folder is not None else out / name, None, folder
+    except BaseException:
+        if folder is not None:
+            folder.release()
+        raise
+
+
+def _check_run_files(p: Prepared, run_dir: Path, files: rf.RunFiles) -> None:
+    """Hold a resumed run's files against what its configuration builds now: ``splits.json``
+    against the splits carved again, both checkpoints' tensors against the model."""
+    recorded = {k: v for k, v in files.splits.items() if k != "note"}  # the note is prose
+    differ = rf.first_difference(recorded, {k: v for k, v in rf.as_json(p.splits_record).items()
+                                            if k != "note"})
+    if differ:
+        raise ValueError(f"{run_dir / 'splits.json'}: not the splits the run's configuration "
+                         f"carves now ({differ}, splits.json against now): it was edited or is "
+                         f"another run's: train the run again under another --name")
+    for name, ckpt in (("last.pt", files.last), ("best.pt", files.best)):
+        rf.check_weights(p.model, ckpt["model"], run_dir / name, nonfinite="error")
+    _check_training_state(p, run_dir / "last.pt", files.last)
+
+
+def _check_training_state(p: Prepared, path: Path, ckpt: dict) -> None:
+    """Restore the optimiser, schedule and generator states of ``ckpt`` into a throwaway copy of
+    the model and take one step with zero gradients: a state that would fail (or give NaN) in
+    the resumed run's first step fails now, naming ``path``. The global generators are left as
+    they were."""
+    model = copy.deepcopy(p.model)
+    saved = rf.rng_state()
+    try:
+        optimizer, scheduler = make_optimizer(model, p.cfg, p.config["schedule"])
+        # copies: load_state_dict keeps the checkpoint's tensors, and the step below changes them
+        optimizer.load_state_dict(copy.deepcopy(ckpt["optimizer"]))
+        scheduler.load_state_dict(copy.deepcopy(ckpt["scheduler"]))
+        rf.set_rng_state(ckpt["rng"][p.dist.rank], torch.Generator())
+        if p.cfg.optimizer != "lbfgs":  # L-BFGS steps need a closure over the data
+            for q in model.parameters():
+                q.grad = torch.zeros_like(q)
+            optimizer.step()
+            scheduler.step()
+        states = [v for state in optimizer.state.values() for v in state.values()
+                  if isinstance(v, torch.Tensor) and (v.is_floating_point() or v.is_complex())]
+        lrs = scheduler.get_last_lr()
+        if not all(isinstance(lr, float) and math.isfinite(lr) for lr in lrs) or \
+                not all(bool(torch.isfinite(v).all()) for v in states):
+            raise ValueError("a learning rate or a moment that is not a finite number")
+    except Exception as exc:  # noqa: BLE001 - a trial on a copy: whatever fails here would fail the run
+        raise ValueError(f"{path}: its optimiser, schedule or generator states do not restore "
+                         f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}): "
+                         f"the checkpoint was edited; train the run again under another "
+                         f"--name") from None
+    finally:
+        rf.set_rng_state(saved)
+
+
+def main(argv=None, *, folder_held: bool = False) -> int:
+    """``qlam train``. ``folder_held``: the process that started this one holds the run folder
+    (``--nproc``); this one writes it without taking it."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     try:
@@ -912,39 +1073,35 @@ def main(argv=None) -> int:
         parser.error(f"--nproc must be >= 1, got {nproc}")
     if args.get("threads") is not None and args["threads"] < 1:
         parser.error(f"--threads must be >= 1, got {args['threads']}")
+    stop_after = args.get("stop_after")
+    if stop_after is not None and stop_after < 1:
+        parser.error(f"--stop-after must be >= 1, got {stop_after}: a run stopped before its first "
+                     f"epoch ends leaves no checkpoint to resume")
 
-    resume = None
+    # One process takes the run folder: rank 0, or the process that starts the --nproc ranks.
+    take = _Dist.from_env().main and not folder_held
     try:
         if "model_cfg" in given:
             given["model_cfg"] = parse_model_cfg(given["model_cfg"])
-        if "resume" in args:
-            if "out" in args or "name" in args:
-                raise ValueError("--resume RUN_DIR names the run: drop --out and --name")
-            run_dir = Path(args["resume"])
-            resume = rf.load_checkpoint(run_dir / "last.pt")
-            stored = TrainConfig(**resume["config"]["train"])
-            clash = [f"--{k.replace('_', '-')} {v!r} (the run has {getattr(stored, k)!r})"
-                     for k, v in given.items() if k != "data_dir" and getattr(stored, k) != v]
-            if clash:
-                raise ValueError("--resume continues the run's own configuration; these differ: "
-                                 + "; ".join(clash))
-            cfg = dataclasses.replace(stored, data_dir=given.get("data_dir", stored.data_dir))
-        else:
-            cfg = TrainConfig(**given)
-            name = args.get("name") or (f"{cfg.model}-{cfg.dataset}-{cfg.tokens}-s{cfg.seed}-"
-                                        f"{time.strftime('%Y%m%d-%H%M%S')}")
-            run_dir = Path(args.get("out", "runs")) / name
-            # every process of a distributed run must agree on the folder: pass it on
-            argv = argv + ["--out", str(run_dir.parent), "--name", run_dir.name]
-            if _Dist.from_env().main and run_dir.exists() and any(run_dir.iterdir()):
-                raise ValueError(f"{run_dir} exists and is not empty: pick another --name, or "
-                                 f"continue it with --resume {run_dir}")
+        cfg, run_dir, files, folder = _run_settings(args, given, take)
     except (ValueError, TypeError, FileNotFoundError) as exc:
         parser.error(str(exc))
+    try:
+        return _train(parser, args, argv, nproc, cfg, run_dir, files, folder)
+    finally:
+        if folder is not None:
+            folder.release()
 
+
+def _train(parser, args: dict, argv: list, nproc: int, cfg: TrainConfig, run_dir: Path,
+           files: rf.RunFiles | None, folder: rf.RunFolder | None) -> int:
+    """The rest of :func:`main`, the run folder settled: start the ranks, or prepare and fit."""
     if nproc > 1 and "WORLD_SIZE" not in os.environ:
+        if files is None:  # every process of a distributed run must agree on the folder
+            argv = argv + ["--out", str(run_dir.parent), "--name", run_dir.name]
         return _spawn(argv, nproc)
 
+    resume = None if files is None else files.last
     threads = args.get("threads")
     if threads is None and resume is not None:
         threads = resume["threads"]  # the same thread count keeps CPU arithmetic bitwise equal
@@ -954,14 +1111,19 @@ def main(argv=None) -> int:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ["WORLD_SIZE"])))
     try:
         prepared = prepare(cfg, args.get("device", "auto"), resume)
+        if files is not None:
+            _check_run_files(prepared, run_dir, files)
     except (ValueError, TypeError, FileNotFoundError) as exc:
         parser.error(str(exc))
     try:
-        fit(prepared, run_dir, stop_after=args.get("stop_after"), progress=args.get("progress", True))
+        fit(prepared, folder if folder is not None else run_dir, stop_after=args.get("stop_after"),
+            progress=args.get("progress", True), take_folder=False)
     except KeyboardInterrupt:
         if prepared.dist.main:
-            print(f"\ninterrupted; the last finished epoch is in {run_dir / 'last.pt'}: continue "
-                  f"with --resume {run_dir}", file=sys.stderr)
+            last = run_dir / "last.pt"
+            where = (f"the last finished epoch is in {last}: continue with --resume {run_dir}"
+                     if last.is_file() else rf.no_checkpoint_message(run_dir))
+            print(f"\ninterrupted; {where}", file=sys.stderr)
         return 130
     except FloatingPointError as exc:
         print(f"qlam train: error: {exc}", file=sys.stderr)

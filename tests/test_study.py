@@ -301,3 +301,15 @@ def test_the_single_run_configs_are_their_studys_runs(config_name, run_name):
     single["model_cfg"] = train.parse_model_cfg(single.get("model_cfg"))
     keys = {f.name for f in dataclasses.fields(train.TrainConfig)}
     assert {k: v for k, v in single.items() if k in keys} == {k: v for k, v in in_study.items() if k in keys}
+
+
+def test_a_folder_holding_only_a_dead_runs_lock_file_is_trained(tmp_path):
+    """A run killed while it read its data leaves its lock file (and maybe a temporary file of an
+    atomic write) and nothing else: no run's output, so the study trains it anew."""
+    folder = tmp_path / "gru-fast-s0"
+    folder.mkdir()
+    (folder / ".lock").write_text('{"pid": 1, "host": "h", "since": "then"}')
+    (folder / ".config.json.x1y2.tmp").write_text("{")
+    assert study.run_status(folder) == "new"
+    (folder / "notes.txt").write_text("mine")
+    assert study.run_status(folder) == "stuck"

@@ -6,6 +6,7 @@ each takes about a second; the DDP test starts two processes on loopback (gloo).
 """
 import itertools
 import json
+import math
 import os
 import subprocess
 import sys
@@ -461,3 +462,81 @@ def test_report_tells_frozen_and_slow_memories_apart():
     assert "memory_lr_scale=0.0" in report.describe_model(model, 0.0)
     assert "optimizer" not in report.describe_model(model, 0.0, "adamw")
     assert "optimizer=lbfgs" in report.describe_model(model, 0.0, "lbfgs")
+
+
+# ----------------------------------------------------------------------------------------------
+# Empty splits are refused before training; metrics.json is JSON
+# ----------------------------------------------------------------------------------------------
+
+def _strict_json(path):
+    def refuse(token):
+        raise ValueError(f"{path}: {token} is not JSON")
+    return json.loads(path.read_text(), parse_constant=refuse)
+
+
+def test_every_metrics_file_is_strict_json(runs):
+    for run in ("full", "part"):
+        metrics = _strict_json(runs / run / "metrics.json")
+        assert all(math.isfinite(r["val_acc"]) for r in metrics["epochs"])
+
+
+def test_a_validation_fraction_that_rounds_to_no_image_is_refused(tmp_path, capsys):
+    out = tmp_path / "runs"
+    with pytest.raises(SystemExit) as exc:
+        train.main(BASE + ["--val-fraction", "0.001", "--out", str(out), "--name", "v"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    # digits: the largest class of the 1438 training-pool images has 146: round(f * 146) >= 1 needs
+    # f >= 0.5/146 = 0.00342..., named rounded up
+    assert "validation split" in err and "0 images" in err and "--val-fraction 0.001" in err
+    assert "at least 0.0035" in err
+    assert not out.exists()
+    # the smallest fraction it names gives a validation split
+    assert train.main(BASE + ["--val-fraction", "0.0035", "--epochs", "1", "--out", str(out),
+                              "--name", "v"]) == 0
+    metrics = _strict_json(out / "v" / "metrics.json")
+    assert json.loads((out / "v" / "config.json").read_text())["data"]["info"]["sizes"]["val"] >= 1
+    assert metrics["best"]["val_acc"] is not None
+
+
+def _idx(array):
+    array = np.asarray(array, dtype=np.uint8)
+    return (0x0800 | array.ndim).to_bytes(4, "big") + b"".join(
+        d.to_bytes(4, "big") for d in array.shape) + array.tobytes()
+
+
+def _mnist_dir(directory, n_train, n_test):
+    directory.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for part, n in (("train", n_train), ("t10k", n_test)):
+        (directory / f"{part}-images-idx3-ubyte").write_bytes(
+            _idx(rng.integers(0, 256, size=(n, 28, 28))))
+        (directory / f"{part}-labels-idx1-ubyte").write_bytes(_idx(np.arange(n) % 10))
+    return directory
+
+
+@pytest.mark.parametrize("n_train, n_test, split", [(0, 20, "training"), (60, 0, "test")])
+def test_a_dataset_split_of_no_images_is_refused(tmp_path, capsys, n_train, n_test, split):
+    data = _mnist_dir(tmp_path / "mnist", n_train, n_test)
+    out = tmp_path / "runs"
+    with pytest.raises(SystemExit) as exc:
+        train.main(["--model", "gru", "--dataset", "mnist", "--data-dir", str(data), "--tokens", "row",
+                    "--epochs", "1", "--no-progress", "--out", str(out), "--name", "e"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert f"{split} split" in err and "0 images" in err and str(data) in err, err
+    assert not out.exists()
+
+
+def test_eval_of_an_empty_split_is_a_clear_error(runs, tmp_path, capsys):
+    """A run whose recorded validation fraction carves nothing (an older run, say)."""
+    path = tmp_path / "old.pt"
+    ckpt = rf.load_checkpoint(runs / "full" / "best.pt")
+    ckpt["config"]["train"]["val_fraction"] = 0.001
+    rf.save_checkpoint(path, ckpt)
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["eval", "--checkpoint", str(path), "--split", "val", "--json"])
+    assert exc.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "val split" in captured.err and "0 images" in captured.err
+    assert "old.pt" in captured.err
