@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from qlam_tn.experiments import runfolder as rf
 from qlam_tn.experiments.train import TrainConfig, fit, prepare
 
 MODEL_CFG = {"n_qubits": 8, "backend": "statevector", "depth": 2, "readout": "query+xyz",
@@ -44,7 +45,6 @@ def main(argv=None) -> int:
     if args.threads < 1:
         ap.error(f"--threads must be >= 1, got {args.threads}")
     torch.set_num_threads(args.threads)
-    run_dir = Path(args.out) / f"quickstart-s{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
     cfg_args = " ".join(f"{k}={v}" for k, v in MODEL_CFG.items())
     print(f"QLAM quickstart: {MODEL_CFG['n_qubits']}-qubit QLAM on scikit-learn's 8x8 digits "
           f"(row tokens, T=8, F=8).\nSame as: qlam train --model qlam --dataset digits --tokens row "
@@ -55,7 +55,13 @@ def main(argv=None) -> int:
     prepared = prepare(cfg, "cpu")
     print(f"{prepared.config['model']['params']:,} parameters; {len(prepared.train_set)} training, "
           f"{len(prepared.val_set)} validation, {len(prepared.test_set)} test images", flush=True)
-    summary = fit(prepared, run_dir)
+    # A folder of its own even when two quickstarts start in the same second (-2, -3, ...).
+    folder = rf.RunFolder.create_unique(Path(args.out), f"quickstart-s{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}")
+    run_dir = folder.path
+    try:
+        summary = fit(prepared, folder)
+    finally:
+        folder.release()
     minutes = (time.perf_counter() - start) / 60
     print(f"\ndone in {minutes:.1f} min: test accuracy {100 * summary['test']['acc']:.1f}% on "
           f"{summary['test']['n']} held-out digits, run folder {run_dir}\nnext: qlam eval "
