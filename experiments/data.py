@@ -3,13 +3,17 @@
 Readers (every error names the file; corrupt input raises :class:`DataFormatError`,
 a ``ValueError``)::
 
-    read_idx(path)                          any IDX file, gzip or raw -> numpy array
+    read_idx(path, max_bytes=None)          any IDX file, gzip or raw -> numpy array; the header's
+                                            claimed size is checked against max_bytes
+                                            (IDX_MAX_BYTES, 2 GiB) before reading, and no more
+                                            than it claims is ever decompressed
     read_idx_images(path)                   magic 2051, (N, H, W) uint8
     read_idx_labels(path, num_classes=10)   magic 2049, (N,) int64 in [0, num_classes)
     load_idx_pair(images, labels)           both, with the counts checked against each other
     read_cifar_batch(path)                  a CIFAR-10 python pickle batch, (N, 32, 32, 3) uint8,
                                             through an unpickler that builds numpy arrays and
-                                            nothing else (no code runs while loading)
+                                            nothing else (no code runs while loading); Python 2
+                                            and Python 3 pickles, protocols 0 to 5
 
 Registry::
 
@@ -52,9 +56,13 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import io
+import math
+import os
 import pickle
+import pickletools
 import random
 import re
+import reprlib
 import struct
 import zlib
 from dataclasses import dataclass, field
@@ -66,7 +74,7 @@ import torch
 
 __all__ = [
     "DataFormatError", "DataSplit", "DatasetInfo", "SequenceDataset",
-    "DATASETS", "SPLITS", "BUILTIN_TEST_FRACTION", "BUILTIN_TEST_SEED",
+    "DATASETS", "SPLITS", "IDX_MAX_BYTES", "BUILTIN_TEST_FRACTION", "BUILTIN_TEST_SEED",
     "read_idx", "read_idx_images", "read_idx_labels", "load_idx_pair", "read_cifar_batch",
     "load_dataset", "load_splits", "carve_split",
     "tokenize", "detokenize", "token_shape", "token_permutation", "channel_stats",
@@ -98,64 +106,136 @@ class DataFormatError(ValueError):
 # IDX
 # ----------------------------------------------------------------------------------------------
 
+# The most payload bytes an IDX header may claim before anything is read: the largest public IDX
+# set (EMNIST byclass training images) is 0.55 GB; a header past this is corrupt or hostile.
+IDX_MAX_BYTES = 1 << 31
+_IDX_CHUNK = 1 << 20  # bytes per read: decompression never runs far past what is needed
+_IDX_GZIP_SKIP = 1 << 25  # decompressed bytes read on past a bad header to reach the gzip's CRC
+
 _IDX_DTYPES = {0x08: np.dtype(np.uint8), 0x09: np.dtype(np.int8), 0x0B: np.dtype(">i2"),
                0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
 
 
-def _read_maybe_gzip(path) -> bytes:
-    """The file's bytes, decompressed when they start with the gzip magic (not by extension)."""
+def _read_upto(stream, n: int) -> bytearray:
+    """Up to ``n`` bytes of ``stream`` (fewer only where it ends), read in chunks: a header that
+    claims more than the file holds costs no more memory than the file's contents."""
+    out = bytearray()
+    while len(out) < n:
+        chunk = stream.read(min(n - len(out), _IDX_CHUNK))
+        if not chunk:
+            break
+        out += chunk
+    return out
+
+
+def _skip(stream, n: int) -> None:
+    """Read and discard up to ``n`` bytes of ``stream``, one chunk at a time."""
+    while n > 0:
+        chunk = stream.read(min(n, _IDX_CHUNK))
+        if not chunk:
+            return
+        n -= len(chunk)
+
+
+def _check_limit(max_bytes) -> int:
+    limit = IDX_MAX_BYTES if max_bytes is None else max_bytes
+    if isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 0:
+        raise ValueError(f"max_bytes must be a non-negative int of bytes, got {limit!r}")
+    return int(limit)
+
+
+def _parse_idx(path, max_bytes=None) -> tuple[int, np.ndarray]:
+    """``(magic, array)`` of an IDX file, gzip (told by its first two bytes, not the name) or raw.
+
+    The header's dims say how many bytes follow; no more than that (and one byte to tell a
+    longer payload) is ever read or decompressed, and a claim over ``max_bytes`` (default
+    :data:`IDX_MAX_BYTES`) is refused before any payload is read.
+    """
     path = Path(path)
+    limit = _check_limit(max_bytes)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
-    raw = path.read_bytes()
-    if raw[:2] != b"\x1f\x8b":
-        return raw
-    try:
-        return gzip.decompress(raw)
-    except (OSError, EOFError, zlib.error) as exc:  # CRC/length mismatch, truncation, bad deflate
-        raise DataFormatError(path, f"corrupt gzip stream ({exc})") from exc
+    with path.open("rb") as raw:
+        is_gzip = raw.read(2) == b"\x1f\x8b"
+        raw.seek(0)
+        if not is_gzip:
+            return _parse_idx_stream(path, raw, limit, size=os.fstat(raw.fileno()).st_size)
+        try:
+            with gzip.GzipFile(fileobj=raw, mode="rb") as stream:
+                try:
+                    return _parse_idx_stream(path, stream, limit, size=None)
+                except DataFormatError:
+                    # a damaged deflate stream is the likelier cause of a bad header: reading
+                    # on (discarding, bounded) reaches the CRC check that says so
+                    _skip(stream, _IDX_GZIP_SKIP)
+                    raise
+        except (OSError, EOFError, zlib.error) as exc:  # CRC/length mismatch, cut, bad deflate
+            raise DataFormatError(path, f"corrupt gzip stream ({exc})") from exc
 
 
-def _parse_idx(path) -> tuple[int, np.ndarray]:
-    data = _read_maybe_gzip(path)
-    if len(data) < 4:
-        raise DataFormatError(path, f"{len(data)} bytes, too short for an IDX header")
-    magic = int.from_bytes(data[:4], "big")
-    code, ndim = data[2], data[3]
-    if data[:2] != b"\0\0" or code not in _IDX_DTYPES or ndim == 0:
+def _parse_idx_stream(path: Path, stream, limit: int, size: int | None) -> tuple[int, np.ndarray]:
+    """The IDX layout from ``stream``; ``size``: the stream's length where known (a plain file)."""
+    head = _read_upto(stream, 4)
+    if len(head) < 4:
+        raise DataFormatError(path, f"{len(head)} bytes, too short for an IDX header")
+    magic = int.from_bytes(head, "big")
+    code, ndim = head[2], head[3]
+    if head[:2] != b"\0\0" or code not in _IDX_DTYPES or ndim == 0:
         raise DataFormatError(path, f"not an IDX file (magic {magic} = 0x{magic:08x})")
     header = 4 + 4 * ndim
-    if len(data) < header:
-        raise DataFormatError(path, f"truncated IDX header: {len(data)} bytes, need {header}")
-    dims = struct.unpack(f">{ndim}I", data[4:header])
+    dims_raw = _read_upto(stream, 4 * ndim)
+    if len(dims_raw) < 4 * ndim:
+        raise DataFormatError(path, f"truncated IDX header: {4 + len(dims_raw)} bytes, "
+                                    f"need {header}")
+    dims = struct.unpack(f">{ndim}I", dims_raw)
     dtype = _IDX_DTYPES[code]
-    count = int(np.prod(dims, dtype=np.int64))
-    expected, payload = count * dtype.itemsize, len(data) - header
-    if payload != expected:
+    expected = math.prod(dims) * dtype.itemsize  # Python ints: dims of 2^32 - 1 do not wrap
+    if expected > limit:
+        raise DataFormatError(path, f"the header's dims {dims} of {dtype.name} claim {expected} "
+                                    f"bytes, over the limit of {limit} bytes; for a genuine "
+                                    f"file this large pass max_bytes= to read_idx/"
+                                    f"read_idx_images/read_idx_labels, or raise "
+                                    f"qlam_tn.experiments.data.IDX_MAX_BYTES")
+    if math.prod(d for d in dims if d) * dtype.itemsize > np.iinfo(np.intp).max:
+        # numpy refuses such a shape even with a zero among the dims (0 bytes of data)
+        raise DataFormatError(path, f"the header's dims {dims} are too large for any array, "
+                                    f"even an empty one")
+    if size is not None and size - header != expected:  # a plain file: told by its size
+        payload = size - header
         what = "truncated payload" if payload < expected else "payload longer than the header says"
         raise DataFormatError(path, f"{what}: {payload} bytes after the header, dims {dims} "
                                     f"need {expected}")
-    array = np.frombuffer(data, dtype=dtype, count=count, offset=header).reshape(dims)
-    return magic, array.astype(dtype.newbyteorder("="))
+    data = _read_upto(stream, expected)
+    if len(data) < expected:
+        raise DataFormatError(path, f"truncated payload: {len(data)} bytes after the header, "
+                                    f"dims {dims} need {expected}")
+    if stream.read(1):  # a gzip stream is not measured before it is read: one byte tells
+        raise DataFormatError(path, f"payload longer than the header says: more than {expected} "
+                                    f"bytes after the header, dims {dims} need {expected}")
+    array = np.frombuffer(data, dtype=dtype, count=expected // dtype.itemsize).reshape(dims)
+    return magic, array.astype(dtype.newbyteorder("="), copy=False)
 
 
-def read_idx(path) -> np.ndarray:
-    """Any IDX file (gzip or raw) as a native-endian numpy array of the header's shape."""
-    return _parse_idx(path)[1]
+def read_idx(path, max_bytes: int | None = None) -> np.ndarray:
+    """Any IDX file (gzip or raw) as a native-endian numpy array of the header's shape.
+
+    ``max_bytes`` (default :data:`IDX_MAX_BYTES`) bounds the payload size the header may claim.
+    """
+    return _parse_idx(path, max_bytes)[1]
 
 
-def read_idx_images(path) -> np.ndarray:
+def read_idx_images(path, max_bytes: int | None = None) -> np.ndarray:
     """An IDX image file (magic 2051: uint8, 3 dims) as ``(N, H, W)`` uint8."""
-    magic, array = _parse_idx(path)
+    magic, array = _parse_idx(path, max_bytes)
     if magic != IDX_IMAGES_MAGIC:
         raise DataFormatError(path, f"magic {magic}, expected {IDX_IMAGES_MAGIC} for IDX images "
                                     f"(uint8, 3 dims)")
     return array
 
 
-def read_idx_labels(path, num_classes: int = 10) -> np.ndarray:
+def read_idx_labels(path, num_classes: int = 10, max_bytes: int | None = None) -> np.ndarray:
     """An IDX label file (magic 2049: uint8, 1 dim) as ``(N,)`` int64 in ``[0, num_classes)``."""
-    magic, array = _parse_idx(path)
+    magic, array = _parse_idx(path, max_bytes)
     if magic != IDX_LABELS_MAGIC:
         raise DataFormatError(path, f"magic {magic}, expected {IDX_LABELS_MAGIC} for IDX labels "
                                     f"(uint8, 1 dim)")
@@ -192,55 +272,319 @@ def _find_idx_file(directory: Path, part: str, kind: str) -> Path | None:
 # ----------------------------------------------------------------------------------------------
 
 _CIFAR_PIXELS = 32 * 32 * 3
-_RECONSTRUCT = np.ndarray(0).__reduce__()[0]  # numpy's array rebuilder, whichever module holds it
+_PLAIN_DTYPE = re.compile(r"[biuf][1248]")  # how numpy's reduce names numeric dtypes: u1, i8, f4
+_BYTE_ORDERS = {"<": "<", ">": ">", "|": "", "=": ""}
+
+
+class _Refused(pickle.UnpicklingError):
+    """A global, or a call of an allowed one, that no genuine CIFAR batch contains."""
+
+
+class _ShortRepr(reprlib.Repr):
+    """``reprlib`` that also cuts bytes before writing them out (they may be megabytes)."""
+
+    def __init__(self):
+        super().__init__()
+        self.maxstring = self.maxother = 40
+
+    def repr_bytes(self, value, level):
+        return repr(value[:self.maxstring]) + ("..." if len(value) > self.maxstring else "")
+
+    repr_bytearray = repr_bytes
+
+
+_SHORT = _ShortRepr()
+
+
+def _refuse_call(name: str, args) -> None:
+    text = _SHORT.repr(args)  # the arguments may hold megabytes of pixels
+    raise _Refused(f"it calls {name}{text}, which no genuine CIFAR batch does")
+
+
+def _text(value):
+    """A Python 2 ``str`` (read as bytes) or a Python 3 ``str`` as ``str``; else ``None``."""
+    if isinstance(value, bytes):
+        return value.decode("latin1")
+    return value if isinstance(value, str) else None
+
+
+class _Global:
+    """One global a CIFAR pickle names, fresh for each lookup: calls ``check`` with the pickle's
+    arguments. It takes no state, so a pickle cannot change it (or, through it, a later load)."""
+
+    __slots__ = ("name", "check")
+
+    def __init__(self, name: str, check: Callable):
+        self.name, self.check = name, check
+
+    def __call__(self, *args):
+        return self.check(*args)
+
+    def __repr__(self):
+        return self.name
+
+    def __setstate__(self, state):
+        _refuse_call(f"{self.name}.__setstate__", (state,))
+
+
+class _DtypeState:
+    """What ``numpy.dtype(name, align, copy)`` gives while a batch unpickles: a plain numeric dtype
+    whose byte order the pickle's ``BUILD`` then sets. numpy's own ``dtype.__setstate__`` is never
+    run: it takes flags that make a uint8 dtype claim to hold object pointers."""
+
+    __slots__ = ("dtype", "built")
+
+    def __init__(self, name: str):
+        self.dtype, self.built = np.dtype(name), False
+
+    def __setstate__(self, state):
+        # numpy's reduce of a plain numeric dtype: (3, byte order, None, None, None, -1, -1, 0)
+        order = _text(state[1]) if isinstance(state, tuple) and len(state) == 8 else None
+        if self.built or order not in _BYTE_ORDERS or state[0] != 3 \
+                or state[2:] != (None, None, None, -1, -1, 0):
+            _refuse_call("numpy.dtype.__setstate__", (state,))
+        self.dtype, self.built = np.dtype(_BYTE_ORDERS[order] + self.dtype.str[1:]), True
+
+    def __repr__(self):
+        return f"dtype({self.dtype.str!r})"
+
+
+class _ArrayState:
+    """What numpy's array rebuilders give while a batch unpickles: an array that ``_reconstruct``
+    leaves empty for the pickle's ``BUILD`` to fill, or that ``_frombuffer`` makes whole. The
+    array is made here from the pickle's bytes (never by numpy's ``ndarray.__setstate__``, never
+    by allocating a shape the pickle names), and replaces this stand-in once loading ends."""
+
+    __slots__ = ("array",)
+
+    def __init__(self, array: np.ndarray | None = None):
+        self.array = array
+
+    def __repr__(self):
+        a = self.array
+        return "array(<no data yet>)" if a is None else f"array({a.dtype.str!r}, {a.shape})"
+
+    def __setstate__(self, state):
+        # numpy's reduce: (1, shape, dtype, is_fortran, bytes), the bytes as str from Python 2
+        if self.array is not None or not isinstance(state, tuple) or len(state) != 5 \
+                or state[0] != 1 or not isinstance(state[2], _DtypeState) \
+                or type(state[3]) not in (bool, int) or _text(state[4]) is None:
+            _refuse_call("numpy.ndarray.__setstate__", (state,))
+        _, shape, dtype, fortran, data = state
+        data = data if isinstance(data, bytes) else _latin1(data, "numpy.ndarray.__setstate__")
+        self.array = _array_from(data, dtype.dtype, shape, "F" if fortran else "C",
+                                 "numpy.ndarray.__setstate__")
+
+
+def _latin1(text: str, name: str) -> bytes:
+    try:
+        return text.encode("latin1")
+    except UnicodeEncodeError:
+        _refuse_call(name, (text,))
+
+
+def _array_from(data, dtype: np.dtype, shape, order: str, name: str) -> np.ndarray:
+    """``data`` (bytes) as an array of ``shape``, refused unless its size is exactly the shape's."""
+    if not isinstance(shape, tuple) or not all(type(d) is int and d >= 0 for d in shape) \
+            or math.prod(shape) * dtype.itemsize != len(data):
+        _refuse_call(name, (f"<{len(data)} bytes>", dtype, shape))
+    return np.frombuffer(data, dtype=dtype).reshape(shape, order=order)
+
+
+def _cifar_reconstruct(subtype, shape, typecode):
+    """numpy's ``_reconstruct`` as ``ndarray.__reduce__`` calls it: ``(ndarray, (0,), b"b")``."""
+    if not (isinstance(subtype, _Global) and subtype.check is _ndarray_called) \
+            or shape != (0,) or _text(typecode) != "b":
+        _refuse_call("numpy.core.multiarray._reconstruct", (subtype, shape, typecode))
+    return _ArrayState()
+
+
+def _ndarray_called(*args):
+    """``numpy.ndarray`` is only ever ``_reconstruct``'s argument: a call would allocate."""
+    _refuse_call("numpy.ndarray", args)
+
+
+def _cifar_dtype(name, align=False, copy=True):
+    """``numpy.dtype(name, False, True)`` as ``dtype.__reduce__`` calls it, for plain numeric
+    dtypes only (no object, string or structured dtypes)."""
+    text = _text(name)
+    if text is None or not _PLAIN_DTYPE.fullmatch(text) or type(align) not in (bool, int) \
+            or type(copy) not in (bool, int) or (align, copy) != (0, 1):  # (False, True)
+        _refuse_call("numpy.dtype", (name, align, copy))
+    return _DtypeState(text)
+
+
+def _cifar_frombuffer(buf, dtype, shape, order, axis_order=None):
+    """What numpy's protocol-5 reduce calls (``numpy._core.numeric._frombuffer``): the array's
+    bytes, held in the pickle itself (in-band), with its dtype, shape and memory order."""
+    name = "numpy._core.numeric._frombuffer"
+    if not isinstance(buf, (bytes, bytearray)) or not isinstance(dtype, _DtypeState) \
+            or order not in ("C", "F") or axis_order is not None:
+        _refuse_call(name, (f"<{type(buf).__name__}>", dtype, shape, order, axis_order))
+    return _ArrayState(_array_from(bytes(buf), dtype.dtype, shape, order, name))
+
+
+def _cifar_latin1(text, encoding):
+    """``_codecs.encode(text, "latin1")``: how Python 3 writes bytes at protocols 0 to 2."""
+    if not isinstance(text, str) or encoding != "latin1":
+        _refuse_call("_codecs.encode", (text, encoding))
+    return _latin1(text, "_codecs.encode")
+
+
+def _cifar_empty_bytes(*args):
+    """``bytes()``: how Python 3 writes ``b""`` at protocols 0 to 2."""
+    if args:
+        _refuse_call("bytes", args)
+    return b""
+
+
 # The globals a CIFAR batch's pickle names: the batches hold dicts, lists, str/bytes, ints and
-# one numpy array. Anything else (os.system, builtins.eval, ...) is refused before it is looked up.
+# numpy arrays. Each maps to a stand-in that accepts only what numpy's and pickle's own reduce
+# values pass. Anything else (os.system, builtins.eval, ...) is refused before it is looked up.
 _CIFAR_GLOBALS = {
-    ("numpy.core.multiarray", "_reconstruct"): _RECONSTRUCT,
-    ("numpy._core.multiarray", "_reconstruct"): _RECONSTRUCT,
-    ("numpy", "ndarray"): np.ndarray,
-    ("numpy", "dtype"): np.dtype,
+    ("numpy.core.multiarray", "_reconstruct"): _cifar_reconstruct,  # numpy < 2
+    ("numpy._core.multiarray", "_reconstruct"): _cifar_reconstruct,
+    ("numpy", "ndarray"): _ndarray_called,
+    ("numpy", "dtype"): _cifar_dtype,
+    ("numpy.core.numeric", "_frombuffer"): _cifar_frombuffer,  # protocol 5, numpy < 2
+    ("numpy._core.numeric", "_frombuffer"): _cifar_frombuffer,
+    ("_codecs", "encode"): _cifar_latin1,  # bytes, protocols 0 to 2 from Python 3
+    ("__builtin__", "bytes"): _cifar_empty_bytes,  # b"", likewise
+    ("builtins", "bytes"): _cifar_empty_bytes,
 }
-
-
-class _RefusedGlobal(pickle.UnpicklingError):
-    pass
 
 
 class _ArrayOnlyUnpickler(pickle.Unpickler):
     def find_class(self, module, name):
-        try:
-            return _CIFAR_GLOBALS[(module, name)]
-        except KeyError:
-            raise _RefusedGlobal(f"{module}.{name}") from None
+        check = _CIFAR_GLOBALS.get((module, name))
+        if check is None:
+            raise _Refused(f"it references {module}.{name}")
+        return _Global(f"{module}.{name}", check)
+
+
+def _opcode_argument(op: pickletools.OpcodeInfo) -> tuple[str, object]:
+    """How an opcode's argument is laid out: ``("fixed", n)`` bytes, ``("lines", k)`` text lines,
+    or ``("counted", fmt)``: a byte count in ``struct`` format ``fmt``, then that many bytes."""
+    if op.arg is None:
+        return "fixed", 0
+    if op.arg.name == "stringnl_noescape_pair":  # GLOBAL and INST: module and name lines
+        return "lines", 2
+    if op.arg.n >= 0:
+        return "fixed", op.arg.n
+    if op.arg.n == pickletools.UP_TO_NEWLINE:
+        return "lines", 1
+    return "counted", {pickletools.TAKEN_FROM_ARGUMENT1: "<B",
+                       pickletools.TAKEN_FROM_ARGUMENT4: "<i",
+                       pickletools.TAKEN_FROM_ARGUMENT4U: "<I",
+                       pickletools.TAKEN_FROM_ARGUMENT8U: "<Q"}[op.arg.n]
+
+
+_PICKLE_ARGS = {op.code.encode("latin1"): _opcode_argument(op) for op in pickletools.opcodes}
+# The memo opcodes and how each gives its index: PUT and GET in text, the others in binary;
+# MEMOIZE takes the next index.
+_MEMO_OPS = {b"p": ("put", None), b"q": ("put", "<B"), b"r": ("put", "<I"), b"\x94": ("put", ""),
+             b"g": ("get", None), b"h": ("get", "<B"), b"j": ("get", "<I")}
+
+
+def _check_pickle_layout(raw: bytes, path) -> None:
+    """Walk the opcodes of ``raw`` up to its ``STOP`` without running any, and refuse a length
+    that runs past the end of the file or a memo index out of sequence. The unpickler
+    allocates what a length or a memo index says before reading the bytes: this keeps a
+    flipped bit from costing gigabytes. Memo indices come in sequence from every pickler."""
+    pos, end, puts = 0, len(raw), 0
+    while pos < end:
+        code = raw[pos:pos + 1]
+        kind = _PICKLE_ARGS.get(code)
+        if kind is None:
+            raise DataFormatError(path, f"not a readable pickle: unknown opcode {code!r} at "
+                                        f"byte {pos}")
+        start, pos = pos, pos + 1
+        form, size = kind
+        if form == "fixed":
+            arg, pos = raw[pos:pos + size], pos + size
+        elif form == "lines":
+            for _ in range(size):
+                newline = raw.find(b"\n", pos)
+                if newline < 0:
+                    raise DataFormatError(path, f"truncated pickle: no newline after byte {pos}")
+                arg, pos = raw[pos:newline], newline + 1
+        else:
+            width = struct.calcsize(size)
+            if pos + width > end:
+                break
+            count = struct.unpack_from(size, raw, pos)[0]
+            pos += width
+            if count < 0 or count > end - pos:
+                raise DataFormatError(path, f"truncated pickle: opcode {code!r} at byte {start} "
+                                            f"declares {count} bytes, {end - pos} remain")
+            pos += count
+            continue
+        if pos > end:
+            break
+        if code == b".":
+            return
+        if code == b"\x95" and int.from_bytes(arg, "little") > end - pos:  # FRAME
+            raise DataFormatError(path, f"truncated pickle: a frame at byte {start} declares "
+                                        f"{int.from_bytes(arg, 'little')} bytes, {end - pos} "
+                                        f"remain")
+        memo = _MEMO_OPS.get(code)
+        if memo is not None:
+            op, fmt = memo
+            try:
+                index = puts if fmt == "" else int(arg) if fmt is None else struct.unpack(fmt, arg)[0]
+            except ValueError:
+                raise DataFormatError(path, f"not a readable pickle: memo index {arg!r} at byte "
+                                            f"{start}") from None
+            if index > puts or (op == "get" and index == puts):
+                raise DataFormatError(path, f"not a readable pickle: memo index {index} at byte "
+                                            f"{start}, with {puts} entries made")
+            puts += op == "put" and index == puts
+    raise DataFormatError(path, f"truncated pickle: ends at byte {end} before its STOP opcode")
+
+
+def _unpickled_array(value, path):
+    """A stand-in left by the unpickler as the array it holds; any other value as it is."""
+    if not isinstance(value, _ArrayState):
+        return value
+    if value.array is None:
+        raise DataFormatError(path, "an array in the pickle is never given its data")
+    return value.array
 
 
 def read_cifar_batch(path, num_classes: int = 10) -> tuple[np.ndarray, np.ndarray]:
     """One CIFAR-10 python batch as images ``(N, 32, 32, 3)`` uint8 and labels ``(N,)`` int64.
 
     The batch's ``data`` is ``(N, 3072)``: 1024 red, 1024 green, 1024 blue values, each plane
-    row-major. Python 2 pickles (the official files) and Python 3 ones (protocol <= 4) load.
+    row-major. Python 2 pickles (the official files, protocols 0 to 2) and Python 3 ones
+    (protocols 0 to 5) load. The unpickler resolves only the globals those pickles name (numpy's
+    array and dtype rebuilding, ``_codecs.encode`` for bytes), each accepting only the arguments
+    numpy's and pickle's own reduce values pass; any other global or call is refused. The
+    opcodes are walked once before unpickling: a length past the end of the file or a memo index
+    out of sequence is refused, as the unpickler would allocate it before reading.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
     raw = path.read_bytes()
+    _check_pickle_layout(raw, path)
     try:
         # latin1 is numpy's documented way to read arrays pickled by Python 2
         batch = _ArrayOnlyUnpickler(io.BytesIO(raw), encoding="latin1").load()
-    except _RefusedGlobal as exc:
-        raise DataFormatError(path, f"refused to unpickle: it references {exc}, and a CIFAR "
-                                    f"batch may only reference numpy array reconstruction "
-                                    f"(no code is run while loading)") from None
+    except _Refused as exc:
+        raise DataFormatError(path, f"refused to unpickle: {exc}; a CIFAR batch may only "
+                                    f"rebuild numpy arrays and bytes (no code is run while "
+                                    f"loading)") from None
     except EOFError as exc:
         raise DataFormatError(path, f"truncated pickle ({exc or 'ran out of input'})") from None
     except Exception as exc:  # a malformed stream can fail in many ways inside pickle
         raise DataFormatError(path, f"not a readable pickle ({type(exc).__name__}: {exc})") from None
 
+    batch = _unpickled_array(batch, path)
     if not isinstance(batch, dict):
         raise DataFormatError(path, f"a CIFAR batch is a dict, this pickle holds "
                                     f"{type(batch).__name__}")
-    batch = {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in batch.items()}
+    batch = {k.decode("latin1") if isinstance(k, bytes) else k: _unpickled_array(v, path)
+             for k, v in batch.items()}
     missing = [k for k in ("data", "labels") if k not in batch]
     if missing:
         hint = " (a CIFAR-100 batch?)" if "fine_labels" in batch else ""

@@ -3,12 +3,14 @@
 Real data is used only when ``QLAM_DATA_DIR`` names a folder like ``shared/data`` (holding
 ``mnist10k/`` and ``fashion_mnist/``); those tests skip otherwise.
 """
+import codecs
 import gzip
 import io
 import json
 import os
 import pickle
 import struct
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -54,20 +56,58 @@ def write_idx_dir(directory, n_train=60, n_test=20, gz=True, test=True):
     return out
 
 
+def py2_repr(s: bytes) -> bytes:
+    """Python 2's ``repr`` of a ``str``: the text of a protocol-0 ``STRING`` opcode."""
+    quote = b'"' if b"'" in s and b'"' not in s else b"'"
+    named = {0x5C: b"\\\\", 0x09: b"\\t", 0x0A: b"\\n", 0x0D: b"\\r"}
+    out = bytearray(quote)
+    for byte in s:
+        if byte in named:
+            out += named[byte]
+        elif byte == quote[0]:
+            out += b"\\" + quote
+        elif byte < 0x20 or byte >= 0x7F:
+            out += b"\\x%02x" % byte
+        else:
+            out.append(byte)
+    return bytes(out + quote)
+
+
+def py2ify(obj):
+    """A reduce value as Python 2's numpy built it: text as ``str`` (bytes), flags as ints."""
+    if isinstance(obj, str):
+        return obj.encode("latin1")
+    if isinstance(obj, bool):
+        return int(obj)
+    if isinstance(obj, tuple):
+        return tuple(py2ify(v) for v in obj)
+    return obj
+
+
 class Py2Pickler(pickle._Pickler):
-    """Writes bytes as Python 2 ``str`` opcodes, as the official CIFAR batches (cPickle) are."""
+    """Writes what Python 2's cPickle wrote for a CIFAR batch: bytes as ``str`` opcodes
+    (``STRING`` at protocol 0, ``SHORT_BINSTRING``/``BINSTRING`` at 1 and 2), numpy's reduce
+    values with ``str`` text and int flags, never ``_codecs.encode``."""
 
     dispatch = pickle._Pickler.dispatch.copy()
 
     def save_py2_str(self, obj):
         n = len(obj)
-        if n < 256:
+        if self.proto == 0:
+            self.write(pickle.STRING + py2_repr(obj) + b"\n")
+        elif n < 256:
             self.write(pickle.SHORT_BINSTRING + bytes([n]) + obj)
         else:
             self.write(pickle.BINSTRING + struct.pack("<i", n) + obj)
         self.memoize(obj)
 
     dispatch[bytes] = save_py2_str
+
+    def reducer_override(self, obj):
+        if isinstance(obj, (np.ndarray, np.dtype)):
+            func, args, state = obj.__reduce__()
+            return func, py2ify(args), py2ify(state)
+        return NotImplemented
 
 
 def cifar_batch(n, seed):
@@ -77,9 +117,9 @@ def cifar_batch(n, seed):
             b"filenames": [b"img_%d.png" % i for i in range(n)]}
 
 
-def py2_pickle(obj) -> bytes:
+def py2_pickle(obj, protocol: int = 2) -> bytes:
     buf = io.BytesIO()
-    Py2Pickler(buf, protocol=2).dump(obj)
+    Py2Pickler(buf, protocol=protocol).dump(obj)
     # the official files name numpy's pre-2.0 module
     return buf.getvalue().replace(b"numpy._core.multiarray", b"numpy.core.multiarray")
 
@@ -190,6 +230,64 @@ def test_idx_missing_file(tmp_path):
         D.read_idx(tmp_path / "nope")
 
 
+def peak_traced_bytes(fn, *args):
+    """The error ``fn(*args)`` raises and the peak of memory traced while it ran (numpy's
+    buffers and Python's bytes objects are both traced)."""
+    tracemalloc.start()
+    try:
+        with pytest.raises(D.DataFormatError) as info:
+            fn(*args)
+        return info.value, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_idx_gzip_bomb_read_no_further_than_the_header_says(tmp_path):
+    x, _ = fake_mnist(2)
+    block = gzip.compress(bytes(16 << 20), compresslevel=9)  # 16 MiB of zeros in ~16 KiB
+    # gzip members concatenate: the file expands to 256 MiB more than its header promises
+    bomb = write(tmp_path / "bomb-images-idx3-ubyte.gz", gzip.compress(idx_bytes(x)) + block * 16)
+    assert bomb.stat().st_size < 1 << 20
+    err, peak = peak_traced_bytes(D.read_idx_images, bomb)
+    assert str(bomb) in str(err) and "longer than the header says" in str(err)
+    assert peak < 8 << 20
+
+
+def test_idx_raw_tail_not_read(tmp_path):
+    x, _ = fake_mnist(2)
+    p = write(tmp_path / "tail-images-idx3-ubyte", idx_bytes(x))
+    with p.open("r+b") as f:
+        f.truncate(256 << 20)  # a sparse tail of zeros: costs no disk
+    err, peak = peak_traced_bytes(D.read_idx_images, p)
+    assert str(p) in str(err) and "longer than the header says" in str(err)
+    assert peak < 8 << 20
+
+
+def test_idx_dims_overflow(tmp_path):
+    # 65536^4 is 2^64: wraps to 0 in int64 arithmetic and matches an empty payload
+    p = write(tmp_path / "huge", struct.pack(">I", 0x0804) + struct.pack(">4I", *[1 << 16] * 4))
+    err = _raises_naming(p, "limit", D.read_idx, p)
+    assert "18446744073709551616 bytes" in str(err)
+    dims = struct.pack(">3I", *[(1 << 32) - 1] * 3)
+    p = write(tmp_path / "huge.gz", struct.pack(">I", 0x0E03) + dims, gz=True)
+    _raises_naming(p, "limit", D.read_idx, p)
+    # no data at all, yet no array of this shape exists (found by tests/test_fuzz_data.py)
+    dims = struct.pack(">3I", 1 << 29, 0, 1 << 31)
+    p = write(tmp_path / "empty-but-huge", struct.pack(">I", 0x0E03) + dims)
+    _raises_naming(p, "too large for any array", D.read_idx, p)
+
+
+def test_idx_size_limit(tmp_path):
+    x, _ = fake_mnist(3)
+    for gz in (False, True):
+        p = write(tmp_path / f"imgs{gz}", idx_bytes(x), gz)
+        err = _raises_naming(p, r"claim 2352 bytes, over the limit of 2000 bytes.*max_bytes=",
+                             D.read_idx, p, 2000)
+        assert "IDX_MAX_BYTES" in str(err)
+        np.testing.assert_array_equal(D.read_idx(p, 2352), x)
+    assert D.IDX_MAX_BYTES >= 1 << 30  # room for the largest public IDX sets (EMNIST: 0.55 GB)
+
+
 # ----------------------------------------------------------------------------------------------
 # CIFAR-10
 # ----------------------------------------------------------------------------------------------
@@ -209,8 +307,38 @@ def test_cifar_batch_python2_format_and_channel_order(tmp_path):
         np.testing.assert_array_equal(images[:, 5, 7, k], flat[:, 1024 * k + 32 * 5 + 7])
 
 
-@pytest.mark.parametrize("protocol", [3, 4])
-def test_cifar_batch_python3_pickle(tmp_path, protocol):
+# (writer, protocol): Python 2 wrote protocols 0-2, Python 3 writes 0-5; protocols 0-2 from
+# Python 3 spell every bytes object as a call of _codecs.encode(text, "latin1")
+CIFAR_WRITERS = [("py2", p) for p in range(3)] + [("py3", p) for p in range(6)]
+
+
+def cifar_pickle(batch, writer, protocol) -> bytes:
+    if writer == "py2":
+        return py2_pickle(batch, protocol)
+    return pickle.dumps(batch, protocol=protocol)
+
+
+@pytest.mark.parametrize("writer,protocol", CIFAR_WRITERS)
+def test_cifar_batch_every_protocol(tmp_path, writer, protocol):
+    batch = cifar_batch(5, protocol)
+    batch[b"data"][0, :256] = np.arange(256)  # every byte value, escapes included
+    raw = cifar_pickle(batch, writer, protocol)
+    assert (b"_codecs" in raw) == (writer == "py3" and protocol < 3)
+    # the official CIFAR recipe, pickle.load(f, encoding="bytes"), reads the same batch
+    reference = pickle.loads(raw, encoding="bytes")
+    np.testing.assert_array_equal(reference[b"data"], batch[b"data"])
+    p = write(tmp_path / "data_batch_1", raw)
+    images, labels = D.read_cifar_batch(p)
+    assert images.shape == (5, 32, 32, 3) and images.dtype == np.uint8
+    assert labels.dtype == np.int64 and labels.tolist() == batch[b"labels"]
+    flat = batch[b"data"]
+    for k in range(3):  # pixel (r, c) channel k is data[1024 k + 32 r + c]
+        for r, c in ((0, 0), (5, 7), (31, 31)):
+            np.testing.assert_array_equal(images[:, r, c, k], flat[:, 1024 * k + 32 * r + c])
+
+
+@pytest.mark.parametrize("protocol", [3, 4, 5])
+def test_cifar_batch_python3_str_keys_and_array_labels(tmp_path, protocol):
     batch = {"data": np.zeros((2, 3072), np.uint8), "labels": np.array([1, 9])}
     p = write(tmp_path / "b", pickle.dumps(batch, protocol=protocol))
     images, labels = D.read_cifar_batch(p)
@@ -225,24 +353,105 @@ class _Evil:
         return (os.system, (self.cmd,))
 
 
-def test_cifar_refuses_code(tmp_path):
+class _Call:
+    """Pickles as ``func(*args)``: a global the unpickler is asked to call."""
+
+    def __init__(self, func, *args):
+        self.func, self.args = func, args
+
+    def __reduce__(self):
+        return (self.func, self.args)
+
+
+@pytest.mark.parametrize("writer,protocol", CIFAR_WRITERS)
+def test_cifar_refuses_code(tmp_path, writer, protocol):
     marker = tmp_path / "pwned"
     payload = {b"data": np.zeros((1, 3072), np.uint8), b"labels": [0],
                b"x": _Evil(f"touch {marker}")}
-    p = write(tmp_path / "data_batch_1", py2_pickle(payload))  # in the official files' format
+    p = write(tmp_path / "data_batch_1", cifar_pickle(payload, writer, protocol))
     err = _raises_naming(p, "refused to unpickle", D.read_cifar_batch, p)
     assert "system" in str(err)  # posix.system
     assert not marker.exists()
 
+
+def test_cifar_refuses_eval(tmp_path):
     class EvalEvil:
         def __reduce__(self):
             return (eval, ("__import__('os').getcwd()",))
 
     p = write(tmp_path / "eval", pickle.dumps({"data": EvalEvil()}, protocol=4))
     _raises_naming(p, r"builtins\.eval", D.read_cifar_batch, p)
-    # protocol 5 rebuilds arrays through another numpy helper; not on the list, refused clearly
-    p = write(tmp_path / "p5", pickle.dumps({"data": np.zeros((1, 3072), np.uint8)}, protocol=5))
+
+
+RECONSTRUCT = np.ndarray(0).__reduce__()[0]
+FROMBUFFER = np.ones(3).__reduce_ex__(5)[0]
+MISUSES = {
+    # the globals a CIFAR batch names, called as no genuine batch calls them
+    "encode_rot13": (codecs.encode, "data", "rot13"),
+    "encode_zlib": (codecs.encode, b"\0" * 64, "zlib"),
+    "encode_bytes": (codecs.encode, b"data", "latin1"),
+    "decode": (codecs.decode, b"data", "latin1"),
+    "ndarray_called": (np.ndarray, (1 << 40,), "u1"),
+    "object_array": (np.ndarray, (3,), "O"),
+    "reconstruct_shape": (RECONSTRUCT, np.ndarray, (1 << 40,), b"b"),
+    "reconstruct_object": (RECONSTRUCT, np.ndarray, (4,), b"O"),
+    "reconstruct_subtype": (RECONSTRUCT, np.matrix, (0,), b"b"),
+    "dtype_object": (np.dtype, "O", False, True),
+    "dtype_structured": (np.dtype, "V8", False, True),
+    "dtype_align": (np.dtype, "u1", 80, True),
+    "frombuffer_list": (FROMBUFFER, [1, 2], np.dtype("u1"), (2,), "C"),
+    "frombuffer_object": (FROMBUFFER, b"\0" * 8, np.dtype("O"), (1,), "C"),
+    "scalar": (np.ones(1, np.uint8)[0].__reduce__()[0], np.dtype("u1"), b"\0"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MISUSES))
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+def test_cifar_refuses_misused_globals(tmp_path, name, protocol):
+    """Each global a genuine batch needs does only what the batch needs it for."""
+    func, *args = MISUSES[name]
+    payload = {"data": np.zeros((1, 3072), np.uint8), "labels": [0], "x": _Call(func, *args)}
+    p = write(tmp_path / name, pickle.dumps(payload, protocol=protocol))
     _raises_naming(p, "refused to unpickle", D.read_cifar_batch, p)
+
+
+class _Reduced:
+    """Pickles as ``func(*args)`` followed by ``BUILD`` with ``state``."""
+
+    def __init__(self, func, args, state):
+        self.value = (func, args, state)
+
+    def __reduce__(self):
+        return self.value
+
+
+def test_cifar_refuses_numpy_states_no_batch_has(tmp_path):
+    """numpy's own ``__setstate__`` trusts its input: flags 0x7f make a uint8 dtype claim to hold
+    object pointers, and an array of it then takes a list of objects into 1-byte items."""
+    def dtype(state):
+        return _Reduced(np.dtype, ("u1", False, True), state)
+
+    def array(dtype_state, shape, data):
+        return _Reduced(RECONSTRUCT, (np.ndarray, (0,), b"b"), (1, shape, dtype(dtype_state),
+                                                                False, data))
+
+    plain = (3, "|", None, None, None, -1, -1, 0)
+    cases = {
+        "flags": array((3, "|", None, None, None, -1, -1, 0x7F), (64,), [0] * 64),
+        "fields": array((3, "|", None, ("a",), {"a": (np.dtype("u1"), 0)}, -1, -1, 0), (1,), b"x"),
+        "list_data": array(plain, (64,), [0] * 64),
+        "short_data": array(plain, (1, 3072), b"\0" * 100),
+        "negative_shape": array(plain, (-1, 3072), b""),
+    }
+    for name, value in cases.items():
+        payload = {"data": value, "labels": [0]}
+        p = write(tmp_path / name, pickle.dumps(payload, protocol=4))
+        _raises_naming(p, "refused to unpickle", D.read_cifar_batch, p)
+    # the same shapes with numpy's plain state load
+    ok = {"data": array(plain, (1, 3072), bytes(range(256)) * 12), "labels": [3]}
+    p = write(tmp_path / "plain", pickle.dumps(ok, protocol=4))
+    images, labels = D.read_cifar_batch(p)
+    assert images[0, 0, 1, 0] == 1 and labels.tolist() == [3]
 
 
 def test_cifar_bad_contents(tmp_path):
