@@ -3,20 +3,41 @@
 ``from_qasm(text)`` reads the language of the OpenQASM 2.0 paper with ``qelib1.inc``:
 
 * ``qreg`` declarations (several allowed: flattened in declaration order, so with
-  ``qreg a[2]; qreg b[3];`` the qubit ``b[0]`` is qubit 2); ``creg`` and ``barrier`` are read
-  and ignored;
+  ``qreg a[2]; qreg b[3];`` the qubit ``b[0]`` is qubit 2); ``creg`` and ``barrier`` are read,
+  checked and ignored;
 * the gates of ``qelib1.inc`` as Qiskit ships it (``U``, ``CX``, ``u3 u2 u1 u0 u p id x y z h s
   sdg t tdg sx sxdg rx ry rz cx cy cz ch swap crx cry crz cu1 cp cu3 cu csx rxx rzz ccx
   cswap``), plus ``ryy`` and ``iswap``, with or without a ``gate`` definition in the file;
 * other ``gate`` definitions (expanded inline, may call earlier definitions);
 * register broadcasting (``h q;``, ``cx a, b;`` over equal-size registers);
-* parameter expressions: numbers, ``pi``, ``+ - * / ^``, parentheses and the functions
-  ``sin cos tan exp ln sqrt``, evaluated by a small recursive-descent parser (no ``eval``).
+* parameter expressions: numbers, ``pi``, ``+ - * / ^`` (``^`` binds tighter than a unary
+  minus and to the right, as in Qiskit: ``-2^2 = -4``, ``2^3^2 = 512``), parentheses and the
+  functions ``sin cos tan exp ln sqrt``, compiled to postfix by an operator-precedence parser
+  with explicit stacks (no ``eval``, no recursion). A value that is not a finite real number
+  (``2^10000``, ``exp(1000)``, ``0^-1``, ``(-8)^(1/3)``, ``1e999``, ``ln(0)``) is refused.
 
 Instructions that a pure-state simulator cannot run raise ``ValueError`` naming the
 instruction and its line: ``measure`` (unless ``drop_final_measurements=True`` and no gate
 follows it on the measured qubit), ``reset``, ``if`` (classical control), ``opaque``, and the
 multi-controlled gates of qelib1.inc without a 2-qubit form (``rccx rc3x c3x c3sqrtx c4x``).
+So do definitions that repeat a qubit or parameter name, use a reserved word (``pi``, a
+function, a keyword, ``U``/``CX``) as a name, define a gate twice or redefine a gate of the
+included ``qelib1.inc``; a definition's body is checked when it is read (arity, names).
+
+Hostile input is bounded. Expansion uses an explicit stack, so definition chains may be as
+deep as the file is long, and three limits, module-level constants a caller may raise
+(``qlam_tn.qasm.MAX_OPERATIONS = ...``), are checked before the work they bound is done:
+
+* ``MAX_OPERATIONS``: gates of the expanded circuit (definitions and broadcasts expanded);
+  each definition knows how many gates one call makes, so ``22`` nested doublings fail at the
+  call instead of expanding four million gates;
+* ``MAX_EXPANSION_STEPS``: the walk itself: each gate call (of a defined gate too), each term
+  of a parameter expression evaluated, each qubit of a broadcast ``measure``; it bounds deep
+  chains and long expressions that make few gates;
+* ``MAX_QUBITS``: the qubits of all qregs together, and the bits of any one creg.
+
+Every error is a ``ValueError`` whose message holds the line (inside a definition: the body's
+line and the line of the call).
 
 ``to_qasm(circuit)`` writes ``OPENQASM 2.0; include "qelib1.inc";``, one ``qreg q[n]``, and
 one line per op. Only the 23 gates of the paper's qelib1.inc are assumed known (as by
@@ -35,13 +56,19 @@ is the rightmost bit), the engine's big-endian; reverse the qubit axes to compar
 """
 from __future__ import annotations
 
+import gc
 import math
 import re
 from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from .circuit import Circuit
 
-__all__ = ["from_qasm", "to_qasm"]
+__all__ = ["from_qasm", "to_qasm", "MAX_OPERATIONS", "MAX_EXPANSION_STEPS", "MAX_QUBITS"]
+
+# Limits on what one program may cost; read when from_qasm starts, so a caller may raise them.
+MAX_OPERATIONS = 1_000_000
+MAX_EXPANSION_STEPS = 20_000_000
+MAX_QUBITS = 100_000
 
 _TOKEN = re.compile(r"""
     (?P<ws>[ \t\r\f\v]+) | (?P<nl>\n) | (?P<comment>//[^\n]*)
@@ -75,44 +102,87 @@ def _tokenize(text: str) -> List[_Tok]:
     return toks
 
 
+def _shown(tok: _Tok) -> str:
+    text = tok.text if len(tok.text) <= 20 else tok.text[:20] + f"...({len(tok.text)} characters)"
+    return repr(text) if tok.kind != "eof" else "end of file"
+
+
 # ---------------------------------------------------------------------------- expressions
-# An expression is a tuple tree: ("num", v), ("var", name), ("neg", e), ("bin", op, a, b),
-# ("fn", name, e); it is evaluated against the formal parameters of the enclosing gate.
+# An expression is compiled to postfix: a tuple of ("num", value), ("var", index into the
+# enclosing gate's parameters), ("neg",), ("bin", op) and ("fn", name); evaluating it is one
+# loop over a value stack, however deep the parentheses.
 
 _FUNCS: Dict[str, Callable[[float], float]] = {
     "sin": math.sin, "cos": math.cos, "tan": math.tan, "exp": math.exp, "ln": math.log, "sqrt": math.sqrt,
 }
+_BINARY = {"+": (1, True), "-": (1, True), "*": (2, True), "/": (2, True), "^": (4, False)}  # (precedence, left)
+_NEG_PRECEDENCE = 3  # below ^, so -2^2 is -(2^2) (as Qiskit reads it)
+_KEYWORDS = {"OPENQASM", "include", "qreg", "creg", "gate", "opaque", "measure", "reset", "barrier", "if", "pi",
+             *_FUNCS}
 
 
-def _evaluate(expr, env: Dict[str, float], line: int) -> float:
-    kind = expr[0]
-    if kind == "num":
-        return expr[1]
-    if kind == "var":
-        if expr[1] not in env:
-            raise ValueError(f"OpenQASM line {line}: unknown parameter {expr[1]!r}")
-        return env[expr[1]]
-    if kind == "neg":
-        return -_evaluate(expr[1], env, line)
-    if kind == "fn":
-        try:
-            return _FUNCS[expr[1]](_evaluate(expr[2], env, line))
-        except ValueError:
-            raise ValueError(f"OpenQASM line {line}: {expr[1]} of an invalid argument") from None
-    a, b = _evaluate(expr[2], env, line), _evaluate(expr[3], env, line)
-    op = expr[1]
-    if op == "+":
-        return a + b
-    if op == "-":
-        return a - b
-    if op == "*":
-        return a * b
-    if op == "/":
-        if b == 0:
-            raise ValueError(f"OpenQASM line {line}: division by zero")
-        return a / b
-    return a ** b
+def _num(value: float) -> str:
+    return f"{value:.6g}"
 
+
+def _binary(op: str, a: float, b: float, line: int) -> float:
+    if op == "/" and b == 0:
+        raise ValueError(f"OpenQASM line {line}: division by zero ({_num(a)} / 0)")
+    why = "is out of range"
+    try:
+        if op == "+":
+            value = a + b
+        elif op == "-":
+            value = a - b
+        elif op == "*":
+            value = a * b
+        elif op == "/":
+            value = a / b
+        else:
+            value = math.pow(a, b)  # real only: a negative base to a fraction raises, never complex
+    except (OverflowError, ValueError):
+        value = math.inf
+        if op == "^" and a == 0 and b < 0:
+            why = "is a zero to a negative power"
+        elif op == "^" and a < 0 and not b.is_integer():
+            why = "is not a real number (a negative base to a fractional power)"
+    if not math.isfinite(value):
+        left = f"({_num(a)})" if a < 0 else _num(a)
+        raise ValueError(f"OpenQASM line {line}: {left} {op} {_num(b)} {why}")
+    return value
+
+
+def _function(name: str, x: float, line: int) -> float:
+    try:
+        value = _FUNCS[name](x)
+    except OverflowError:
+        value = math.inf
+    except ValueError:
+        raise ValueError(f"OpenQASM line {line}: {name} of an invalid argument ({_num(x)})") from None
+    if not math.isfinite(value):
+        raise ValueError(f"OpenQASM line {line}: {name}({_num(x)}) is out of range")
+    return value
+
+
+def _evaluate(postfix: tuple, env: Sequence[float], line: int) -> float:
+    stack: List[float] = []
+    for item in postfix:
+        kind = item[0]
+        if kind == "num":
+            stack.append(item[1])
+        elif kind == "var":
+            stack.append(env[item[1]])
+        elif kind == "neg":
+            stack[-1] = -stack[-1]
+        elif kind == "fn":
+            stack[-1] = _function(item[1], stack[-1], line)
+        else:
+            b = stack.pop()
+            stack[-1] = _binary(item[1], stack[-1], b, line)
+    return stack[0]
+
+
+# ---------------------------------------------------------------------------- gates
 
 class _Arg(NamedTuple):
     reg: str
@@ -121,17 +191,26 @@ class _Arg(NamedTuple):
 
 class _Call(NamedTuple):
     name: str
-    params: Tuple[tuple, ...]
+    params: Tuple[tuple, ...]  # postfix expressions
     args: Tuple[_Arg, ...]
+    line: int
+
+
+class _BodyCall(NamedTuple):
+    """One call in a definition's body, resolved when the definition is read."""
+    name: str
+    target: Optional["_GateDef"]  # the definition meant when written (None: a built-in gate)
+    params: Tuple[tuple, ...]  # postfix, "var" items index the definition's parameters
+    qubits: Tuple[int, ...]  # positions in the definition's qubit list
     line: int
 
 
 class _GateDef(NamedTuple):
     params: Tuple[str, ...]
     qubits: Tuple[str, ...]
-    # Each call with the definition it meant when it was written (None: a built-in gate), so a
-    # later redefinition cannot change it or make a gate call itself.
-    body: Tuple[Tuple[_Call, Optional["_GateDef"]], ...]
+    body: Tuple[_BodyCall, ...]
+    operations: int  # gates one call makes (saturated just above MAX_OPERATIONS)
+    steps: int  # expansion steps one call costs, its own call included (saturated likewise)
 
 
 _UNSUPPORTED_QELIB = {"rccx", "rc3x", "c3x", "c3sqrtx", "c4x"}
@@ -178,13 +257,20 @@ _ARITY = {  # (number of params, number of qubits) of the built-in gates, for cl
 
 class _Parser:
     def __init__(self, text: str, drop_final_measurements: bool):
+        self.max_operations = MAX_OPERATIONS
+        self.max_steps = MAX_EXPANSION_STEPS
+        self.max_qubits = MAX_QUBITS
         self.toks = _tokenize(text)
         self.pos = 0
         self.drop_final = drop_final_measurements
         self.qregs: Dict[str, Tuple[int, int]] = {}  # name -> (offset, size)
+        self.n_qubits = 0
         self.cregs: Dict[str, int] = {}
         self.gates: Dict[str, _GateDef] = {}
+        self.defined: Dict[str, int] = {}  # every gate name defined in the file -> its line
+        self.qelib1_included = False
         self.measured: Dict[int, int] = {}  # qubit -> line of its measurement
+        self.steps = 0
         # Built-in gates in program order, (name, params, qubits, line): the qubit count is
         # only known at the end, since a qreg may be declared after the first gates.
         self.flat: List[Tuple[str, List[float], List[int], int]] = []
@@ -195,80 +281,118 @@ class _Parser:
 
     def next(self) -> _Tok:
         tok = self.toks[self.pos]
-        self.pos += 1
+        if tok.kind != "eof":  # stay on the end-of-file token, however often it is read
+            self.pos += 1
         return tok
 
     def expect(self, text: str) -> _Tok:
         tok = self.next()
-        if tok.text != text:
-            found = tok.text or "end of file"
-            raise ValueError(f"OpenQASM line {tok.line}: expected {text!r}, found {found!r}")
+        if tok.kind != "op" or tok.text != text:
+            raise ValueError(f"OpenQASM line {tok.line}: expected {text!r}, found {_shown(tok)}")
         return tok
 
     def ident(self) -> _Tok:
         tok = self.next()
         if tok.kind != "id":
-            raise ValueError(f"OpenQASM line {tok.line}: expected a name, found {tok.text or 'end of file'!r}")
+            raise ValueError(f"OpenQASM line {tok.line}: expected a name, found {_shown(tok)}")
+        return tok
+
+    def new_name(self, what: str) -> _Tok:
+        """A name being declared: not a reserved word."""
+        tok = self.ident()
+        if tok.text in _KEYWORDS:
+            raise ValueError(f"OpenQASM line {tok.line}: {tok.text!r} is a reserved word and cannot name {what}")
         return tok
 
     def integer(self) -> int:
         tok = self.next()
         if tok.kind != "int":
-            raise ValueError(f"OpenQASM line {tok.line}: expected an integer, found {tok.text!r}")
+            raise ValueError(f"OpenQASM line {tok.line}: expected an integer, found {_shown(tok)}")
+        if len(tok.text) > 18:  # far beyond any limit, and int() refuses over 4300 digits
+            raise ValueError(f"OpenQASM line {tok.line}: integer {_shown(tok)} is too large")
         return int(tok.text)
 
     # -- expressions
-    def expr(self):
-        node = self.term()
-        while self.peek().text in ("+", "-"):
-            op = self.next().text
-            node = ("bin", op, node, self.term())
-        return node
+    def expr(self, params: Sequence[str]):
+        """One expression from the current token on, as postfix; ``params``: the names it may use.
 
-    def term(self):
-        node = self.factor()
-        while self.peek().text in ("*", "/"):
-            op = self.next().text
-            node = ("bin", op, node, self.factor())
-        return node
-
-    def factor(self):
-        if self.peek().text in ("-", "+"):
-            sign = self.next().text
-            inner = self.factor()
-            return ("neg", inner) if sign == "-" else inner
-        base = self.atom()
-        if self.peek().text == "^":
-            self.next()
-            return ("bin", "^", base, self.factor())
-        return base
-
-    def atom(self):
-        tok = self.next()
-        if tok.kind in ("real", "int"):
-            return ("num", float(tok.text))
-        if tok.text == "(":
-            node = self.expr()
-            self.expect(")")
-            return node
-        if tok.kind == "id":
-            if tok.text == "pi":
-                return ("num", math.pi)
-            if tok.text in _FUNCS:
-                self.expect("(")
-                node = self.expr()
-                self.expect(")")
-                return ("fn", tok.text, node)
-            return ("var", tok.text)
-        raise ValueError(f"OpenQASM line {tok.line}: unexpected {tok.text or 'end of file'!r} in an expression")
+        An operator-precedence parser with explicit stacks: parentheses and unary minuses
+        nest as deep as the text, with no recursion. An expression without parameters is
+        evaluated here, so its errors come with its line even inside an unused definition.
+        """
+        first = self.peek()
+        out: List[tuple] = []
+        ops: List[tuple] = []  # ("(", function name or None, line), ("neg",), ("bin", op)
+        open_parens = 0
+        operand = True  # expecting an operand (else an operator or the end)
+        while True:
+            tok = self.peek()
+            if operand:
+                self.next()
+                if tok.text in ("-", "+") and tok.kind == "op":
+                    if tok.text == "-":
+                        ops.append(("neg",))
+                    continue
+                if tok.text == "(" and tok.kind == "op":
+                    ops.append(("(", None, tok.line))
+                    open_parens += 1
+                    continue
+                if tok.kind in ("real", "int"):
+                    value = float(tok.text)
+                    if not math.isfinite(value):
+                        raise ValueError(f"OpenQASM line {tok.line}: number {_shown(tok)} is out of range")
+                    out.append(("num", value))
+                elif tok.kind == "id" and tok.text == "pi":
+                    out.append(("num", math.pi))
+                elif tok.kind == "id" and tok.text in _FUNCS:
+                    self.expect("(")
+                    ops.append(("(", tok.text, tok.line))
+                    open_parens += 1
+                    continue
+                elif tok.kind == "id":
+                    if tok.text not in params:
+                        raise ValueError(f"OpenQASM line {tok.line}: unknown parameter {tok.text!r}")
+                    out.append(("var", params.index(tok.text)))
+                else:
+                    raise ValueError(f"OpenQASM line {tok.line}: unexpected {_shown(tok)} in an expression")
+                operand = False
+            elif tok.kind == "op" and tok.text in _BINARY:
+                self.next()
+                prec, left = _BINARY[tok.text]
+                while ops and ops[-1][0] != "(":
+                    top = _NEG_PRECEDENCE if ops[-1][0] == "neg" else _BINARY[ops[-1][1]][0]
+                    if top < prec or (top == prec and not left):
+                        break
+                    out.append(ops.pop())
+                ops.append(("bin", tok.text))
+                operand = True
+            elif tok.kind == "op" and tok.text == ")" and open_parens:
+                self.next()
+                while ops[-1][0] != "(":
+                    out.append(ops.pop())
+                fn = ops.pop()[1]
+                if fn is not None:
+                    out.append(("fn", fn))
+                open_parens -= 1
+            else:
+                break
+        for item in reversed(ops):
+            if item[0] == "(":
+                raise ValueError(f"OpenQASM line {tok.line}: expected ')' to close the '(' of line {item[2]}, "
+                                 f"found {_shown(tok)}")
+            out.append(item)
+        if not any(item[0] == "var" for item in out):
+            out = [("num", _evaluate(tuple(out), (), first.line))]
+        return tuple(out)
 
     # -- statements
     def parse(self) -> None:
         if self.peek().text == "OPENQASM":
             tok = self.next()
             version = self.next()
-            if version.text not in ("2.0", "2"):
-                raise ValueError(f"OpenQASM line {tok.line}: version {version.text} is not supported (2.0 only)")
+            if version.kind not in ("real", "int") or version.text not in ("2.0", "2"):
+                raise ValueError(f"OpenQASM line {tok.line}: version {version.text[:20] or 'end of file'} is not "
+                                 "supported (2.0 only)")
             self.expect(";")
         while self.peek().kind != "eof":
             self.statement()
@@ -278,29 +402,11 @@ class _Parser:
 
     def statement(self):
         tok = self.peek()
-        word = tok.text
+        word = tok.text if tok.kind == "id" else None
         if word == "include":
-            self.next()
-            name = self.next()
-            if name.kind != "str" or name.text != '"qelib1.inc"':
-                raise ValueError(f"OpenQASM line {tok.line}: only \"qelib1.inc\" can be included, got {name.text}")
-            self.expect(";")
+            self.include()
         elif word in ("qreg", "creg"):
-            self.next()
-            name = self.ident().text
-            self.expect("[")
-            size = self.integer()
-            self.expect("]")
-            self.expect(";")
-            if name in self.qregs or name in self.cregs:
-                raise ValueError(f"OpenQASM line {tok.line}: register {name!r} declared twice")
-            if word == "qreg":
-                if size < 1:
-                    raise ValueError(f"OpenQASM line {tok.line}: qreg {name} has size {size}")
-                offset = sum(s for _, s in self.qregs.values())
-                self.qregs[name] = (offset, size)
-            else:
-                self.cregs[name] = size
+            self.register()
         elif word == "gate":
             self.gate_definition()
         elif word == "opaque":
@@ -313,30 +419,87 @@ class _Parser:
             self.measure()
         elif word == "barrier":
             self.next()
-            self.arguments(allow_registers=True)
+            for arg in self.arguments():
+                self.register_size(arg, tok.line)
             self.expect(";")
-        elif tok.kind == "id":
-            self.expand_top(self.call(in_definition=False))
+        elif word is not None and word != "OPENQASM":
+            self.top_level_call()
         else:
-            raise ValueError(f"OpenQASM line {tok.line}: unexpected {word or 'end of file'!r}")
+            raise ValueError(f"OpenQASM line {tok.line}: unexpected {_shown(tok)}")
+
+    def include(self):
+        tok = self.next()
+        name = self.next()
+        if name.kind != "str" or name.text != '"qelib1.inc"':
+            raise ValueError(f"OpenQASM line {tok.line}: only \"qelib1.inc\" can be included, got {_shown(name)}")
+        self.expect(";")
+        clash = sorted(set(self.defined) & _QELIB1)  # _QELIB1: the paper's qelib1.inc (see the exporter)
+        if clash:
+            raise ValueError(f"OpenQASM line {tok.line}: gate {clash[0]!r} (line {self.defined[clash[0]]}) is "
+                             "already defined by qelib1.inc")
+        self.qelib1_included = True
+
+    def register(self):
+        tok = self.next()
+        name = self.new_name("a register").text
+        self.expect("[")
+        size = self.integer()
+        self.expect("]")
+        self.expect(";")
+        if name in self.qregs or name in self.cregs:
+            raise ValueError(f"OpenQASM line {tok.line}: register {name!r} declared twice")
+        if tok.text == "qreg":
+            if size < 1:
+                raise ValueError(f"OpenQASM line {tok.line}: qreg {name} has size {size}")
+            if self.n_qubits + size > self.max_qubits:
+                raise ValueError(f"OpenQASM line {tok.line}: qreg {name}[{size}] makes {self.n_qubits + size} "
+                                 f"qubits, more than qlam_tn.qasm.MAX_QUBITS = {self.max_qubits}; raise it to "
+                                 "read larger programs")
+            self.qregs[name] = (self.n_qubits, size)
+            self.n_qubits += size
+        else:
+            if size > self.max_qubits:
+                raise ValueError(f"OpenQASM line {tok.line}: creg {name}[{size}] has more bits than "
+                                 f"qlam_tn.qasm.MAX_QUBITS = {self.max_qubits}; raise it to read larger programs")
+            self.cregs[name] = size
+
+    def register_size(self, arg: _Arg, line: int, classical: bool = False) -> int:
+        """Check ``arg`` against the declared registers; 1 for one qubit, the size for a register."""
+        regs = self.cregs if classical else self.qregs
+        if arg.reg not in regs:
+            other = self.qregs if classical else self.cregs
+            what = ("a quantum register" if classical else "a classical register") if arg.reg in other \
+                else "undeclared"
+            kind = "bit" if classical else "qubit"
+            raise ValueError(f"OpenQASM line {line}: {kind} register {arg.reg!r} is {what}")
+        size = regs[arg.reg] if classical else regs[arg.reg][1]
+        if arg.index is None:
+            return size
+        if not 0 <= arg.index < size:
+            raise ValueError(f"OpenQASM line {line}: index {arg.index} out of range for "
+                             f"{'creg' if classical else 'qreg'} {arg.reg}[{size}]")
+        return 1
 
     def measure(self):
         tok = self.next()
-        args = self.arguments(allow_registers=True)
+        args = self.arguments()
         self.expect("->")
-        bits = self.arguments(allow_registers=True)
+        bits = self.arguments()
         self.expect(";")
         if len(args) != 1 or len(bits) != 1:
             raise ValueError(f"OpenQASM line {tok.line}: measure takes one qubit and one bit (or registers)")
-        if bits[0].reg not in self.cregs:
-            raise ValueError(f"OpenQASM line {tok.line}: {bits[0].reg!r} is not a declared creg")
+        n_qubits = self.register_size(args[0], tok.line)
+        self.register_size(bits[0], tok.line, classical=True)  # declared and in range; sizes not matched
         if not self.drop_final:
             self.unsupported(tok, "measurement is not supported (pass drop_final_measurements=True "
                                   "to drop measurements at the end of the circuit)")
-        for q in self.resolve(args[0], tok.line):
+        self.spend(0, n_qubits, tok.line)
+        offset = self.qregs[args[0].reg][0]
+        first = offset + (args[0].index or 0)
+        for q in range(first, first + n_qubits):
             self.measured[q] = tok.line
 
-    def arguments(self, allow_registers: bool) -> Tuple[_Arg, ...]:
+    def arguments(self) -> Tuple[_Arg, ...]:
         args = []
         while True:
             name = self.ident().text
@@ -350,113 +513,185 @@ class _Parser:
                 return tuple(args)
             self.next()
 
-    def call(self, in_definition: bool) -> _Call:
+    def call(self, params: Sequence[str]) -> _Call:
         tok = self.ident()
-        params: Tuple[tuple, ...] = ()
+        exprs: Tuple[tuple, ...] = ()
         if self.peek().text == "(":
             self.next()
             ps = []
             if self.peek().text != ")":
-                ps.append(self.expr())
+                ps.append(self.expr(params))
                 while self.peek().text == ",":
                     self.next()
-                    ps.append(self.expr())
+                    ps.append(self.expr(params))
             self.expect(")")
-            params = tuple(ps)
-        args = self.arguments(allow_registers=not in_definition)
+            exprs = tuple(ps)
+        args = self.arguments()
         self.expect(";")
-        return _Call(tok.text, params, args, tok.line)
+        return _Call(tok.text, exprs, args, tok.line)
+
+    def target(self, call: _Call) -> Tuple[Optional[_GateDef], int, int]:
+        """The definition ``call`` means (None: built-in) and its (parameter, qubit) counts."""
+        definition = self.gates.get(call.name)
+        if definition is not None:
+            return definition, len(definition.params), len(definition.qubits)
+        if call.name in _UNSUPPORTED_QELIB:
+            raise ValueError(f"unsupported OpenQASM instruction {call.name!r} (line {call.line}): this qelib1.inc "
+                             "gate acts on more than 2 qubits and is not supported")
+        if call.name not in _ARITY:
+            raise ValueError(f"OpenQASM line {call.line}: unknown gate {call.name!r}")
+        return (None, *_ARITY[call.name])
+
+    @staticmethod
+    def check_arity(call: _Call, n_params: int, n_qubits: int):
+        if len(call.params) != n_params or len(call.args) != n_qubits:
+            raise ValueError(f"OpenQASM line {call.line}: gate {call.name!r} takes {n_params} parameter(s) and "
+                             f"{n_qubits} qubit(s), got {len(call.params)} and {len(call.args)}")
 
     def gate_definition(self):
-        self.next()
-        name_tok = self.ident()
-        name = name_tok.text
-        params: Tuple[str, ...] = ()
+        gate_tok = self.next()
+        name_tok = self.new_name("a gate")
+        name, line = name_tok.text, name_tok.line
+        if name in ("U", "CX"):
+            raise ValueError(f"OpenQASM line {line}: {name} is built into OpenQASM and cannot be defined")
+        if name in self.defined:
+            raise ValueError(f"OpenQASM line {line}: gate {name!r} is already defined on line {self.defined[name]}")
+        if self.qelib1_included and name in _QELIB1:
+            raise ValueError(f"OpenQASM line {line}: gate {name!r} is already defined by qelib1.inc")
+        params: List[str] = []
         if self.peek().text == "(":
             self.next()
-            ps = []
-            if self.peek().text != ")":
-                ps.append(self.ident().text)
-                while self.peek().text == ",":
-                    self.next()
-                    ps.append(self.ident().text)
+            while self.peek().text != ")":
+                if params:
+                    self.expect(",")
+                params.append(self.new_name("a gate parameter").text)
+                if params[-1] in params[:-1]:
+                    raise ValueError(f"OpenQASM line {line}: gate {name!r} repeats the parameter {params[-1]!r}")
             self.expect(")")
-            params = tuple(ps)
-        qubits = tuple(a.reg for a in self.arguments(allow_registers=False))
+        qubits: List[str] = []
+        for arg in self.arguments():
+            if arg.index is not None:
+                raise ValueError(f"OpenQASM line {line}: the qubit argument {arg.reg!r} of gate {name!r} "
+                                 "cannot be indexed")
+            if arg.reg in qubits:
+                raise ValueError(f"OpenQASM line {line}: gate {name!r} repeats the qubit argument {arg.reg!r}")
+            if arg.reg in params:
+                raise ValueError(f"OpenQASM line {line}: gate {name!r} uses {arg.reg!r} both as a parameter and "
+                                 "as a qubit")
+            qubits.append(arg.reg)
         self.expect("{")
-        body = []
-        while self.peek().text != "}":
+        body: List[_BodyCall] = []
+        operations, steps = 0, 1  # steps: the call itself, then its body
+        while not (self.peek().kind == "op" and self.peek().text == "}"):
             tok = self.peek()
-            if tok.text == "barrier":
+            if tok.kind == "eof":
+                raise ValueError(f"OpenQASM line {tok.line}: expected '}}' to close gate {name!r} of line {line}")
+            if tok.text == "barrier" and tok.kind == "id":
                 self.next()
-                self.arguments(allow_registers=False)
+                for arg in self.arguments():
+                    if arg.index is not None or arg.reg not in qubits:
+                        raise ValueError(f"OpenQASM line {tok.line}: gate {name!r} uses unknown qubit {arg.reg!r}")
                 self.expect(";")
                 continue
-            if tok.kind != "id" or tok.text in ("measure", "reset", "if", "opaque", "gate", "qreg", "creg"):
-                raise ValueError(f"OpenQASM line {tok.line}: {tok.text!r} is not allowed in the body of gate {name!r}")
-            call = self.call(in_definition=True)
+            if tok.kind != "id" or tok.text in _KEYWORDS:
+                raise ValueError(f"OpenQASM line {tok.line}: {tok.text!r} is not allowed in the body of gate "
+                                 f"{name!r}")
+            call = self.call(params)
             for a in call.args:
                 if a.index is not None or a.reg not in qubits:
                     raise ValueError(f"OpenQASM line {call.line}: gate {name!r} uses unknown qubit {a.reg!r}")
-            if call.name not in self.gates and call.name not in _ARITY:
-                if call.name in _UNSUPPORTED_QELIB:
-                    self.unsupported(tok, "this qelib1.inc gate acts on more than 2 qubits and is not supported")
+            if len({a.reg for a in call.args}) != len(call.args):
+                raise ValueError(f"OpenQASM line {call.line}: {call.name!r} in gate {name!r} repeats a qubit")
+            if call.name not in self.gates and call.name not in _ARITY and call.name not in _UNSUPPORTED_QELIB:
                 raise ValueError(f"OpenQASM line {call.line}: gate {name!r} calls undefined gate {call.name!r}")
-            body.append((call, self.gates.get(call.name)))
+            target, n_params, n_qubits = self.target(call)
+            self.check_arity(call, n_params, n_qubits)
+            body.append(_BodyCall(call.name, target, call.params, tuple(qubits.index(a.reg) for a in call.args),
+                                  call.line))
+            terms = sum(len(p) for p in call.params)
+            operations += 1 if target is None else target.operations
+            steps += terms + (1 if target is None else target.steps)
         self.expect("}")
+        self.defined[name] = gate_tok.line
         if _ARITY.get(name) == (len(params), len(qubits)):
             # A definition of a gate we know (exporters write them for the gates outside the
             # paper's qelib1.inc) is taken to be that gate, as Qiskit's from_qasm_str does.
             return
-        self.gates[name] = _GateDef(params, qubits, tuple(body))
+        # The counts are only compared with the limits: saturate them, since a doubling chain
+        # would grow them to thousands of digits.
+        self.gates[name] = _GateDef(tuple(params), tuple(qubits), tuple(body),
+                                    min(operations, self.max_operations + 1), min(steps, self.max_steps + 1))
 
     # -- expansion
-    def resolve(self, arg: _Arg, line: int) -> List[int]:
-        if arg.reg not in self.qregs:
-            what = "a classical register" if arg.reg in self.cregs else "undeclared"
-            raise ValueError(f"OpenQASM line {line}: qubit register {arg.reg!r} is {what}")
-        offset, size = self.qregs[arg.reg]
-        if arg.index is None:
-            return list(range(offset, offset + size))
-        if not 0 <= arg.index < size:
-            raise ValueError(f"OpenQASM line {line}: index {arg.index} out of range for qreg {arg.reg}[{size}]")
-        return [offset + arg.index]
+    def spend(self, operations: int, steps: int, line: int):
+        """Count ``operations`` gates and ``steps`` steps about to be done, refusing past a limit."""
+        if len(self.flat) + operations > self.max_operations:
+            raise ValueError(f"OpenQASM line {line}: the program expands to more than {self.max_operations:,} "
+                             "gates (gate definitions and register broadcasts expanded); raise "
+                             "qlam_tn.qasm.MAX_OPERATIONS to read it")
+        if self.steps + steps > self.max_steps:
+            raise ValueError(f"OpenQASM line {line}: expanding the program takes more than {self.max_steps:,} steps "
+                             "(gate calls through definitions, expression terms, broadcast measurements); raise "
+                             "qlam_tn.qasm.MAX_EXPANSION_STEPS to read it")
+        self.steps += steps
 
-    def emit(self, name: str, definition: Optional[_GateDef], params: List[float], qubits: List[int],
-             line: int):
+    def top_level_call(self):
+        call = self.call(())
+        target, n_params, n_qubits = self.target(call)
+        self.check_arity(call, n_params, n_qubits)
+        values = [_evaluate(e, (), call.line) for e in call.params]
+        sizes = [self.register_size(a, call.line) for a in call.args]
+        broadcast = {s for a, s in zip(call.args, sizes) if a.index is None}
+        if len(broadcast) > 1:
+            raise ValueError(f"OpenQASM line {call.line}: registers of different sizes in {call.name!r}: "
+                             f"{sorted(broadcast)}")
+        reps = broadcast.pop() if broadcast else 1
+        per_call = (1, 1) if target is None else (target.operations, target.steps)
+        self.spend(reps * per_call[0], reps * per_call[1] + sum(len(p) for p in call.params), call.line)
+        starts = [self.qregs[a.reg][0] + (a.index or 0) for a in call.args]
+        for k in range(reps):
+            qubits = [s + (k if a.index is None else 0) for a, s in zip(call.args, starts)]
+            if len(set(qubits)) != len(qubits):
+                raise ValueError(f"OpenQASM line {call.line}: gate {call.name!r} repeats a qubit: {qubits}")
+            if target is None:
+                self.builtin(call.name, values, qubits, call.line)
+            elif target.body:
+                self.expand(target, values, qubits, call.line)
+
+    def expand(self, definition: _GateDef, values: List[float], qubits: List[int], line: int):
+        """Append the gates of one call of ``definition``, walking nested calls with an explicit stack."""
+        stack = [(iter(definition.body), values, qubits)]  # (rest of a body, its parameters, its qubits)
+        while stack:
+            rest, env, qs = stack[-1]
+            item = next(rest, None)
+            if item is None:
+                stack.pop()
+                continue
+            if item.params:
+                try:
+                    vals = [_evaluate(e, env, item.line) for e in item.params]
+                except ValueError as exc:
+                    raise ValueError(f"{exc} (in the call on line {line})") from None
+            else:
+                vals = []
+            sub = [qs[i] for i in item.qubits]
+            if item.target is None:
+                self.builtin(item.name, vals, sub, item.line)
+            elif item.target.body:
+                stack.append((iter(item.target.body), vals, sub))
+
+    def builtin(self, name: str, params: List[float], qubits: List[int], line: int):
         for q in qubits:
             if q in self.measured:
                 raise ValueError(f"unsupported OpenQASM instruction 'measure' (line {self.measured[q]}): "
                                  f"qubit {q} is measured mid-circuit (gate {name!r} on line {line} follows)")
-        if len(set(qubits)) != len(qubits):
-            raise ValueError(f"OpenQASM line {line}: gate {name!r} repeats a qubit: {qubits}")
-        if definition is not None:
-            d = definition
-            if len(params) != len(d.params) or len(qubits) != len(d.qubits):
-                raise ValueError(f"OpenQASM line {line}: gate {name!r} takes {len(d.params)} parameter(s) and "
-                                 f"{len(d.qubits)} qubit(s), got {len(params)} and {len(qubits)}")
-            env = dict(zip(d.params, params))
-            qmap = dict(zip(d.qubits, qubits))
-            for call, target in d.body:
-                self.emit(call.name, target, [_evaluate(e, env, call.line) for e in call.params],
-                          [qmap[a.reg] for a in call.args], call.line)
-            return
-        if name in _UNSUPPORTED_QELIB:
-            raise ValueError(f"unsupported OpenQASM instruction {name!r} (line {line}): this qelib1.inc gate "
-                             f"acts on more than 2 qubits and is not supported")
-        if name not in _ARITY:
-            raise ValueError(f"OpenQASM line {line}: unknown gate {name!r}")
-        n_params, n_qubits = _ARITY[name]
-        if len(params) != n_params or len(qubits) != n_qubits:
-            raise ValueError(f"OpenQASM line {line}: gate {name!r} takes {n_params} parameter(s) and "
-                             f"{n_qubits} qubit(s), got {len(params)} and {len(qubits)}")
         self.flat.append((name, params, qubits, line))
 
     def build(self) -> Circuit:
         self.parse()
         if not self.qregs:
-            raise ValueError("OpenQASM: no qreg declared")
-        c = Circuit(sum(s for _, s in self.qregs.values()))
+            raise ValueError(f"OpenQASM: no qreg declared (the program ends on line {self.peek().line})")
+        c = Circuit(self.n_qubits)
         for name, params, qubits, line in self.flat:
             try:
                 _apply_builtin(c, name, params, qubits)
@@ -464,23 +699,21 @@ class _Parser:
                 raise ValueError(f"OpenQASM line {line}: {exc}") from None
         return c
 
-    def expand_top(self, call: _Call):
-        params = [_evaluate(e, {}, call.line) for e in call.params]
-        lists = [self.resolve(a, call.line) for a in call.args]
-        sizes = {len(qs) for a, qs in zip(call.args, lists) if a.index is None}
-        if len(sizes) > 1:
-            raise ValueError(f"OpenQASM line {call.line}: registers of different sizes in {call.name!r}")
-        reps = sizes.pop() if sizes else 1
-        for k in range(reps):
-            qubits = [qs[k] if a.index is None else qs[0] for a, qs in zip(call.args, lists)]
-            self.emit(call.name, self.gates.get(call.name), params, qubits, call.line)
-
 
 def from_qasm(text: str, drop_final_measurements: bool = False) -> Circuit:
     """Parse OpenQASM 2.0 ``text`` into a ``Circuit`` (see the module docstring)."""
     if not isinstance(text, str):
         raise TypeError(f"from_qasm needs the program text as a str, got {type(text).__name__}")
-    return _Parser(text, drop_final_measurements).build()
+    # The reader makes no reference cycles, but keeps many objects alive while it expands (a
+    # deep stack, the flat gate list): the cyclic collector's full passes over the whole heap
+    # would then dominate the time the limits allow, so it is paused until the circuit is built.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _Parser(text, drop_final_measurements).build()
+    finally:
+        if collecting:
+            gc.enable()
 
 
 # ---------------------------------------------------------------------------- export
