@@ -7,9 +7,14 @@ The contract (baselines and QLAM alike)::
     step(x_t, state)           x_t (B, F)  ->  (logits (B, C), new state)
 
 Feeding the T tokens of ``x`` through ``step`` one at a time gives the logits of ``forward(x)``.
+
+Every model also reports ``state_floats(seq_len=None)``: the real numbers its streaming state
+carries from one token to the next (``state_size(model)`` below).
 """
 from __future__ import annotations
 
+import copy
+import importlib
 from typing import Any
 
 import torch
@@ -24,6 +29,49 @@ def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
     """
     return sum(p.numel() * (2 if p.is_complex() else 1)
                for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def state_size(model: nn.Module, seq_len: int | None = None) -> int:
+    """Real numbers one sequence's streaming state carries from token to token (per sample).
+
+    A complex number counts twice. Constant for the recurrent models (LSTM: ``h`` and ``c``;
+    GRU: ``h``; the LRU SSM; Mamba; QLAM's memory, at its largest for a capped MPS); for
+    attention (the Transformer's and Llama's KV cache) it grows with the tokens seen, so
+    ``seq_len`` (the tokens already read) is required there. See each model's ``state_floats``.
+    """
+    method = getattr(model, "state_floats", None)
+    if method is None:
+        raise TypeError(f"{type(model).__name__} does not report its state size (no state_floats method)")
+    if seq_len is not None:
+        check_positive_int("seq_len", seq_len)
+    return method(seq_len)
+
+
+def require_seq_len(seq_len: int | None, what: str) -> int:
+    """``seq_len`` for a state that grows with the tokens seen; a clear error when it is missing."""
+    if seq_len is None:
+        raise ValueError(f"the {what} grows with the tokens seen: pass seq_len (tokens already read)")
+    check_positive_int("seq_len", seq_len)
+    return seq_len
+
+
+def optional_import(module: str, extra: str):
+    """Import an optional dependency, or raise an ``ImportError`` that says how to install it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        raise ImportError(f"{module} is needed here and is not installed: pip install -e \".[{extra}]\" "
+                          f"(or pip install {module})") from err
+
+
+def copy_library_cache(model: nn.Module, cache, what: str):
+    """A copy of a library's streaming cache (None stays None), for a ``step`` that updates the
+    cache in place but must leave the caller's state as it was. Refused while gradients flow into
+    ``model``'s parameters: tensors with autograd history cannot be deep-copied."""
+    if torch.is_grad_enabled() and any(p.requires_grad for p in model.parameters()):
+        raise RuntimeError(f"{what} streaming updates the library's cache in place: run step under "
+                           "torch.no_grad() (inference); training runs whole sequences (forward)")
+    return None if cache is None else copy.deepcopy(cache)
 
 
 def check_positive_int(name: str, value: Any) -> None:

@@ -469,9 +469,17 @@ class QLAM(nn.Module):
                 and cfg.n_qubits <= DENSE_ENTANGLER_MAX_QUBITS)
 
     def _forward_fast(self, x: torch.Tensor) -> torch.Tensor:
+        pooled = self.config.readout_at != "last"
+        f = self._fast_token_features(x, last_only=not pooled)  # (B, T', D)
+        if not pooled:
+            return f[:, -1]
+        return self._pool(x, f)
+
+    def _fast_token_features(self, x: torch.Tensor, last_only: bool) -> torch.Tensor:
+        """Per-token readout features ``(B, T, D_t)`` by the dense scan (``(B, 1, D_t)``, the last
+        token's, with ``last_only``): the scan yields every token's Bloch vectors anyway."""
         cfg = self.config
         b, t_len, _ = x.shape
-        pooled = cfg.readout_at != "last"
         angles = self.encoder(x)  # (B, T, n)
         layers = self._layer_gates()
         gates, rots = [g for g, _ in layers], [r for _, r in layers]
@@ -486,7 +494,7 @@ class QLAM(nn.Module):
             unitary = dense_unitary(cfg.n_qubits, gates, parities, rots)
             bloch = dense_ry_scan(angles, unitary, cfg.checkpoint_every)
         # bloch (B, T, n, 2): <X_q>, <Z_q>
-        if not pooled:
+        if last_only:
             bloch, x = bloch[:, -1:], x[:, -1:]
         feats = []
         if "query" in cfg.readout_parts:
@@ -495,10 +503,7 @@ class QLAM(nn.Module):
             feats.append((m * bloch[..., None, :]).sum(-1).flatten(2))
         if "xyz" in cfg.readout_parts:
             feats.append(bloch.flatten(2))
-        f = torch.cat(feats, dim=-1)  # (B, T', D)
-        if not pooled:
-            return f[:, -1]
-        return self._pool(x, f)
+        return torch.cat(feats, dim=-1)  # (B, T', D)
 
     def token_scores(self, x: torch.Tensor) -> torch.Tensor:
         """``attn`` pooling scores from the tokens ``x (B, T, F)`` alone -> ``(B, T)``:
@@ -537,6 +542,20 @@ class QLAM(nn.Module):
             raise ValueError(f"sequence of {t_len} tokens is longer than segments={cfg.segments} x "
                              f"segment_length={cfg.segment_length} = {covered} tokens")
 
+    def features(self, x: torch.Tensor, memory=None) -> torch.Tensor:
+        """Every token's readout, ``x (B, T, F)`` -> ``(B, T, D_t)``: row ``t`` is
+        ``read(memory after x_0..x_t, x_t)``, the memory measured (for the ``query`` part) in
+        directions the token itself queries, so it depends on ``x_0..x_t`` only (causal). These are the features the
+        pooled readouts (``every``, ``attn``, ``segments``) pool; the dense scan computes them for
+        every token at no extra cost. ``memory`` as in ``forward``; ``readout_at`` plays no part.
+        """
+        self._check_input(x, 3)
+        x = x.to(self._real_dtype)
+        if memory is None and self.uses_fast_path:
+            self._last_memory = None
+            return self._fast_token_features(x, last_only=False)
+        return self._run(x, memory, every=True)
+
     def forward(self, x: torch.Tensor, memory=None) -> torch.Tensor:
         """``x (B, T, F)`` -> readout features ``(B, D)``.
 
@@ -552,22 +571,28 @@ class QLAM(nn.Module):
         if memory is None and self.uses_fast_path:
             self._last_memory = None  # the dense scan keeps no state object
             return self._forward_fast(x)
+        pooled = self.config.readout_at != "last"
+        f = self._run(x, memory, every=pooled)
+        return self._pool(x, f) if pooled else f[:, -1]
+
+    def _run(self, x: torch.Tensor, memory, every: bool) -> torch.Tensor:
+        """The general (autograd) path: every token's features ``(B, T, D_t)`` (``every``), else
+        the last token's ``(B, 1, D_t)``; ``memory`` (or None: ``|0…0>``) as in ``forward``."""
         b, t_len, _ = x.shape
         if memory is not None:
             self._check_memory(memory, b, x.device)
         ent = self.token_gates()
         memory = self.new_memory(b, x.device) if memory is None else self._adopt(memory)
         self._last_memory = memory
-        pooled = self.config.readout_at != "last"
         chunk = self.config.checkpoint_every
         if chunk is None or not torch.is_grad_enabled():
             feats = []
             for t in range(t_len):
                 self.update(memory, x[:, t], ent)
-                if pooled:
+                if every:
                     feats.append(self.read(memory, x[:, t]))
-            return self._pool(x, torch.stack(feats, 1)) if pooled else self.read(memory, x[:, -1])
-        return self._forward_checkpointed(x, pooled, memory, ent, chunk)
+            return torch.stack(feats, 1) if every else self.read(memory, x[:, -1]).unsqueeze(1)
+        return self._forward_checkpointed(x, every, memory, ent, chunk)
 
     @property
     def last_memory(self):
@@ -589,9 +614,10 @@ class QLAM(nn.Module):
         mem = self.last_memory
         return mem.fidelity_estimate.detach() if isinstance(mem, MPS) else None
 
-    def _forward_checkpointed(self, x, pooled, memory, ent, chunk):
+    def _forward_checkpointed(self, x, every, memory, ent, chunk):
         """Token chunks recomputed in backward: activations of one chunk plus one state per chunk
-        (and, when ``pooled``, the per-token features ``(B, T, D)``, pooled at the end)."""
+        (and, with ``every``, the per-token features ``(B, T, D)``, all returned; else the last
+        token's ``(B, 1, D)``)."""
         t_len = x.shape[1]
         is_mps = isinstance(memory, MPS)
         policy = memory.policy if is_mps else None
@@ -607,9 +633,9 @@ class QLAM(nn.Module):
             feats = []
             for t in range(xc.shape[1]):
                 self.update(mem, xc[:, t], ent)
-                if pooled:
+                if every:
                     feats.append(self.read(mem, xc[:, t]))
-            chunk_feats = torch.stack(feats, 1) if pooled else x.new_zeros(())
+            chunk_feats = torch.stack(feats, 1) if every else x.new_zeros(())
             return chunk_feats, (mem.center if is_mps else None), *pack(mem)
 
         state, centre, feats = pack(memory), (memory.center if is_mps else None), []
@@ -622,11 +648,39 @@ class QLAM(nn.Module):
             centre, state = out[1], out[2:]
         mem = MPS(list(state[:-2]), centre, policy, state[-2], state[-1]) if is_mps else StateVector(state[0])
         self._last_memory = mem
-        return self._pool(x, torch.cat(feats, 1)) if pooled else self.read(mem, x[:, -1])
+        return torch.cat(feats, 1) if every else self.read(mem, x[:, -1]).unsqueeze(1)
 
     def init_state(self, batch: int, device=None) -> QLAMState:
         """A fresh streaming state for ``batch`` sequences."""
         return QLAMState(self.new_memory(batch, device))
+
+    def memory_floats(self) -> int:
+        """Real numbers the memory holds per sequence (a complex amplitude counts twice):
+        ``2^n`` for a real statevector, ``2·2^n`` complex; for an MPS the most it can hold,
+        ``Σ_i χ_{i-1}·2·χ_i`` over its sites with ``χ_i = min(2^i, 2^(n-i), bond_dim)`` (a state
+        that has not yet entangled that much holds less; without a cap this exceeds the statevector's
+        ``2^n``: 168 against 64 at n = 6)."""
+        cfg = self.config
+        scalar = 1 if cfg.real else 2
+        n = cfg.n_qubits
+        if self.backend == "statevector":
+            return scalar * 2 ** n
+        cap = cfg.bond_dim
+
+        def chi(i):  # bond between sites i-1 and i; 1 at both ends
+            c = min(2 ** i, 2 ** (n - i))
+            return c if cap is None else min(c, cap)
+
+        return scalar * sum(chi(i) * 2 * chi(i + 1) for i in range(n))
+
+    def state_floats(self, seq_len: int | None = None) -> int:
+        """Floats ``step`` carries token to token per sequence: the memory (``memory_floats``)
+        plus the running pooling sums of the sequence readouts: ``D`` for ``every``, ``D + 2``
+        for ``attn`` (sum, maximum score, normaliser), ``S·D`` for ``segments``, none for
+        ``last`` (the per-position readout). Independent of ``seq_len``."""
+        pooled = {"last": 0, "every": self.token_feature_dim, "attn": self.token_feature_dim + 2,
+                  "segments": self.feature_dim}[self.config.readout_at]
+        return self.memory_floats() + pooled
 
     def step(self, x_t: torch.Tensor, state: QLAMState):
         """Feed one token ``x_t (B, F)``; returns ``(features (B, D), new state)``.
@@ -699,6 +753,30 @@ class QLAMClassifier(nn.Module):
     def forward(self, x: torch.Tensor, memory=None) -> torch.Tensor:
         """``x (B, T, F)`` -> logits ``(B, num_classes)``; ``memory`` as in ``QLAM.forward``."""
         return self.head(self.qlam(x, memory=memory))
+
+    def check_per_position(self) -> None:
+        """Refuse per-position outputs unless ``readout_at="last"``: then the head reads each
+        position's own features and ``step`` streams exactly ``forward_sequence``; the pooled
+        readouts mix earlier positions' features into a sequence-level summary instead."""
+        if self.config.readout_at != "last":
+            raise ValueError("per-position outputs read the memory at every position with the head of "
+                             f"readout_at='last'; this model has readout_at={self.config.readout_at!r} "
+                             "(a pooled sequence readout): build it with readout_at='last'")
+
+    def forward_sequence(self, x: torch.Tensor, memory=None) -> torch.Tensor:
+        """Logits at every position, ``x (B, T, F)`` -> ``(B, T, num_classes)``: the head on each
+        position's readout ``QLAM.features`` (the memory after tokens ``0..t`` measured in the
+        directions token ``t`` queries), so position ``t`` sees tokens ``<= t``. Needs
+        ``readout_at="last"`` (``check_per_position``), whose ``forward`` is the last position's
+        and whose ``step`` streams these logits. A BatchNorm head normalises over all positions."""
+        self.check_per_position()
+        f = self.qlam.features(x, memory=memory)  # (B, T, D)
+        b, t_len, d = f.shape
+        return self.head(f.reshape(b * t_len, d)).view(b, t_len, -1)
+
+    def state_floats(self, seq_len: int | None = None) -> int:
+        """Floats carried token to token per sequence (``QLAM.state_floats``)."""
+        return self.qlam.state_floats(seq_len)
 
     def init_state(self, batch: int, device=None) -> QLAMState:
         return self.qlam.init_state(batch, device)

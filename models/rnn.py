@@ -72,6 +72,12 @@ class _RNNClassifier(SequenceClassifier):
         return torch.zeros(self.config.num_layers, batch_size, self.config.hidden_size,
                            dtype=p.dtype, device=p.device)
 
+    def state_floats(self, seq_len: int | None = None) -> int:
+        """Floats carried token to token per sequence: ``h`` (GRU) or ``h`` and ``c`` (LSTM) of
+        every layer, ``num_layers · hidden_size`` each; ``seq_len`` is not needed."""
+        parts = 2 if self._rnn_type is nn.LSTM else 1
+        return parts * self.config.num_layers * self.config.hidden_size
+
     def step(self, x_t: torch.Tensor, state):
         """One token ``x_t (B, F)`` -> ``(logits (B, C), new state)``; the state is never modified in place."""
         self._check_token(x_t)

@@ -206,6 +206,11 @@ class SSMClassifier(SequenceClassifier):
         """``(num_layers, N)`` complex: every layer's ``λ``."""
         return torch.stack([b.lru.eigenvalues() for b in self.blocks])
 
+    def state_floats(self, seq_len: int | None = None) -> int:
+        """Floats carried token to token per sequence: one complex state of ``state_size`` per
+        layer, ``2 · num_layers · state_size`` (a complex number counts twice); ``seq_len`` is not needed."""
+        return 2 * self.config.num_layers * self.config.state_size
+
     def init_state(self, batch_size: int) -> tuple[torch.Tensor, ...]:
         """One zero complex state ``(batch_size, N)`` per layer."""
         check_positive_int("batch_size", batch_size)

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .common import SequenceClassifier, check_positive_int, check_probability
+from .common import SequenceClassifier, check_positive_int, check_probability, require_seq_len
 
 POSITIONS = ("learned", "sinusoidal")
 
@@ -207,6 +207,12 @@ class TransformerClassifier(SequenceClassifier):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, T, F) -> (B, C)`` logits at the last position."""
         return self.head(self.features(x)[:, -1])
+
+    def state_floats(self, seq_len: int | None = None) -> int:
+        """Floats the KV cache holds per sequence after ``seq_len`` tokens (required): keys and
+        values of every token in every layer, ``2 · num_layers · d_model · seq_len``."""
+        seq_len = require_seq_len(seq_len, "Transformer's KV cache")
+        return 2 * self.config.num_layers * self.config.d_model * seq_len
 
     def init_state(self, batch_size: int) -> KVCache:
         """An empty cache (``batch_size`` is checked; the cache takes its batch from the first token)."""

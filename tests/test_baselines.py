@@ -8,6 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from qlam_tn.models import registry
 from qlam_tn.models.common import count_parameters, match_hidden_size
+from qlam_tn.models.llama import LlamaClassifier
+from qlam_tn.models.mamba import MambaClassifier
 from qlam_tn.models.rnn import GRUClassifier, LSTMClassifier
 from qlam_tn.models.ssm import (
     LRU,
@@ -25,6 +27,9 @@ SMALL = {
     "transformer": ("transformer", {"d_model": 8, "nhead": 2, "num_layers": 2}),
     "transformer-learned": ("transformer", {"d_model": 8, "nhead": 2, "num_layers": 2, "positions": "learned", "max_len": 16}),
     "ssm": ("ssm", {"d_model": 8, "state_size": 6, "num_layers": 2}),
+    # from transformers (the test extra installs it)
+    "mamba": ("mamba", {"hidden_size": 8, "state_size": 4, "num_layers": 2}),
+    "llama": ("llama", {"hidden_size": 8, "num_layers": 2}),
 }
 F_IN, C = 5, 3
 
@@ -185,13 +190,16 @@ def test_count_parameters_counts_complex_twice_and_tied_once():
     assert count_parameters(m, trainable_only=False) == 6 + 6 + 5
 
 
-@pytest.mark.parametrize("name", ["lstm", "gru", "transformer", "ssm"])
+@pytest.mark.parametrize("name", ["lstm", "gru", "transformer", "ssm", "mamba", "llama"])
 @pytest.mark.parametrize("target", [6000, 20000])
 def test_match_hidden_size_within_ten_percent(name, target):
+    # Llama's width moves in steps of 2·num_heads with ~24·d² parameters for two layers: at 6,000
+    # the neighbours are 15% apart, so one layer there
+    cfg = {"num_layers": 1} if (name, target) == ("llama", 6000) else {}
     rng = torch.get_rng_state()
-    w = match_hidden_size(name, target, 28, 10)
+    w = match_hidden_size(name, target, 28, 10, **cfg)
     assert torch.equal(rng, torch.get_rng_state())  # matching draws no random numbers
-    n = count_parameters(registry.build(name, 28, 10, **{registry.width_key(name): w}))
+    n = count_parameters(registry.build(name, 28, 10, **{registry.width_key(name): w}, **cfg))
     assert abs(n - target) <= 0.1 * target, (w, n)
 
 
@@ -298,6 +306,17 @@ BAD_CONFIGS = [
     (SSMClassifier, {"r_min": 0.9, "r_max": 0.5}, "r_min"),
     (SSMClassifier, {"r_max": 1.0}, "r_max"),
     (SSMClassifier, {"max_phase": 0.0}, "max_phase"),
+    (MambaClassifier, {"hidden_size": 0}, "hidden_size"),
+    (MambaClassifier, {"state_size": 0}, "state_size"),
+    (MambaClassifier, {"expand": 0}, "expand"),
+    (MambaClassifier, {"conv_kernel": 0}, "conv_kernel"),
+    (MambaClassifier, {"dt_rank": 0}, "dt_rank"),
+    (LlamaClassifier, {"hidden_size": 10, "num_heads": 2}, "even head width"),
+    (LlamaClassifier, {"hidden_size": 12, "num_heads": 5}, "even head width"),
+    (LlamaClassifier, {"num_heads": 4, "num_kv_heads": 3}, "multiple of num_kv_heads"),
+    (LlamaClassifier, {"intermediate_size": 0}, "intermediate_size"),
+    (LlamaClassifier, {"rope_theta": 1.0}, "rope_theta"),
+    (LlamaClassifier, {"num_layers": 0}, "num_layers"),
 ]
 
 
@@ -307,7 +326,8 @@ def test_invalid_configs_raise(ctor, cfg, match):
         ctor(F_IN, C, **cfg)
 
 
-@pytest.mark.parametrize("ctor", [LSTMClassifier, GRUClassifier, TransformerClassifier, SSMClassifier])
+@pytest.mark.parametrize("ctor", [LSTMClassifier, GRUClassifier, TransformerClassifier, SSMClassifier, MambaClassifier,
+                                  LlamaClassifier])
 def test_invalid_sizes_raise(ctor):
     with pytest.raises(ValueError, match="input_dim"):
         ctor(0, C)
@@ -315,7 +335,7 @@ def test_invalid_sizes_raise(ctor):
         ctor(F_IN, 1)
 
 
-@pytest.mark.parametrize("key", ["lstm", "gru", "transformer", "ssm"])
+@pytest.mark.parametrize("key", ["lstm", "gru", "transformer", "ssm", "mamba", "llama"])
 def test_wrong_input_raises(key):
     model = small(key)
     with pytest.raises(ValueError, match=r"rank 3.*got rank 2"):
