@@ -30,6 +30,7 @@ reference it is tested against).
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
 from typing import Optional
 
@@ -42,7 +43,7 @@ SPLIT_METHODS = ("auto", "svd")
 # Kept singular values above this fraction of s_max use the exact gauge form of the backward.
 _GAUGE_FORM_MIN = 1e-6
 
-__all__ = ["svd", "TruncationPolicy", "TruncationError", "LinAlgError", "check_finite_weights", "rank_rule", "truncated_svd", "truncated_split", "CUTOFF_MODES"]
+__all__ = ["svd", "TruncationPolicy", "TruncationError", "LinAlgError", "check_split_weights", "rank_rule", "truncated_svd", "truncated_split", "CUTOFF_MODES"]
 
 
 def _broadened_inverse(x: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
@@ -252,13 +253,21 @@ class TruncationError:
         return np.exp(self.log_fidelity)
 
 
-def check_finite_weights(total) -> None:
-    """Raise ``LinAlgError`` unless every sample's split weight ``Σ s²`` (``(B,)`` tensor or a
-    float) is finite: LAPACK's eigensolvers may return NaN for a NaN or infinite input instead of
-    failing, and a split must not commit a state full of NaN."""
-    ok = bool(torch.isfinite(total).all()) if isinstance(total, torch.Tensor) else math.isfinite(total)
-    if not ok:
+def check_split_weights(total) -> None:
+    """Refuse a split whose weight ``Σ s²`` (per sample: ``(B,)`` tensor, or a float) is not finite
+    (``LinAlgError``: LAPACK's eigensolvers may return NaN for a NaN or infinite input instead of
+    failing) or zero (``ValueError``: the gate annihilated the state, e.g. a projector onto an
+    outcome of probability 0). The centre sits on the pair, so this is the sample's whole norm²:
+    nothing is committed, and every expectation stays defined."""
+    if isinstance(total, torch.Tensor):
+        finite, positive = bool(torch.isfinite(total).all()), bool((total >= torch.finfo(total.dtype).tiny).all())
+    else:
+        finite, positive = math.isfinite(total), total >= sys.float_info.min
+    if not finite:
         raise LinAlgError("a NaN or infinite value reached a two-site split (a gate or site was not finite)")
+    if not positive:
+        raise ValueError("the gate leaves a sample with zero norm (or a norm that underflows): a projector onto "
+                         "an outcome of probability 0?")
 
 
 def _plus(a, b):
@@ -291,7 +300,7 @@ def truncated_svd(A: torch.Tensor, policy: TruncationPolicy, absorb: str = "righ
     U, S, Vh, ranks = _StableSVD.apply(A, policy.grad_eps, policy, absorb)
     S2 = S * S
     total = S2.sum(-1)
-    check_finite_weights(total)
+    check_split_weights(total)
     r = int(ranks.max())
     k = S.shape[-1]
     if r < k or bool((ranks < r).any()):
@@ -375,7 +384,7 @@ def truncated_split(A: torch.Tensor, policy: TruncationPolicy, absorb: str = "ri
     # Ascending order lets one cumsum give every tail sum, smallest first (so what is dropped is
     # summed accurately); the rank rule is ``rank_rule``.
     tails = S2.cumsum(-1)  # tails[i] = Σ_{j <= i} s_j²
-    check_finite_weights(tails[..., -1])
+    check_split_weights(tails[..., -1])
     ranks = rank_rule(S2, tails, policy)
     k = S2.shape[-1]
     uniform = A.shape[0] == 1 or not bool((ranks != ranks[0]).any())

@@ -52,6 +52,8 @@ class MPS(QuantumState):
             that split's weight; ``fidelity_estimate`` is its exponential.
     """
 
+    splits_refuse_zero_norm = True  # linalg.check_split_weights
+
     def __init__(self, tensors: List[torch.Tensor], center: int, policy: TruncationPolicy,
                  discarded_weight: Optional[torch.Tensor] = None,
                  log_fidelity: Optional[torch.Tensor] = None):

@@ -29,7 +29,7 @@ import torch
 from scipy.linalg import lapack
 
 from . import mps_jit, mps_update
-from .linalg import TruncationError, TruncationPolicy, check_finite_weights, gram_split_applies, rank_rule
+from .linalg import TruncationError, TruncationPolicy, check_split_weights, gram_split_applies, rank_rule
 
 __all__ = ["ENABLED", "disabled", "applies", "host_tensors", "moved", "two_site", "split", "neighbour_gates", "physical", "circuit",
            "qr", "eigh", "svd", "one_blas_thread", "np_view", "site_tensor"]
@@ -242,7 +242,7 @@ def split(x: np.ndarray, y: np.ndarray, gate: Optional[np.ndarray], policy: Trun
     k = S2.shape[0]
     rank = int(rank_rule(S2, tails, policy))
     total = float(tails[-1])
-    check_finite_weights(total)
+    check_split_weights(total)
     discarded = float(tails[k - rank - 1]) if rank < k else 0.0
     kept2 = total - discarded
     scale = 1.0 / np.sqrt(max(kept2, _TINY)) if policy.renormalize else 1.0

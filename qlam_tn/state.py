@@ -97,6 +97,8 @@ class QuantumState:
 
     n_qubits: int
     batch: int
+    # Whether a two-qubit gate's own step refuses a result of zero norm (the MPS's split does).
+    splits_refuse_zero_norm = False
 
     # ------------------------------------------------------------------ checks
     def _check_qubits(self, qubits) -> Tuple[int, ...]:
@@ -198,7 +200,10 @@ class QuantumState:
         """
         qs = self._check_qubits(qubits)
         g = self._check_gate(gate, len(qs), validate)
-        unitary = validate or self._unitary(g)
+        # A one-qubit gate's unitarity decides where it applies, and a non-unitary gate's result is
+        # checked for zero norm, except where the backend's two-qubit step refuses it itself.
+        two_checked = len(qs) == 2 and self.splits_refuse_zero_norm
+        unitary = validate or two_checked or self._unitary(g)
         with self._kept_if_it_fails(check_norm=not unitary):
             new_dtype = self._gate_dtype(g)
             if new_dtype != self.dtype:
