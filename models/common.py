@@ -140,6 +140,33 @@ class SequenceClassifier(nn.Module):
         return next(self.parameters())
 
 
+class LibraryBackboneClassifier(SequenceClassifier):
+    """A library's decoder (``transformers``' ``MambaModel``, ``LlamaModel``) between a linear input
+    map ``embed (F -> d)`` and a linear ``head (d -> C)``, fed features through ``inputs_embeds``."""
+
+    def attach(self, backbone_class, library_config, hidden_size: int) -> None:
+        """Build ``backbone_class(library_config)`` (width ``hidden_size``) with the input map and the
+        head around it, in that order (so a seed draws the same initial weights)."""
+        self.embed = nn.Linear(self.input_dim, hidden_size)
+        self.backbone = backbone_class(library_config)
+        # The inputs are features, not the library's token ids: drop its token table.
+        self.backbone.set_input_embeddings(None)
+        self.head = nn.Linear(hidden_size, self.num_classes)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Final-norm hidden states at every position: ``(B, T, F) -> (B, T, d)``, causal."""
+        self._check_sequence(x)
+        return self.backbone(inputs_embeds=self.embed(x), use_cache=False).last_hidden_state
+
+    def forward_sequence(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits at every position: ``(B, T, F) -> (B, T, C)``; position t sees tokens ``<= t``."""
+        return self.head(self.features(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, T, F) -> (B, C)`` logits at the last position."""
+        return self.head(self.features(x)[:, -1])
+
+
 def _count_built(name: str, input_dim: int, num_classes: int, cfg: dict) -> int | None:
     """Parameter count of ``build(name, ...)``, or None where the config is invalid.
 

@@ -30,9 +30,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import nn
 
-from .common import SequenceClassifier, check_positive_int, copy_library_cache, optional_import, require_seq_len
+from .common import LibraryBackboneClassifier, check_positive_int, copy_library_cache, optional_import, require_seq_len
 
 EXTRA = "baselines"   # the pyproject extra that installs transformers (test has it too)
 
@@ -84,7 +83,7 @@ class LlamaState:
     cache: Any
 
 
-class LlamaClassifier(SequenceClassifier):
+class LlamaClassifier(LibraryBackboneClassifier):
     """``transformers.LlamaModel`` between a linear input map and a linear head.
 
     ``LlamaClassifier(input_dim, num_classes, hidden_size=64, num_layers=2, num_heads=2,
@@ -104,24 +103,7 @@ class LlamaClassifier(SequenceClassifier):
             num_hidden_layers=num_layers, num_attention_heads=num_heads, num_key_value_heads=cfg.num_kv_heads,
             head_dim=cfg.head_dim, rope_parameters={"rope_type": "default", "rope_theta": float(rope_theta)},
             use_cache=False, pad_token_id=None, bos_token_id=None, eos_token_id=None)
-        self.embed = nn.Linear(input_dim, hidden_size)
-        self.backbone = transformers.LlamaModel(library_cfg)
-        # The inputs are features, not the library's token ids: drop its token table.
-        self.backbone.set_input_embeddings(None)
-        self.head = nn.Linear(hidden_size, num_classes)
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Final-norm hidden states at every position: ``(B, T, F) -> (B, T, d)``, causal."""
-        self._check_sequence(x)
-        return self.backbone(inputs_embeds=self.embed(x), use_cache=False).last_hidden_state
-
-    def forward_sequence(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits at every position: ``(B, T, F) -> (B, T, C)``; position t sees tokens ``<= t``."""
-        return self.head(self.features(x))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, T, F) -> (B, C)`` logits at the last position."""
-        return self.head(self.features(x)[:, -1])
+        self.attach(transformers.LlamaModel, library_cfg, hidden_size)
 
     def state_floats(self, seq_len: int | None = None) -> int:
         """Floats the KV cache holds per sequence after ``seq_len`` tokens (required):

@@ -36,9 +36,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import nn
 
-from .common import SequenceClassifier, check_positive_int, copy_library_cache, optional_import
+from .common import LibraryBackboneClassifier, check_positive_int, copy_library_cache, optional_import
 
 EXTRA = "baselines"   # the pyproject extra that installs transformers and mambapy (test has them too)
 
@@ -81,7 +80,7 @@ class MambaState:
     cache: Any
 
 
-class MambaClassifier(SequenceClassifier):
+class MambaClassifier(LibraryBackboneClassifier):
     """``transformers.MambaModel`` between a linear input map and a linear head.
 
     ``MambaClassifier(input_dim, num_classes, hidden_size=64, state_size=16, num_layers=2,
@@ -101,24 +100,7 @@ class MambaClassifier(SequenceClassifier):
             expand=expand, conv_kernel=conv_kernel, time_step_rank=cfg.dt_rank, use_mambapy=parallel_scan,
             # the residual stream in the model's own dtype: float64 tests stay float64
             residual_in_fp32=False, use_cache=False, pad_token_id=None, bos_token_id=None, eos_token_id=None)
-        self.embed = nn.Linear(input_dim, hidden_size)
-        self.backbone = transformers.MambaModel(library_cfg)
-        # The inputs are features, not the library's token ids: drop its token table.
-        self.backbone.set_input_embeddings(None)
-        self.head = nn.Linear(hidden_size, num_classes)
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Final-norm hidden states at every position: ``(B, T, F) -> (B, T, d)``, causal."""
-        self._check_sequence(x)
-        return self.backbone(inputs_embeds=self.embed(x), use_cache=False).last_hidden_state
-
-    def forward_sequence(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits at every position: ``(B, T, F) -> (B, T, C)``; position t sees tokens ``<= t``."""
-        return self.head(self.features(x))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, T, F) -> (B, C)`` logits at the last position."""
-        return self.head(self.features(x)[:, -1])
+        self.attach(transformers.MambaModel, library_cfg, hidden_size)
 
     def state_floats(self, seq_len: int | None = None) -> int:
         """Floats carried token to token per sequence: per layer the SSM state ``e·N`` and the
