@@ -13,11 +13,15 @@ argparse stores them: the flag's name without its leading dashes, ``-`` written 
     cache_memory = true               # an on/off flag: true gives it, false leaves it out
     model_cfg = {n_qubits = 8, backend = "statevector", bond_dim = "none"}
     # or: model_cfg = ["n_qubits=8", "backend=statevector"]
+    # a memory task's parameters (--data-cfg) are a table too:
+    # dataset = "mqar"
+    # data_cfg = {seq_len = 64, num_pairs = 4, vocab_size = 128}
 
 Every value goes through the same argparse type and choices as its flag, so a file is refused
 for the reasons the command line would be, with the file and the key named. Flags given on the
-command line override the file's values; ``model_cfg`` entries merge key by key, the command
-line's winning (its entries come after the file's, and a key given twice takes its last value).
+command line override the file's values; ``model_cfg`` and ``data_cfg`` entries merge key by
+key, the command line's winning (its entries come after the file's, and a key given twice takes
+its last value).
 TOML has no null: write ``"none"`` where a flag takes ``none``.
 
 API (``parser`` defaults to ``qlam train``'s, :func:`qlam_tn.experiments.train.build_parser`):

@@ -22,6 +22,11 @@ split's sequences)::
     qlam eval --checkpoint runs/row_mnist10k/qlam-su4-init01-s0/best.pt --bond-dim 4 --json
     {"accuracy": ..., "n": 2000, "bond_dim": 4, "backend": "mps", "trained_backend":
      "statevector", "trained_bond_dim": null, "discarded_weight_mean": ..., "discarded_weight_max": ...}
+
+A memory-task run (``qlam train --dataset mqar ...``) records its task, parameters, split sizes
+and split seeds; its split is drawn again from them (``tasks.make``), so no ``--data-dir`` is
+needed and ``--dataset`` may only name the run's own task. Accuracy and loss are then over the
+labelled positions, and ``n`` counts those positions (as the run's own metrics do).
 """
 from __future__ import annotations
 
@@ -36,7 +41,7 @@ import torch
 from qlam_tn.experiments import runfolder as rf
 from qlam_tn.experiments.data import load_splits
 from qlam_tn.experiments.train import DTYPES, evaluate, make_dataset, model_from_config, \
-    resolve_device
+    resolve_device, task_split
 
 # ``score(bond_dim=KEEP)``: evaluate the model as it was trained (distinct from None = exact MPS).
 KEEP = "keep"
@@ -117,7 +122,7 @@ def evaluate_truncated(model, loader, device, dtype) -> dict:
     cut = {"discarded_sum": 0.0, "discarded_max": 0.0}
 
     def record(m):
-        disc = m.qlam.last_discarded_weight  # (B,), set by this batch's forward
+        disc = getattr(m, "body", m).qlam.last_discarded_weight  # (B,), set by this forward
         cut["discarded_sum"] += float(disc.sum())
         cut["discarded_max"] = max(cut["discarded_max"], float(disc.max()))
 
@@ -141,6 +146,33 @@ def score(checkpoint, dataset: str | None = None, data_dir=None, split: str = "t
     model, ckpt = load_model(checkpoint, bond_dim, nonfinite="error")
     config = ckpt["config"]
     train_cfg, data_cfg = config["train"], config["data"]
+    if "task" in data_cfg:
+        dataset, data = _task_data(checkpoint, data_cfg, dataset, split)
+    else:
+        dataset, data = _image_data(checkpoint, config, dataset, data_dir, split)
+    dev = resolve_device(device)
+    model = model.to(dev)
+    loader = torch.utils.data.DataLoader(data, batch_size=batch_size)
+    truncated = bond_dim != KEEP
+    stats = (evaluate_truncated if truncated else evaluate)(model, loader, dev,
+                                                             DTYPES[train_cfg["dtype"]])
+    n = stats["n"]
+    out = {"accuracy": stats["correct"] / n, "n": n, "loss": stats["loss_sum"] / n,
+           "dataset": dataset, "split": split, "epoch": ckpt["epoch"]}
+    if "task" in data_cfg:
+        out["task"] = data_cfg["task"]
+    if truncated:
+        resolved = config["model"]["resolved"]
+        out.update(bond_dim=getattr(model, "body", model).config.bond_dim, backend="mps",
+                   trained_backend=config["model"]["backend"], trained_bond_dim=resolved["bond_dim"],
+                   discarded_weight_mean=stats["discarded_sum"] / n,
+                   discarded_weight_max=stats["discarded_max"])
+    return out
+
+
+def _image_data(checkpoint: Path, config: dict, dataset, data_dir, split: str):
+    """``(dataset name, split's token dataset)`` of an image run, checked against the model."""
+    train_cfg, data_cfg = config["train"], config["data"]
     try:
         dataset = dataset or data_cfg["dataset"]
         data_dir = data_dir if data_dir is not None else train_cfg["data_dir"]
@@ -162,22 +194,30 @@ def score(checkpoint, dataset: str | None = None, data_dir=None, split: str = "t
     if part.info.num_classes != config["model"]["num_classes"]:
         raise ValueError(f"{dataset!r} has {part.info.num_classes} classes; the model in "
                          f"{checkpoint} has {config['model']['num_classes']}")
-    dev = resolve_device(device)
-    model = model.to(dev)
-    loader = torch.utils.data.DataLoader(make_dataset(part, data_cfg), batch_size=batch_size)
-    truncated = bond_dim != KEEP
-    stats = (evaluate_truncated if truncated else evaluate)(model, loader, dev,
-                                                             DTYPES[train_cfg["dtype"]])
-    n = stats["n"]
-    out = {"accuracy": stats["correct"] / n, "n": n, "loss": stats["loss_sum"] / n,
-           "dataset": dataset, "split": split, "epoch": ckpt["epoch"]}
-    if truncated:
-        resolved = config["model"]["resolved"]
-        out.update(bond_dim=model.config.bond_dim, backend="mps",
-                   trained_backend=config["model"]["backend"], trained_bond_dim=resolved["bond_dim"],
-                   discarded_weight_mean=stats["discarded_sum"] / n,
-                   discarded_weight_max=stats["discarded_max"])
-    return out
+    return dataset, make_dataset(part, data_cfg)
+
+
+def _task_data(checkpoint: Path, data_cfg: dict, dataset, split: str):
+    """``(task name, split's TensorDataset)`` of a memory-task run: the split drawn again from
+    the task, parameters, size and seed the run recorded."""
+    task = data_cfg["task"]
+    if dataset is not None and dataset.lower().replace("-", "_") != task:
+        raise ValueError(f"{checkpoint}: the run trained on task {task!r}; --dataset {dataset!r} "
+                         f"is not it (a task run is scored on its own task's splits)")
+    try:
+        size, seed = data_cfg["sizes"].get(split), data_cfg["split_seeds"].get(split)
+        params = data_cfg["params"]
+    except (KeyError, AttributeError) as exc:
+        raise ValueError(f"{checkpoint}: its task record lacks {exc}: the checkpoint was "
+                         f"edited") from None
+    if size is None:
+        raise ValueError(f"{checkpoint}: the run drew no {split} split (train it with "
+                         f"--n-{split} N)")
+    try:
+        return task, task_split(task, params, size, seed)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{checkpoint}: its task record does not draw the {split} split "
+                         f"({exc}): the checkpoint was edited") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -225,7 +265,8 @@ def main(argv=None) -> int:
     if args.json:
         print(json.dumps({k: result[k] for k in ("accuracy", "n") + extra if k in result}))
     else:
-        print(f"accuracy {result['accuracy']:.4f} on {result['n']} {result['split']} images of "
+        what = "labelled positions" if "task" in result else "images"
+        print(f"accuracy {result['accuracy']:.4f} on {result['n']} {result['split']} {what} of "
               f"{result['dataset']} (loss {result['loss']:.4f}; {args.checkpoint}, epoch "
               f"{result['epoch']})")
         if "bond_dim" in result:

@@ -18,6 +18,12 @@ Each row gives mean ± sample std over the runs of the best validation accuracy 
 of the test accuracy (of ``best.pt``), the number of seeds, the parameter count and the
 training throughput (tokens/s, forward + backward, mean over epochs; for a cached frozen memory the
 first epoch's, which ran the memory).
+
+Memory-task runs (``qlam train --dataset mqar ...``) show the task's parameters in the tokens
+column, their accuracy over the labelled positions, and two more columns: the test loss
+(cross-entropy per labelled position) and the task's memoryless baseline
+(``tasks.baseline``: chance accuracy for the recall tasks, 10·log 8/(T+20) nats for
+``copy_memory``, whose accuracy counts every position, the blanks included).
 """
 from __future__ import annotations
 
@@ -31,6 +37,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from qlam_tn.experiments import runfolder as rf
+from qlam_tn.experiments import tasks
 from qlam_tn.models import available
 
 _QLAM_SIZE = ("n_qubits", "depth", "bond_dim")
@@ -77,9 +84,23 @@ def load_run(path: Path) -> dict:
         "params": config["model"]["params"], "seed": config["train"]["seed"],
         "epochs_done": len(epochs), "epochs_planned": config["train"]["epochs"],
         "complete": bool(metrics.get("complete")),
-        "best_val": best.get("val_acc"), "test": test.get("acc"),
+        "best_val": best.get("val_acc"), "test": test.get("acc"), "test_loss": test.get("loss"),
+        "baseline": task_baseline(config["data"]),
         "tokens_per_s": statistics.fmean(rates) if rates else None,
     }
+
+
+def task_baseline(data: dict) -> str | None:
+    """The memoryless baseline of a memory-task run's data record, as a table cell (``None``
+    for an image run): ``tasks.baseline`` of its task and parameters."""
+    if "task" not in data:
+        return None
+    base = tasks.baseline(data["task"], **data["params"])
+    if base.metric == "accuracy":
+        return f"{100 * base.value:.2f}% acc (chance)"
+    if base.metric == "cross_entropy":
+        return f"{base.value:.4f} nats (loss)"
+    return f"{base.value:.4f} {base.metric}"
 
 
 def describe_model(model: dict, memory_lr_scale: float = 1.0, optimizer: str = "adamw") -> str:
@@ -150,6 +171,8 @@ def group_runs(runs: list[dict], by: str = "model") -> list[dict]:
             print(f"qlam report: warning: repeated seeds {sorted(seeds)} in {what}", file=sys.stderr)
         val = _mean_std(r["best_val"] for r in members)
         test = _mean_std(r["test"] for r in members)
+        test_loss = _mean_std(r["test_loss"] for r in members)
+        baselines = sorted({r["baseline"] for r in members if r["baseline"]})
         rates = [r["tokens_per_s"] for r in members if r["tokens_per_s"]]
         params = sorted({r["params"] for r in members})
         rows.append({
@@ -157,6 +180,7 @@ def group_runs(runs: list[dict], by: str = "model") -> list[dict]:
             "options": key[3] if by == "model" else " / ".join(sorted({r["describe"] for r in members})),
             "name": key[3] if by == "name" else None,
             "params": params, "seeds": len(set(seeds)), "runs": len(members), "val": val, "test": test,
+            "test_loss": test_loss, "baseline": " / ".join(baselines) or None,
             "tokens_per_s": statistics.fmean(rates) if rates else None,
             "epochs": sorted({r["epochs_done"] for r in members}),
             "incomplete": sum(not r["complete"] for r in members),
@@ -167,21 +191,29 @@ def group_runs(runs: list[dict], by: str = "model") -> list[dict]:
 def markdown(rows: list[dict], runs: list[dict]) -> str:
     """The table, with footnotes on incomplete runs and the machines the throughput came from."""
     named = any(r.get("name") is not None for r in rows)
+    with_tasks = any(r.get("baseline") for r in rows)  # memory tasks: their loss and baseline
     head = ["run"] * named + ["dataset", "tokens", "model", "options", "params", "seeds", "best val acc (%)",
-                              "test acc (%)", "tokens/s", "epochs"]
+                              "test acc (%)"] + ["test loss", "memoryless baseline"] * with_tasks + \
+        ["tokens/s", "epochs"]
     lines = ["| " + " | ".join(head) + " |",
-             "|" + "|".join(["---"] * (4 + named) + ["--:"] * 6) + "|"]
+             "|" + "|".join(["---"] * (4 + named) + ["--:"] * (6 + 2 * with_tasks)) + "|"]
     for r in rows:
         epochs = ", ".join(map(str, r["epochs"])) + ("*" if r["incomplete"] else "")
+        extra = [_loss(*r["test_loss"]), r["baseline"] or "—"] if with_tasks else []
         cells = [r["name"]] * named + [
             r["dataset"], r["tokens"], r["model"], r["options"] or "defaults",
             " / ".join(f"{p:,}" for p in r["params"]), _seeds(r), _pct(*r["val"]),
-            _pct(*r["test"]),
+            _pct(*r["test"])] + extra + [
             "—" if r["tokens_per_s"] is None else f"{r['tokens_per_s']:,.0f}", epochs]
         lines.append("| " + " | ".join(cells) + " |")
     notes = ["", ("Mean ± sample std over seeds; test accuracy is that of each run's "
                   "best-validation checkpoint; tokens/s is training throughput (forward + "
                   "backward), mean over epochs.")]
+    if with_tasks:
+        notes.append("Memory tasks: accuracy and loss over the labelled positions (cross-entropy "
+                     "in nats per position); the memoryless baseline is `tasks.baseline`, chance "
+                     "accuracy for the recall tasks, the loss 10·log 8/(T+20) for copy_memory "
+                     "(whose accuracy counts every position, the blanks included).")
     if any(r["incomplete"] for r in rows):
         notes.append("\\* the row includes runs that stopped before their planned epochs.")
     if any(run["config"]["train"].get("cache_memory") for run in runs):
@@ -191,6 +223,12 @@ def markdown(rows: list[dict], runs: list[dict]) -> str:
     if machines:
         notes.append("Measured on: " + "; ".join(machines) + ".")
     return "\n".join(lines + notes) + "\n"
+
+
+def _loss(mean, std) -> str:
+    if mean is None:
+        return "—"
+    return f"{mean:.4f}" + ("" if std is None else f" ± {std:.4f}")
 
 
 def _seeds(row: dict) -> str:

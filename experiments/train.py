@@ -8,6 +8,8 @@
     qlam train --model lstm --match-params 6282 ...         # width matched to a parameter budget
     qlam train --model qlam --model-cfg n_qubits=8 backend=statevector ...
     qlam train --resume runs/gru-row-s0                     # continue an interrupted run exactly
+    qlam train --model gru --dataset mqar --data-cfg seq_len=64 num_pairs=4 vocab_size=128 \\
+        --n-train 2000 --n-val 200 --n-test 200 --embed-dim 32   # a memory task (experiments.tasks)
     qlam train --nproc 2 ...                                # DistributedDataParallel, 2 processes
     torchrun --nproc_per_node=2 -m qlam_tn.experiments.train ...
 
@@ -25,6 +27,11 @@ This file reads top to bottom as a run does:
    ``torch.Generator`` seeded with ``seed + epoch``), evaluate on the validation split, write
    metrics, curves and the ``last`` (and, when validation accuracy improves, ``best``) checkpoint;
 6. evaluation: at the end, score ``best.pt`` on the test split when the dataset has one.
+
+A memory task (``--dataset mqar``, ...; :data:`TASKS`) draws its splits instead of reading
+files: ``tasks.make(task, n, tasks.split_seed(seed, split), **data_cfg)``; the model reads the
+tokens through an embedding of width ``--embed-dim`` and gives logits at every position; loss and
+accuracy count the labelled positions only (``models.per_position_loss``, ``count_correct``).
 
 A QLAM memory trained slower or frozen (``--memory-lr-scale``), the frozen memory's features
 computed once (``--cache-memory``) and the head fitted by L-BFGS (``--optimizer lbfgs``) live in
@@ -67,20 +74,25 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, DistributedSampler, Subset
+from torch.utils.data import DataLoader, DistributedSampler, Subset, TensorDataset
 from tqdm import tqdm
 
 from qlam_tn.experiments import config as run_config
 from qlam_tn.experiments import frozen
 from qlam_tn.experiments import runfolder as rf
+from qlam_tn.experiments import tasks
 from qlam_tn.experiments.data import DATASETS, DataSplit, SequenceDataset, load_splits, token_shape
 # Kept importable from here, where it lived before experiments.frozen held it.
 from qlam_tn.experiments.frozen import memory_features  # noqa: F401
-from qlam_tn.models import available, build, count_parameters, match_hidden_size, width_key
+from qlam_tn.models import available, build, count_correct, count_parameters, match_hidden_size, \
+    per_position_loss, width_key
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 OPTIMIZERS = ("adamw", "lbfgs")
 _TOKENS = re.compile(r"pixel|row|permuted|patch[1-9][0-9]*")
+DEFAULT_EMBED_DIM = 32        # a memory task's token embedding width when --embed-dim is not given
+# The memory tasks (experiments.tasks) a run can train on; ``adding`` needs a regression head.
+TASKS = tuple(t for t in tasks.available() if t != "adding")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -105,6 +117,13 @@ class TrainConfig:
     features at once (full batch), ``lbfgs_iters`` L-BFGS iterations (strong-Wolfe line search,
     step ``lr``) per epoch, ``weight_decay`` then an L2 penalty ``wd/2·‖W‖²`` on the head's weight
     matrices (scikit-learn's logistic regression with ``C = 1/(wd·N)``), no schedule, no clipping.
+
+    A memory task (``dataset`` one of :data:`TASKS`, see ``experiments.tasks``) draws its data:
+    ``data_cfg`` holds the task's parameters (``seq_len=64 num_pairs=4 vocab_size=128``),
+    ``n_train`` / ``n_val`` / ``n_test`` the sequences of each split (``None``: no such split;
+    ``n_train`` is required), ``embed_dim`` the width of the token embedding the model reads
+    (default :data:`DEFAULT_EMBED_DIM`). These five apply to the tasks only; ``tokens``,
+    ``val_fraction`` and ``permute_seed`` to the image datasets only.
     """
 
     model: str = "qlam"
@@ -130,13 +149,32 @@ class TrainConfig:
     cache_memory: bool = False
     optimizer: str = "adamw"
     lbfgs_iters: int = 20
+    data_cfg: dict = field(default_factory=dict)
+    n_train: int | None = None
+    n_val: int | None = None
+    n_test: int | None = None
+    embed_dim: int | None = None
 
     def __post_init__(self):
         if self.model not in available():
             raise ValueError(f"unknown model {self.model!r}; choose from {', '.join(available())}")
+        if not isinstance(self.dataset, str):
+            raise TypeError(f"dataset must be a str, got {self.dataset!r}")
         self.dataset = self.dataset.lower().replace("-", "_")
-        if self.dataset not in DATASETS:
-            raise ValueError(f"unknown dataset {self.dataset!r}; known: {', '.join(DATASETS)}")
+        if self.dataset == "adding":
+            raise ValueError("the adding task needs a regression head (one real number per "
+                             "sequence, MSE loss) that the models do not have yet; train "
+                             f"{', '.join(TASKS)} instead")
+        if self.dataset not in DATASETS and self.dataset not in TASKS:
+            raise ValueError(f"unknown dataset {self.dataset!r}; known: {', '.join(DATASETS)}; "
+                             f"memory tasks: {', '.join(TASKS)}")
+        if isinstance(self.data_cfg, (list, tuple)):  # ["seq_len=64", ...] as a study passes them
+            self.data_cfg = run_config.parse_key_values(self.data_cfg, "--data-cfg")
+        if not isinstance(self.data_cfg, dict):
+            raise TypeError(f"data_cfg must be a dict, got {type(self.data_cfg).__name__}")
+        for name in ("n_train", "n_val", "n_test", "embed_dim"):
+            if getattr(self, name) is not None:
+                _check_int(name, getattr(self, name), 1)
         if not isinstance(self.tokens, str) or not _TOKENS.fullmatch(self.tokens):
             raise ValueError(f"unknown token scheme {self.tokens!r}: use pixel, row, patchK "
                              f"(e.g. patch4) or permuted")
@@ -181,6 +219,39 @@ class TrainConfig:
             raise ValueError("optimizer lbfgs fits the head on all cached features at once: it needs "
                              "cache_memory (a frozen QLAM memory)")
         _check_int("lbfgs_iters", self.lbfgs_iters, 1)
+        if self.is_task:
+            self._check_task()
+        else:
+            given = [f"--{k.replace('_', '-')}" for k in ("data_cfg", "n_train", "n_val", "n_test",
+                                                           "embed_dim") if getattr(self, k)]
+            if given:
+                raise ValueError(f"{', '.join(given)} apply to the memory tasks ({', '.join(TASKS)}), "
+                                 f"not to the image dataset {self.dataset!r}")
+
+    @property
+    def is_task(self) -> bool:
+        """Whether ``dataset`` is a memory task (drawn by ``experiments.tasks``), not images."""
+        return self.dataset in TASKS
+
+    def _check_task(self) -> None:
+        """A memory task's settings: its parameters (checked by ``tasks.spec``), the split sizes
+        and the options that apply to images only."""
+        try:
+            tasks.spec(self.dataset, **self.data_cfg)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"--data-cfg for task {self.dataset!r}: {exc}") from None
+        if self.n_train is None:
+            raise ValueError(f"task {self.dataset!r} draws its data: give --n-train N (and --n-val "
+                             f"N, --n-test N for a validation and a test split)")
+        for name in ("limit_train", "limit_val", "permute_seed"):
+            if getattr(self, name) is not None:
+                raise ValueError(f"--{name.replace('_', '-')} applies to the image datasets; task "
+                                 f"{self.dataset!r} takes its split sizes from --n-train, --n-val "
+                                 f"and --n-test")
+        if self.memory_lr_scale != 1.0 or self.cache_memory:
+            raise ValueError("memory_lr_scale and cache_memory work on a QLAM sequence classifier, "
+                             f"not yet on the per-position model a memory task ({self.dataset!r}) "
+                             f"trains")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -246,8 +317,13 @@ def prepare(cfg: TrainConfig, device: str = "auto", resume: dict | None = None) 
         raise ValueError("cache_memory runs in one process: every rank would compute every "
                          "sequence's features; drop --nproc or the cache")
     dev = resolve_device(device, d)
-    train_set, val_set, test_set, data_cfg, splits_record = _datasets(cfg)
-    model, model_record = _model(cfg, train_set.num_features, len(data_cfg["classes"]), dev)
+    if cfg.is_task:
+        train_set, val_set, test_set, data_cfg, splits_record = _task_datasets(cfg)
+        model, model_record = _model(cfg, data_cfg["num_features"], len(data_cfg["classes"]), dev,
+                                     vocab_size=data_cfg["vocab_size"])
+    else:
+        train_set, val_set, test_set, data_cfg, splits_record = _datasets(cfg)
+        model, model_record = _model(cfg, train_set.num_features, len(data_cfg["classes"]), dev)
     n_train = math.ceil(len(train_set) / d.world)
     config = {
         "train": cfg.to_dict(),
@@ -318,6 +394,53 @@ def _datasets(cfg: TrainConfig):
     return train_set, val_set, test_set, data_cfg, splits_record
 
 
+def task_label(params: dict) -> str:
+    """A memory task's parameters as one string (``seq_len=64 num_pairs=4 vocab_size=128``): what a
+    task run records where an image run records its token scheme."""
+    return " ".join(f"{k}={v}" for k, v in params.items())
+
+
+def task_split(task: str, params: dict, n: int, seed: int) -> TensorDataset:
+    """``n`` sequences of ``task`` drawn from ``seed``: int64 tokens ``(n, L)`` and labels
+    ``(n, L)`` (``-100`` where nothing is asked) as a ``TensorDataset``."""
+    x, y = tasks.make(task, n, seed, **params)
+    return TensorDataset(torch.from_numpy(x), torch.from_numpy(y))
+
+
+def _digest(ds: TensorDataset) -> str:
+    h = hashlib.sha256()
+    for t in ds.tensors:
+        h.update(t.numpy().tobytes())
+    return h.hexdigest()
+
+
+def _task_datasets(cfg: TrainConfig):
+    """A memory task's ``(train, val, test, data record, splits record)``: each split drawn by
+    ``tasks.make`` from its own seed ``tasks.split_seed(cfg.seed, split)``; val/test ``None``
+    without ``n_val``/``n_test``. The records hold what rebuilds the data (task, parameters,
+    sizes, split seeds) and a digest of each split."""
+    params, spec = dict(cfg.data_cfg), tasks.spec(cfg.dataset, **cfg.data_cfg)
+    sizes = {s: n for s, n in (("train", cfg.n_train), ("val", cfg.n_val), ("test", cfg.n_test))
+             if n is not None}
+    seeds = {s: tasks.split_seed(cfg.seed, s) for s in sizes}
+    sets = {s: task_split(cfg.dataset, params, n, seeds[s]) for s, n in sizes.items()}
+    base = tasks.baseline(cfg.dataset, **params)
+    data_cfg = {
+        "dataset": cfg.dataset, "task": cfg.dataset, "params": params,
+        "tokens": task_label(params), "permute_seed": None, "seq_len": spec.seq_len,
+        "vocab_size": spec.vocab_size, "num_features": cfg.embed_dim or DEFAULT_EMBED_DIM,
+        "classes": list(range(spec.num_classes)), "metric": spec.metric,
+        "labelled_per_sequence": spec.labelled, "sizes": sizes, "split_seeds": seeds,
+        "baseline": dataclasses.asdict(base),
+    }
+    splits_record = {
+        "task": cfg.dataset, "params": params, "sizes": sizes, "split_seeds": seeds,
+        "sha256": {s: _digest(ds) for s, ds in sets.items()},
+        "note": "each split is tasks.make(task, size, split_seed, **params); sha256 of its x then y",
+    }
+    return sets["train"], sets.get("val"), sets.get("test"), data_cfg, splits_record
+
+
 def _check_not_empty(cfg: TrainConfig, parts: dict[str, DataSplit]) -> None:
     """Refuse a split of no images before anything is computed from it (an empty training set
     has no statistics; an empty validation or test split scores NaN)."""
@@ -364,6 +487,12 @@ def _check_resumable(now: dict, run: dict, world: int) -> None:
     if now["model"]["resolved"] != run["model"]["resolved"]:
         raise ValueError(f"the model this code builds, {now['model']['resolved']}, is not the "
                          f"run's {run['model']['resolved']} (have the model's defaults changed?)")
+    if "task" in now["data"] or "task" in run["data"]:
+        differ = rf.first_difference(rf.as_json(run["data"]), rf.as_json(now["data"]))
+        if differ:
+            raise ValueError(f"the task data drawn now differ from the run's ({differ}, the "
+                             f"run against now)")
+        return
     keys = ("image_shape", "mean", "std", "seq_len", "num_features")
     if any(now["data"][k] != run["data"][k] for k in keys) or \
             now["data"]["info"]["sizes"] != run["data"]["info"]["sizes"]:
@@ -375,31 +504,37 @@ def _check_resumable(now: dict, run: dict, world: int) -> None:
 # 3. Model
 # ----------------------------------------------------------------------------------------------
 
-def _model(cfg: TrainConfig, input_dim: int, num_classes: int, dev: torch.device):
+def _model(cfg: TrainConfig, input_dim: int, num_classes: int, dev: torch.device,
+           vocab_size: int | None = None):
     """The model, seeded by ``cfg.seed``, on ``dev`` in ``cfg.dtype``; and what the run records
-    of it (``config["model"]``)."""
+    of it (``config["model"]``). ``vocab_size`` (a memory task): int tokens through an embedding
+    of width ``input_dim``, logits at every position (``models.SequenceModel``); the parameter
+    budget of ``match_params`` then counts the embedding too."""
     kwargs = dict(cfg.model_cfg)
+    tokens = {} if vocab_size is None else {"vocab_size": vocab_size, "outputs": "per_position"}
     try:
         if cfg.match_params is not None:
             kwargs[width_key(cfg.model)] = match_hidden_size(cfg.model, cfg.match_params, input_dim,
-                                                             num_classes, **kwargs)
+                                                             num_classes, **tokens, **kwargs)
         rf.seed_everything(cfg.seed)
-        model = build(cfg.model, input_dim, num_classes, **kwargs)
+        model = build(cfg.model, input_dim, num_classes, **tokens, **kwargs)
     except TypeError as exc:  # an unknown keyword in --model-cfg
         raise ValueError(f"--model-cfg {cfg.model_cfg} does not fit model {cfg.model!r}: {exc}") from None
-    model_config = getattr(model, "config", None)
+    model_config = getattr(getattr(model, "body", model) if tokens else model, "config", None)
     resolved = dataclasses.asdict(model_config) if dataclasses.is_dataclass(model_config) else kwargs
     resolved = {k: v for k, v in resolved.items() if k not in ("input_dim", "num_classes")}
     record = {"name": cfg.model, "input_dim": input_dim, "num_classes": num_classes,
               "cfg": kwargs, "resolved": resolved, "class": type(model).__name__,
               "backend": getattr(model_config, "resolved_backend", None),
-              "params": count_parameters(model)}
+              "params": count_parameters(model), **tokens}
     return model.to(device=dev, dtype=DTYPES[cfg.dtype]), record
 
 
 def model_from_config(model_cfg: dict, dtype: str) -> torch.nn.Module:
-    """The model a run's ``config["model"]`` section describes, freshly initialised."""
-    model = build(model_cfg["name"], model_cfg["input_dim"], model_cfg["num_classes"],
+    """The model a run's ``config["model"]`` section describes, freshly initialised (a memory
+    task's, with ``vocab_size`` and ``outputs`` recorded, behind its token embedding)."""
+    tokens = {k: model_cfg[k] for k in ("vocab_size", "outputs") if k in model_cfg}
+    model = build(model_cfg["name"], model_cfg["input_dim"], model_cfg["num_classes"], **tokens,
                   **model_cfg["resolved"])
     return model.to(DTYPES[dtype])
 
@@ -648,9 +783,11 @@ def _fit(p: Prepared, run_dir: Path, backend, stop_after, progress) -> dict:
         train_time = d.max(time.perf_counter() - t0, dev) + cache_s
         # Score the epoch: training sums over processes, then the validation split.
         tr = _scores(d, stats, dev)
+        # sequences, not scored positions: a memory task scores a few positions of each
+        sequences = d.sum([stats.get("sequences", stats["n"])], dev)[0]
         row = {"epoch": epoch, "step": step, "train_loss": tr["loss"], "train_acc": tr["acc"],
                "val_loss": None, "val_acc": None, "lr": scheduler.get_last_lr()[0],
-               "tokens_per_s": tr["n"] * tokens_per_seq / train_time, "train_time_s": train_time}
+               "tokens_per_s": sequences * tokens_per_seq / train_time, "train_time_s": train_time}
         if val_loader is not None:
             va = _scores(d, evaluate(scored, val_loader, dev, dtype), dev)
             row.update(val_loss=va["loss"], val_acc=va["acc"])
@@ -685,17 +822,33 @@ def _fit(p: Prepared, run_dir: Path, backend, stop_after, progress) -> dict:
     return summary
 
 
+def _inputs(x: torch.Tensor, device, dtype) -> torch.Tensor:
+    """A batch's inputs on ``device``: features in the run's ``dtype``, int tokens as they are."""
+    return x.to(device=device, dtype=dtype) if x.is_floating_point() else x.to(device)
+
+
+def _loss_and_hits(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, int, int]:
+    """``(mean loss, correct, scored)`` of a batch: one label per sequence (logits ``(B, C)``),
+    or per-position logits ``(B, T, C)`` scored where ``y != -100`` only."""
+    if logits.dim() == 3:
+        loss = per_position_loss(logits, y)
+        correct, scored = count_correct(logits.detach(), y)
+        return loss, correct, scored
+    return F.cross_entropy(logits, y), int((logits.detach().argmax(-1) == y).sum()), len(y)
+
+
 def _train_epoch(model, loader, optimizer, scheduler, clip, device, dtype, epoch: int, step: int,
                  run_dir: Path, bar, tokens_per_seq: int) -> tuple[dict, int]:
-    """One pass of minibatch steps over ``loader``: ``({"loss_sum", "correct", "n"}, step)``
-    with ``step`` the optimiser steps taken in all; ``tokens_per_seq`` (over every process)
-    only feeds the progress bar's throughput."""
-    loss_sum, correct, seen = 0.0, 0, 0
+    """One pass of minibatch steps over ``loader``: ``({"loss_sum", "correct", "n",
+    "sequences"}, step)`` with ``n`` the scored positions (one per sequence for a sequence label)
+    and ``step`` the optimiser steps taken in all; ``tokens_per_seq`` (over every process) only
+    feeds the progress bar's throughput."""
+    loss_sum, correct, seen, sequences = 0.0, 0, 0, 0
     t0 = time.perf_counter()
     for x, y in loader:
-        x, y = x.to(device=device, dtype=dtype), y.to(device)
+        x, y = _inputs(x, device, dtype), y.to(device)
         logits = model(x)
-        loss = F.cross_entropy(logits, y)
+        loss, hits, scored = _loss_and_hits(logits, y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if clip is not None:
@@ -705,14 +858,15 @@ def _train_epoch(model, loader, optimizer, scheduler, clip, device, dtype, epoch
         step += 1
         value = loss.item()
         _check_finite(value, f"epoch {epoch}, step {step}", run_dir)
-        loss_sum += value * len(y)
-        correct += int((logits.detach().argmax(-1) == y).sum())
-        seen += len(y)
+        loss_sum += value * scored
+        correct += hits
+        seen += scored
+        sequences += len(y)
         elapsed = time.perf_counter() - t0
         bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.3f}",
-                        tok_s=f"{seen * tokens_per_seq / max(elapsed, 1e-9):,.0f}", refresh=False)
+                        tok_s=f"{sequences * tokens_per_seq / max(elapsed, 1e-9):,.0f}", refresh=False)
         bar.update()
-    return {"loss_sum": loss_sum, "correct": correct, "n": seen}, step
+    return {"loss_sum": loss_sum, "correct": correct, "n": seen, "sequences": sequences}, step
 
 
 def _check_finite(loss: float, where: str, run_dir: Path) -> None:
@@ -733,7 +887,8 @@ def _shard(dataset, d: _Dist):
 
 @torch.no_grad()
 def evaluate(model, loader, device, dtype, after_batch=None) -> dict:
-    """Summed cross-entropy, correct predictions and count over ``loader``.
+    """Summed cross-entropy, correct predictions and count over ``loader``: per sequence, or for
+    per-position logits (a memory task) over the labelled positions (``n`` counts those).
 
     ``after_batch(model)``, if given, is called after each batch's forward (e.g. to read what
     that forward recorded on the model).
@@ -741,13 +896,18 @@ def evaluate(model, loader, device, dtype, after_batch=None) -> dict:
     model.eval()
     loss_sum, correct, n = 0.0, 0, 0
     for x, y in loader:
-        x, y = x.to(device=device, dtype=dtype), y.to(device)
+        x, y = _inputs(x, device, dtype), y.to(device)
         logits = model(x)
         if after_batch is not None:
             after_batch(model)
-        loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
-        correct += int((logits.argmax(-1) == y).sum())
-        n += len(y)
+        if logits.dim() == 3:
+            loss, hits, scored = _loss_and_hits(logits, y)
+            loss_sum += loss.item() * scored
+        else:
+            loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
+            hits, scored = int((logits.argmax(-1) == y).sum()), len(y)
+        correct += hits
+        n += scored
     return {"loss_sum": loss_sum, "correct": correct, "n": n}
 
 
@@ -801,7 +961,7 @@ def _write_epoch(p: Prepared, run_dir: Path, ckpt: dict, improved: bool) -> None
     rf.atomic_write_csv(run_dir / "metrics.csv", history)
     cfg = p.cfg
     _write_curves(run_dir / "curves.png", history,
-                  f"{cfg.model} on {cfg.dataset} ({cfg.tokens}), seed {cfg.seed}")
+                  f"{cfg.model} on {cfg.dataset} ({p.config['data']['tokens']}), seed {cfg.seed}")
     val = "" if row["val_acc"] is None else \
         f"  val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f}"
     print(f"epoch {row['epoch']}/{cfg.epochs}  train loss {row['train_loss']:.4f} "
@@ -860,7 +1020,20 @@ def build_parser() -> run_config.OptionParser:
                          "given on the command line override it")
     g = ap.add_argument_group("what to train")
     g.add_argument("--model", help=f"{' | '.join(available())} (default {_D.model})")
-    g.add_argument("--dataset", help=f"{' | '.join(DATASETS)} (default {_D.dataset})")
+    g.add_argument("--dataset", help=f"{' | '.join(DATASETS)}, or a memory task: {' | '.join(TASKS)} "
+                                     f"(default {_D.dataset})")
+    g.add_argument("--data-cfg", dest="data_cfg", nargs="+", action="extend", metavar="KEY=VALUE",
+                   help="a memory task's parameters (e.g. seq_len=64 num_pairs=4 vocab_size=128 for "
+                        "mqar; see docs/tasks.md); a key given twice takes its last value")
+    g.add_argument("--n-train", dest="n_train", type=int, metavar="N",
+                   help="a memory task: training sequences to draw (required for a task)")
+    g.add_argument("--n-val", dest="n_val", type=int, metavar="N",
+                   help="a memory task: validation sequences (default: no validation split)")
+    g.add_argument("--n-test", dest="n_test", type=int, metavar="N",
+                   help="a memory task: test sequences (default: no test split)")
+    g.add_argument("--embed-dim", dest="embed_dim", type=int, metavar="E",
+                   help=f"a memory task: width of the token embedding the model reads "
+                        f"(default {DEFAULT_EMBED_DIM})")
     g.add_argument("--data-dir", dest="data_dir", help="folder with the dataset's files")
     g.add_argument("--tokens", help=f"pixel | row | patchK | permuted (default {_D.tokens})")
     g.add_argument("--permute-seed", dest="permute_seed", type=int,
@@ -997,7 +1170,8 @@ def _run_settings(args: dict, given: dict, take: bool):
             raise ValueError(f"--name {name!r}: a run folder's name, not a path (use --out for "
                              f"the folder that holds it)")
         if not name:
-            name = f"{cfg.model}-{cfg.dataset}-{cfg.tokens}-s{cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+            what = cfg.dataset if cfg.is_task else f"{cfg.dataset}-{cfg.tokens}"
+            name = f"{cfg.model}-{what}-s{cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
             if take:  # a name taken already (a parallel job, the same second) gets a suffix
                 folder = rf.RunFolder.create_unique(out, name)
         elif take:
@@ -1083,6 +1257,8 @@ def main(argv=None, *, folder_held: bool = False) -> int:
     try:
         if "model_cfg" in given:
             given["model_cfg"] = parse_model_cfg(given["model_cfg"])
+        if "data_cfg" in given:
+            given["data_cfg"] = run_config.parse_key_values(given["data_cfg"], "--data-cfg")
         cfg, run_dir, files, folder = _run_settings(args, given, take)
     except (ValueError, TypeError, FileNotFoundError) as exc:
         parser.error(str(exc))
