@@ -36,12 +36,13 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from qlam_tn.experiments import runfolder as rf
 from qlam_tn.experiments.data import load_splits
 from qlam_tn.experiments.train import DTYPES, evaluate, make_dataset, model_from_config, \
-    resolve_device, task_split
+    resolve_device, split_digest, task_split
 
 # ``score(bond_dim=KEEP)``: evaluate the model as it was trained (distinct from None = exact MPS).
 KEEP = "keep"
@@ -214,10 +215,16 @@ def _task_data(checkpoint: Path, data_cfg: dict, dataset, split: str):
         raise ValueError(f"{checkpoint}: the run drew no {split} split (train it with "
                          f"--n-{split} N)")
     try:
-        return task, task_split(task, params, size, seed)
+        ds = task_split(task, params, size, seed)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{checkpoint}: its task record does not draw the {split} split "
                          f"({exc}): the checkpoint was edited") from None
+    recorded = (data_cfg.get("sha256") or {}).get(split)
+    if recorded is not None and split_digest(ds) != recorded:
+        raise ValueError(f"{checkpoint}: the {split} split drawn now differs from the one the run scored "
+                         f"(sha256 mismatch): numpy {np.__version__} draws another stream, or the task "
+                         f"generator changed")
+    return task, ds
 
 
 def build_parser() -> argparse.ArgumentParser:

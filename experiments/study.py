@@ -35,7 +35,7 @@ A study file (TOML) lists the runs of one study; each run is trained once per se
 
 Option keys are ``qlam train``'s, as in a run config (``qlam_tn.experiments.config``): a run's
 options are ``[defaults]``, overridden by its preset's (if it names one), overridden by its
-own; ``model_cfg`` tables merge key by key (the later keys win), as repeated command-line flags
+own; ``model_cfg`` and ``data_cfg`` tables merge key by key (the later keys win), as repeated command-line flags
 do. A preset may give ``seeds`` too (a run's own win). The study sets ``--seed``, ``--out`` and
 ``--name`` itself: ``seed``, ``out``, ``name``, ``resume`` and ``config`` are refused as options.
 Leave the data folder out of a study file (it differs by machine): ``--data-dir`` or the
@@ -173,14 +173,15 @@ def _options(table: dict, where: str, drop=()) -> dict:
 
 
 def merged_options(*layers: dict) -> dict:
-    """Options of ``layers`` in turn, each overriding the ones before (``model_cfg`` tables merged
-    key by key): ``merged_options(defaults, preset, run)``."""
+    """Options of ``layers`` in turn, each overriding the ones before (``model_cfg`` and
+    ``data_cfg`` tables merged key by key): ``merged_options(defaults, preset, run)``."""
     out: dict = {}
     for layer in layers:
-        cfg = out.get("model_cfg")
+        tables = {key: out.get(key) for key in ("model_cfg", "data_cfg")}
         out.update(layer)
-        if isinstance(cfg, dict) and isinstance(layer.get("model_cfg"), dict):
-            out["model_cfg"] = {**cfg, **layer["model_cfg"]}
+        for key, before in tables.items():
+            if isinstance(before, dict) and isinstance(layer.get(key), dict):
+                out[key] = {**before, **layer[key]}
     return out
 
 

@@ -457,6 +457,13 @@ TASKS = {
 }
 
 
+def params(name: str, **given) -> dict:
+    """``given``'s parameters of task ``name``, checked, with the defaults filled in, in the task's
+    own order (required, then optional): one spelling per setting, for run records and reports."""
+    task, out = _checked(name, given)
+    return {k: out[k] for k in (*task.required, *task.optional)}
+
+
 def _checked(name, params):
     """The task and its complete, checked parameters (defaults filled in)."""
     if name not in TASKS:

@@ -407,7 +407,8 @@ def task_split(task: str, params: dict, n: int, seed: int) -> TensorDataset:
     return TensorDataset(torch.from_numpy(x), torch.from_numpy(y))
 
 
-def _digest(ds: TensorDataset) -> str:
+def split_digest(ds: TensorDataset) -> str:
+    """SHA-256 of a task split's tensors (x then y): what a rerun must draw again."""
     h = hashlib.sha256()
     for t in ds.tensors:
         h.update(t.numpy().tobytes())
@@ -419,7 +420,7 @@ def _task_datasets(cfg: TrainConfig):
     ``tasks.make`` from its own seed ``tasks.split_seed(cfg.seed, split)``; val/test ``None``
     without ``n_val``/``n_test``. The records hold what rebuilds the data (task, parameters,
     sizes, split seeds) and a digest of each split."""
-    params, spec = dict(cfg.data_cfg), tasks.spec(cfg.dataset, **cfg.data_cfg)
+    params, spec = tasks.params(cfg.dataset, **cfg.data_cfg), tasks.spec(cfg.dataset, **cfg.data_cfg)
     sizes = {s: n for s, n in (("train", cfg.n_train), ("val", cfg.n_val), ("test", cfg.n_test))
              if n is not None}
     seeds = {s: tasks.split_seed(cfg.seed, s) for s in sizes}
@@ -432,10 +433,11 @@ def _task_datasets(cfg: TrainConfig):
         "classes": list(range(spec.num_classes)), "metric": spec.metric,
         "labelled_per_sequence": spec.labelled, "sizes": sizes, "split_seeds": seeds,
         "baseline": dataclasses.asdict(base),
+        "sha256": {s: split_digest(ds) for s, ds in sets.items()},
     }
     splits_record = {
         "task": cfg.dataset, "params": params, "sizes": sizes, "split_seeds": seeds,
-        "sha256": {s: _digest(ds) for s, ds in sets.items()},
+        "sha256": data_cfg["sha256"],
         "note": "each split is tasks.make(task, size, split_seed, **params); sha256 of its x then y",
     }
     return sets["train"], sets.get("val"), sets.get("test"), data_cfg, splits_record

@@ -313,3 +313,13 @@ def test_a_folder_holding_only_a_dead_runs_lock_file_is_trained(tmp_path):
     assert study.run_status(folder) == "new"
     (folder / "notes.txt").write_text("mine")
     assert study.run_status(folder) == "stuck"
+
+
+def test_a_runs_data_cfg_merges_into_the_defaults_key_by_key():
+    from qlam_tn.experiments.study import merged_options
+    defaults = {"data_cfg": {"seq_len": 256, "num_pairs": 16, "vocab_size": 8192}, "model_cfg": {"n_qubits": 8}}
+    run = {"data_cfg": {"num_pairs": 64}, "model_cfg": {"depth": 2}}
+    out = merged_options(defaults, run)
+    assert out["data_cfg"] == {"seq_len": 256, "num_pairs": 64, "vocab_size": 8192}
+    assert out["model_cfg"] == {"n_qubits": 8, "depth": 2}
+    assert defaults["data_cfg"]["num_pairs"] == 16  # the defaults themselves stay as they were

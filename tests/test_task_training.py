@@ -86,7 +86,10 @@ def test_each_task_writes_a_valid_run_folder(tmp_path, name):
     rf.verify_run(run)  # every file checked against the others
     config = json.loads((run / "config.json").read_text())
     data, params = config["data"], _params(name)
-    assert data["task"] == name and data["params"] == params
+    # recorded as one spelling: the given parameters and the published defaults (Zoology's a = 0.01)
+    defaults = {"power_a": 0.01} if name == "mqar" else {}
+    assert data["task"] == name and data["params"] == {**params, **defaults}
+    assert list(data["params"]) == list(params) + list(defaults)
     assert data["sizes"] == {"train": 64, "val": 32, "test": 32}
     assert data["split_seeds"] == {s: tasks.split_seed(0, s) for s in ("train", "val", "test")}
     assert config["model"]["vocab_size"] == tasks.spec(name, **params).vocab_size
@@ -193,3 +196,27 @@ def test_data_cfg_as_a_list_of_strings():
     cfg = train.TrainConfig(model="gru", dataset="mqar", n_train=8,
                             data_cfg=["seq_len=16", "num_pairs=2", "vocab_size=24"])
     assert cfg.data_cfg == {"seq_len": 16, "num_pairs": 2, "vocab_size": 24}
+
+
+def test_eval_refuses_a_split_that_no_longer_draws_the_same(tmp_path, monkeypatch):
+    """A run records each split's digest; a redraw that differs (another numpy stream, a changed
+    generator) is refused rather than scored as if it were the run's test set."""
+    assert train.main(_task_argv("mqar") + ["--out", str(tmp_path), "--name", "r"]) == 0
+    real = evaluate.task_split
+    monkeypatch.setattr(evaluate, "task_split", lambda task, params, n, seed: real(task, params, n, seed + 1))
+    with pytest.raises(ValueError, match="sha256"):
+        evaluate.score(tmp_path / "r", device="cpu")
+
+
+def test_one_task_setting_is_one_report_row_whatever_its_spelling(tmp_path):
+    base = SMALL + ["--dataset", "mqar", "--n-train", "32", "--n-val", "16", "--n-test", "16", "--epochs", "1",
+                    "--out", str(tmp_path)]
+    spellings = (["seq_len=16", "num_pairs=2", "vocab_size=24"], ["vocab_size=24", "seq_len=16", "num_pairs=2"],
+                 ["seq_len=16", "num_pairs=2", "vocab_size=24", "power_a=0.01"])
+    for seed, cfg in enumerate(spellings):
+        assert train.main(base + ["--data-cfg", *cfg, "--seed", str(seed), "--name", f"s{seed}"]) == 0
+    runs = [report.load_run(tmp_path / f"s{seed}") for seed in range(3)]
+    assert len({json.dumps(r["config"]["data"]["params"]) for r in runs}) == 1
+    assert len(report.group_runs(runs)) == 1
+    assert tasks.params("mqar", vocab_size=24, seq_len=16, num_pairs=2) == \
+        {"seq_len": 16, "num_pairs": 2, "vocab_size": 24, "power_a": 0.01}
