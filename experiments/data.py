@@ -109,6 +109,8 @@ class DataFormatError(ValueError):
 # The most payload bytes an IDX header may claim before anything is read: the largest public IDX
 # set (EMNIST byclass training images) is 0.55 GB; a header past this is corrupt or hostile.
 IDX_MAX_BYTES = 1 << 31
+# The most dimensions a header may claim (numpy holds at most 64; MNIST images have 3).
+IDX_MAX_DIMS = 32
 _IDX_CHUNK = 1 << 20  # bytes per read: decompression never runs far past what is needed
 _IDX_GZIP_SKIP = 1 << 25  # decompressed bytes read on past a bad header to reach the gzip's CRC
 
@@ -182,6 +184,9 @@ def _parse_idx_stream(path: Path, stream, limit: int, size: int | None) -> tuple
     code, ndim = head[2], head[3]
     if head[:2] != b"\0\0" or code not in _IDX_DTYPES or ndim == 0:
         raise DataFormatError(path, f"not an IDX file (magic {magic} = 0x{magic:08x})")
+    if ndim > IDX_MAX_DIMS:
+        raise DataFormatError(path, f"the IDX header claims {ndim} dimensions; at most {IDX_MAX_DIMS} are read "
+                                    f"(an image file has 3, a label file 1)")
     header = 4 + 4 * ndim
     dims_raw = _read_upto(stream, 4 * ndim)
     if len(dims_raw) < 4 * ndim:

@@ -39,6 +39,7 @@ import os
 import platform
 import random
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -383,12 +384,19 @@ def _lock(folder: Path) -> int:
     lock = folder / LOCK_NAME
     for _ in range(100):
         try:
-            fd = os.open(lock, os.O_RDWR | os.O_CREAT, _FILE_MODE)
+            # O_NOFOLLOW: a .lock planted as a symlink must not make this process write its target.
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), _FILE_MODE)
         except FileNotFoundError:
             raise
-        except OSError as exc:  # a folder this user may not write: no run can be written there
+        except OSError as exc:  # a symlink (O_NOFOLLOW), or a folder this user may not write
+            if lock.is_symlink():
+                raise ValueError(f"{folder}: its lock file {LOCK_NAME} is a symbolic link; a run folder's "
+                                 f"lock must be a plain file (remove it)") from None
             raise ValueError(f"{folder}: cannot open its lock file {LOCK_NAME} ({exc.strerror}): "
                              f"a run folder must be writable") from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise ValueError(f"{folder}: its lock file {LOCK_NAME} is not a plain file (remove it)")
         if fcntl is None:
             break
         try:

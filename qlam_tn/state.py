@@ -73,6 +73,12 @@ def as_amplitudes(amplitudes):
     zero = (a.abs() > 0).sum(-1) == 0
     if bool(zero.any()):
         raise ValueError(f"amplitudes of sample {int(zero.nonzero()[0])} are all zero: a state needs a nonzero norm")
+    norm2 = a.abs().square().sum(-1)
+    real = norm2.dtype
+    bad = (norm2 < torch.finfo(real).tiny) | ~torch.isfinite(norm2)
+    if bool(bad.any()):
+        raise ValueError(f"the norm² of sample {int(bad.nonzero()[0])} underflows or overflows in {a.dtype}: "
+                         f"rescale the amplitudes (a state's norm is carried, not required to be 1)")
     return a, n
 
 

@@ -732,3 +732,11 @@ def test_real_fashion_mnist():
     assert np.bincount(parts["val"].labels.numpy()).tolist() == [600] * 10
     with pytest.raises(FileNotFoundError, match="no test split"):
         D.load_dataset("fashion_mnist", REAL, split="test")
+
+
+def test_idx_header_with_more_dimensions_than_an_array_holds(tmp_path):
+    from qlam_tn.experiments import data as D
+    path = tmp_path / "many-dims-idx3-ubyte"
+    path.write_bytes(b"\0\0\x08\xff" + b"\0\0\0\x01" * 255)
+    with pytest.raises(D.DataFormatError, match="255 dimensions"):
+        D.read_idx(path)

@@ -105,3 +105,13 @@ def test_the_size_guard_is_a_setting_a_user_can_change(monkeypatch):
     assert qt.StateVector.zeros(6, dtype=torch.complex128).n_qubits == 6  # 1 KiB
     monkeypatch.setattr(statevector, "MAX_STATE_BYTES", 4096)
     assert qt.StateVector.zeros(8, dtype=torch.complex128).n_qubits == 8
+
+
+@pytest.mark.parametrize("cls", [qt.MPS, qt.StateVector])
+@pytest.mark.parametrize("scale, dtype", [(1e-170, torch.float64), (1e200, torch.float64), (1e-30, torch.float32)])
+def test_from_dense_refuses_amplitudes_whose_norm_underflows_or_overflows(cls, scale, dtype):
+    a = torch.zeros(2, 4, dtype=dtype)
+    a[0, 0] = 1.0
+    a[1, :] = scale
+    with pytest.raises(ValueError, match="sample 1 underflows or overflows"):
+        cls.from_dense(a)

@@ -484,3 +484,18 @@ def test_fuzz_a_checkpoints_bytes_mutated_with_a_valid_hash(stopped, data):
         (run / name).write_bytes(bytes(mutated))
         rf.sidecar_path(run / name).write_text(f"{hashlib.sha256(mutated).hexdigest()}  {name}\n")
         _resume_or_refuse(run)
+
+
+def test_a_lock_file_planted_as_a_symlink_writes_nothing_through_it(tmp_path):
+    """A run folder whose .lock is a symbolic link (planted, or copied from elsewhere) is refused:
+    opening it must not empty and rewrite the file it points to."""
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious data")
+    folder = tmp_path / "runs" / "x"
+    folder.mkdir(parents=True)
+    (folder / rf.LOCK_NAME).symlink_to(victim)
+    with pytest.raises(ValueError, match="symbolic link"):
+        rf.RunFolder.create(folder)
+    with pytest.raises(ValueError, match="symbolic link"):
+        rf.RunFolder.reopen(folder)
+    assert victim.read_text() == "precious data"
