@@ -313,8 +313,9 @@ class _Parser:
         return int(tok.text)
 
     # -- expressions
-    def expr(self, params: Sequence[str]):
-        """One expression from the current token on, as postfix; ``params``: the names it may use.
+    def expr(self, params: Dict[str, int]):
+        """One expression from the current token on, as postfix; ``params``: the names it may use,
+        each with its index (a dict: a definition with many parameters is read in linear time).
 
         An operator-precedence parser with explicit stacks: parentheses and unary minuses
         nest as deep as the text, with no recursion. An expression without parameters is
@@ -352,7 +353,7 @@ class _Parser:
                 elif tok.kind == "id":
                     if tok.text not in params:
                         raise ValueError(f"OpenQASM line {tok.line}: unknown parameter {tok.text!r}")
-                    out.append(("var", params.index(tok.text)))
+                    out.append(("var", params[tok.text]))
                 else:
                     raise ValueError(f"OpenQASM line {tok.line}: unexpected {_shown(tok)} in an expression")
                 operand = False
@@ -513,7 +514,7 @@ class _Parser:
                 return tuple(args)
             self.next()
 
-    def call(self, params: Sequence[str]) -> _Call:
+    def call(self, params: Dict[str, int]) -> _Call:
         tok = self.ident()
         exprs: Tuple[tuple, ...] = ()
         if self.peek().text == "(":
@@ -558,17 +559,19 @@ class _Parser:
             raise ValueError(f"OpenQASM line {line}: gate {name!r} is already defined on line {self.defined[name]}")
         if self.qelib1_included and name in _QELIB1:
             raise ValueError(f"OpenQASM line {line}: gate {name!r} is already defined by qelib1.inc")
-        params: List[str] = []
+        # Names -> positions (dicts, not lists: membership and position in constant time).
+        params: Dict[str, int] = {}
         if self.peek().text == "(":
             self.next()
             while self.peek().text != ")":
                 if params:
                     self.expect(",")
-                params.append(self.new_name("a gate parameter").text)
-                if params[-1] in params[:-1]:
-                    raise ValueError(f"OpenQASM line {line}: gate {name!r} repeats the parameter {params[-1]!r}")
+                new = self.new_name("a gate parameter").text
+                if new in params:
+                    raise ValueError(f"OpenQASM line {line}: gate {name!r} repeats the parameter {new!r}")
+                params[new] = len(params)
             self.expect(")")
-        qubits: List[str] = []
+        qubits: Dict[str, int] = {}
         for arg in self.arguments():
             if arg.index is not None:
                 raise ValueError(f"OpenQASM line {line}: the qubit argument {arg.reg!r} of gate {name!r} "
@@ -578,7 +581,7 @@ class _Parser:
             if arg.reg in params:
                 raise ValueError(f"OpenQASM line {line}: gate {name!r} uses {arg.reg!r} both as a parameter and "
                                  "as a qubit")
-            qubits.append(arg.reg)
+            qubits[arg.reg] = len(qubits)
         self.expect("{")
         body: List[_BodyCall] = []
         operations, steps = 0, 1  # steps: the call itself, then its body
@@ -606,7 +609,7 @@ class _Parser:
                 raise ValueError(f"OpenQASM line {call.line}: gate {name!r} calls undefined gate {call.name!r}")
             target, n_params, n_qubits = self.target(call)
             self.check_arity(call, n_params, n_qubits)
-            body.append(_BodyCall(call.name, target, call.params, tuple(qubits.index(a.reg) for a in call.args),
+            body.append(_BodyCall(call.name, target, call.params, tuple(qubits[a.reg] for a in call.args),
                                   call.line))
             terms = sum(len(p) for p in call.params)
             operations += 1 if target is None else target.operations
@@ -636,7 +639,7 @@ class _Parser:
         self.steps += steps
 
     def top_level_call(self):
-        call = self.call(())
+        call = self.call({})
         target, n_params, n_qubits = self.target(call)
         self.check_arity(call, n_params, n_qubits)
         values = [_evaluate(e, (), call.line) for e in call.params]
