@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import importlib
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -140,6 +141,13 @@ class SequenceClassifier(nn.Module):
         return next(self.parameters())
 
 
+@dataclass(frozen=True)
+class LibraryState:
+    """Streaming state of a library decoder: its cache after ``tokens`` tokens (None before the first)."""
+    tokens: int
+    cache: Any
+
+
 class LibraryBackboneClassifier(SequenceClassifier):
     """A library's decoder (``transformers``' ``MambaModel``, ``LlamaModel``) between a linear input
     map ``embed (F -> d)`` and a linear ``head (d -> C)``, fed features through ``inputs_embeds``."""
@@ -165,6 +173,20 @@ class LibraryBackboneClassifier(SequenceClassifier):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, T, F) -> (B, C)`` logits at the last position."""
         return self.head(self.features(x)[:, -1])
+
+    library_name = "library"  # for messages
+
+    def init_state(self, batch_size: int) -> LibraryState:
+        """An empty cache (``batch_size`` is checked; the cache takes its batch from the first token)."""
+        check_positive_int("batch_size", batch_size)
+        return LibraryState(0, None)
+
+    def step(self, x_t: torch.Tensor, state: LibraryState):
+        """One token ``x_t (B, F)`` -> ``(logits (B, C), new state)``; needs ``torch.no_grad()``."""
+        self._check_token(x_t)
+        cache = copy_library_cache(self, state.cache, self.library_name)
+        out = self.backbone(inputs_embeds=self.embed(x_t).unsqueeze(1), cache=cache, use_cache=True)
+        return self.head(out.last_hidden_state[:, 0]), LibraryState(state.tokens + 1, out.cache)
 
 
 def _count_built(name: str, input_dim: int, num_classes: int, cfg: dict) -> int | None:

@@ -27,11 +27,9 @@ copies the cache first, so a state is never changed, and needs gradients off
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
-import torch
 
-from .common import LibraryBackboneClassifier, check_positive_int, copy_library_cache, optional_import, require_seq_len
+from .common import LibraryBackboneClassifier, check_positive_int, optional_import, require_seq_len
 
 EXTRA = "baselines"   # the pyproject extra that installs transformers (test has it too)
 
@@ -76,13 +74,6 @@ class LlamaBaselineConfig:
         return self.hidden_size // self.num_heads
 
 
-@dataclass(frozen=True)
-class LlamaState:
-    """Streaming state: the library's KV cache after ``tokens`` tokens (None before the first)."""
-    tokens: int
-    cache: Any
-
-
 class LlamaClassifier(LibraryBackboneClassifier):
     """``transformers.LlamaModel`` between a linear input map and a linear head.
 
@@ -90,6 +81,8 @@ class LlamaClassifier(LibraryBackboneClassifier):
     num_kv_heads=None, intermediate_size=None, rope_theta=10000.0)``; ``forward``: ``(B, T, F)
     -> (B, C)`` at the last position, ``forward_sequence``: ``(B, T, C)``, causal.
     """
+
+    library_name = "Llama"
 
     def __init__(self, input_dim: int, num_classes: int, hidden_size: int = 64, num_layers: int = 2,
                  num_heads: int = 2, num_kv_heads: int | None = None, intermediate_size: int | None = None,
@@ -111,15 +104,3 @@ class LlamaClassifier(LibraryBackboneClassifier):
         seq_len = require_seq_len(seq_len, "Llama KV cache")
         cfg = self.config
         return 2 * cfg.num_layers * cfg.num_kv_heads * cfg.head_dim * seq_len
-
-    def init_state(self, batch_size: int) -> LlamaState:
-        """An empty cache (``batch_size`` is checked; the cache takes its batch from the first token)."""
-        check_positive_int("batch_size", batch_size)
-        return LlamaState(0, None)
-
-    def step(self, x_t: torch.Tensor, state: LlamaState):
-        """One token ``x_t (B, F)`` -> ``(logits (B, C), new state)``; needs ``torch.no_grad()``."""
-        self._check_token(x_t)
-        cache = copy_library_cache(self, state.cache, "Llama")
-        out = self.backbone(inputs_embeds=self.embed(x_t).unsqueeze(1), cache=cache, use_cache=True)
-        return self.head(out.last_hidden_state[:, 0]), LlamaState(state.tokens + 1, out.cache)

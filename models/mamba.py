@@ -33,11 +33,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
 
-import torch
 
-from .common import LibraryBackboneClassifier, check_positive_int, copy_library_cache, optional_import
+from .common import LibraryBackboneClassifier, check_positive_int, optional_import
 
 EXTRA = "baselines"   # the pyproject extra that installs transformers and mambapy (test has them too)
 
@@ -73,13 +71,6 @@ class MambaBaselineConfig:
         return self.expand * self.hidden_size
 
 
-@dataclass(frozen=True)
-class MambaState:
-    """Streaming state: the library's cache after ``tokens`` tokens (None before the first)."""
-    tokens: int
-    cache: Any
-
-
 class MambaClassifier(LibraryBackboneClassifier):
     """``transformers.MambaModel`` between a linear input map and a linear head.
 
@@ -87,6 +78,8 @@ class MambaClassifier(LibraryBackboneClassifier):
     expand=2, conv_kernel=4, dt_rank=None, parallel_scan=True)``; ``forward``: ``(B, T, F) ->
     (B, C)`` at the last position, ``forward_sequence``: ``(B, T, C)``, causal.
     """
+
+    library_name = "Mamba"
 
     def __init__(self, input_dim: int, num_classes: int, hidden_size: int = 64, state_size: int = 16,
                  num_layers: int = 2, expand: int = 2, conv_kernel: int = 4, dt_rank: int | None = None,
@@ -108,16 +101,4 @@ class MambaClassifier(LibraryBackboneClassifier):
         cache keeps a ``k``-wide window, ``L·e`` floats more.) Independent of ``seq_len``."""
         cfg = self.config
         return cfg.num_layers * cfg.inner_size * (cfg.state_size + cfg.conv_kernel - 1)
-
-    def init_state(self, batch_size: int) -> MambaState:
-        """An empty state (``batch_size`` is checked; the cache takes its batch from the first token)."""
-        check_positive_int("batch_size", batch_size)
-        return MambaState(0, None)
-
-    def step(self, x_t: torch.Tensor, state: MambaState):
-        """One token ``x_t (B, F)`` -> ``(logits (B, C), new state)``; needs ``torch.no_grad()``."""
-        self._check_token(x_t)
-        cache = copy_library_cache(self, state.cache, "Mamba")
-        out = self.backbone(inputs_embeds=self.embed(x_t).unsqueeze(1), cache=cache, use_cache=True)
-        return self.head(out.last_hidden_state[:, 0]), MambaState(state.tokens + 1, out.cache)
 
