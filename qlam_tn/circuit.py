@@ -471,7 +471,7 @@ _BACKENDS = ("mps", "statevector")
 
 def simulate(circuit: Circuit, backend: str = "mps", max_bond: Optional[int] = None, cutoff: float = 1e-12,
              cutoff_mode: str = "rsum2", batch: Optional[int] = None, renormalize: bool = False,
-             grad_eps: float = 1e-12, dtype: torch.dtype = torch.complex128, device="cpu"):
+             grad_eps: float = 1e-12, dtype: torch.dtype = torch.complex128, device="cpu", plan: bool = True):
     """Run ``circuit`` from ``|0...0>`` and return the engine's state.
 
     Args:
@@ -485,6 +485,10 @@ def simulate(circuit: Circuit, backend: str = "mps", max_bond: Optional[int] = N
             are scalars). A circuit without per-sample parameters runs on any ``batch``.
         dtype: ``complex128`` by default; a real dtype runs in real arithmetic until the
             first complex gate, which promotes the state.
+        plan: on the mps backend, plan the circuit as a whole first (``qlam_tn.planner``: fused
+            neighbour gates, a qubit layout instead of SWAP chains there and back, one compiled
+            call); ``False`` applies it gate by gate (the plain reference). The qubit order of
+            the result is the circuit's either way.
     """
     if not isinstance(circuit, Circuit):
         raise TypeError(f"simulate needs a Circuit, got {type(circuit).__name__}")
@@ -502,6 +506,9 @@ def simulate(circuit: Circuit, backend: str = "mps", max_bond: Optional[int] = N
         state = MPS.zeros(circuit.n_qubits, batch=batch, max_bond=max_bond, cutoff=cutoff,
                           cutoff_mode=cutoff_mode, renormalize=renormalize, dtype=dtype, device=device,
                           grad_eps=grad_eps)
+    if plan and backend == "mps":
+        from . import planner
+        return planner.run(state, planner.plan_circuit(circuit))
     for gate, qubits in circuit.ops(device=state.device):
         state.apply(gate, qubits if len(qubits) == 2 else qubits[0])
     if circuit.global_phase:
