@@ -397,6 +397,19 @@ class MPS(QuantumState):
                 m = contract("bxjl,blk->bxjk", ts[bnd], U * S.to(U.dtype).unsqueeze(-2))
         return [spectra[bnd] for bnd in bonds]
 
+    def _rdm1_at(self, q: int) -> torch.Tensor:
+        # Moving the centre onto q is a gauge change only (no truncation): the state is the same,
+        # and the Kraus operator drawn next is applied there.
+        self.tensors, self.center = self._moved(self.tensors, self.center, q), q
+        t = self.tensors[q]
+        rho = contract("bxiy,bxjy->bij", t, t.conj())
+        return rho / rho.diagonal(dim1=-2, dim2=-1).sum(-1)[..., None, None]
+
+    def _scale(self, factor: torch.Tensor) -> None:
+        ts = list(self.tensors)
+        ts[self.center] = ts[self.center] * factor.to(self.dtype).view(-1, 1, 1, 1)
+        self.tensors = ts
+
     def _sample(self, shots, generator):
         ts = self._moved([t.detach() for t in self.tensors], self.center, 0)
         b = self.batch

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import operator
 from typing import List, Sequence, Tuple
 
@@ -233,10 +234,131 @@ class QuantumState:
             self._apply_layer(g, unitary=unitary)
         return self
 
-    def expect(self, pauli) -> torch.Tensor:
-        """Expectation ``<ψ|P|ψ> / <ψ|ψ>`` of a Pauli string (see ``parse_pauli``) -> ``(B,)`` real."""
+    def expect(self, pauli, shots=None, generator=None) -> torch.Tensor:
+        """Expectation ``<ψ|P|ψ> / <ψ|ψ>`` of a Pauli string (see ``parse_pauli``) -> ``(B,)`` real.
+
+        With ``shots=S`` (a positive int) it is the mean of ``S`` simulated ±1 outcomes of ``P``
+        per sample instead: ``(2k - S) / S`` with ``k ~ Binomial(S, (1 + <P>) / 2)``, the exact
+        distribution of the count of +1 outcomes of ``S`` independent measurements. Unbiased, with
+        variance ``(1 - <P>²) / S``; reproducible with a ``torch.Generator``. The state does not
+        change (each shot is a fresh copy of it, as on hardware). Its gradient is the exact
+        value's (straight-through), so a model can train through shot noise.
+        """
+        if shots is not None:
+            shots = check_shots(shots)
+            check_generator(generator)
         ops = parse_pauli(pauli, self.n_qubits)
-        return self._expect_ops(ops)
+        exact = self._expect_ops(ops)
+        if shots is None:
+            return exact
+        p_plus = ((1 + exact.detach()) / 2).clamp(0, 1)
+        at = generator.device if generator is not None else p_plus.device
+        k = torch.binomial(torch.full_like(p_plus, float(shots)).to(at), p_plus.to(at), generator=generator)
+        mean = (2 * k.to(exact.device, exact.dtype) - shots) / shots
+        return exact + (mean - exact.detach())
+
+    # ------------------------------------------------------------------ measurement and jumps
+    def apply_kraus(self, kraus, qubit, generator=None) -> torch.Tensor:
+        """One quantum-trajectory step of a single-qubit channel on ``qubit``, in place.
+
+        ``kraus`` is ``(K, 2, 2)`` (``Σ K_k† K_k = I``, checked) or per-sample ``(B, K, 2, 2)``.
+        Each sample draws its own ``k`` with probability ``||K_k ψ||² / ||ψ||²`` (read off the
+        qubit's reduced density matrix), is left in ``K_k ψ`` rescaled to the norm it had, and the
+        drawn ``(B,)`` int64 indices are returned. Averaged over draws, ``|ψ><ψ|`` evolves as the
+        channel's ``Σ K_k ρ K_k†``. The MPS applies ``K_k`` at its orthogonality centre, so its
+        canonical form stays true.
+        """
+        q = self._check_qubits(qubit)
+        if len(q) != 1:
+            raise ValueError(f"apply_kraus acts on one qubit, got {q}")
+        ks = check_kraus(kraus, self.batch)
+        check_generator(generator)
+        with self._kept_if_it_fails(check_norm=False):
+            return self._jump(ks.to(self.device), q[0], generator)
+
+    def measure(self, qubits, generator=None, basis: str = "Z") -> torch.Tensor:
+        """Projective measurement of ``qubits`` (an int or a sequence) -> ``(B, k)`` int64 outcomes.
+
+        The qubits are measured one after another, each from its marginal given the outcomes
+        before it (the Born rule for the joint outcome); each sample is left in its
+        post-measurement state, rescaled to the norm it had. ``basis`` ``"Z"`` (outcome ``b`` is
+        the eigenvalue ``(-1)**b`` of Z: ``|0>`` gives 0), ``"X"`` (``|+>`` gives 0) or ``"Y"``
+        (``|+i>`` gives 0); the measured qubit is left in that basis state.
+        """
+        qs = self._check_measured(qubits)
+        if basis not in _BASES:
+            raise ValueError(f"basis must be one of {tuple(_BASES)}, got {basis!r}")
+        check_generator(generator)
+        projectors = _projectors(basis)
+        with self._kept_if_it_fails(check_norm=False):
+            out = [self._jump(projectors.to(self.device), q, generator) for q in qs]
+        return torch.stack(out, dim=-1)
+
+    def weak_measure(self, qubit, strength, generator=None) -> torch.Tensor:
+        """Two-outcome weak Z measurement of ``qubit`` -> ``(B,)`` int64 outcomes, in place.
+
+        Kraus operators ``M_b = sqrt((1 + (-1)**b g Z) / 2)`` for strength ``g`` in ``[0, 1]``:
+        ``g = 1`` is the projective Z measurement (outcome 0 projects on ``|0>``), ``g = 0`` draws a
+        fair coin and leaves the state alone. Outcome ``b`` has probability ``(1 + (-1)**b g <Z>) / 2``.
+        """
+        q = self._check_qubits(qubit)
+        if len(q) != 1:
+            raise ValueError(f"weak_measure acts on one qubit, got {q}")
+        g = check_probability(strength, "strength")
+        check_generator(generator)
+        with self._kept_if_it_fails(check_norm=False):
+            return self._jump(weak_kraus(g).to(self.device), q[0], generator)
+
+    def reset(self, qubits, generator=None) -> "QuantumState":
+        """Measure ``qubits`` in the Z basis and flip each outcome 1 to ``|0>``, in place; returns
+        ``self``. Each sample ends with those qubits in ``|0>`` and the rest in the state the
+        measurement left (a reset is the channel ``ρ -> |0><0| tr_q ρ``)."""
+        qs = self._check_measured(qubits)
+        check_generator(generator)
+        flips = torch.stack([torch.eye(2, dtype=torch.float64), _gates.X().real.to(torch.float64)])
+        with self._kept_if_it_fails(check_norm=False):
+            for q in qs:
+                bits = self._jump(_projectors("Z").to(self.device), q, generator)
+                g = flips.to(self.device)[bits]
+                self._apply_1q(g.to(self.dtype), q, unitary=True)
+        return self
+
+    def _check_measured(self, qubits) -> Tuple[int, ...]:
+        """Distinct in-range qubit indices, an int or a non-empty sequence of them."""
+        if isinstance(qubits, (tuple, list)):
+            qs = tuple(as_int(q, "qubit index") for q in qubits)
+        else:
+            try:
+                qs = (as_int(qubits, "qubits"),)
+            except TypeError:
+                raise TypeError(f"qubits must be an int or a sequence of ints, got {qubits!r}") from None
+        if not qs:
+            raise ValueError("no qubits to measure")
+        for q in qs:
+            if not 0 <= q < self.n_qubits:
+                raise ValueError(f"qubit {q} out of range for {self.n_qubits} qubits")
+        if len(set(qs)) != len(qs):
+            raise ValueError(f"repeated qubit in {qs}")
+        return qs
+
+    def _jump(self, kraus: torch.Tensor, q: int, generator) -> torch.Tensor:
+        """Draw and apply one Kraus operator per sample on qubit ``q`` (inputs already checked):
+        ``kraus (K, 2, 2)`` or ``(B, K, 2, 2)``; returns the ``(B,)`` indices drawn."""
+        rho = self._rdm1_at(q)  # (B, 2, 2), trace 1; for the MPS, the centre is now at q
+        work = complex_dtype_of(rho.dtype) if (kraus.is_complex() or rho.is_complex()) else rho.dtype
+        k = kraus.to(work)
+        eq = "bkij,bjl,bkil->bk" if k.dim() == 4 else "kij,bjl,kil->bk"
+        probs = torch.einsum(eq, k, rho.detach().to(work), k.conj()).real.clamp_min(0)
+        idx = draw_categorical(probs, generator).to(self.device)
+        chosen = k[torch.arange(self.batch, device=self.device), idx] if k.dim() == 4 else k[idx]
+        new_dtype = self._gate_dtype(chosen)
+        if new_dtype != self.dtype:
+            self.promote(new_dtype)
+        before = self.norm()
+        self._apply_1q(chosen.to(self.dtype), q, unitary=False)
+        after = self.norm()
+        self._scale(before / after.clamp_min(torch.finfo(after.dtype).tiny))
+        return idx
 
     def entropy(self, base: float = 2.0) -> torch.Tensor:
         """Von Neumann entanglement entropy at every bond -> ``(B, n-1)`` (bits by default)."""
@@ -365,3 +487,92 @@ class QuantumState:
 
     def _sample(self, shots, generator):
         raise NotImplementedError
+
+    def _rdm1_at(self, q: int) -> torch.Tensor:
+        """Reduced density matrix of qubit ``q`` -> ``(B, 2, 2)``, trace 1."""
+        raise NotImplementedError
+
+    def _scale(self, factor: torch.Tensor) -> None:
+        """Multiply each sample's amplitudes by the real ``factor`` ``(B,)``."""
+        raise NotImplementedError
+
+
+# ---------------------------------------------------------------------- measurement helpers
+
+_BASES = ("Z", "X", "Y")
+
+
+def _projectors(basis: str) -> torch.Tensor:
+    """``(2, 2, 2)``: the projectors on the basis states of outcome 0 and 1 of ``basis``."""
+    if basis == "Z":
+        return torch.tensor([[[1.0, 0.0], [0.0, 0.0]], [[0.0, 0.0], [0.0, 1.0]]], dtype=torch.float64)
+    v = (torch.tensor([[1, 1], [1, -1]], dtype=torch.complex128) if basis == "X"
+         else torch.tensor([[1, 1j], [1, -1j]], dtype=torch.complex128)) / math.sqrt(2)
+    out = torch.einsum("ki,kj->kij", v, v.conj())
+    return out.real.contiguous() if basis == "X" else out
+
+
+def weak_kraus(g: float) -> torch.Tensor:
+    """``(2, 2, 2)``: ``M_b = sqrt((1 + (-1)**b g Z) / 2)`` for ``b = 0, 1``."""
+    a, c = math.sqrt((1 + g) / 2), math.sqrt((1 - g) / 2)
+    return torch.tensor([[[a, 0.0], [0.0, c]], [[c, 0.0], [0.0, a]]], dtype=torch.float64)
+
+
+def check_shots(shots) -> int:
+    """``shots`` as a positive int; anything else is a ValueError."""
+    if isinstance(shots, bool):
+        raise ValueError(f"shots must be a positive int, got {shots!r}")
+    try:
+        shots = as_int(shots, "shots")
+    except TypeError:
+        raise ValueError(f"shots must be a positive int, got {shots!r}") from None
+    if shots < 1:
+        raise ValueError(f"shots must be a positive int, got {shots!r}")
+    return shots
+
+
+def check_generator(generator) -> None:
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+
+
+def check_probability(p, name: str) -> float:
+    """``p`` as a float in ``[0, 1]``; a ValueError otherwise."""
+    if isinstance(p, bool):
+        raise ValueError(f"{name} must be a number in [0, 1], got {p!r}")
+    try:
+        value = float(p)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number in [0, 1], got {p!r}") from None
+    if not 0.0 <= value <= 1.0:  # NaN fails too
+        raise ValueError(f"{name} must be in [0, 1], got {p!r}")
+    return value
+
+
+def check_kraus(kraus, batch: int) -> torch.Tensor:
+    """Kraus operators ``(K, 2, 2)`` or per-sample ``(B, K, 2, 2)``, finite and trace-preserving
+    (``Σ K_k† K_k = I`` to 1e-8); returned as a float64/complex128 tensor."""
+    k = torch.as_tensor(kraus)
+    if not (k.is_complex() or k.is_floating_point()):
+        k = k.to(torch.float64)
+    k = k.to(torch.complex128 if k.is_complex() else torch.float64)
+    if k.dim() not in (3, 4) or k.shape[-2:] != (2, 2) or k.shape[-3] < 1:
+        raise ValueError(f"Kraus operators must be (K, 2, 2) or (B, K, 2, 2), got {tuple(k.shape)}")
+    if k.dim() == 4 and k.shape[0] != batch:
+        raise ValueError(f"per-sample Kraus operators have batch {k.shape[0]}, the state has batch {batch}")
+    if not bool(torch.isfinite(k).all()):
+        raise ValueError("Kraus operators contain NaN or infinite entries")
+    total = (k.mH @ k).sum(-3)
+    eye = torch.eye(2, dtype=k.dtype)
+    if not bool(torch.allclose(total, eye.expand_as(total), atol=1e-8, rtol=0)):
+        raise ValueError("Kraus operators are not trace-preserving: sum_k K_k^dag K_k != I")
+    return k.detach()
+
+
+def draw_categorical(probs: torch.Tensor, generator=None) -> torch.Tensor:
+    """One index per row of ``probs (B, K)`` (nonnegative, any positive sum) -> ``(B,)`` int64,
+    drawn with ``generator`` on its device."""
+    p = probs.detach().to(torch.float64)
+    if generator is not None:
+        p = p.to(generator.device)
+    return torch.multinomial(p, 1, generator=generator).squeeze(-1)

@@ -149,6 +149,14 @@ class StateVector(QuantumState):
             out.append(torch.linalg.svdvals(m))
         return out
 
+    def _rdm1_at(self, q: int) -> torch.Tensor:
+        v = self.psi.reshape(self.batch, 2 ** q, 2, -1)
+        rho = contract("bxiy,bxjy->bij", v, v.conj())
+        return rho / rho.diagonal(dim1=-2, dim2=-1).sum(-1)[..., None, None]
+
+    def _scale(self, factor: torch.Tensor) -> None:
+        self.psi = self.psi * factor.to(self.dtype).view((-1,) + (1,) * self.n_qubits)
+
     def _sample(self, shots, generator):
         probs = (self.to_dense().abs() ** 2).to(torch.float64)
         if generator is not None:
