@@ -36,6 +36,7 @@ from qlam_tn.dense_scan import dense_ry_scan, factored_ry_scan
 from qlam_tn.memory import (apply_dense, bloch_vectors, brickwork_factors, dense_unitary, neighbour_zz, token_layers,
                              rotation_layer)
 from qlam_tn.models.common import check_input
+from qlam_tn.models.readout_protocols import check_protocol, protocol_features
 
 ENCODINGS = {"ry": "y", "ry_rz": "yz", "rz_ry_rz": "zyz"}
 ENTANGLERS = ("cz", "cnot", "su4")
@@ -101,6 +102,21 @@ class QLAMConfig:
         fast_path: use the hand-differentiated dense scan (``qlam_tn.dense_scan``) where it
             applies (statevector backend, real, ``ry`` encoding, no re-uploading, readout
             without ``zz``); ``False`` forces the plain autograd path it is tested against.
+        readout_protocol: how the memory is read (``qlam_tn.models.readout_protocols``):
+            ``exact`` (expectations, free: the default), ``restart`` (the same reads from
+            ``shots`` shots each), ``end`` (one read after the last token; ``readout_at="last"``
+            sequence outputs only), ``window`` (the read at t from the last ``window`` tokens run
+            from a fresh memory), ``collapse`` (``shots`` copies measured projectively at every
+            read, carried on from the collapsed state), ``weak`` (as collapse, a weak
+            measurement of strength ``weak_strength``). Evaluation settings: the weights do not
+            depend on them.
+        shots: shots per read and setting (``None``: expectations), copies for collapse/weak.
+        window: tokens per read for ``readout_protocol="window"``.
+        weak_strength: ``g`` in (0, 1] for ``readout_protocol="weak"``.
+        noise: ``None``, a depolarising rate ``p``, or ``"kind:p"`` (``depolarizing``,
+            ``amplitude_damping``, ``dephasing``): that channel after every gate of the token
+            circuit, as quantum trajectories.
+        trajectories: noisy runs averaged per read when ``noise`` is set and ``shots`` is not.
     """
 
     n_qubits: int = 8
@@ -125,6 +141,12 @@ class QLAMConfig:
     head_norm: str = "layer"
     grad_eps: float = 1e-12
     fast_path: bool = True
+    readout_protocol: str = "exact"
+    shots: Optional[int] = None
+    window: Optional[int] = None
+    weak_strength: Optional[float] = None
+    noise: Optional[object] = None
+    trajectories: int = 16
 
     def __post_init__(self):
         def _int(name, lo):
@@ -178,6 +200,7 @@ class QLAMConfig:
             raise ValueError(f"cutoff must be >= 0, got {self.cutoff}")
         if not (self.encoding_scale >= 0):
             raise ValueError(f"encoding_scale must be >= 0, got {self.encoding_scale}")
+        check_protocol(self)
         self.check_memory_size()
 
     @property
@@ -325,6 +348,16 @@ class QLAM(nn.Module):
         if self.config.real:
             return r
         return torch.complex64 if r == torch.float32 else torch.complex128
+
+    def layer_gates(self):
+        """Per brickwork layer: the two-qubit gates ``(P, 4, 4)`` and the rotations after them
+        ``(n, 2, 2)`` or None, from the current parameters (what a gate-by-gate run applies)."""
+        return self._layer_gates()
+
+    @property
+    def protocol_active(self) -> bool:
+        """Whether reads follow a readout protocol other than free exact expectations."""
+        return self.config.readout_protocol != "exact" or self.config.noise is not None
 
     def _layer_gates(self):
         """Per layer: two-qubit gates ``(P, 4, 4)`` and the rotations after them ``(n, 2, 2)`` or None."""
@@ -551,10 +584,31 @@ class QLAM(nn.Module):
         """
         self._check_input(x, 3)
         x = x.to(self._real_dtype)
+        if self.protocol_active:
+            self._check_protocol_call(memory)
+            return protocol_features(self, x, every=True, generator=self.readout_generator)
         if memory is None and self.uses_fast_path:
             self._last_memory = None
             return self._fast_token_features(x, last_only=False)
         return self._run(x, memory, every=True)
+
+    # ``torch.Generator`` for the shots, measurements and noise of a readout protocol (None:
+    # torch's global generator); set it to make a protocol's evaluation reproducible.
+    readout_generator = None
+
+    def _check_protocol_call(self, memory) -> None:
+        if memory is not None:
+            raise ValueError(f"readout_protocol={self.config.readout_protocol!r} runs each read from "
+                             "a fresh memory (or its copies); a given starting memory needs 'exact'")
+
+    def exact_features(self, x: torch.Tensor, every: bool = True) -> torch.Tensor:
+        """Free exact reads of ``x (B, T, F)`` from ``|0…0>``, whatever the protocol: every
+        token's ``(B, T, D_t)`` (``every``), else the last token's ``(B, 1, D_t)``; the dense
+        scan where it applies. What ``readout_protocols`` adds its shot noise to."""
+        if self.uses_fast_path:
+            self._last_memory = None
+            return self._fast_token_features(x, last_only=not every)
+        return self._run(x, None, every=every)
 
     def forward(self, x: torch.Tensor, memory=None) -> torch.Tensor:
         """``x (B, T, F)`` -> readout features ``(B, D)``.
@@ -568,6 +622,11 @@ class QLAM(nn.Module):
         self._check_input(x, 3)
         self._check_length(x.shape[1])
         x = x.to(self._real_dtype)
+        if self.protocol_active:
+            self._check_protocol_call(memory)
+            pooled = self.config.readout_at != "last"
+            f = protocol_features(self, x, every=pooled, generator=self.readout_generator)
+            return self._pool(x, f) if pooled else f[:, -1]
         if memory is None and self.uses_fast_path:
             self._last_memory = None  # the dense scan keeps no state object
             return self._forward_fast(x)
@@ -688,6 +747,10 @@ class QLAM(nn.Module):
         The features equal ``forward`` on the sequence fed so far. Memory is constant per token.
         """
         self._check_input(x_t, 2)
+        if self.protocol_active:
+            raise ValueError(f"step streams free exact reads; readout_protocol="
+                             f"{self.config.readout_protocol!r} (noise {self.config.noise!r}) runs "
+                             "whole sequences through forward")
         if x_t.shape[0] != state.memory.batch:
             raise ValueError(f"token batch {x_t.shape[0]} does not match the state's batch {state.memory.batch}")
         self._check_length(state.tokens + 1)

@@ -1,0 +1,326 @@
+"""QLAM readout protocols (``QLAMConfig.readout_protocol``): shots, windows, collapse, weak
+measurement and gate noise, against the exact reads and hand calculations.
+
+Statistical tests use fixed generators and a stated bound: a mean of N draws of a ±1 (or ±1/g)
+outcome with expectation e lies within 5·sqrt(var/N) of e, var = 1 - e² (1/g² - e²).
+"""
+import math
+
+import pytest
+import torch
+
+from qlam_tn import StateVector
+from qlam_tn.models.qlam import QLAM, QLAMClassifier, QLAMConfig
+from qlam_tn.models.readout_protocols import measurement_settings, parse_noise, shot_estimate
+
+
+def _model(**kw):
+    """A small float64 QLAM with every readout part, random weights (seed 0)."""
+    base = dict(n_qubits=3, readout="query+xyz+zz", query_heads=2, entangler="su4", readout_at="every")
+    base.update(kw)
+    torch.manual_seed(0)
+    return QLAM(4, QLAMConfig(**base)).double()
+
+
+def _with(model, **kw):
+    """The same weights under other readout settings."""
+    other = QLAM(model.input_dim, model.config, **kw).double()
+    other.load_state_dict(model.state_dict())
+    return other
+
+
+def _x(b=3, t=5, seed=1):
+    return torch.rand(b, t, 4, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+def _cell_reads(model, x):
+    """Reference: the documented cell API, token by token, exact reads (B, T, D)."""
+    mem = model.new_memory(x.shape[0])
+    gates = model.token_gates()
+    out = []
+    for t in range(x.shape[1]):
+        model.update(mem, x[:, t], gates)
+        out.append(model.read(mem, x[:, t]))
+    return torch.stack(out, 1)
+
+
+# ---------------------------------------------------------------------------------------------
+# exact, end, window: deterministic
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kw", [dict(), dict(readout="query+xyz", real=True, entangler="su4"),
+                                dict(real=False, encoding="ry_rz")])
+def test_exact_protocol_is_todays_readout(kw):
+    model = _model(**kw)
+    explicit = _with(model, readout_protocol="exact")
+    x = _x()
+    assert not explicit.protocol_active
+    # the same code path as a model built before the protocols existed: bit for bit
+    assert torch.equal(explicit.features(x), model.features(x))
+    assert torch.equal(explicit(x), model(x))
+    torch.testing.assert_close(model.features(x), _cell_reads(model, x), atol=1e-12, rtol=0)
+
+
+def test_window_as_long_as_the_sequence_equals_exact():
+    model = _model()
+    x = _x(t=5)
+    for tau in (5, 9):
+        win = _with(model, readout_protocol="window", window=tau)
+        assert torch.equal(win.features(x), model.features(x))
+        torch.testing.assert_close(win(x), model(x), atol=0, rtol=0)
+
+
+def test_window_reads_only_the_last_tau_tokens_from_a_fresh_memory():
+    model = _model()
+    x = _x(t=6)
+    tau = 3
+    got = _with(model, readout_protocol="window", window=tau).features(x)
+    for t in range(6):
+        ref = _cell_reads(model, x[:, max(0, t - tau + 1):t + 1])[:, -1]
+        torch.testing.assert_close(got[:, t], ref, atol=1e-12, rtol=0)
+    # and it is not the exact read once the window cuts the prefix
+    assert (got[:, tau:] - model.features(x)[:, tau:]).abs().max() > 1e-3
+
+
+def test_end_equals_exact_at_the_last_position_and_is_refused_elsewhere():
+    torch.manual_seed(0)
+    clf = QLAMClassifier(4, 3, n_qubits=3, readout_at="last", entangler="su4").double()
+    end = QLAMClassifier(4, 3, clf.config, readout_protocol="end").double()
+    end.load_state_dict(clf.state_dict())
+    x = _x()
+    assert torch.equal(end(x), clf(x))
+    torch.testing.assert_close(end.qlam(x), _cell_reads(clf.qlam, x)[:, -1], atol=1e-12, rtol=0)
+    with pytest.raises(ValueError, match="after the last token"):
+        end.forward_sequence(x)  # per-position outputs read after every token
+    with pytest.raises(ValueError, match="pools reads from every token"):
+        QLAMConfig(readout_at="every", readout_protocol="end")
+
+
+# ---------------------------------------------------------------------------------------------
+# shots: unbiased, variance (1 - e²)/S, converging to exact
+# ---------------------------------------------------------------------------------------------
+
+def test_restart_shots_are_unbiased_with_binomial_variance():
+    model = _model()
+    x = _x(b=2, t=4)
+    with torch.no_grad():
+        exact = model.features(x)
+    s, draws = 16, 400
+    noisy = _with(model, readout_protocol="restart", shots=s)
+    noisy.readout_generator = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        runs = torch.stack([noisy.features(x) for _ in range(draws)])
+    var = (1 - exact ** 2) / s
+    # the mean over draws: within 5 sigma of the exact value, every feature
+    sigma = (var / draws).sqrt()
+    assert bool(((runs.mean(0) - exact).abs() <= 5 * sigma + 1e-12).all())
+    # the variance: pooled over features, (observed / predicted) within 10% (about 10 sigma of
+    # the ~1% relative error of a variance estimated from 400 x 114 draws)
+    ratio = runs.var(0).sum() / var.sum()
+    assert abs(float(ratio) - 1) < 0.1
+    # every read is a mean of S outcomes ±1: a multiple of 2/S
+    k = (runs + 1) * s / 2
+    torch.testing.assert_close(k, k.round(), atol=1e-9, rtol=0)
+
+
+def test_restart_converges_to_exact_as_shots_grow():
+    model = _model()
+    x = _x(b=4, t=4)
+    with torch.no_grad():
+        exact = model.features(x)
+    errors = []
+    for s in (4, 64, 1024, 16384):
+        noisy = _with(model, readout_protocol="restart", shots=s)
+        noisy.readout_generator = torch.Generator().manual_seed(s)
+        with torch.no_grad():
+            err = (noisy.features(x) - exact).pow(2).mean().sqrt()
+        # root-mean-square error against its prediction sqrt(mean(1 - e²)/S): within 30%
+        predicted = ((1 - exact ** 2).mean() / s).sqrt()
+        assert 0.7 < float(err / predicted) < 1.3
+        errors.append(float(err))
+    assert errors == sorted(errors, reverse=True)
+
+
+def test_shot_noise_gradient_is_the_exact_expectations():
+    model = _model(readout="query+xyz", real=True)
+    x = _x()
+    w = torch.randn(model.token_feature_dim, dtype=torch.float64)
+    (model.features(x) @ w).sum().backward()
+    want = [p.grad.clone() for p in model.parameters()]
+    noisy = _with(model, readout_protocol="restart", shots=3)
+    (noisy.features(x) @ w).sum().backward()
+    for a, b in zip(want, [p.grad for p in noisy.parameters()]):
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=0)
+
+
+def test_shot_estimate_of_certain_outcomes_is_exact():
+    e = torch.tensor([1.0, -1.0, 1.0], dtype=torch.float64)
+    assert torch.equal(shot_estimate(e, 7, torch.Generator().manual_seed(0)), e)
+
+
+# ---------------------------------------------------------------------------------------------
+# collapse and weak measurement
+# ---------------------------------------------------------------------------------------------
+
+def _product_model(a: float, protocol: str, shots: int, **kw):
+    """Two qubits, identity entangler (su4 parameters 0), each token RY(a) on both qubits; reads
+    X and Z (settings X, Z)."""
+    model = QLAM(1, QLAMConfig(n_qubits=2, depth=1, entangler="su4", readout="xyz", readout_at="every",
+                               readout_protocol=protocol, shots=shots, **kw)).double()
+    with torch.no_grad():
+        model.entangler_params[0].zero_()
+        model.encoder.weight.zero_()
+        model.encoder.bias.fill_(a)
+    return model
+
+
+def test_collapse_on_a_product_memory_matches_the_hand_calculation():
+    """Per qubit, token 1 leaves RY(a)|0>: <X> = sin a, <Z> = cos a. A copy that measured Z is
+    then |0> (prob cos²(a/2)) or |1>, and token 2 gives it <Z> = ±cos a: mean cos a·(2cos²(a/2) - 1)
+    = cos²a (exact, without collapse: cos 2a). A copy that measured X is |±> (prob
+    (1 ± sin a)/2), token 2 gives <X> = ±cos a: mean sin a·cos a (exact: sin 2a)."""
+    a, copies = 0.7, 20000
+    model = _product_model(a, "collapse", copies)
+    assert measurement_settings(model.config) == ["X", "Z"]
+    model.readout_generator = torch.Generator().manual_seed(3)
+    f = model.features(torch.zeros(1, 2, 1, dtype=torch.float64))[0]  # (T=2, [X0, Z0, X1, Z1])
+    want = torch.tensor([[math.sin(a), math.cos(a)] * 2,
+                         [math.sin(a) * math.cos(a), math.cos(a) ** 2] * 2], dtype=torch.float64)
+    per_feature = copies // 2
+    sigma = ((1 - want ** 2) / per_feature).sqrt()
+    assert bool(((f - want).abs() <= 5 * sigma).all()), (f, want)
+    exact = torch.tensor([math.sin(2 * a), math.cos(2 * a)] * 2, dtype=torch.float64)
+    assert bool(((f[1] - exact).abs() > 20 * sigma[1]).all())  # the back-action is seen
+
+
+def test_collapse_first_read_is_unbiased_for_an_entangled_memory():
+    """Before any measurement the copies are the exact state: the first read's mean over
+    S/K copies per feature lies within 5 sigma of the exact expectation."""
+    model = _model(n_qubits=4)
+    x = _x(b=2, t=3)
+    exact = model.features(x)
+    copies = 6000
+    coll = _with(model, readout_protocol="collapse", shots=copies)
+    coll.readout_generator = torch.Generator().manual_seed(11)
+    k = len(measurement_settings(coll.config))  # query0, query1, X, Z
+    assert k == 4
+    with torch.no_grad():
+        f = coll.features(x[:, :1])[:, 0]
+    sigma = ((1 - exact[:, 0] ** 2) / (copies // k)).sqrt()
+    assert bool(((f - exact[:, 0]).abs() <= 5 * sigma + 1e-12).all())
+
+
+def test_weak_measurement_estimate_is_unbiased_and_g1_is_projective():
+    a, copies = 0.7, 20000
+    g = 0.3
+    weak = _product_model(a, "weak", copies, weak_strength=g)
+    weak.readout_generator = torch.Generator().manual_seed(4)
+    f = weak.features(torch.zeros(1, 1, 1, dtype=torch.float64))[0, 0]
+    want = torch.tensor([math.sin(a), math.cos(a)] * 2, dtype=torch.float64)
+    sigma = ((1 / g ** 2 - want ** 2) / (copies // 2)).sqrt()
+    assert bool(((f - want).abs() <= 5 * sigma).all())
+    # strength 1: the projective measurement, the hand calculation of the collapse test
+    strong = _product_model(a, "weak", copies, weak_strength=1.0)
+    strong.readout_generator = torch.Generator().manual_seed(5)
+    f2 = strong.features(torch.zeros(1, 2, 1, dtype=torch.float64))[0, 1]
+    want2 = torch.tensor([math.sin(a) * math.cos(a), math.cos(a) ** 2] * 2, dtype=torch.float64)
+    sigma2 = ((1 - want2 ** 2) / (copies // 2)).sqrt()
+    assert bool(((f2 - want2).abs() <= 5 * sigma2).all())
+
+
+def test_collapse_copies_are_reproducible_with_a_generator():
+    model = _with(_model(), readout_protocol="collapse", shots=8)
+    x = _x(b=2, t=3)
+    outs = []
+    for _ in range(2):
+        model.readout_generator = torch.Generator().manual_seed(2)
+        outs.append(model.features(x))
+    assert torch.equal(*outs)
+
+
+# ---------------------------------------------------------------------------------------------
+# noise
+# ---------------------------------------------------------------------------------------------
+
+def test_noise_rate_zero_equals_exact():
+    model = _model()
+    x = _x()
+    quiet = _with(model, noise=0.0, trajectories=4)
+    torch.testing.assert_close(quiet.features(x), model.features(x), atol=1e-12, rtol=0)
+    cz = _model(entangler="cz", depth=3, reupload=True)
+    torch.testing.assert_close(_with(cz, noise="dephasing:0", trajectories=2).features(x), cz.features(x),
+                               atol=1e-12, rtol=0)
+
+
+def test_full_depolarizing_noise_erases_the_memory():
+    """p = 1 after every gate leaves each qubit maximally mixed: every Pauli read averages to 0;
+    with S one-shot trajectories the mean of S fair ±1 coins is within 5/sqrt(S) of 0."""
+    model = _model(n_qubits=2, query_heads=1)
+    s = 4000
+    noisy = _with(model, readout_protocol="restart", shots=s, noise=1.0)
+    noisy.readout_generator = torch.Generator().manual_seed(8)
+    f = noisy.features(_x(b=1, t=2))
+    assert float(f.abs().max()) <= 5 / math.sqrt(s)
+
+
+def test_noisy_trajectory_average_matches_a_density_matrix():
+    """One qubit pair, identity entangler, two tokens of RY(a), dephasing p after each gate:
+    the Bloch vector's x shrinks by (1 - 2p) per gate (Z flips with probability p), z is
+    untouched; rotations in between mix them. Dense density-matrix reference, 5 sigma."""
+    a, p, s = 0.9, 0.2, 20000
+    model = _product_model(a, "restart", s, noise=f"dephasing:{p}")
+    model.readout_generator = torch.Generator().manual_seed(6)
+    f = model.features(torch.zeros(1, 2, 1, dtype=torch.float64))[0]
+    ry = torch.tensor([[math.cos(a / 2), -math.sin(a / 2)], [math.sin(a / 2), math.cos(a / 2)]], dtype=torch.float64)
+    z = torch.diag(torch.tensor([1.0, -1.0], dtype=torch.float64))
+    x_op = torch.tensor([[0.0, 1.0], [1.0, 0.0]], dtype=torch.float64)
+    rho = torch.diag(torch.tensor([1.0, 0.0], dtype=torch.float64))
+    want = []
+    for _ in range(2):
+        rho = ry @ rho @ ry.T
+        rho = (1 - p) * rho + p * z @ rho @ z  # after the rotation
+        rho = (1 - p) * rho + p * z @ rho @ z  # after the (identity) two-qubit gate
+        want.append([float(torch.trace(x_op @ rho)), float(torch.trace(z @ rho))] * 2)
+    want = torch.tensor(want, dtype=torch.float64)
+    sigma = ((1 - want ** 2) / s).sqrt()
+    assert bool(((f - want).abs() <= 5 * sigma).all()), (f, want)
+
+
+# ---------------------------------------------------------------------------------------------
+# validation
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(readout_protocol="shots"), "unknown readout_protocol"),
+    (dict(readout_protocol="restart", shots=0), "shots must be a positive int"),
+    (dict(readout_protocol="restart", shots=2.5), "shots must be a positive int"),
+    (dict(readout_protocol="exact", shots=10), "use 'restart'"),
+    (dict(readout_protocol="collapse"), "set shots=S"),
+    (dict(readout_protocol="window"), "window=tau goes with"),
+    (dict(readout_protocol="restart", window=3), "window=tau goes with"),
+    (dict(readout_protocol="window", window=0), "window must be a positive int"),
+    (dict(readout_protocol="weak", shots=4), "weak_strength=g goes with"),
+    (dict(readout_protocol="weak", shots=4, weak_strength=0.0), r"weak_strength must be in \(0, 1\]"),
+    (dict(noise=1.5), r"noise rate must be in \[0, 1\]"),
+    (dict(noise="thermal:0.1"), "unknown noise kind"),
+    (dict(noise="depolarizing"), "write 'kind:p'"),
+    (dict(noise=0.1, trajectories=0), "trajectories must be a positive int"),
+])
+def test_bad_protocol_settings_are_refused(kw, match):
+    with pytest.raises(ValueError, match=match):
+        QLAMConfig(**kw)
+
+
+def test_parse_noise():
+    assert parse_noise(None) is None
+    assert parse_noise(1e-3) == ("depolarizing", 1e-3)
+    assert parse_noise("amplitude_damping:0.25") == ("amplitude_damping", 0.25)
+
+
+def test_protocols_refuse_a_given_memory_and_streaming():
+    model = _with(_model(), readout_protocol="restart", shots=4)
+    x = _x()
+    with pytest.raises(ValueError, match="fresh memory"):
+        model(x, memory=StateVector.zeros(3, batch=3, dtype=torch.float64))
+    with pytest.raises(ValueError, match="step streams free exact reads"):
+        model.step(x[:, 0], model.init_state(3))
