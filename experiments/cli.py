@@ -37,6 +37,7 @@ BENCHES: Dict[str, Tuple[str, str]] = {
     "oracle": ("qlam_tn.experiments.bench.oracle", "exact-oracle time vs n; token-update GFLOP/s"),
     "memory": ("qlam_tn.experiments.bench.memory", "peak memory of a QLAM training step"),
     "profile": ("qlam_tn.experiments.bench.profile", "where a token of the anchors' circuit spends its time"),
+    "circuits": ("qlam_tn.experiments.bench.circuits", "application circuits (QFT, adders, QAOA, Trotter) vs Aer and quimb"),
 }
 
 # old command -> what replaces it
