@@ -79,6 +79,7 @@ from pennylane.measurements import (
 from pennylane.operation import StatePrepBase
 from pennylane.ops import SProd, Sum
 
+from . import planner
 from .circuit import GATES
 from .environments import MAX_MARGINAL_QUBITS, MPSEnvironment
 from .measure import pauli_matrix
@@ -215,6 +216,30 @@ class _Run:
         return self.environment().rdm(sites)
 
     # ------------------------------------------------------------------ operations
+    def apply_all(self, ops: Sequence[qml.operation.Operator]) -> None:
+        """The circuit's operations planned as a whole (``qlam_tn.planner``: fused neighbour gates,
+        a qubit layout instead of SWAP chains, one compiled call); ``apply`` one by one is the
+        reference it is tested against."""
+        self._environment = None
+        gates = []
+        for op in ops:
+            if isinstance(op, qml.Identity):
+                continue
+            if isinstance(op, qml.GlobalPhase):
+                phi = _param(op.parameters[0])
+                phase = torch.exp(-1j * torch.as_tensor(phi, dtype=torch.float64))
+                gates.append((_numeric(phase * torch.eye(2, dtype=torch.complex128)), (0,)))
+                continue
+            if op.name in NAMED_GATES:
+                matrix = GATES[NAMED_GATES[op.name]].build(*[_param(p) for p in op.parameters])
+            else:
+                matrix = torch.as_tensor(op.matrix())
+            if matrix.dim() != 2:
+                raise DeviceError(f"{op.name}: a broadcast parameter reached the device (broadcast_expand "
+                                  "should have split it)")
+            gates.append((_numeric(matrix), tuple(self.sites(op.wires))))
+        planner.run(self.psi, planner.plan(self.psi.n_qubits, gates))
+
     def apply(self, op: qml.operation.Operator) -> None:
         if isinstance(op, qml.Identity):
             return
@@ -394,8 +419,7 @@ class QLAMMPSDevice(Device):
         opt = {o: options.get(o, getattr(self, f"_{o}")) for o in self._device_options}
         run = _Run(self._initial_state(circuit.operations, wire_order, opt), wire_order)
         ops = circuit.operations
-        for op in ops[1:] if ops and isinstance(ops[0], StatePrepBase) else ops:
-            run.apply(op)
+        run.apply_all(ops[1:] if ops and isinstance(ops[0], StatePrepBase) else ops)
         if self.tracker.active:
             self.tracker.update(discarded_weight=float(run.psi.discarded_weight[0]),
                                 max_bond=max(run.psi.bond_dims, default=1))
@@ -464,6 +488,13 @@ class QLAMMPSDevice(Device):
             groups.append(values[0] if len(values) == 1 else values)
             start += shots
         return tuple(groups) if circuit.shots.has_partitioned_shots else groups[0]
+
+
+def _numeric(matrix: torch.Tensor):
+    """A gate matrix as the planner multiplies it fastest: numpy, unless autograd records it."""
+    if matrix.requires_grad and torch.is_grad_enabled():
+        return matrix
+    return matrix.detach().resolve_conj().cpu().numpy()
 
 
 def _check_local(k: int, what: str) -> None:

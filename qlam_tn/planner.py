@@ -301,6 +301,9 @@ def _finish(planner: _Planner, n: int, global_phase: float, batch: Optional[int]
             ones[0] = phase * np.eye(2)
     stacked = _stack(gates, torch_mode) if gates else None
     stacked_ones = _stack(ones, torch_mode) if ones is not None else None
+    for a in (stacked, stacked_ones):
+        if a is not None and not bool((torch.isfinite(a) if torch_mode else np.isfinite(a)).all()):
+            raise ValueError("a gate matrix contains NaN or infinite entries")
     stats = dict(planner.stats, gates=len(gates))
     return Plan(n, stacked, list(planner.firsts), stacked_ones, stats)
 

@@ -182,3 +182,32 @@ def test_a_plan_for_another_width_is_refused():
     p = planner.plan_circuit(qt.Circuit(3).cx(0, 2))
     with pytest.raises(ValueError, match="3 qubits"):
         planner.run(qt.MPS.zeros(4), p)
+
+
+def test_a_non_finite_gate_is_refused_before_the_state_changes():
+    psi = qt.MPS.zeros(3)
+    gates = [(np.eye(4), (0, 2)), (np.array([[np.nan, 0], [0, 1]]), (1,))]
+    with pytest.raises(ValueError, match="NaN"):
+        planner.run(psi, planner.plan(3, gates))
+    assert torch.allclose(psi.to_dense()[0, 0], torch.ones((), dtype=torch.complex128))
+
+
+def test_the_pennylane_device_runs_long_range_circuits_through_the_planner():
+    qml = pytest.importorskip("pennylane")
+    n = 6
+    rng = np.random.default_rng(4)
+    angles = rng.uniform(-3, 3, (12,))
+
+    def body():
+        for k in range(12):
+            a, b = (int(x) for x in rng.choice(n, 2, replace=False))
+            [qml.CNOT, qml.SWAP, qml.CZ][k % 3](wires=[a, b])
+            qml.RY(angles[k], wires=a)
+            qml.IsingXX(angles[k] / 2, wires=[b, (b + 3) % n])
+        return [qml.expval(qml.PauliZ(q)) for q in range(n)]
+
+    state = rng.bit_generator.state
+    mps = qml.QNode(body, qml.device("qlam.mps", wires=n))()
+    rng.bit_generator.state = state
+    ref = qml.QNode(body, qml.device("default.qubit", wires=n))()
+    assert np.allclose(np.array(mps, dtype=float), np.array(ref, dtype=float), atol=1e-10)
