@@ -23,6 +23,7 @@ Import and export live in ``qasm.py`` (OpenQASM 2.0) and ``interop.py`` (Qiskit,
 """
 from __future__ import annotations
 
+import contextlib
 import copy as copy_module
 
 import cmath
@@ -40,19 +41,41 @@ from .mps import MPS
 from .state import as_int
 from .statevector import StateVector
 
-__all__ = ["Circuit", "Operation", "GATES", "simulate"]
+__all__ = ["Circuit", "Operation", "ConditionedOperation", "NON_UNITARY", "GATES", "simulate"]
 
 
 class Operation(NamedTuple):
-    """One op: canonical ``name`` (a key of ``GATES`` or ``"unitary"``), ``qubits``, ``params``.
+    """One op: canonical ``name`` (a key of ``GATES``, ``"unitary"``, or one of ``NON_UNITARY``),
+    ``qubits``, ``params``.
 
     ``params`` holds floats or real tensors (``()`` or ``(B,)``); for ``"unitary"`` it holds
-    the matrix, ``(d, d)`` or ``(B, d, d)``.
+    the matrix, ``(d, d)`` or ``(B, d, d)``; for ``"measure"`` the classical bit written,
+    ``(clbit,)``; for ``"reset"`` nothing. ``condition`` is ``None`` (see ``ConditionedOperation``).
     """
 
     name: str
     qubits: Tuple[int, ...]
     params: Tuple[Any, ...]
+
+    @property
+    def condition(self) -> None:
+        return None
+
+
+class ConditionedOperation(NamedTuple):
+    """An ``Operation`` that runs only in the shots whose classical bits ``clbits`` read ``value``:
+    ``condition = (clbits, value)``, ``clbits[0]`` the least significant bit (as OpenQASM's
+    ``if (creg == value)`` and Qiskit's ``c_if`` compare a register)."""
+
+    name: str
+    qubits: Tuple[int, ...]
+    params: Tuple[Any, ...]
+    condition: Tuple[Tuple[int, ...], int]
+
+
+# Ops that are not unitary gates: a circuit holding one (or a classical condition) runs as
+# sampled trajectories, ``simulate(..., shots=S)`` (``qlam_tn.trajectories``).
+NON_UNITARY = ("measure", "reset")
 
 
 def _adjoint(m: torch.Tensor) -> torch.Tensor:
@@ -166,14 +189,21 @@ class Circuit:
     multiplies the final state; it is carried to and from Qiskit, and dropped by OpenQASM 2.
     """
 
-    def __init__(self, n_qubits: int, global_phase: float = 0.0):
+    def __init__(self, n_qubits: int, global_phase: float = 0.0, n_clbits: int = 0):
         n = as_int(n_qubits, "n_qubits")
         if n < 1:
             raise ValueError(f"n_qubits must be >= 1, got {n}")
         self.n_qubits = n
         self.global_phase = float(_check_param(global_phase, "global_phase"))
-        self._ops: List[Operation] = []
+        self._ops: List[Any] = []  # Operation or ConditionedOperation
         self._batch: Optional[int] = None
+        # Classical registers (name, size) in declaration order; their bits are numbered on from
+        # 0 in that order. ``n_clbits > 0`` declares one register "c".
+        self.cregs: Tuple[Tuple[str, int], ...] = ()
+        self.n_clbits = 0
+        self._group = (0, 0)  # the ops the last gate call appended (a ccx appends 15): what c_if conditions
+        if as_int(n_clbits, "n_clbits"):
+            self.add_creg("c", n_clbits)
 
     # ------------------------------------------------------------------ container
     @property
@@ -234,6 +264,7 @@ class Circuit:
         b = batches.pop() if batches else None
         self._merge_batch(b, name)
         self._ops.append(Operation(name, qs, ps))
+        self._group = (len(self._ops) - 1, len(self._ops))
         self._batch = self._batch if b is None else b
         return self
 
@@ -262,8 +293,93 @@ class Circuit:
         b = _param_batch(m)
         self._merge_batch(b, "unitary")
         self._ops.append(Operation("unitary", qs, (m,)))
+        self._group = (len(self._ops) - 1, len(self._ops))
         self._batch = self._batch if b is None else b
         return self
+
+    # ------------------------------------------------------------------ classical bits and control
+    def add_creg(self, name: str, size: int) -> "Circuit":
+        """Declare a classical register of ``size`` bits; its bits get the next free indices."""
+        size = as_int(size, "creg size")
+        if not isinstance(name, str) or not name.isidentifier():
+            raise ValueError(f"a register name must be an identifier, got {name!r}")
+        if size < 1:
+            raise ValueError(f"creg {name} needs at least one bit, got {size}")
+        if any(name == r for r, _ in self.cregs):
+            raise ValueError(f"creg {name!r} declared twice")
+        self.cregs = self.cregs + ((name, size),)
+        self.n_clbits += size
+        return self
+
+    def creg_bits(self, name: str) -> Tuple[int, ...]:
+        """The clbit indices of register ``name``, least significant first."""
+        start = 0
+        for r, size in self.cregs:
+            if r == name:
+                return tuple(range(start, start + size))
+            start += size
+        raise ValueError(f"no classical register {name!r} (declared: {[r for r, _ in self.cregs]})")
+
+    def _clbit(self, c, what: str) -> int:
+        c = as_int(c, what)
+        if not 0 <= c < self.n_clbits:
+            raise ValueError(f"{what} {c} out of range for {self.n_clbits} classical bits")
+        return c
+
+    def measure(self, q, c) -> "Circuit":
+        """Measure qubit ``q`` in the Z basis into classical bit ``c`` (outcome 1 for ``|1>``)."""
+        qs = self._qubits((q,), 1, "measure")
+        self._ops.append(Operation("measure", qs, (self._clbit(c, "measure: clbit"),)))
+        self._group = (len(self._ops) - 1, len(self._ops))
+        return self
+
+    def reset(self, q) -> "Circuit":
+        """Reset qubit ``q`` to ``|0>`` (measure it, flip a 1; the outcome is not recorded)."""
+        self._ops.append(Operation("reset", self._qubits((q,), 1, "reset"), ()))
+        self._group = (len(self._ops) - 1, len(self._ops))
+        return self
+
+    def c_if(self, bits, value) -> "Circuit":
+        """Condition the ops of the last call (one gate, or a ccx/cswap's whole decomposition) on
+        the classical bits ``bits`` reading ``value``: ``bits`` is a register name (as OpenQASM's
+        ``if (c == 3) x q[0];``), one clbit index, or a sequence of clbits (least significant
+        first). The op then runs only in the shots where the condition holds."""
+        if isinstance(bits, str):
+            clbits = self.creg_bits(bits)
+        elif isinstance(bits, (tuple, list)):
+            clbits = tuple(self._clbit(c, "c_if: clbit") for c in bits)
+        else:
+            clbits = (self._clbit(bits, "c_if: clbit"),)
+        value = as_int(value, "c_if: value")
+        if not clbits or len(set(clbits)) != len(clbits):
+            raise ValueError(f"c_if needs distinct classical bits, got {clbits}")
+        if not 0 <= value < 2 ** len(clbits):
+            raise ValueError(f"c_if: value {value} does not fit in {len(clbits)} bit(s)")
+        lo, hi = self._group
+        if hi == 0 or hi != len(self._ops):
+            raise ValueError("c_if conditions the op(s) the last call appended: there are none")
+        if any(op.condition is not None for op in self._ops[lo:hi]):
+            raise ValueError("c_if: the last op already has a condition")
+        for k in range(lo, hi):
+            op = self._ops[k]
+            self._ops[k] = ConditionedOperation(op.name, op.qubits, op.params, (clbits, value))
+        return self
+
+    @contextlib.contextmanager
+    def conditioned(self, bits, value):
+        """``with c.conditioned("c", 1): ...`` conditions every op appended inside the block, as
+        ``c_if`` would each (same ``bits`` and ``value``)."""
+        start = len(self._ops)
+        yield self
+        if len(self._ops) > start:
+            self._group = (start, len(self._ops))
+            self.c_if(bits, value)
+
+    @property
+    def is_unitary(self) -> bool:
+        """Whether every op is an unconditioned gate (no measure, reset or classical condition):
+        such a circuit runs as one pure state; the others as sampled trajectories."""
+        return all(op.name not in NON_UNITARY and op.condition is None for op in self._ops)
 
     # 1-qubit gates
     def id(self, q): return self.append("id", (q,))
@@ -306,8 +422,10 @@ class Circuit:
     def ccx(self, c0, c1, t) -> "Circuit":
         """Toffoli as 6 CNOTs and T gates (qelib1.inc's definition)."""
         a, b, c = self._qubits((c0, c1, t), 3, "ccx")
+        start = len(self._ops)
         (self.h(c).cx(b, c).tdg(c).cx(a, c).t(c).cx(b, c).tdg(c).cx(a, c)
              .t(b).t(c).h(c).cx(a, b).t(a).tdg(b).cx(a, b))
+        self._group = (start, len(self._ops))
         return self
 
     toffoli = ccx
@@ -315,7 +433,10 @@ class Circuit:
     def cswap(self, c, q0, q1) -> "Circuit":
         """Fredkin: ``cx q1,q0; ccx c,q0,q1; cx q1,q0``."""
         a, b, t = self._qubits((c, q0, q1), 3, "cswap")
-        return self.cx(t, b).ccx(a, b, t).cx(t, b)
+        start = len(self._ops)
+        self.cx(t, b).ccx(a, b, t).cx(t, b)
+        self._group = (start, len(self._ops))
+        return self
 
     # ------------------------------------------------------------------ reading
     def ops(self, device=None) -> Iterator[Tuple[torch.Tensor, Tuple[int, ...]]]:
@@ -425,6 +546,13 @@ class Circuit:
 
 
 def _labels(op: Operation) -> List[str]:
+    if op.condition is not None:
+        bits, value = op.condition
+        return [t + f"?{value}" for t in _labels(Operation(op.name, op.qubits, op.params))]
+    if op.name == "measure":
+        return [f"M→c{op.params[0]}"]
+    if op.name == "reset":
+        return ["|0⟩"]
     if op.name == "unitary":
         return ["U"] if len(op.qubits) == 1 else ["U₀", "U₁"]
     spec = GATES[op.name]
@@ -438,6 +566,8 @@ def _labels(op: Operation) -> List[str]:
 
 def gate_matrix(op: Operation, device=None) -> torch.Tensor:
     """The matrix of one ``Operation``: ``(d, d)`` or ``(B, d, d)``, big-endian."""
+    if op.name in NON_UNITARY:
+        raise ValueError(f"{op.name} is not a gate: it has no matrix (run the circuit with simulate(..., shots=S))")
     if op.name == "unitary":
         m = op.params[0]
         return m if device is None else m.to(device)
@@ -471,8 +601,17 @@ _BACKENDS = ("mps", "statevector")
 
 def simulate(circuit: Circuit, backend: str = "mps", max_bond: Optional[int] = None, cutoff: float = 1e-12,
              cutoff_mode: str = "rsum2", batch: Optional[int] = None, renormalize: bool = False,
-             grad_eps: float = 1e-12, dtype: torch.dtype = torch.complex128, device="cpu", plan: bool = True):
-    """Run ``circuit`` from ``|0...0>`` and return the engine's state.
+             grad_eps: float = 1e-12, dtype: torch.dtype = torch.complex128, device="cpu", plan: bool = True,
+             shots: Optional[int] = None, seed: Optional[int] = None, generator: Optional[torch.Generator] = None,
+             noise=None):
+    """Run ``circuit`` from ``|0...0>`` and return the engine's state, or with ``shots=S`` the counts.
+
+    With ``shots=S`` (needed by a circuit with ``measure``, ``reset`` or a classical condition)
+    the circuit runs as ``S`` sampled trajectories (``qlam_tn.trajectories``: the shots are the
+    batch axis) and the result is the classical register counts, ``{"<bits>": count}`` as Qiskit
+    Aer's ``result.get_counts()`` gives them (clbit 0 rightmost, registers separated by a space,
+    the last declared leftmost). ``seed`` or ``generator`` makes the draws reproducible;
+    ``noise`` (a ``qlam_tn.noise.NoiseModel``) adds its channel after every gate.
 
     Args:
         backend: ``"mps"`` (returns an ``MPS``; its ``discarded_weight`` and
@@ -494,6 +633,11 @@ def simulate(circuit: Circuit, backend: str = "mps", max_bond: Optional[int] = N
         raise TypeError(f"simulate needs a Circuit, got {type(circuit).__name__}")
     if backend not in _BACKENDS:
         raise ValueError(f"backend must be one of {_BACKENDS}, got {backend!r}")
+    if shots is not None or noise is not None or not circuit.is_unitary:
+        from . import trajectories
+        return trajectories.counts(circuit, shots, backend=backend, seed=seed, generator=generator, noise=noise,
+                                   max_bond=max_bond, cutoff=cutoff, cutoff_mode=cutoff_mode, dtype=dtype,
+                                   device=device)
     if batch is None:
         batch = circuit.batch or 1
     elif circuit.batch is not None and batch != circuit.batch:

@@ -56,6 +56,7 @@ is the rightmost bit), the engine's big-endian; reverse the qubit axes to compar
 """
 from __future__ import annotations
 
+import contextlib
 import gc
 import math
 import re
@@ -273,7 +274,8 @@ class _Parser:
         self.steps = 0
         # Built-in gates in program order, (name, params, qubits, line): the qubit count is
         # only known at the end, since a qreg may be declared after the first gates.
-        self.flat: List[Tuple[str, List[float], List[int], int]] = []
+        self.flat: List[Tuple[str, List[float], List[int], int, Optional[Tuple[str, int]]]] = []
+        self.condition: Optional[Tuple[str, int]] = None  # (creg, value) of the statement being read
 
     # -- token helpers
     def peek(self) -> _Tok:
@@ -413,9 +415,9 @@ class _Parser:
         elif word == "opaque":
             self.unsupported(tok, "an opaque gate has no definition to simulate")
         elif word == "reset":
-            self.unsupported(tok, "reset is not unitary; a pure-state simulator cannot apply it")
+            self.reset()
         elif word == "if":
-            self.unsupported(tok, "classical control needs mid-circuit measurement")
+            self.if_statement()
         elif word == "measure":
             self.measure()
         elif word == "barrier":
@@ -490,15 +492,76 @@ class _Parser:
         if len(args) != 1 or len(bits) != 1:
             raise ValueError(f"OpenQASM line {tok.line}: measure takes one qubit and one bit (or registers)")
         n_qubits = self.register_size(args[0], tok.line)
-        self.register_size(bits[0], tok.line, classical=True)  # declared and in range; sizes not matched
-        if not self.drop_final:
-            self.unsupported(tok, "measurement is not supported (pass drop_final_measurements=True "
-                                  "to drop measurements at the end of the circuit)")
-        self.spend(0, n_qubits, tok.line)
+        n_bits = self.register_size(bits[0], tok.line, classical=True)
         offset = self.qregs[args[0].reg][0]
         first = offset + (args[0].index or 0)
+        if self.drop_final:
+            # Kept as before: the measurements are dropped, and a gate after one is refused.
+            if self.condition is not None:
+                self.unsupported(tok, "a conditioned measurement is mid-circuit; read the file without "
+                                      "drop_final_measurements=True and run it with shots=")
+            self.spend(0, n_qubits, tok.line)
+            for q in range(first, first + n_qubits):
+                self.measured[q] = tok.line
+            return
+        if (args[0].index is None) != (bits[0].index is None) or n_qubits != n_bits:
+            raise ValueError(f"OpenQASM line {tok.line}: 'measure' needs a qubit and a bit, or registers of one size "
+                             f"(got {n_qubits} qubit(s) and {n_bits} bit(s))")
+        self.spend(n_qubits, n_qubits, tok.line)
+        bit0 = self.creg_offset(bits[0].reg) + (bits[0].index or 0)
+        for k in range(n_qubits):
+            self.flat.append(("measure", [bit0 + k], [first + k], tok.line, self.condition))
+
+    def creg_offset(self, name: str) -> int:
+        """The index of ``name[0]`` among all classical bits (cregs in declaration order)."""
+        offset = 0
+        for reg, size in self.cregs.items():
+            if reg == name:
+                return offset
+            offset += size
+        raise AssertionError(f"creg {name!r} was checked as declared")
+
+    def reset(self):
+        tok = self.next()
+        args = self.arguments()
+        self.expect(";")
+        if len(args) != 1:
+            raise ValueError(f"OpenQASM line {tok.line}: reset takes one qubit or register")
+        if self.drop_final:
+            self.unsupported(tok, "reset is not unitary: read the file without drop_final_measurements=True "
+                                  "and run it with shots=")
+        n_qubits = self.register_size(args[0], tok.line)
+        self.spend(n_qubits, n_qubits, tok.line)
+        first = self.qregs[args[0].reg][0] + (args[0].index or 0)
         for q in range(first, first + n_qubits):
-            self.measured[q] = tok.line
+            self.builtin("reset", [], [q], tok.line)
+
+    def if_statement(self):
+        """``if (creg == value) <gate call | measure | reset>;`` (OpenQASM 2 compares a whole creg)."""
+        tok = self.next()
+        if self.drop_final:
+            self.unsupported(tok, "classical control reads measurements, which drop_final_measurements=True drops")
+        self.expect("(")
+        reg = self.ident()
+        if reg.text not in self.cregs:
+            what = "a quantum register" if reg.text in self.qregs else "undeclared"
+            raise ValueError(f"OpenQASM line {tok.line}: if needs a classical register, {reg.text!r} is {what}")
+        self.expect("==")
+        value = self.integer()
+        self.expect(")")
+        if value >= 2 ** self.cregs[reg.text]:
+            raise ValueError(f"OpenQASM line {tok.line}: value {value} does not fit in creg "
+                             f"{reg.text}[{self.cregs[reg.text]}]")
+        body = self.peek()
+        word = body.text if body.kind == "id" else None
+        if word in ("if", "gate", "opaque", "qreg", "creg", "include", "barrier", "OPENQASM", None):
+            raise ValueError(f"OpenQASM line {body.line}: if must be followed by a gate call, measure or reset, "
+                             f"found {_shown(body)}")
+        self.condition = (reg.text, value)
+        try:
+            self.statement()
+        finally:
+            self.condition = None
 
     def arguments(self) -> Tuple[_Arg, ...]:
         args = []
@@ -687,17 +750,29 @@ class _Parser:
         for q in qubits:
             if q in self.measured:
                 raise ValueError(f"unsupported OpenQASM instruction 'measure' (line {self.measured[q]}): "
-                                 f"qubit {q} is measured mid-circuit (gate {name!r} on line {line} follows)")
-        self.flat.append((name, params, qubits, line))
+                                 f"qubit {q} is measured mid-circuit (gate {name!r} on line {line} follows); "
+                                 f"read the file without drop_final_measurements=True and run it with shots=")
+        self.flat.append((name, params, qubits, line, self.condition))
 
     def build(self) -> Circuit:
         self.parse()
         if not self.qregs:
             raise ValueError(f"OpenQASM: no qreg declared (the program ends on line {self.peek().line})")
         c = Circuit(self.n_qubits)
-        for name, params, qubits, line in self.flat:
+        for reg, size in self.cregs.items():
+            if size:  # a creg of no bits holds nothing (and writes as an empty word in counts)
+                c.add_creg(reg, size)
+        for name, params, qubits, line, condition in self.flat:
             try:
-                _apply_builtin(c, name, params, qubits)
+                with contextlib.ExitStack() as block:
+                    if condition is not None:  # every op the built-in appends (cu: two)
+                        block.enter_context(c.conditioned(*condition))
+                    if name == "measure":
+                        c.measure(qubits[0], params[0])
+                    elif name == "reset":
+                        c.reset(qubits[0])
+                    else:
+                        _apply_builtin(c, name, params, qubits)
             except (ValueError, TypeError) as exc:
                 raise ValueError(f"OpenQASM line {line}: {exc}") from None
         return c
