@@ -21,11 +21,14 @@ Cutoff modes follow quimb (``quimb.tensor.decomp``):
 At least one value is always kept; ``max_bond`` caps the rest.
 
 ``truncated_split(A, policy, absorb)`` returns the two factors an MPS keeps (isometry and new
-centre). Without autograd it takes them from ``eigh`` of the smaller-side Gram matrix, faster
-than LAPACK's SVD for the 32–128-wide matrices of a two-site update (``qlam bench engine
---lapack`` times the two side by side; quimb's ``eig`` split method does the same); with
-autograd, or a cutoff mode the Gram matrix cannot resolve, it is ``truncated_svd`` (the
-reference it is tested against).
+centre): ``gram_split`` (``eigh`` of the smaller-side Gram matrix, faster than LAPACK's SVD for
+the 32–128-wide matrices of a two-site update; ``qlam bench engine --lapack`` times the two side
+by side; quimb's ``eig`` split method does the same) or ``svd_split`` (``truncated_svd``, the
+reference it is tested against), as ``TruncationPolicy.split`` says; both run under autograd.
+
+Centre moves under autograd: ``with_qr_backward`` / ``with_svd_backward`` attach QR's or the
+broadened SVD's backward to factors computed outside autograd, so a move computes one QR and,
+where ``R`` is singular, the SVD of that ``R`` instead of a second factorisation of the site.
 """
 from __future__ import annotations
 
@@ -38,12 +41,12 @@ import numpy as np
 import torch
 
 CUTOFF_MODES = ("abs", "rel", "sum2", "rsum2")
-SPLIT_METHODS = ("auto", "svd")
+SPLIT_METHODS = ("auto", "svd", "gram")
 
 # Kept singular values above this fraction of s_max use the exact gauge form of the backward.
 _GAUGE_FORM_MIN = 1e-6
 
-__all__ = ["svd", "TruncationPolicy", "TruncationError", "LinAlgError", "check_split_weights", "rank_rule", "truncated_svd", "truncated_split", "CUTOFF_MODES"]
+__all__ = ["svd", "stable_eigh", "gram_split", "svd_split", "with_qr_backward", "with_svd_backward", "TruncationPolicy", "TruncationError", "LinAlgError", "check_split_weights", "rank_rule", "truncated_svd", "truncated_split", "CUTOFF_MODES"]
 
 
 def _broadened_inverse(x: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
@@ -75,70 +78,184 @@ class _StableSVD(torch.autograd.Function):
     @staticmethod
     def backward(ctx, gU, gS, gVh, _g_ranks=None):
         U, S, Vh, keep = ctx.saved_tensors
-        m, n, k = U.shape[-2], Vh.shape[-1], S.shape[-1]
-        smax2 = (S[..., :1] ** 2).clamp_min(torch.finfo(S.dtype).tiny)
-        # Broaden each 1/x on its own scale: x = s for S⁻¹, x = s_j² - s_i² for the gap terms.
-        eps = ctx.eps_rel * smax2  # (..., 1)
-        eps_gap = ctx.eps_rel * smax2 * smax2
-        Sc = S.to(U.dtype)
-        Uh = U.mH
-        V = Vh.mH
+        return svd_backward(U, S, Vh, keep, ctx.eps_rel, ctx.absorb, gU, gS, gVh), None, None, None
 
-        # Inner k x k matrix.
-        inner = torch.zeros(U.shape[:-2] + (k, k), dtype=U.dtype, device=U.device)
-        J = Uh @ gU if gU is not None else None  # U† gU
-        K = Vh @ gVh.mH if gVh is not None else None  # V† gV
-        if gU is not None or gVh is not None:
-            S2 = S * S
-            diff = S2.unsqueeze(-2) - S2.unsqueeze(-1)  # (.., i, j) = s_j² - s_i²
-            Einv = _broadened_inverse(diff, eps_gap.unsqueeze(-1))
-            Einv = Einv.to(U.dtype)
-            if J is not None:
-                skewJ = J - J.mH
-                inner = inner + skewJ * Sc.unsqueeze(-2) * Einv
-                if U.is_complex():
-                    sinv = _broadened_inverse(S, eps).to(U.dtype)
-                    inner = inner + torch.diag_embed(1j * J.diagonal(dim1=-2, dim2=-1).imag * sinv)
-            if K is not None:
-                skewK = K - K.mH
-                inner = inner + Sc.unsqueeze(-1) * skewK * Einv
-        if ctx.absorb is not None and (gU is not None or gVh is not None):
-            # The caller keeps one factor as an isometry and absorbs S into the other, the new
-            # orthogonality centre, and its loss depends on the centre only through the state.
-            # The centre's gradient is then exact, M = U† G V follows from it alone, and M_ij is
-            # the kept pairs' entry of the inner matrix, also where s_i = s_j (a Bell pair's
-            # Schmidt values), where the textbook 1/(s_j² - s_i²) form is 0/0 and broadening
-            # would drop it. (The isometry's gradient carries an extra Hermitian part from the
-            # canonical-form assumptions downstream; the skew parts the textbook form uses
-            # cancel it, this form avoids it.)
-            # Used only where s > _GAUGE_FORM_MIN · s_max (below): a plain, unbiased inverse.
-            sinv_k = (1 / S.clamp_min(torch.finfo(S.dtype).tiny)).to(U.dtype)
-            if ctx.absorb == "right":  # centre S·Vh: K = M† S  ->  M_ij = conj(K_ji) / s_i
-                m_kept = (K.mH if K is not None else torch.zeros_like(inner)) * sinv_k.unsqueeze(-1)
-            else:  # centre U·S: J = M S  ->  M_ij = J_ij / s_j
-                m_kept = (J if J is not None else torch.zeros_like(inner)) * sinv_k.unsqueeze(-2)
-            # Both forms agree away from degeneracy. Dividing by s is safe only for values well
-            # above zero: a kept pair with a (numerically) zero member keeps the textbook form,
-            # which reaches that entry through the other, nonzero value.
-            big = keep & (S > _GAUGE_FORM_MIN * S[..., :1])
-            pair = big.unsqueeze(-1) & big.unsqueeze(-2)
-            pair = pair & ~torch.eye(k, dtype=torch.bool, device=pair.device)
-            inner = torch.where(pair, m_kept, inner)
-        if gS is not None:
-            inner = inner + torch.diag_embed(gS.to(U.dtype))
 
-        gA = U @ inner @ Vh
-        sinv = _broadened_inverse(S, eps).to(U.dtype)
-        if gU is not None and m > k:
-            # (I - U U†) gU S⁻¹ V†
-            gUS = gU * sinv.unsqueeze(-2)
-            gA = gA + (gUS - U @ (Uh @ gUS)) @ Vh
-        if gVh is not None and n > k:
-            # U S⁻¹ gV† (I - V V†)
-            SgVh = sinv.unsqueeze(-1) * gVh
-            gA = gA + U @ (SgVh - (SgVh @ V) @ Vh)
-        return gA, None, None, None
+def svd_backward(U, S, Vh, keep, eps_rel: float, absorb: Optional[str], gU, gS, gVh) -> torch.Tensor:
+    """The broadened backward of a thin SVD ``A = U diag(S) Vh`` (``_StableSVD``'s; ``keep (..., k)``
+    marks the values the caller keeps, ``absorb`` as ``svd`` takes it) -> ``gA (..., m, n)``."""
+    m, n, k = U.shape[-2], Vh.shape[-1], S.shape[-1]
+    smax2 = (S[..., :1] ** 2).clamp_min(torch.finfo(S.dtype).tiny)
+    # Broaden each 1/x on its own scale: x = s for S⁻¹, x = s_j² - s_i² for the gap terms.
+    eps = eps_rel * smax2  # (..., 1)
+    eps_gap = eps_rel * smax2 * smax2
+    Sc = S.to(U.dtype)
+    Uh = U.mH
+    V = Vh.mH
 
+    # Inner k x k matrix.
+    inner = torch.zeros(U.shape[:-2] + (k, k), dtype=U.dtype, device=U.device)
+    J = Uh @ gU if gU is not None else None  # U† gU
+    K = Vh @ gVh.mH if gVh is not None else None  # V† gV
+    if gU is not None or gVh is not None:
+        S2 = S * S
+        diff = S2.unsqueeze(-2) - S2.unsqueeze(-1)  # (.., i, j) = s_j² - s_i²
+        Einv = _broadened_inverse(diff, eps_gap.unsqueeze(-1))
+        Einv = Einv.to(U.dtype)
+        if J is not None:
+            skewJ = J - J.mH
+            inner = inner + skewJ * Sc.unsqueeze(-2) * Einv
+            if U.is_complex():
+                sinv = _broadened_inverse(S, eps).to(U.dtype)
+                inner = inner + torch.diag_embed(1j * J.diagonal(dim1=-2, dim2=-1).imag * sinv)
+        if K is not None:
+            skewK = K - K.mH
+            inner = inner + Sc.unsqueeze(-1) * skewK * Einv
+    if absorb is not None and (gU is not None or gVh is not None):
+        # The caller keeps one factor as an isometry and absorbs S into the other, the new
+        # orthogonality centre, and its loss depends on the centre only through the state.
+        # The centre's gradient is then exact, M = U† G V follows from it alone, and M_ij is
+        # the kept pairs' entry of the inner matrix, also where s_i = s_j (a Bell pair's
+        # Schmidt values), where the textbook 1/(s_j² - s_i²) form is 0/0 and broadening
+        # would drop it. (The isometry's gradient carries an extra Hermitian part from the
+        # canonical-form assumptions downstream; the skew parts the textbook form uses
+        # cancel it, this form avoids it.)
+        # Used only where s > _GAUGE_FORM_MIN · s_max (below): a plain, unbiased inverse.
+        sinv_k = (1 / S.clamp_min(torch.finfo(S.dtype).tiny)).to(U.dtype)
+        if absorb == "right":  # centre S·Vh: K = M† S  ->  M_ij = conj(K_ji) / s_i
+            m_kept = (K.mH if K is not None else torch.zeros_like(inner)) * sinv_k.unsqueeze(-1)
+        else:  # centre U·S: J = M S  ->  M_ij = J_ij / s_j
+            m_kept = (J if J is not None else torch.zeros_like(inner)) * sinv_k.unsqueeze(-2)
+        # Both forms agree away from degeneracy. Dividing by s is safe only for values well
+        # above zero: a kept pair with a (numerically) zero member keeps the textbook form,
+        # which reaches that entry through the other, nonzero value.
+        big = keep & (S > _GAUGE_FORM_MIN * S[..., :1])
+        pair = big.unsqueeze(-1) & big.unsqueeze(-2)
+        pair = pair & ~torch.eye(k, dtype=torch.bool, device=pair.device)
+        inner = torch.where(pair, m_kept, inner)
+    if gS is not None:
+        inner = inner + torch.diag_embed(gS.to(U.dtype))
+
+    gA = U @ inner @ Vh
+    sinv = _broadened_inverse(S, eps).to(U.dtype)
+    if gU is not None and m > k:
+        # (I - U U†) gU S⁻¹ V†
+        gUS = gU * sinv.unsqueeze(-2)
+        gA = gA + (gUS - U @ (Uh @ gUS)) @ Vh
+    if gVh is not None and n > k:
+        # U S⁻¹ gV† (I - V V†)
+        SgVh = sinv.unsqueeze(-1) * gVh
+        gA = gA + U @ (SgVh - (SgVh @ V) @ Vh)
+    return gA
+
+
+
+class _StableEigh(torch.autograd.Function):
+    """``eigh`` of a Hermitian ``G (..., k, k)`` (ascending ``L (..., k)``, ``V (..., k, k)``) with
+    the Lorentzian-broadened backward: ``1/(λ_j - λ_i)`` becomes ``x / (x² + ε)``, ``ε = eps_rel ·
+    λ_max²`` (for a Gram matrix ``λ = s²``: the SVD backward's ``eps_rel · s_max⁴``). Zero and
+    repeated eigenvalues (padded bonds, product states) give finite gradients; a loss invariant
+    to rotations inside an eigenspace (every loss of an MPS state is, for the kept and for the
+    cut space) gets its exact gradient, since its ``skew(V† V̄)`` vanishes there."""
+
+    @staticmethod
+    def forward(ctx, G, eps_rel):
+        L, V = torch.linalg.eigh(G)
+        ctx.eps_rel = eps_rel
+        ctx.save_for_backward(L, V)
+        return L, V
+
+    @staticmethod
+    def backward(ctx, gL, gV):
+        L, V = ctx.saved_tensors
+        return eigh_backward(L, V, ctx.eps_rel, gL, gV), None
+
+
+def eigh_backward(L, V, eps_rel: float, gL, gV) -> torch.Tensor:
+    """``_StableEigh``'s backward: ``G̅ = V (diag(L̅) + skew(V† V̅) ∘ F) V†``, ``F_ij`` the
+    broadened ``1/(λ_j - λ_i)`` (0 on the diagonal: the phase of an eigenvector is not used)."""
+    k = L.shape[-1]
+    if gV is None:
+        inner = torch.zeros(L.shape[:-1] + (k, k), dtype=V.dtype, device=V.device)
+    else:
+        X = V.mH @ gV
+        lmax = L.abs().amax(-1, keepdim=True).clamp_min(torch.finfo(L.dtype).tiny)  # (..., 1)
+        eps = (eps_rel * lmax * lmax).unsqueeze(-1)
+        gap = L.unsqueeze(-2) - L.unsqueeze(-1)  # (..., i, j) = λ_j - λ_i
+        inner = 0.5 * (X - X.mH) * _broadened_inverse(gap, eps).to(V.dtype)
+    if gL is not None:
+        inner = inner + torch.diag_embed(gL.to(V.dtype))
+    return V @ inner @ V.mH
+
+
+def stable_eigh(G: torch.Tensor, eps_rel: float = 1e-12):
+    """``torch.linalg.eigh(G)`` (ascending) with the broadened backward of ``_StableEigh``."""
+    return _StableEigh.apply(G, eps_rel)
+
+
+class _GivenQR(torch.autograd.Function):
+    """Attach QR's backward to factors computed outside autograd: ``m (..., p, q) = Q R``, ``p >= q``,
+    ``R`` square and invertible (the caller checks). Forward returns ``(Q, R)`` as given."""
+
+    @staticmethod
+    def forward(ctx, m, factors):
+        q, r = factors
+        ctx.save_for_backward(q, r)
+        return q.view_as(q), r.view_as(r)
+
+    @staticmethod
+    def backward(ctx, gQ, gR):
+        q, r = ctx.saved_tensors
+        return qr_backward(q, r, gQ, gR), None
+
+
+def qr_backward(q, r, gQ, gR) -> torch.Tensor:
+    """The backward of a reduced QR ``m = Q R`` with ``m (..., p, q)``, ``p >= q``, ``R`` invertible:
+    ``m̅ = [Q̅ + Q copyltu(X)] R^{-†}`` with ``X = R R̅† - Q̅† Q`` (Walter & Lehmann 2018; PyTorch's
+    ``linalg_qr_backward``), ``copyltu`` the Hermitian matrix of ``X``'s lower triangle (real
+    diagonal)."""
+    if gQ is None:
+        gQ = torch.zeros_like(q)
+    X = -(gQ.mH @ q)
+    if gR is not None:
+        X = X + r @ gR.mH
+    low = X.tril(-1)
+    sym = low + low.mH + torch.diag_embed(X.diagonal(dim1=-2, dim2=-1).real.to(X.dtype))
+    b = gQ + q @ sym
+    # b R^{-†}: solve X R† = b, R† lower triangular.
+    return torch.linalg.solve_triangular(r.mH, b, upper=False, left=False)
+
+
+class _GivenSVD(torch.autograd.Function):
+    """Attach the broadened SVD backward (``svd_backward``) to a thin SVD ``m = U diag(S) Vh``
+    computed outside autograd (e.g. as ``(Q U_R) S Vh`` from a QR already at hand). Forward
+    returns ``(U, S, Vh)`` as given."""
+
+    @staticmethod
+    def forward(ctx, m, factors, eps_rel, absorb):
+        U, S, Vh = factors
+        keep = torch.ones(S.shape, dtype=torch.bool, device=S.device)
+        ctx.eps_rel, ctx.absorb = eps_rel, absorb
+        ctx.save_for_backward(U, S, Vh, keep)
+        return U.view_as(U), S.view_as(S), Vh.view_as(Vh)
+
+    @staticmethod
+    def backward(ctx, gU, gS, gVh):
+        U, S, Vh, keep = ctx.saved_tensors
+        return svd_backward(U, S, Vh, keep, ctx.eps_rel, ctx.absorb, gU, gS, gVh), None, None, None
+
+
+def with_qr_backward(m: torch.Tensor, q: torch.Tensor, r: torch.Tensor):
+    """``(q, r)``, a reduced QR of ``m (B, p, q)`` (``p >= q``, ``r`` invertible) computed without
+    autograd, returned with QR's backward to ``m`` attached (one QR, not two, per centre move)."""
+    return _GivenQR.apply(m, (q, r))
+
+
+def with_svd_backward(m: torch.Tensor, U: torch.Tensor, S: torch.Tensor, Vh: torch.Tensor,
+                      eps_rel: float = 1e-12, absorb: Optional[str] = None):
+    """``(U, S, Vh)``, a thin SVD of ``m`` computed without autograd (descending ``S``), returned with
+    the broadened backward of ``svd`` attached (``absorb`` as ``svd`` takes it)."""
+    return _GivenSVD.apply(m, (U, S, Vh), eps_rel, absorb)
 
 def svd(A: torch.Tensor, eps_rel: float = 1e-12, absorb: Optional[str] = None):
     """Thin SVD with the stable backward. ``A (..., m, n)`` -> ``U, S, Vh``.
@@ -170,10 +287,13 @@ class TruncationPolicy:
         renormalize: rescale the kept singular values to ``Σ s² = 1`` after every split, so
             the state stays normalised (and rounding drift is removed); the discarded
             weight is still recorded.
-        grad_eps: relative Lorentzian broadening of the SVD backward.
-        split: how ``truncated_split`` factors a two-site update outside autograd: ``"auto"``
-            (``eigh`` of the Gram matrix where the cutoff allows, like quimb's ``eig`` method)
-            or ``"svd"`` (always LAPACK's SVD: exact small singular values, the reference).
+        grad_eps: relative Lorentzian broadening of the SVD and ``eigh`` backwards.
+        split: how every route factors a two-site update (the one decision:
+            ``uses_gram_split``): ``"auto"`` (``eigh`` of the smaller Gram matrix outside
+            autograd where it resolves the cutoff: float64/complex128, like quimb's ``eig``
+            method; LAPACK's SVD otherwise), ``"gram"`` (``eigh`` in every dtype, the fast choice for
+            float32 training with saturated bonds: see ``gram_split`` for its accuracy) or
+            ``"svd"`` (always LAPACK's SVD: exact small singular values, the reference).
     """
 
     max_bond: Optional[int] = None
@@ -319,32 +439,37 @@ def truncated_svd(A: torch.Tensor, policy: TruncationPolicy, absorb: str = "righ
     return U, S_kept, Vh, discarded, kept2
 
 
-# The Gram matrix squares singular values: in float64 those below ~1e-8 · s_max drown in rounding. ``sum2`` /
-# ``rsum2`` cutoffs act on s² and resolve down to ~1e-16 of Σ s²; ``abs`` / ``rel`` act on s.
+# The Gram matrix squares singular values: values below ~sqrt(eps) · s_max drown in its rounding (~1e-8 in
+# float64, ~3e-4 in float32). ``sum2`` / ``rsum2`` cutoffs act on s² and resolve down to ~eps of Σ s²
+# (weights are taken from the projected rows, below); ``abs`` / ``rel`` act on s.
 _GRAM_RESOLVES = {"sum2": 1e-15, "rsum2": 1e-15, "abs": 1e-7, "rel": 1e-7}
 
 
 def gram_split_allowed(dtype: torch.dtype, policy: TruncationPolicy) -> bool:
-    """Whether ``policy`` lets a split of a ``dtype`` matrix outside autograd take the Gram path."""
-    if policy.split == "svd":
-        return False
-    # In single precision the Gram matrix's floor is ~1e-7 of s_max² (~3e-4 of s_max): the
-    # default cutoffs would keep noise there, so float32/complex64 always take the SVD.
+    """Whether ``policy`` lets a split of a ``dtype`` matrix take the Gram (``eigh``) path: always
+    with ``split="gram"``, never with ``"svd"``; with ``"auto"`` where the Gram matrix resolves
+    the cutoff (float64/complex128, a cutoff of 0 or of at least ``_GRAM_RESOLVES``)."""
+    if policy.split != "auto":
+        return policy.split == "gram"
+    # In single precision the Gram matrix's floor is ~1e-7 of s_max² (~3e-4 of s_max): "auto"
+    # keeps float32/complex64 on the SVD; "gram" is the caller's choice to accept that floor.
     if dtype not in (torch.float64, torch.complex128):
         return False
     return policy.cutoff == 0.0 or policy.cutoff >= _GRAM_RESOLVES[policy.cutoff_mode]
 
 
 def gram_split_applies(m: int, n: int, dtype: torch.dtype, policy: TruncationPolicy, absorb: str) -> bool:
-    """Whether a split of an ``(m, n)`` ``dtype`` matrix outside autograd takes the Gram path:
-    allowed by ``gram_split_allowed`` and the isometry (``absorb``'s other side) the smaller one."""
+    """Whether a split of an ``(m, n)`` ``dtype`` matrix takes the Gram path: allowed by
+    ``gram_split_allowed`` and the isometry (``absorb``'s other side) the smaller one (the other
+    isometry would need a division by ``S``)."""
     return (m <= n if absorb == "right" else n <= m) and gram_split_allowed(dtype, policy)
 
 
 def uses_gram_split(A: torch.Tensor, policy: TruncationPolicy, absorb: str) -> bool:
-    """Whether ``truncated_split(A, policy, absorb)`` takes the Gram (``eigh``) path
-    (``gram_split_applies``, and ``A`` not under autograd)."""
-    if torch.is_grad_enabled() and A.requires_grad:
+    """Whether ``truncated_split(A, policy, absorb)`` takes the Gram (``eigh``) path: the one
+    decision. ``gram_split_applies``, and under autograd only with ``policy.split="gram"``
+    (``"auto"`` keeps the SVD's gradients, the reference, where ``A`` requires grad)."""
+    if policy.split == "auto" and torch.is_grad_enabled() and A.requires_grad:
         return False
     return gram_split_applies(A.shape[-2], A.shape[-1], A.dtype, policy, absorb)
 
@@ -358,38 +483,66 @@ def truncated_split(A: torch.Tensor, policy: TruncationPolicy, absorb: str = "ri
     ``policy.renormalize`` the same way). Per sample, the centre's rows (columns) beyond that
     sample's rank are zero.
 
-    Without autograd (with ``policy.split="auto"``, float64/complex128, and cutoffs of at least
-    ~1e-15 on s², ~1e-7 on s) the factors come from
-    ``eigh`` of ``A A†`` (``A† A`` for ``"left"``) when that is the smaller side, with the centre
-    projected exactly (``C = U† A``) so the kept state is exact up to what is cut; values the
-    Gram matrix cannot resolve (< ~1e-8 · s_max) carry < ~1e-16 of the weight and are cut like any
-    other below the cutoff. Otherwise it is ``truncated_svd`` with the factors multiplied out.
+    ``gram_split`` (``eigh`` of the smaller Gram matrix) where ``uses_gram_split`` says so
+    (``policy.split``: ``"gram"`` wherever the isometry is the smaller side, ``"auto"`` only where
+    the Gram matrix resolves the cutoff, ``"svd"`` never), else ``svd_split``, the reference with
+    the same signature. Both differentiate (broadened backwards).
     """
     if absorb not in ("left", "right"):
         raise ValueError(f"absorb must be 'left' or 'right', got {absorb!r}")
-    if not uses_gram_split(A, policy, absorb):
-        U, S, Vh, disc, kept2 = truncated_svd(A, policy, absorb=absorb)
-        S = S.to(U.dtype)
-        if absorb == "right":
-            return U, S.unsqueeze(-1) * Vh, disc, kept2
-        return U * S.unsqueeze(-2), Vh, disc, kept2
+    if uses_gram_split(A, policy, absorb):
+        return gram_split(A, policy, absorb)
+    return svd_split(A, policy, absorb)
+
+
+def svd_split(A: torch.Tensor, policy: TruncationPolicy, absorb: str = "right"):
+    """``truncated_split`` by ``truncated_svd`` with the factors multiplied out: the reference."""
+    U, S, Vh, disc, kept2 = truncated_svd(A, policy, absorb=absorb)
+    S = S.to(U.dtype)
+    if absorb == "right":
+        return U, S.unsqueeze(-1) * Vh, disc, kept2
+    return U * S.unsqueeze(-2), Vh, disc, kept2
+
+
+def gram_split(A: torch.Tensor, policy: TruncationPolicy, absorb: str = "right"):
+    """``truncated_split`` by ``eigh`` of the Gram matrix of the isometry's side: for
+    ``absorb="right"`` ``A A† = U S² U†`` (``A† A`` for ``"left"``), the centre projected exactly as
+    ``C = U† A`` (so the kept state is ``U U† A``: exact up to what is cut, with no division by S),
+    the weights ``s_i²`` the projected rows' norms². Same signature and outputs as ``svd_split``.
+
+    Under autograd the ``eigh`` backward is ``_StableEigh`` (broadened ``1/(λ_j - λ_i)``, finite on
+    zero and repeated values); the rest is plain autograd through matmuls.
+
+    Accuracy: the Gram matrix squares the condition number. Singular values below ~sqrt(eps) ·
+    s_max (~1e-8 in float64, ~3e-4 in float32) are noise in it: their directions mix, and their
+    weights (~eps · s_max²: ~1e-16 or ~1e-7 of Σ s²) sit above a smaller cutoff, which then keeps
+    them (harmless to the state, which changes by that weight, but the bond is wider than the
+    SVD's). So it is exact to the cut wherever the cutoff is >= ~1e-15 (float64) or ~1e-7
+    (float32) of Σ s², or a ``max_bond`` cap dominates (a saturated bond); ``svd_split`` remains
+    the reference for smaller cutoffs, and what ``split="auto"`` takes for float32.
+    """
+    if absorb not in ("left", "right"):
+        raise ValueError(f"absorb must be 'left' or 'right', got {absorb!r}")
     # Work on the side the isometry lives on: rows for "right", columns (via A†) for "left".
     M = A if absorb == "right" else A.mH  # (B, k, N)
-    _, V = torch.linalg.eigh(M @ M.mH)  # ascending eigenvalues
+    G = M @ M.mH
+    grad = torch.is_grad_enabled() and A.requires_grad
+    _, V = _StableEigh.apply(G, policy.grad_eps) if grad else torch.linalg.eigh(G)  # ascending
     C = V.mH @ M  # (B, k, N): rows are s_i · v_i†, ascending, the centre projected exactly
     # Weights from the rows, not the eigenvalues: a row of a (near-)null direction has norm²
     # ~eps²·s_max² where its eigenvalue carries ~eps·s_max² of rounding. Rounding can swap
     # nearly equal neighbours; the eigenvalue order is kept (the cut is the same to ~eps).
-    S2 = torch.linalg.vector_norm(C, dim=-1).square()  # (B, k) ascending
+    S2 = (C.real.square() + C.imag.square()).sum(-1) if C.is_complex() else C.square().sum(-1)  # (B, k)
     # Ascending order lets one cumsum give every tail sum, smallest first (so what is dropped is
     # summed accurately); the rank rule is ``rank_rule``.
     tails = S2.cumsum(-1)  # tails[i] = Σ_{j <= i} s_j²
-    check_split_weights(tails[..., -1])
-    ranks = rank_rule(S2, tails, policy)
-    k = S2.shape[-1]
-    uniform = A.shape[0] == 1 or not bool((ranks != ranks[0]).any())
-    r = int(ranks[0]) if uniform else int(ranks.max())
     total = tails[..., -1]
+    check_split_weights(total.detach())
+    ranks = rank_rule(S2.detach(), tails.detach(), policy)
+    k = S2.shape[-1]
+    r_max, r_min = (int(v) for v in torch.stack([ranks.max(), ranks.min()]).tolist())
+    uniform = r_max == r_min
+    r = r_max
     if uniform:  # one width for the batch (always at B=1): no masking
         discarded = tails[..., k - r - 1] if r < k else torch.zeros_like(total)
     else:

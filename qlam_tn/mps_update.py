@@ -16,8 +16,8 @@ sample by sample); ``qlam_tn.routes`` is the one place that decides which runs.
 
 This route alone runs under autograd, in float32/complex64 and on CUDA. Canonical moves use QR;
 under autograd QR's backward divides by ``R``'s diagonal and returns inf on the rank-deficient
-bonds that per-sample truncation produces, so a move whose ``R`` is singular takes the SVD with
-the broadened backward instead.
+bonds that per-sample truncation produces, so a move whose ``R`` is singular takes the SVD of
+that ``R`` with the broadened backward instead (``qr_move``: one QR per move either way).
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import torch
 
-from .linalg import TruncationError, TruncationPolicy, svd, truncated_split
+from .linalg import TruncationError, TruncationPolicy, svd, truncated_split, with_qr_backward, with_svd_backward
 
 __all__ = ["moved", "two_site", "neighbour_gates", "physical", "circuit", "swap_pair", "qr_move"]
 
@@ -51,19 +51,27 @@ def swap_pair(gate: torch.Tensor) -> torch.Tensor:
 def qr_move(m: torch.Tensor, grad_eps: float, grad: bool) -> Tuple[torch.Tensor, torch.Tensor]:
     """``m (B, p, q) = Q R`` for a centre move: ``Q`` an isometry ``(B, p, k)``, ``R (B, k, q)``.
 
-    Outside autograd this is LAPACK's QR. Under autograd (``grad``), where the batch's shared bond
-    is wider than a sample's rank, ``R`` is singular and QR's backward returns inf: there the thin
-    SVD with the broadened backward replaces it, ``Q = U``, ``R = S·Vh``. The check costs one host
-    sync per move.
+    Outside autograd this is LAPACK's QR. Under autograd (``grad``) the QR is computed once outside
+    autograd; where the batch's shared bond is wider than a sample's rank, ``R`` is singular and
+    QR's backward would return inf: there the factors become a thin SVD ``Q R = (Q U_R) S Vh``
+    from the SVD of that ``R`` (``(k, q)``, smaller than ``m``), ``Q ← Q U_R``, ``R ← S·Vh``, with
+    the broadened SVD backward; elsewhere QR's backward is attached to the QR already computed
+    (``linalg.with_qr_backward``). The check costs one host sync per move.
     """
-    q, r = torch.linalg.qr(m)
     if not grad:
-        return q, r
-    diag = r.detach().diagonal(dim1=-2, dim2=-1).abs()
-    fin = torch.finfo(diag.dtype)
-    if bool((diag > QR_GRAD_MIN_DIAG_EPS * fin.eps * diag.amax(-1, keepdim=True).clamp_min(fin.tiny)).all()):
-        return q, r
-    U, S, Vh = svd(m, grad_eps, absorb="right")
+        return torch.linalg.qr(m)
+    with torch.no_grad():
+        q, r = torch.linalg.qr(m)
+    p_, q_ = m.shape[-2], m.shape[-1]
+    if p_ >= q_:
+        diag = r.diagonal(dim1=-2, dim2=-1).abs()
+        fin = torch.finfo(diag.dtype)
+        if bool((diag > QR_GRAD_MIN_DIAG_EPS * fin.eps * diag.amax(-1, keepdim=True).clamp_min(fin.tiny)).all()):
+            return with_qr_backward(m, q, r)
+    # A singular R (or a wide m, whose R is not square): the SVD of R, which q turns into m's.
+    with torch.no_grad():
+        u_r, S, Vh = svd(r, grad_eps)
+    U, S, Vh = with_svd_backward(m, q @ u_r, S, Vh, grad_eps, "right")
     return U, S.to(Vh.dtype).unsqueeze(-1) * Vh
 
 
