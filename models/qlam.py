@@ -21,6 +21,7 @@ direction ``m_{t,i}(W_q x_t)`` on the Bloch sphere. The memory is held by the en
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import asdict, dataclass
 from typing import NamedTuple, Optional
@@ -31,6 +32,7 @@ from torch.utils.checkpoint import checkpoint
 
 from qlam_tn import MPS, StateVector
 from qlam_tn import gates as G
+from qlam_tn.linalg import SPLIT_METHODS
 from qlam_tn import statevector
 from qlam_tn.dense_scan import dense_ry_scan, factored_ry_scan
 from qlam_tn.memory import (apply_dense, bloch_vectors, brickwork_factors, dense_unitary, neighbour_zz, token_layers,
@@ -99,6 +101,11 @@ class QLAMConfig:
             statistics at evaluation). Pooled readouts of a gentle memory are small variations
             around per-feature offsets, which LayerNorm leaves in place and BatchNorm removes.
         grad_eps: Lorentzian broadening of the MPS SVD backward.
+        split: how the MPS memory splits a two-site update (``TruncationPolicy.split``, the one
+            decision): ``auto`` (the SVD under autograd and in float32), ``gram`` (``eigh`` of the
+            smaller Gram matrix everywhere, also in training: faster, and exact wherever
+            ``bond_dim`` or a cutoff above ~1e-7 of the weight decides the cut; see
+            ``qlam_tn.linalg.gram_split``) or ``svd`` (always the SVD, the reference).
         fast_path: use the hand-differentiated dense scan (``qlam_tn.dense_scan``) where it
             applies (statevector backend, real, ``ry`` encoding, no re-uploading, readout
             without ``zz``); ``False`` forces the plain autograd path it is tested against.
@@ -140,6 +147,7 @@ class QLAMConfig:
     head_hidden: int = 64
     head_norm: str = "layer"
     grad_eps: float = 1e-12
+    split: str = "auto"
     fast_path: bool = True
     readout_protocol: str = "exact"
     shots: Optional[int] = None
@@ -200,6 +208,8 @@ class QLAMConfig:
             raise ValueError(f"cutoff must be >= 0, got {self.cutoff}")
         if not (self.encoding_scale >= 0):
             raise ValueError(f"encoding_scale must be >= 0, got {self.encoding_scale}")
+        if self.split not in SPLIT_METHODS:
+            raise ValueError(f"unknown split {self.split!r}; choose one of {SPLIT_METHODS}")
         check_protocol(self)
         self.check_memory_size()
 
@@ -407,8 +417,11 @@ class QLAM(nn.Module):
         device = self.encoder.weight.device if device is None else device
         if self.backend == "statevector":
             return StateVector.zeros(cfg.n_qubits, batch=batch, dtype=self._state_dtype, device=device)
-        return MPS.zeros(cfg.n_qubits, batch=batch, max_bond=cfg.bond_dim, cutoff=cfg.cutoff,
-                         dtype=self._state_dtype, device=device, grad_eps=cfg.grad_eps)
+        memory = MPS.zeros(cfg.n_qubits, batch=batch, max_bond=cfg.bond_dim, cutoff=cfg.cutoff,
+                           dtype=self._state_dtype, device=device, grad_eps=cfg.grad_eps)
+        if cfg.split != memory.policy.split:  # MPS.zeros takes no split: the policy's field set here
+            memory.policy = dataclasses.replace(memory.policy, split=cfg.split)
+        return memory
 
     def update(self, memory, x_t: torch.Tensor, gates: Optional[TokenGates] = None) -> None:
         """Apply one token ``x_t (B, F)`` to ``memory`` (batch B, from ``new_memory``) in place:
