@@ -16,10 +16,11 @@ from .mps import MPS
 from .noise import NoiseModel
 from .state import QuantumState
 from .statevector import StateVector
+from . import trajectories  # noqa: E402 - after circuit, which it builds on
 
 __version__ = "0.1.0"
 
 __all__ = [
     "MPS", "StateVector", "QuantumState", "Circuit", "simulate", "TruncationPolicy", "TruncationError", "CUTOFF_MODES",
-    "MPSEnvironment", "environments", "routes", "gates", "noise", "NoiseModel", "svd", "truncated_svd", "parse_pauli", "entropy_from_schmidt", "renyi_from_schmidt",
+    "MPSEnvironment", "environments", "routes", "gates", "noise", "NoiseModel", "trajectories", "svd", "truncated_svd", "parse_pauli", "entropy_from_schmidt", "renyi_from_schmidt",
 ]

@@ -14,10 +14,15 @@ So a Qiskit ``Statevector`` ``v`` of ``n`` qubits equals the engine's amplitudes
 swapping its two bit positions (``_swap_bit_order``) before it becomes a ``unitary`` op, and
 back again on export. Named gates need no conversion: their definitions agree.
 
-``from_qiskit`` raises ``ValueError`` naming the instruction for what a pure-state simulator
-cannot run: ``measure`` (unless ``drop_final_measurements=True`` and nothing follows it on that
-qubit), ``reset``, control flow (``if_else``, ``while_loop``, ``for_loop``, ``switch_case``,
-``box``), unbound parameters, and opaque instructions (no matrix and no definition). ``barrier``
+``from_qiskit`` reads ``measure``, ``reset`` and ``if_test`` blocks conditioned on a register or
+a clbit (``if_else`` with no else branch, as OpenQASM 2's ``if``) into ``measure`` / ``reset`` /
+conditioned ops, and the classical registers into ``Circuit.cregs`` (when they partition the
+clbits in order; otherwise one register ``c`` of all the clbits); such a circuit runs with
+``qt.simulate(c, shots=S)``. With ``drop_final_measurements=True`` it asks for a unitary circuit
+instead: final measurements are dropped and a measured qubit used again, ``reset`` and control
+flow are refused. Always refused (``ValueError`` naming the instruction): other control flow
+(``while_loop``, ``for_loop``, ``switch_case``, ``box``, an else branch, a condition that is an
+expression), unbound parameters, and opaque instructions (no matrix and no definition). ``barrier``
 and ``delay`` are skipped. A gate that is not one of the named gates becomes a ``unitary`` op
 (up to 2 qubits, from ``to_matrix()``) or is expanded through its ``definition`` (more
 qubits, e.g. ``ccx``, ``mcx``, ``QFT``), keeping global phases in ``Circuit.global_phase``.
@@ -26,7 +31,7 @@ from __future__ import annotations
 
 import cmath
 import math
-from typing import Dict, List, Set
+from typing import Dict, List, Optional, Set
 
 import numpy as np
 import torch
@@ -76,9 +81,20 @@ _FROM_QISKIT = {
 _CONTROL_FLOW = ("if_else", "while_loop", "for_loop", "switch_case", "box")
 
 
+def _qiskit_cregs(qc) -> List[tuple]:
+    """``(name, size)`` of ``qc``'s classical registers if they partition its clbits in order,
+    else one register ``c`` of all of them (none without clbits)."""
+    flat = [b for reg in qc.cregs for b in reg]
+    if flat == list(qc.clbits):
+        return [(reg.name, reg.size) for reg in qc.cregs if reg.size]
+    return [("c", qc.num_clbits)] if qc.num_clbits else []
+
+
 class _QiskitReader:
-    def __init__(self, n_qubits: int, drop_final_measurements: bool):
+    def __init__(self, n_qubits: int, drop_final_measurements: bool, cregs=()):
         self.out = Circuit(n_qubits)
+        for name, size in cregs:
+            self.out.add_creg(name, size)
         self.drop_final = drop_final_measurements
         self.measured: Set[int] = set()
 
@@ -90,29 +106,38 @@ class _QiskitReader:
             raise ValueError(f"unsupported Qiskit instruction {name!r}{context}: parameter {value} is not bound "
                              "(bind parameters with QuantumCircuit.assign_parameters first)") from None
 
-    def read(self, qc, qubit_map: List[int], context: str = "") -> None:
+    def read(self, qc, qubit_map: List[int], context: str = "", clbit_map: Optional[List[int]] = None) -> None:
         from qiskit.circuit import ControlFlowOp
 
+        if clbit_map is None:
+            clbit_map = list(range(qc.num_clbits))
         self.out.global_phase += self._float(qc.global_phase, "global_phase", context)
         for inst in qc.data:
             op = inst.operation
             name = op.name
             qs = [qubit_map[qc.find_bit(b).index] for b in inst.qubits]
+            cs = [clbit_map[qc.find_bit(b).index] for b in inst.clbits]
             where = context or ""
             if name in ("barrier", "delay"):
                 continue
             if name == "measure":
                 if not self.drop_final:
-                    raise ValueError(f"unsupported Qiskit instruction 'measure'{where}: measurement is not "
-                                     "supported (pass drop_final_measurements=True to drop measurements at "
-                                     "the end of the circuit)")
+                    self.out.measure(qs[0], cs[0])
+                    continue
                 self.measured.update(qs)
                 continue
             if name == "reset":
-                raise ValueError(f"unsupported Qiskit instruction 'reset'{where}: reset is not unitary")
+                if self.drop_final:
+                    raise ValueError(f"unsupported Qiskit instruction 'reset'{where}: reset is not unitary (read the "
+                                     "circuit without drop_final_measurements=True and run it with shots=)")
+                self.out.reset(qs[0])
+                continue
+            if name == "if_else" and not self.drop_final:
+                self.if_else(qc, inst, qs, clbit_map, where)
+                continue
             if isinstance(op, ControlFlowOp) or name in _CONTROL_FLOW:
-                raise ValueError(f"unsupported Qiskit instruction {name!r}{where}: classical control flow "
-                                 "needs mid-circuit measurement")
+                raise ValueError(f"unsupported Qiskit instruction {name!r}{where}: only if_test blocks (no else, "
+                                 "without drop_final_measurements=True) are read")
             if inst.clbits:
                 raise ValueError(f"unsupported Qiskit instruction {name!r}{where}: it acts on classical bits")
             late = self.measured.intersection(qs)
@@ -120,6 +145,21 @@ class _QiskitReader:
                 raise ValueError(f"unsupported Qiskit instruction 'measure'{where}: qubit {min(late)} is "
                                  f"measured mid-circuit ({name!r} follows it)")
             self.instruction(op, qs, where)
+
+    def if_else(self, qc, inst, qs: List[int], clbit_map: List[int], where: str) -> None:
+        """An ``if_test`` block: its body's ops, each conditioned on the block's register or clbit."""
+        op = inst.operation
+        cond = op.condition
+        if not isinstance(cond, tuple) or len(op.blocks) > 1 and len(op.blocks[1].data):
+            raise ValueError(f"unsupported Qiskit instruction 'if_else'{where}: only a condition (register or "
+                             "clbit, value) without an else branch is read")
+        target, value = cond
+        bits = list(target) if hasattr(target, "size") else [target]  # a ClassicalRegister, or one Clbit
+        clbits = [clbit_map[qc.find_bit(b).index] for b in bits]
+        body = op.blocks[0]
+        inner = [clbit_map[qc.find_bit(b).index] for b in inst.clbits]
+        with self.out.conditioned(clbits, int(value)):
+            self.read(body, qs, where or " (inside 'if_else')", inner)
 
     def instruction(self, op, qs: List[int], where: str) -> None:
         from qiskit.circuit import Gate
@@ -157,7 +197,8 @@ def from_qiskit(qc, drop_final_measurements: bool = False) -> Circuit:
 
     if not isinstance(qc, QuantumCircuit):
         raise TypeError(f"from_qiskit needs a qiskit.QuantumCircuit, got {type(qc).__name__}")
-    reader = _QiskitReader(qc.num_qubits, drop_final_measurements)
+    reader = _QiskitReader(qc.num_qubits, drop_final_measurements,
+                           () if drop_final_measurements else _qiskit_cregs(qc))
     reader.read(qc, list(range(qc.num_qubits)))
     return reader.out
 
@@ -167,32 +208,57 @@ def to_qiskit(circuit: Circuit):
 
     Parameters become floats (the autograd graph stays here); ``cu3`` becomes ``CUGate`` with
     ``γ = 0``; a ``unitary`` op becomes a ``UnitaryGate`` with its matrix re-indexed to
-    little-endian.
+    little-endian. Classical registers become ``ClassicalRegister``s of the same names,
+    ``measure``/``reset`` Qiskit's, and a conditioned op an ``if_test`` block on its register (or
+    its one clbit); a condition on other sets of clbits raises ``ValueError``.
     """
-    from qiskit import QuantumCircuit
-    from qiskit.circuit.library import UnitaryGate
+    from qiskit import ClassicalRegister, QuantumCircuit
 
     if circuit.batch is not None and circuit.batch > 1:
         raise ValueError(f"to_qiskit: the circuit has per-sample parameters (batch {circuit.batch}); "
                          "a Qiskit circuit holds one value per parameter")
     qc = QuantumCircuit(circuit.n_qubits, global_phase=circuit.global_phase)
+    registers = {}
+    for name, size in circuit.cregs:
+        reg = ClassicalRegister(size, name)
+        qc.add_register(reg)
+        registers[tuple(qc.find_bit(b).index for b in reg)] = reg
     for k, op in enumerate(circuit):
         where = f"to_qiskit: op {k} ({op.name})"
-        if op.name == "unitary":
-            m = op.params[0].detach().cpu().to(torch.complex128).numpy().reshape(2 ** len(op.qubits), -1)
-            if len(op.qubits) == 2:
-                m = _swap_bit_order(m)
-            qc.append(UnitaryGate(m, check_input=False), list(op.qubits))
+        if op.condition is None:
+            _append_qiskit(qc, op, where)
             continue
+        bits, value = op.condition
+        target = registers.get(tuple(bits)) or (qc.clbits[bits[0]] if len(bits) == 1 else None)
+        if target is None:
+            raise ValueError(f"{where}: conditioned on clbits {bits}, neither one register nor one clbit")
+        with qc.if_test((target, value)):
+            _append_qiskit(qc, op, where)
+    return qc
+
+
+def _append_qiskit(qc, op, where: str) -> None:
+    """Append one op (its condition already handled) to the Qiskit circuit ``qc``."""
+    from qiskit.circuit.library import UnitaryGate
+
+    q = list(op.qubits)
+    if op.name == "measure":
+        qc.measure(q[0], op.params[0])
+    elif op.name == "reset":
+        qc.reset(q[0])
+    elif op.name == "unitary":
+        m = op.params[0].detach().cpu().to(torch.complex128).numpy().reshape(2 ** len(op.qubits), -1)
+        if len(op.qubits) == 2:
+            m = _swap_bit_order(m)
+        qc.append(UnitaryGate(m, check_input=False), q)
+    else:
         p = [_scalar(v, where) for v in op.params]
-        q = list(op.qubits)
         if op.name == "u3":
             qc.u(*p, *q)
         elif op.name == "cu3":
             qc.cu(*p, 0.0, *q)
         else:
             getattr(qc, op.name)(*p, *q)
-    return qc
 
 
 # ---------------------------------------------------------------------------- quimb

@@ -3,8 +3,12 @@
 ``from_qasm(text)`` reads the language of the OpenQASM 2.0 paper with ``qelib1.inc``:
 
 * ``qreg`` declarations (several allowed: flattened in declaration order, so with
-  ``qreg a[2]; qreg b[3];`` the qubit ``b[0]`` is qubit 2); ``creg`` and ``barrier`` are read,
-  checked and ignored;
+  ``qreg a[2]; qreg b[3];`` the qubit ``b[0]`` is qubit 2); ``creg`` declarations become the
+  circuit's classical registers (``Circuit.cregs``, bits numbered on in declaration order);
+  ``barrier`` is read, checked and ignored;
+* ``measure q[i] -> c[j];`` (or register to register of one size), ``reset``, and
+  ``if (creg == value) <gate call | measure | reset>;``: the circuit then runs as sampled
+  trajectories, ``qt.simulate(circuit, shots=S)`` returning Aer-style counts;
 * the gates of ``qelib1.inc`` as Qiskit ships it (``U``, ``CX``, ``u3 u2 u1 u0 u p id x y z h s
   sdg t tdg sx sxdg rx ry rz cx cy cz ch swap crx cry crz cu1 cp cu3 cu csx rxx rzz ccx
   cswap``), plus ``ryy`` and ``iswap``, with or without a ``gate`` definition in the file;
@@ -16,10 +20,10 @@
   with explicit stacks (no ``eval``, no recursion). A value that is not a finite real number
   (``2^10000``, ``exp(1000)``, ``0^-1``, ``(-8)^(1/3)``, ``1e999``, ``ln(0)``) is refused.
 
-Instructions that a pure-state simulator cannot run raise ``ValueError`` naming the
-instruction and its line: ``measure`` (unless ``drop_final_measurements=True`` and no gate
-follows it on the measured qubit), ``reset``, ``if`` (classical control), ``opaque``, and the
-multi-controlled gates of qelib1.inc without a 2-qubit form (``rccx rc3x c3x c3sqrtx c4x``).
+``drop_final_measurements=True`` asks for a unitary circuit: measurements at the end are dropped,
+and a gate after a measurement on its qubit, ``reset`` and ``if`` raise ``ValueError`` naming the
+instruction and its line. Always refused: ``opaque``, and the multi-controlled gates of
+qelib1.inc without a 2-qubit form (``rccx rc3x c3x c3sqrtx c4x``).
 So do definitions that repeat a qubit or parameter name, use a reserved word (``pi``, a
 function, a keyword, ``U``/``CX``) as a name, define a gate twice or redefine a gate of the
 included ``qelib1.inc``; a definition's body is checked when it is read (arity, names).
@@ -39,8 +43,9 @@ deep as the file is long, and three limits, module-level constants a caller may 
 Every error is a ``ValueError`` whose message holds the line (inside a definition: the body's
 line and the line of the call).
 
-``to_qasm(circuit)`` writes ``OPENQASM 2.0; include "qelib1.inc";``, one ``qreg q[n]``, and
-one line per op. Only the 23 gates of the paper's qelib1.inc are assumed known (as by
+``to_qasm(circuit)`` writes ``OPENQASM 2.0; include "qelib1.inc";``, one ``qreg q[n]``, the
+circuit's ``creg`` declarations, and one line per op (``measure``, ``reset``, and ``if(c==v)``
+for an op conditioned on a whole register; another condition raises ``ValueError``). Only the 23 gates of the paper's qelib1.inc are assumed known (as by
 Qiskit's ``qasm2.loads``): ``p``/``cp`` are written as ``u1``/``cu1`` (same matrices), and the
 other gates (``sx sxdg swap iswap crx cry rxx ryy rzz``) get ``gate`` definitions that are
 exact, global phase included. A ``gate`` definition whose name and signature are those of a
@@ -827,23 +832,40 @@ def to_qasm(circuit: Circuit) -> str:
         raise ValueError(f"to_qasm: the circuit has per-sample parameters (batch {circuit.batch}); "
                          "OpenQASM holds one value per parameter")
     lines, used = [], set()
+    bit_names, registers, start = [], {}, 0
+    for reg, size in circuit.cregs:
+        bit_names += [f"{reg}[{j}]" for j in range(size)]
+        registers[tuple(range(start, start + size))] = reg
+        start += size
     for k, op in enumerate(circuit):
         qs = ",".join(f"q[{q}]" for q in op.qubits)
+        prefix = ""
+        if op.condition is not None:
+            bits, value = op.condition
+            if bits not in registers:
+                raise ValueError(f"to_qasm: op {k} ({op.name}) is conditioned on clbits {bits}, not on one whole "
+                                 "register, which OpenQASM 2's if cannot express")
+            prefix = f"if({registers[bits]}=={value}) "
+        if op.name in ("measure", "reset"):
+            tail = f" -> {bit_names[op.params[0]]}" if op.name == "measure" else ""
+            lines.append(f"{prefix}{op.name} {qs}{tail};")
+            continue
         if op.name == "unitary":
             m = op.params[0]
             if len(op.qubits) != 1:
                 raise ValueError(f"to_qasm: op {k} is a 2-qubit unitary, which OpenQASM 2 cannot express; "
                                  "decompose it into named gates first")
             theta, phi, lam, _ = zyz_angles(m.reshape(2, 2))
-            lines.append(f"u3({_number(theta)},{_number(phi)},{_number(lam)}) {qs};")
+            lines.append(f"{prefix}u3({_number(theta)},{_number(phi)},{_number(lam)}) {qs};")
             continue
         values = [float(p.detach().reshape(())) if hasattr(p, "detach") else p for p in op.params]
         name = _QASM_NAME.get(op.name, op.name)
         if name not in _QELIB1:
             used.add(name)
         args = "(" + ",".join(_number(v) for v in values) + ")" if values else ""
-        lines.append(f"{name}{args} {qs};")
+        lines.append(f"{prefix}{name}{args} {qs};")
     head = ['OPENQASM 2.0;', 'include "qelib1.inc";']
     head += [_DEFINITIONS[g] for g in sorted(used)]
     head.append(f"qreg q[{circuit.n_qubits}];")
+    head += [f"creg {reg}[{size}];" for reg, size in circuit.cregs]
     return "\n".join(head + lines) + "\n"

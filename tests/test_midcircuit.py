@@ -287,3 +287,45 @@ def test_drop_final_measurements_keeps_its_meaning():
     bell = 'OPENQASM 2.0; include "qelib1.inc"; qreg q[2]; creg c[2]; h q[0]; cx q[0],q[1]; measure q -> c;'
     ours = qt.simulate(qt.Circuit.from_qasm(bell), shots=SHOTS, seed=8)
     assert set(ours) == {"00", "11"} and abs(ours["00"] / SHOTS - 0.5) < 5 * math.sqrt(0.25 / SHOTS)
+
+
+@pytest.mark.parametrize("text", [TELEPORT, BITFLIP, _ipe(0.3), _bb84(True)], ids=["teleport", "bitflip", "ipe", "bb84"])
+def test_qasm_and_qiskit_round_trips_keep_the_ops_and_the_counts(text):
+    c = qt.Circuit.from_qasm(text)
+    again = qt.Circuit.from_qasm(c.to_qasm())
+    assert list(again.operations) == list(c.operations) and again.cregs == c.cregs
+    qc = c.to_qiskit()
+    back = qt.Circuit.from_qiskit(qc)
+    assert list(back.operations) == list(c.operations) and back.cregs == c.cregs
+    # the exported Qiskit circuit gives Aer the same distribution as the file
+    ours = qt.simulate(c, shots=SHOTS, seed=12)
+    _close(ours, _aer_counts(qc))
+
+
+def test_from_qiskit_reads_if_test_blocks_built_with_qiskit():
+    from qiskit import ClassicalRegister, QuantumCircuit, QuantumRegister
+
+    q, c, d = QuantumRegister(3, "q"), ClassicalRegister(2, "c"), ClassicalRegister(1, "d")
+    qc = QuantumCircuit(q, c, d)
+    qc.h(0)
+    qc.h(1)
+    qc.measure(0, c[0])
+    qc.measure(1, c[1])
+    with qc.if_test((c, 3)):
+        qc.x(2)
+        qc.h(0)
+    with qc.if_test((c[0], 0)):
+        qc.ry(0.8, 2)
+    qc.reset(1)
+    qc.measure(2, d[0])
+    qc.measure(0, c[0])
+    ours = qt.simulate(qt.Circuit.from_qiskit(qc), shots=SHOTS, seed=13)
+    _close(ours, _aer_counts(qc))
+    with qc.if_test((d, 1)) as else_:
+        qc.x(0)
+    with else_:
+        qc.x(1)
+    with pytest.raises(ValueError, match="else"):
+        qt.Circuit.from_qiskit(qc)
+    with pytest.raises(ValueError, match="'if_else'"):  # drop_final_measurements asks for a unitary circuit
+        qt.Circuit.from_qiskit(qc, drop_final_measurements=True)
