@@ -23,6 +23,7 @@ COMMANDS: Dict[str, Tuple[str, str]] = {
     "probe": ("qlam_tn.experiments.readout_probe", "linear probes of a trained memory's richer readouts"),
     "entangle": ("qlam_tn.experiments.entangle", "entanglement of a QLAM memory vs context length"),
     "scale": ("qlam_tn.experiments.scale", "time/memory/truncation vs qubits, bond dimension and sequence length"),
+    "hwcost": ("qlam_tn.experiments.hwcost", "circuit executions, gates, shots and device time of QLAM's readout on hardware"),
     "demo": ("qlam_tn.experiments.demo", "a few-second tour of the engine"),
 }
 

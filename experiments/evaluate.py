@@ -27,13 +27,27 @@ A memory-task run (``qlam train --dataset mqar ...``) records its task, paramete
 and split seeds; its split is drawn again from them (``tasks.make``), so no ``--data-dir`` is
 needed and ``--dataset`` may only name the run's own task. Accuracy and loss are then over the
 labelled positions, and ``n`` counts those positions (as the run's own metrics do).
+
+Accuracy on a quantum computer (QLAM checkpoints; ``qlam_tn.models.readout_protocols``):
+``--protocol P`` reads the trained memory as hardware would, ``--shots S`` per read (``inf``:
+expectations), ``--window TAU`` for ``window``, ``--weak-strength G`` for ``weak``, ``--noise P``
+(a depolarising rate, or ``kind:p``) after every gate. The sampling is repeated ``--repeats R``
+times with generators seeded ``--seed``, ``--seed + 1``, ...; the JSON gains the protocol, each
+repeat's accuracy, their mean (``accuracy``) and standard deviation, the free exact readout's
+accuracy on the same examples (``exact_accuracy``) and the seconds each took here. ``--limit N``
+scores the first N examples of the split; ``--out FILE`` writes the JSON atomically::
+
+    qlam eval --checkpoint runs/hardware/qlam-row-s0 --protocol collapse --shots 64 --repeats 3 \\
+        --limit 500 --out runs/hardware/eval-collapse-64.json
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
 import json
+import math
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +60,35 @@ from qlam_tn.experiments.train import DTYPES, evaluate, make_dataset, model_from
 
 # ``score(bond_dim=KEEP)``: evaluate the model as it was trained (distinct from None = exact MPS).
 KEEP = "keep"
+
+
+def parse_shots(raw) -> int | None:
+    """``"inf"``/``None`` -> ``None`` (expectations); ``"64"``/``64`` -> ``64``; else ``ValueError``."""
+    if raw is None or (isinstance(raw, str) and raw.strip().lower() in ("inf", "none", "exact")):
+        return None
+    try:
+        shots = int(raw)
+    except (TypeError, ValueError):
+        raise ValueError(f"shots must be a positive int or 'inf', got {raw!r}") from None
+    if isinstance(raw, bool) or shots < 1 or (isinstance(raw, float) and raw != shots):
+        raise ValueError(f"shots must be a positive int or 'inf', got {raw!r}")
+    return shots
+
+
+def protocol_settings(protocol: str = "exact", shots=None, window=None, weak_strength=None, noise=None,
+                      trajectories: int = 16) -> dict:
+    """The ``QLAMConfig`` readout fields of a protocol, checked (``ValueError``) by building a
+    config from them; ``noise`` as a rate (depolarising) or ``"kind:p"``."""
+    from qlam_tn.models.qlam import QLAMConfig
+    if isinstance(noise, str):
+        try:
+            noise = float(noise)
+        except ValueError:
+            pass
+    settings = dict(readout_protocol=protocol, shots=parse_shots(shots), window=window,
+                    weak_strength=weak_strength, noise=noise, trajectories=trajectories)
+    QLAMConfig(readout_at="last" if protocol == "end" else "every", **settings)
+    return settings
 
 
 def parse_bond_dim(raw) -> int | None:
@@ -89,11 +132,24 @@ def qlam_model_config(config: dict, bond_dim=KEEP) -> dict:
     return {**model_cfg, "resolved": resolved}
 
 
-def load_model(checkpoint, bond_dim=KEEP, dtype: str | None = None, nonfinite: str = "warn"):
+def with_protocol(model_cfg: dict, settings: dict | None) -> dict:
+    """A run's ``config["model"]`` with its QLAM's readout fields replaced by ``settings``
+    (``protocol_settings``); unchanged for ``None``. ``ValueError`` for a non-QLAM run."""
+    if settings is None:
+        return model_cfg
+    if model_cfg["name"] != "qlam":
+        raise ValueError(f"a readout protocol applies to QLAM checkpoints only; this one holds a "
+                         f"{model_cfg['name']!r} model")
+    return {**model_cfg, "resolved": {**model_cfg["resolved"], **settings}}
+
+
+def load_model(checkpoint, bond_dim=KEEP, dtype: str | None = None, nonfinite: str = "warn",
+               protocol: dict | None = None):
     """``(model, ckpt)``: the trained model of ``checkpoint`` (a ``.pt`` or a run folder), on the CPU.
 
     ``bond_dim``: ``KEEP`` (as trained), an int cap or ``None``/``"exact"`` (MPS backend, see
-    :func:`qlam_model_config`). ``dtype`` (``float32``/``float64``) defaults to the run's.
+    :func:`qlam_model_config`). ``protocol``: readout fields (``protocol_settings``) to read the
+    QLAM's memory with (:func:`with_protocol`). ``dtype`` (``float32``/``float64``) defaults to the run's.
     ``ValueError`` naming the file for a checkpoint that fails verification, lacks what
     rebuilding needs, or whose tensors are not the model's (the first key that differs);
     weights holding NaN or inf are named in a ``RuntimeWarning`` (``nonfinite="warn"``) or a
@@ -104,7 +160,7 @@ def load_model(checkpoint, bond_dim=KEEP, dtype: str | None = None, nonfinite: s
     rf.check_entries(ckpt, path, rf.MODEL_ENTRIES)
     config = ckpt["config"]
     try:
-        model = model_from_config(qlam_model_config(config, bond_dim),
+        model = model_from_config(with_protocol(qlam_model_config(config, bond_dim), protocol),
                                   dtype or config["train"]["dtype"])
     except ValueError as exc:  # a value the model refuses, or a bond cap for a non-QLAM model
         raise ValueError(f"{path}: {exc}") from None
@@ -130,8 +186,36 @@ def evaluate_truncated(model, loader, device, dtype) -> dict:
     return {**evaluate(model, loader, device, dtype, after_batch=record), **cut}
 
 
+def _qlam_of(model):
+    """The QLAM layer of a QLAM classifier (wrapped in a memory task's ``SequenceModel`` or not)."""
+    return getattr(model, "body", model).qlam
+
+
+@torch.no_grad()
+def evaluate_protocol(model, exact_model, loader, device, dtype, repeats: int = 1, seed: int = 0) -> dict:
+    """``model`` (a QLAM under a readout protocol) scored ``repeats`` times, the sampling
+    generator seeded ``seed + r`` for repeat ``r``, and ``exact_model`` (the same weights, free
+    exact reads) once: ``{"accuracies", "losses", "seconds", "exact_accuracy", "exact_loss",
+    "exact_seconds", "n"}``."""
+    qlam = _qlam_of(model)
+    accs, losses, secs = [], [], []
+    for r in range(repeats):
+        qlam.readout_generator = torch.Generator().manual_seed(seed + r)
+        start = time.perf_counter()
+        stats = evaluate(model, loader, device, dtype)
+        secs.append(time.perf_counter() - start)
+        accs.append(stats["correct"] / stats["n"])
+        losses.append(stats["loss_sum"] / stats["n"])
+    start = time.perf_counter()
+    exact = evaluate(exact_model, loader, device, dtype)
+    return {"accuracies": accs, "losses": losses, "seconds": secs, "n": exact["n"],
+            "exact_accuracy": exact["correct"] / exact["n"], "exact_loss": exact["loss_sum"] / exact["n"],
+            "exact_seconds": time.perf_counter() - start}
+
+
 def score(checkpoint, dataset: str | None = None, data_dir=None, split: str = "test",
-          batch_size: int = 256, device: str = "auto", bond_dim=KEEP) -> dict:
+          batch_size: int = 256, device: str = "auto", bond_dim=KEEP, protocol: dict | None = None,
+          repeats: int = 1, seed: int = 0, limit: int | None = None) -> dict:
     """``{"accuracy", "n", "loss"}`` of the model in ``checkpoint`` on ``split``.
 
     ``bond_dim`` (QLAM only; an int, or ``None``/``"exact"``): evaluate on the MPS backend at
@@ -139,21 +223,52 @@ def score(checkpoint, dataset: str | None = None, data_dir=None, split: str = "t
     ``trained_backend``, ``trained_bond_dim``, ``discarded_weight_mean`` and
     ``discarded_weight_max``.
 
+    ``protocol`` (QLAM only; ``protocol_settings``): read the memory under that readout protocol,
+    ``repeats`` times (generators seeded ``seed``, ``seed + 1``, ...); ``accuracy`` and ``loss``
+    are then the repeats' means and the result adds ``protocol`` (the settings),
+    ``accuracies``, ``accuracy_std``, ``repeats``, ``seed``, ``exact_accuracy``, ``exact_loss``,
+    ``seconds_per_repeat`` and ``exact_seconds``. ``limit``: score only the first ``limit``
+    examples of the split.
+
     Raises ``ValueError`` for a checkpoint that fails verification (or holds weights that are
     not the model's, or not finite), a dataset that does not fit the model (image shape,
     classes) or a split of no images, ``FileNotFoundError`` for missing files.
     """
     checkpoint = resolve_checkpoint(checkpoint)
-    model, ckpt = load_model(checkpoint, bond_dim, nonfinite="error")
+    if protocol is not None and bond_dim != KEEP:
+        raise ValueError("a readout protocol and a bond cap are separate studies: give one of them")
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+        raise ValueError(f"repeats must be a positive int, got {repeats!r}")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ValueError(f"limit must be a positive int, got {limit!r}")
+    model, ckpt = load_model(checkpoint, bond_dim, nonfinite="error", protocol=protocol)
     config = ckpt["config"]
     train_cfg, data_cfg = config["train"], config["data"]
     if "task" in data_cfg:
         dataset, data = _task_data(checkpoint, data_cfg, dataset, split)
     else:
         dataset, data = _image_data(checkpoint, config, dataset, data_dir, split)
+    if limit is not None:
+        data = torch.utils.data.Subset(data, range(min(limit, len(data))))
     dev = resolve_device(device)
     model = model.to(dev)
     loader = torch.utils.data.DataLoader(data, batch_size=batch_size)
+    if protocol is not None:
+        exact_model, _ = load_model(checkpoint, nonfinite="error")
+        stats = evaluate_protocol(model, exact_model.to(dev), loader, dev, DTYPES[train_cfg["dtype"]],
+                                  repeats, seed)
+        accs = stats["accuracies"]
+        mean = sum(accs) / repeats
+        std = math.sqrt(sum((a - mean) ** 2 for a in accs) / (repeats - 1)) if repeats > 1 else 0.0
+        out = {"accuracy": mean, "n": stats["n"], "loss": sum(stats["losses"]) / repeats,
+               "dataset": dataset, "split": split, "epoch": ckpt["epoch"], "protocol": protocol,
+               "accuracies": accs, "accuracy_std": std, "repeats": repeats, "seed": seed,
+               "exact_accuracy": stats["exact_accuracy"], "exact_loss": stats["exact_loss"],
+               "seconds_per_repeat": stats["seconds"], "exact_seconds": stats["exact_seconds"],
+               "limit": limit, "checkpoint": str(checkpoint)}
+        if "task" in data_cfg:
+            out["task"] = data_cfg["task"]
+        return out
     truncated = bond_dim != KEEP
     stats = (evaluate_truncated if truncated else evaluate)(model, loader, dev,
                                                              DTYPES[train_cfg["dtype"]])
@@ -239,6 +354,21 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--bond-dim", metavar="CHI",
                     help="QLAM only: evaluate on the MPS backend with this bond cap (an int, or "
                          "'exact' for none); the JSON adds the discarded weight")
+    hw = ap.add_argument_group("readout protocols (QLAM only; docs/results/hardware.md)")
+    hw.add_argument("--protocol", choices=("exact", "restart", "end", "window", "collapse", "weak"),
+                    help="read the memory as a quantum computer would (exact: free expectations)")
+    hw.add_argument("--shots", metavar="S", help="shots per read and setting, or copies for "
+                    "collapse/weak; 'inf': expectations (default)")
+    hw.add_argument("--window", type=int, metavar="TAU", help="tokens per read for --protocol window")
+    hw.add_argument("--weak-strength", type=float, metavar="G", help="strength in (0, 1] for --protocol weak")
+    hw.add_argument("--noise", metavar="P", help="gate noise after every gate: a depolarising rate, "
+                    "or kind:p (depolarizing, amplitude_damping, dephasing)")
+    hw.add_argument("--trajectories", type=int, default=16,
+                    help="noisy runs averaged per read with --noise and no --shots (default 16)")
+    hw.add_argument("--repeats", type=int, default=1, help="repeats of the sampling (default 1)")
+    hw.add_argument("--seed", type=int, default=0, help="seed of the first repeat's sampling (default 0)")
+    hw.add_argument("--limit", type=int, metavar="N", help="score the first N examples of the split")
+    hw.add_argument("--out", metavar="FILE", help="also write the result JSON here (atomically)")
     ap.add_argument("--json", action="store_true",
                     help='print only {"accuracy": ..., "n": ...} on stdout (with --bond-dim '
                          'also the bond caps, backends and discarded weight)')
@@ -256,6 +386,15 @@ def main(argv=None) -> int:
             parser.error(f"--bond-dim: {exc}")
     if args.batch_size < 1:
         parser.error(f"--batch-size must be >= 1, got {args.batch_size}")
+    protocol = None
+    wants_protocol = any(v is not None for v in (args.protocol, args.shots, args.window,
+                                                 args.weak_strength, args.noise))
+    if wants_protocol:
+        try:
+            protocol = protocol_settings(args.protocol or "restart", args.shots, args.window,
+                                         args.weak_strength, args.noise, args.trajectories)
+        except ValueError as exc:
+            parser.error(str(exc))
     if args.threads is not None:
         if args.threads < 1:
             parser.error(f"--threads must be >= 1, got {args.threads}")
@@ -264,11 +403,14 @@ def main(argv=None) -> int:
     with contextlib.redirect_stdout(sys.stderr):
         try:
             result = score(args.checkpoint, args.dataset, args.data_dir, args.split,
-                           args.batch_size, args.device, bond_dim)
+                           args.batch_size, args.device, bond_dim, protocol, args.repeats,
+                           args.seed, args.limit)
         except (ValueError, FileNotFoundError) as exc:
             parser.error(str(exc))
     extra = ("bond_dim", "backend", "trained_backend", "trained_bond_dim", "discarded_weight_mean",
-             "discarded_weight_max")
+             "discarded_weight_max", "protocol", "accuracies", "accuracy_std", "exact_accuracy")
+    if args.out:
+        rf.atomic_write_json(args.out, result)
     if args.json:
         print(json.dumps({k: result[k] for k in ("accuracy", "n") + extra if k in result}))
     else:
@@ -276,6 +418,12 @@ def main(argv=None) -> int:
         print(f"accuracy {result['accuracy']:.4f} on {result['n']} {result['split']} {what} of "
               f"{result['dataset']} (loss {result['loss']:.4f}; {args.checkpoint}, epoch "
               f"{result['epoch']})")
+        if "protocol" in result:
+            p = result["protocol"]
+            print(f"protocol {p['readout_protocol']} (shots {p['shots'] or 'inf'}, window {p['window']}, "
+                  f"weak strength {p['weak_strength']}, noise {p['noise']}): accuracy "
+                  f"{result['accuracy']:.4f} ± {result['accuracy_std']:.4f} over {result['repeats']} "
+                  f"repeats, exact {result['exact_accuracy']:.4f}")
         if "bond_dim" in result:
             print(f"MPS bond cap {result['bond_dim'] or 'exact'} (trained on "
                   f"{result['trained_backend']}, bond cap {result['trained_bond_dim'] or 'exact'}): "
