@@ -258,7 +258,7 @@ class QuantumState:
         return exact + (mean - exact.detach())
 
     # ------------------------------------------------------------------ measurement and jumps
-    def apply_kraus(self, kraus, qubit, generator=None) -> torch.Tensor:
+    def apply_kraus(self, kraus, qubit, generator=None, plain: bool = False) -> torch.Tensor:
         """One quantum-trajectory step of a single-qubit channel on ``qubit``, in place.
 
         ``kraus`` is ``(K, 2, 2)`` (``Σ K_k† K_k = I``, checked) or per-sample ``(B, K, 2, 2)``.
@@ -266,7 +266,9 @@ class QuantumState:
         qubit's reduced density matrix), is left in ``K_k ψ`` rescaled to the norm it had, and the
         drawn ``(B,)`` int64 indices are returned. Averaged over draws, ``|ψ><ψ|`` evolves as the
         channel's ``Σ K_k ρ K_k†``. The MPS applies ``K_k`` at its orthogonality centre, so its
-        canonical form stays true.
+        canonical form stays true. A mixture of unitaries (depolarising, dephasing) skips reading
+        the state: its probabilities do not depend on it; ``plain=True`` reads it anyway (the
+        general path, the reference of that shortcut).
         """
         q = self._check_qubits(qubit)
         if len(q) != 1:
@@ -274,7 +276,7 @@ class QuantumState:
         ks = check_kraus(kraus, self.batch)
         check_generator(generator)
         with self._kept_if_it_fails(check_norm=False):
-            return self._jump(ks.to(self.device), q[0], generator)
+            return self._jump(ks.to(self.device), q[0], generator, plain=plain)
 
     def measure(self, qubits, generator=None, basis: str = "Z") -> torch.Tensor:
         """Projective measurement of ``qubits`` (an int or a sequence) -> ``(B, k)`` int64 outcomes.
@@ -341,14 +343,36 @@ class QuantumState:
             raise ValueError(f"repeated qubit in {qs}")
         return qs
 
-    def _jump(self, kraus: torch.Tensor, q: int, generator) -> torch.Tensor:
+    def _jump(self, kraus: torch.Tensor, q: int, generator, plain: bool = False) -> torch.Tensor:
         """Draw and apply one Kraus operator per sample on qubit ``q`` (inputs already checked):
-        ``kraus (K, 2, 2)`` or ``(B, K, 2, 2)``; returns the ``(B,)`` indices drawn."""
+        ``kraus (K, 2, 2)`` or ``(B, K, 2, 2)``; returns the ``(B,)`` indices drawn.
+
+        A mixture of unitaries (every ``K_k† K_k = c_k I``: the depolarising and dephasing
+        channels, unlike a projector or amplitude damping) is drawn with the state-independent
+        ``c_k`` and applied as the unitary ``K_k / sqrt(c_k)``, without reading the state;
+        ``plain=True`` takes the general path (the reference the fast one is tested against)."""
+        gram = kraus.mH @ kraus  # (..., K, 2, 2)
+        c = gram[..., 0, 0].real
+        if not plain and bool(torch.allclose(gram, c[..., None, None] * torch.eye(2, dtype=gram.dtype,
+                                                                                  device=gram.device),
+                                             atol=1e-12, rtol=0)):
+            probs = c.expand(self.batch, -1) if c.dim() == 1 else c
+            idx = draw_categorical(probs, generator).to(self.device)
+            rows = torch.arange(self.batch, device=self.device)
+            chosen = kraus[rows, idx] if kraus.dim() == 4 else kraus[idx]
+            chosen = chosen / probs.to(self.device)[rows, idx].sqrt().to(chosen.dtype)[:, None, None]
+            new_dtype = self._gate_dtype(chosen)
+            if new_dtype != self.dtype:
+                self.promote(new_dtype)
+            self._apply_1q(chosen.to(self.dtype), q, unitary=True)
+            return idx
         rho = self._rdm1_at(q)  # (B, 2, 2), trace 1; for the MPS, the centre is now at q
         work = complex_dtype_of(rho.dtype) if (kraus.is_complex() or rho.is_complex()) else rho.dtype
+        # p_k = tr(K_k ρ K_k†) = Σ_ij (K_k† K_k)_ij ρ_ji: one small matmul, no einsum path search
+        g = gram.to(work).reshape(gram.shape[:-2] + (4,))  # (K, 4) or (B, K, 4)
+        r = rho.detach().to(work).mT.reshape(self.batch, 4, 1)
+        probs = (g @ r).squeeze(-1).real.clamp_min(0)  # (B, K) either way
         k = kraus.to(work)
-        eq = "bkij,bjl,bkil->bk" if k.dim() == 4 else "kij,bjl,kil->bk"
-        probs = torch.einsum(eq, k, rho.detach().to(work), k.conj()).real.clamp_min(0)
         idx = draw_categorical(probs, generator).to(self.device)
         chosen = k[torch.arange(self.batch, device=self.device), idx] if k.dim() == 4 else k[idx]
         new_dtype = self._gate_dtype(chosen)
@@ -560,11 +584,20 @@ def check_kraus(kraus, batch: int) -> torch.Tensor:
         raise ValueError(f"Kraus operators must be (K, 2, 2) or (B, K, 2, 2), got {tuple(k.shape)}")
     if k.dim() == 4 and k.shape[0] != batch:
         raise ValueError(f"per-sample Kraus operators have batch {k.shape[0]}, the state has batch {batch}")
-    if not bool(torch.isfinite(k).all()):
+    if k.device.type == "cpu" and k.numel() <= 1024:
+        # A channel's few 2x2 operators, checked at every jump of a noisy circuit: numpy's one
+        # call each beats torch's dispatch on such small arrays.
+        a = k.detach().resolve_conj().numpy()
+        finite = bool(np.isfinite(a).all())
+        total = (np.conj(np.swapaxes(a, -1, -2)) @ a).sum(-3) if finite else None
+        preserving = finite and bool(np.abs(total - np.eye(2)).max() <= 1e-8)
+    else:
+        finite = bool(torch.isfinite(k).all())
+        total = (k.mH @ k).sum(-3) if finite else None
+        preserving = finite and bool((total - torch.eye(2, dtype=k.dtype, device=k.device)).abs().max() <= 1e-8)
+    if not finite:
         raise ValueError("Kraus operators contain NaN or infinite entries")
-    total = (k.mH @ k).sum(-3)
-    eye = torch.eye(2, dtype=k.dtype)
-    if not bool(torch.allclose(total, eye.expand_as(total), atol=1e-8, rtol=0)):
+    if not preserving:
         raise ValueError("Kraus operators are not trace-preserving: sum_k K_k^dag K_k != I")
     return k.detach()
 

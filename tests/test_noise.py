@@ -227,3 +227,23 @@ def test_per_sample_kraus_operators():
     # sample 0 decays for sure, sample 1 never
     assert idx.tolist() == [1, 0]
     assert torch.allclose(s.expect("Z0"), torch.tensor([1.0, -1.0], dtype=torch.float64))
+
+
+@pytest.mark.parametrize("cls", BACKENDS)
+@pytest.mark.parametrize("name", ["depolarizing", "dephasing"])
+def test_unitary_mixture_shortcut_equals_the_general_path(cls, name):
+    """Pauli channels skip reading the state; the general path (plain=True) must draw the same
+    jumps from one seed and leave the same states."""
+    prog = _program(3, seed=4)
+    states = []
+    for plain in (False, True):
+        s = cls.zeros(3, batch=64)
+        gen = torch.Generator().manual_seed(21)
+        drawn = []
+        for m, qs in prog:
+            s.apply(m, qs if len(qs) == 2 else qs[0])
+            for q in qs:
+                drawn.append(s.apply_kraus(noise.CHANNELS[name](0.3), q, gen, plain=plain))
+        states.append((torch.stack(drawn), s.to_dense()))
+    assert torch.equal(states[0][0], states[1][0])
+    assert torch.allclose(states[0][1], states[1][1], atol=1e-12)
