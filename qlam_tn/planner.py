@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import cmath
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -43,6 +43,8 @@ __all__ = ["Plan", "plan", "plan_circuit", "run", "LOOKAHEAD", "CHUNK"]
 # less each further one counts.
 LOOKAHEAD = 8
 _DECAY = 0.7
+# How many of a run of commuting gates are scanned for the nearest pair.
+_SCAN = 16
 # Gates per compiled call: bounds the kernel's bookkeeping arrays (one row per gate and site move).
 CHUNK = 2048
 
@@ -121,14 +123,14 @@ def _zeros_like4(u):
 
 def _swap_pair(m):
     """A ``(..., 4, 4)`` gate on ``(q0, q1)`` re-expressed on ``(q1, q0)``: ``SWAP · m · SWAP``."""
-    idx = [0, 2, 1, 3]
-    return m[..., idx, :][..., :, idx]
+    t = m.reshape(m.shape[:-2] + (2, 2, 2, 2))
+    return t.swapaxes(-4, -3).swapaxes(-2, -1).reshape(m.shape)
 
 
 class _Planner:
     """The layout and the output gate list while the ops are read (see the module docstring)."""
 
-    def __init__(self, n: int, pairs: List[Tuple[int, int]], lookahead: int, swap):
+    def __init__(self, n: int, lookahead: int, swap):
         self.n = n
         self.swap = swap  # the SWAP matrix in the ops' array type
         self.pos = list(range(n))  # logical qubit -> site
@@ -137,9 +139,8 @@ class _Planner:
         self.firsts: List[int] = []
         self.last = [-1] * n  # site -> index of the last output gate touching it
         self.pending: List[Any] = [None] * n  # one-qubit gates on sites no gate has touched yet
-        self.pairs = pairs  # the circuit's two-qubit gates (logical pairs), in order, for the look-ahead
         self.lookahead = lookahead
-        self.stats = {"ops": 0, "two_qubit": 0, "swaps": 0, "relabels": 0}
+        self.stats = {"two_qubit": 0, "swaps": 0, "relabels": 0}
 
     # -------------------------------------------------------------- output gates on sites
     def emit(self, s: int, m) -> None:
@@ -181,24 +182,22 @@ class _Planner:
 
     # -------------------------------------------------------------- logical gates
     def one(self, u, q: int) -> None:
-        self.stats["ops"] += 1
         self.emit1(self.pos[q], u)
 
     def relabel(self, a: int, b: int) -> None:
         """A SWAP of the circuit: the two qubits trade sites in the layout (no gate)."""
-        self.stats["ops"] += 1
         self.stats["relabels"] += 1
         pa, pb = self.pos[a], self.pos[b]
         self.pos[a], self.pos[b] = pb, pa
         self.at[pa], self.at[pb] = b, a
 
-    def two(self, m, a: int, b: int, index: int) -> None:
-        """Gate ``m`` on logical ``(a, b)`` (row ``2*b(a) + b(b)``), the ``index``-th two-qubit gate."""
-        self.stats["ops"] += 1
+    def two(self, m, a: int, b: int, window: Sequence[Tuple[int, int]]) -> None:
+        """Gate ``m`` on logical ``(a, b)`` (row ``2*b(a) + b(b)``); ``window``: the next two-qubit
+        gates' pairs (the look-ahead)."""
         self.stats["two_qubit"] += 1
         lo, hi = sorted((self.pos[a], self.pos[b]))
         if hi - lo > 1:
-            meet = self.meeting_site(lo, hi, index)
+            meet = self.meeting_site(lo, hi, window)
             for s in range(lo, meet):  # the qubit at lo travels up to meet
                 self.swap_sites(s)
             for s in range(hi - 1, meet, -1):  # the qubit at hi travels down to meet + 1
@@ -208,19 +207,23 @@ class _Planner:
         else:
             self.emit(self.pos[b], _swap_pair(m))
 
-    def meeting_site(self, lo: int, hi: int, index: int) -> int:
+    def meeting_site(self, lo: int, hi: int, window: Sequence[Tuple[int, int]]) -> int:
         """Where the qubit at ``lo`` ends (the one at ``hi`` ends next to it): any choice costs
-        ``hi - lo - 1`` SWAPs; the next two-qubit gates pick the one that leaves them closest, a
-        first SWAP that merges into the previous gate on its pair breaking ties."""
+        ``hi - lo - 1`` SWAPs; the next two-qubit gates (``window``) pick the one that leaves them
+        closest, a first SWAP that merges into the previous gate on its pair breaking ties."""
         best, best_cost = lo, None
-        window = self.pairs[index + 1:index + 1 + self.lookahead]
-        for meet in {lo, hi - 1, (lo + hi - 1) // 2}:
+        after, pos = self._after, self.pos
+        moved = []  # the window's pairs with a qubit in [lo, hi]: the others do not depend on the choice
+        w = 1.0
+        for u, v in window:
+            pu, pv = pos[u], pos[v]
+            if lo <= pu <= hi or lo <= pv <= hi:
+                moved.append((pu, pv, w))
+            w *= _DECAY
+        for meet in (lo, hi - 1, (lo + hi - 1) // 2):
             cost = 0.0
-            w = 1.0
-            for u, v in window:
-                d = abs(self._after(self.pos[u], lo, hi, meet) - self._after(self.pos[v], lo, hi, meet))
-                cost += w * (d - 1)
-                w *= _DECAY
+            for pu, pv, w in moved:
+                cost += w * abs(after(pu, lo, hi, meet) - after(pv, lo, hi, meet))
             first = lo if meet > lo else hi - 1  # the first SWAP's lower site
             if not (self.last[first] >= 0 and self.last[first] == self.last[first + 1]):
                 cost += 0.5
@@ -249,7 +252,7 @@ class _Planner:
 
 
 def plan(n_qubits: int, ops: Sequence[Tuple[Any, Tuple[int, ...]]], global_phase: float = 0.0,
-         lookahead: int = LOOKAHEAD, batch: Optional[int] = None) -> Plan:
+         lookahead: int = LOOKAHEAD, batch: Optional[int] = None, commute: bool = True) -> Plan:
     """Plan ``ops``, a sequence of ``(matrix, qubits)``: ``(2, 2)`` / ``(4, 4)`` matrices or
     per-sample ``(B, d, d)`` (numpy arrays, or torch tensors, which are kept as such and keep their
     graphs), on 1 or 2 qubits; a two-qubit matrix's row index is ``2*b(q0) + b(q1)``. A qubit pair
@@ -263,19 +266,103 @@ def plan(n_qubits: int, ops: Sequence[Tuple[Any, Tuple[int, ...]]], global_phase
         dtype = torch.complex128 if any(torch.as_tensor(m).is_complex() for m in mats) else torch.float64
         ops = [(m if _is_swap(m) else torch.as_tensor(m).to(dtype), qs) for m, qs in ops]
         swap = torch.from_numpy(_SWAP).to(dtype)
-    pairs = [tuple(qs) for m, qs in ops if len(qs) == 2 and not _is_swap(m)]
-    planner = _Planner(n, pairs, lookahead, swap)
-    index = 0
-    for m, qs in ops:
+    items = _blocks(n, ops, swap)
+    planner = _Planner(n, lookahead, swap)
+    planner.stats["ops"] = len(ops)
+    pairs = [qs for m, qs in items if len(qs) == 2 and not _is_swap(m)]
+    numeric = not isinstance(swap, torch.Tensor)
+    index = k = numeric_stop = 0  # index: of the next two-qubit block in ``pairs``
+    while k < len(items):
+        m, qs = items[k]
+        if numeric and k >= numeric_stop and _diagonal(m):
+            stop = k
+            while stop < len(items) and _diagonal(items[stop][0]):
+                stop += 1
+            if commute and sum(len(qs) == 2 for _, qs in items[k:stop]) > 1:
+                index = _commuting(planner, items[k:stop], pairs, index, lookahead)
+                k = stop
+                continue
+            numeric_stop = stop  # a run with nothing to reorder: in order, scanned once
         if len(qs) == 1:
             planner.one(m, qs[0])
         elif _is_swap(m):
             planner.relabel(qs[0], qs[1])
         else:
-            planner.two(m, qs[0], qs[1], index)
+            planner.two(m, qs[0], qs[1], pairs[index + 1:index + 1 + lookahead])
             index += 1
+        k += 1
     planner.restore()
     return _finish(planner, n, global_phase, batch)
+
+
+def _diagonal(m) -> bool:
+    """Whether ``m`` (numpy ``(..., d, d)``) is exactly diagonal; a circuit SWAP is not."""
+    if isinstance(m, str):
+        return False
+    d = m.shape[-1]
+    return not m.reshape(m.shape[:-2] + (d * d,))[..., :-1].reshape(m.shape[:-2] + (d - 1, d + 1))[..., 1:].any()
+
+
+def _commuting(planner: "_Planner", run: List[tuple], pairs: List[Tuple[int, int]], index: int,
+               lookahead: int) -> int:
+    """A run of diagonal gates (they commute): one-qubit ones first, then the two-qubit ones
+    nearest in the current layout first (earliest first among equals). Returns the new ``index``."""
+    for m, qs in run:
+        if len(qs) == 1:
+            planner.one(m, qs[0])
+    todo = [(m, qs) for m, qs in run if len(qs) == 2]
+    after = index + len(todo)
+    pos = planner.pos
+    while todo:
+        scan = todo[:_SCAN]
+        j = min(range(len(scan)), key=lambda i: abs(pos[scan[i][1][0]] - pos[scan[i][1][1]]))
+        m, (a, b) = todo.pop(j)
+        window = [qs for _, qs in todo[:lookahead]]
+        window += pairs[after:after + lookahead - len(window)]
+        planner.two(m, a, b, window)
+    return after
+
+
+def _blocks(n: int, ops: Sequence[Tuple[Any, Tuple[int, ...]]], swap) -> List[tuple]:
+    """The ops with consecutive gates on one logical pair multiplied into one ``(4, 4)`` block
+    (one-qubit gates between them included); other one-qubit gates stay ops of their own, in an
+    order the circuit allows."""
+    out: List[list] = []
+    open_ = [-1] * n  # qubit -> index in ``out`` of the last two-qubit block on it
+    tail: List[List[Any]] = [[] for _ in range(n)]  # one-qubit gates on a qubit after its last block
+
+    def flush(q):
+        out.extend([u, (q,)] for u in tail[q])
+        tail[q] = []
+        open_[q] = -1
+
+    for m, qs in ops:
+        if len(qs) == 1:
+            q = qs[0]
+            if open_[q] < 0:
+                out.append([m, qs])
+            else:
+                tail[q].append(m)
+            continue
+        a, b = qs
+        k = open_[a]
+        if not _is_swap(m) and k >= 0 and k == open_[b]:
+            block, (x, y) = out[k]
+            for u in tail[x]:
+                block = _on_first(u) @ block
+            for u in tail[y]:
+                block = _on_second(u) @ block
+            tail[x], tail[y] = [], []
+            out[k][0] = (m if (a, b) == (x, y) else _swap_pair(m)) @ block
+            continue
+        flush(a)
+        flush(b)
+        out.append([m, (a, b)])
+        if not _is_swap(m):
+            open_[a] = open_[b] = len(out) - 1
+    for q in range(n):
+        flush(q)
+    return [tuple(item) for item in out]
 
 
 def _is_swap(m) -> bool:
@@ -323,33 +410,34 @@ def _stack(mats: List[Any], torch_mode: bool):
     return np.stack([np.broadcast_to(m, (batch,) + m.shape[-2:]) for m in mats], axis=1)
 
 
-def _numeric(params: Iterable[Any]) -> bool:
-    return not any(isinstance(p, torch.Tensor) and p.requires_grad for p in params)
-
-
-def plan_circuit(circuit, lookahead: int = LOOKAHEAD) -> Plan:
+def plan_circuit(circuit, lookahead: int = LOOKAHEAD, commute: bool = True) -> Plan:
     """``plan`` of a ``Circuit``'s ops. Matrices come from ``circuit.gate_matrix`` (one build per
     distinct gate and scalar parameters); numpy unless a parameter is under autograd."""
     from .circuit import gate_matrix  # (circuit imports this module)
 
-    numeric = torch.is_grad_enabled() is False or all(_numeric(op.params) for op in circuit.operations)
+    numeric = True
+    if torch.is_grad_enabled():
+        for op in circuit.operations:
+            for v in op.params:
+                if isinstance(v, torch.Tensor) and v.requires_grad:
+                    numeric = False
+    # Keyed by the parameters themselves: floats by value, tensors by identity (the same tensor
+    # gives the same matrix).
     cache: Dict[tuple, Any] = {}
     ops = []
     for op in circuit.operations:
         if op.name == "swap":
             ops.append(("swap", op.qubits))
             continue
-        scalar = op.name != "unitary" and all(not isinstance(p, torch.Tensor) for p in op.params)
-        key = (op.name, op.params) if scalar else None
-        m = cache.get(key) if key is not None else None
+        key = (op.name, op.params)
+        m = cache.get(key)
         if m is None:
             m = gate_matrix(op)
             if numeric:
                 m = m.detach().resolve_conj().numpy()
-            if key is not None:
-                cache[key] = m
+            cache[key] = m
         ops.append((m, op.qubits))
-    return plan(circuit.n_qubits, ops, circuit.global_phase, lookahead)
+    return plan(circuit.n_qubits, ops, circuit.global_phase, lookahead, commute=commute)
 
 
 def run(state, p: Plan):

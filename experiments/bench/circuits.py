@@ -15,7 +15,8 @@ Ising and Heisenberg chains, GHZ, Bernstein-Vazirani), 30-100 qubits, each trans
 - ``quimb``: ``CircuitMPS`` with the same ``max_bond``/``cutoff`` (``rsum2``), the time of
   applying the gates (its ``<Z_q>`` read afterwards, untimed).
 
-Columns: seconds (fastest of ``--repeats``, one run for anything over a second), the ratios
+Columns: seconds (fastest of ``--repeats``, one run for anything over a second; quimb and
+``before`` are stopped after ``--limit`` s and shown as ``>limit``, their ratios then lower bounds), the ratios
 Aer/qlam_tn, quimb/qlam_tn and before/qlam_tn (above 1: qlam_tn faster), the largest
 ``|<Z_q>|`` difference to Aer and to quimb, and qlam_tn's discarded weight; the last row is the
 geometric mean of each ratio. Truncation: ``rsum2`` cutoff ``--cutoff`` for qlam_tn and quimb,
@@ -29,7 +30,9 @@ Needs the ``bench`` extra (qiskit, qiskit-aer). Run it alone.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
+import signal
 import time
 from typing import Callable, Dict, List, Optional, Tuple
 
@@ -176,12 +179,12 @@ SUITE: Dict[str, Tuple[Callable, tuple]] = {
     "ripple adder 2x24": (ripple_adder, (24,)),
     "QFT adder 2x16": (qft_adder, (16,)),
     "QFT multiplier 2x8": (qft_multiplier, (8,)),
-    "QAOA p=2, 3-regular 40": (qaoa, (40,)),
+    "QAOA p=1, 3-regular 40": (qaoa, (40, 1)),
     "Ising Trotter 50": (ising, (50,)),
     "Heisenberg Trotter 40": (heisenberg, (40,)),
     "GHZ 100": (ghz, (100,)),
     "Bernstein-Vazirani 60": (bernstein_vazirani, (60,)),
-    "quantum volume 30x8": (quantum_volume, (30, 8)),
+    "quantum volume 24x6": (quantum_volume, (24, 6)),
 }
 QUICK: Dict[str, Tuple[Callable, tuple]] = {
     "QFT 30": (qft, (30,)),
@@ -242,8 +245,40 @@ def run_quimb(c, chi: int, cutoff: float):
     return dt, z, 1 - norm2
 
 
-def measure(name: str, qc, engines, chi: int, cutoff: float, repeats: int) -> dict:
-    """Every engine on one (transpiled) circuit: seconds, ``<Z_q>``, discarded weight."""
+class _OverTime(Exception):
+    pass
+
+
+@contextlib.contextmanager
+def _time_limit(seconds: float):
+    """Interrupt the Python engines (quimb, the gate-by-gate route) after ``seconds`` (SIGALRM;
+    no limit where the platform has none): raises ``_OverTime``, also where the interrupt surfaced
+    as another exception (inside a numba or C call)."""
+    if not hasattr(signal, "SIGALRM") or seconds <= 0:
+        yield
+        return
+    fired = []
+
+    def stop(signum, frame):
+        fired.append(True)
+        raise _OverTime()
+
+    before = signal.signal(signal.SIGALRM, stop)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    except Exception as e:
+        if fired and not isinstance(e, _OverTime):
+            raise _OverTime() from e
+        raise
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, before)
+
+
+def measure(name: str, qc, engines, chi: int, cutoff: float, repeats: int, limit: float = 0.0) -> dict:
+    """Every engine on one (transpiled) circuit: ``out[engine] = (seconds, <Z_q>, discarded)``;
+    an engine stopped by ``limit`` seconds gets ``(limit, None, None)`` (a lower bound)."""
     import qlam_tn as qt
 
     c = qt.Circuit.from_qiskit(qc)
@@ -255,7 +290,12 @@ def measure(name: str, qc, engines, chi: int, cutoff: float, repeats: int) -> di
     }
     out = {"name": name, "n": c.n_qubits, "gates": len(c)}
     for engine in engines:
-        first = runs[engine]()  # warm-up (compiles), and the values compared
+        try:
+            with _time_limit(limit if engine in ("before", "quimb") else 0.0):
+                first = runs[engine]()  # warm-up (compiles), and the values compared
+        except _OverTime:
+            out[engine] = (limit, None, None)
+            continue
         best = min(first[0], fastest_of(runs[engine], repeats, slow_s=1.0)) if first[0] < 5 else first[0]
         out[engine] = (best, first[1], first[2])
     return out
@@ -267,12 +307,18 @@ def _ratio(r: dict, other: str) -> Optional[float]:
     return r[other][0] / r["qlam_tn"][0]
 
 
-def _fmt_ratio(x: Optional[float]) -> str:
-    return "—" if x is None else f"{x:.2f}"
+def _fmt_ratio(x: Optional[float], bound: bool = False) -> str:
+    return "—" if x is None else (">" if bound else "") + f"{x:.2f}"
+
+
+def _fmt_secs(r: dict, engine: str) -> str:
+    if engine not in r:
+        return "—"
+    return (">" if r[engine][1] is None else "") + f"{r[engine][0]:.3f}"
 
 
 def _zdiff(r: dict, other: str) -> str:
-    if other not in r or "qlam_tn" not in r:
+    if other not in r or "qlam_tn" not in r or r[other][1] is None:
         return "—"
     return f"{float(np.max(np.abs(r['qlam_tn'][1] - r[other][1]))):.1e}"
 
@@ -289,6 +335,8 @@ def main(argv=None):
     p.add_argument("--cutoff", type=float, default=1e-12)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--limit", type=float, default=30.0,
+                   help="seconds after which quimb and the gate-by-gate route are stopped (the ratio is then a bound)")
     p.add_argument("--skip", nargs="*", default=[], choices=ENGINES, help="engines left out")
     p.add_argument("--markdown", action="store_true", help="print the table as GitHub markdown")
     args = p.parse_args(argv)
@@ -307,19 +355,22 @@ def main(argv=None):
                    "quimb/qlam", "before/qlam", "max Δ<Z> Aer", "max Δ<Z> quimb", "discarded"],
                   args.markdown, title=f"χ = {args.chi}, rsum2 cutoff {args.cutoff:g}, {args.threads} thread(s)")
     ratios: Dict[str, List[float]] = {"aer": [], "quimb": [], "before": []}
+    bounded = {e: False for e in ratios}
     for name, (build, build_args) in suite.items():
         qc = transpiled(build(*build_args))
-        r = measure(name, qc, engines, args.chi, args.cutoff, args.repeats)
-        secs = {e: (f"{r[e][0]:.3f}" if e in r else "—") for e in ENGINES}
+        r = measure(name, qc, engines, args.chi, args.cutoff, args.repeats, args.limit)
+        cut = {e: e in r and r[e][1] is None for e in ENGINES}
         for e in ratios:
             x = _ratio(r, e)
             if x is not None:
                 ratios[e].append(x)
-        table.row(name, r["n"], r["gates"], secs["qlam_tn"], secs["before"], secs["aer"], secs["quimb"],
-                  _fmt_ratio(_ratio(r, "aer")), _fmt_ratio(_ratio(r, "quimb")), _fmt_ratio(_ratio(r, "before")),
+                bounded[e] |= cut[e]
+        table.row(name, r["n"], r["gates"], *(_fmt_secs(r, e) for e in ENGINES),
+                  *(_fmt_ratio(_ratio(r, e), cut[e]) for e in ("aer", "quimb", "before")),
                   _zdiff(r, "aer"), _zdiff(r, "quimb"), f"{r['qlam_tn'][2]:.1e}" if "qlam_tn" in r else "—")
-    table.row("geometric mean", "", "", "", "", "", "", *(_fmt_ratio(geometric_mean(ratios[e]) if ratios[e] else None)
-                                                         for e in ("aer", "quimb", "before")), "", "", "")
+    table.row("geometric mean", "", "", "", "", "", "",
+              *(_fmt_ratio(geometric_mean(ratios[e]) if ratios[e] else None, bounded[e])
+                for e in ("aer", "quimb", "before")), "", "", "")
 
 
 if __name__ == "__main__":
