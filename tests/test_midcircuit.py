@@ -329,3 +329,16 @@ def test_from_qiskit_reads_if_test_blocks_built_with_qiskit():
         qt.Circuit.from_qiskit(qc)
     with pytest.raises(ValueError, match="'if_else'"):  # drop_final_measurements asks for a unitary circuit
         qt.Circuit.from_qiskit(qc, drop_final_measurements=True)
+
+
+def test_conditioned_measure_and_reset_match_aer():
+    text = """OPENQASM 2.0; include "qelib1.inc"; qreg q[3]; creg a[1]; creg b[1]; creg d[2];
+    h q[0]; ry(1.2) q[1]; ry(2.0) q[2]; measure q[0] -> a[0];
+    if(a==1) measure q[1] -> b[0];
+    if(a==0) reset q[2];
+    cx q[1],q[2]; h q[1]; measure q[1] -> d[0]; measure q[2] -> d[1];"""  # h: collapse shows in X
+    for backend in BACKENDS:
+        ours = qt.simulate(qt.Circuit.from_qasm(text), shots=SHOTS, seed=14, backend=backend)
+        _close(ours, _aer_qasm(text))
+        # b is written only in the shots where a == 1
+        assert all(key.split()[1] == "0" for key in ours if key.endswith(" 0"))
