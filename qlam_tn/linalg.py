@@ -160,7 +160,7 @@ class _StableEigh(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, G, eps_rel):
-        L, V = torch.linalg.eigh(G)
+        L, V = gram_eigh(G)
         ctx.eps_rel = eps_rel
         ctx.save_for_backward(L, V)
         return L, V
@@ -169,6 +169,22 @@ class _StableEigh(torch.autograd.Function):
     def backward(ctx, gL, gV):
         L, V = ctx.saved_tensors
         return eigh_backward(L, V, ctx.eps_rel, gL, gV), None
+
+
+def gram_eigh(G: torch.Tensor):
+    """``torch.linalg.eigh(G)`` of Hermitian positive semidefinite ``G (B, k, k)``, ascending; samples
+    whose result is not finite are redone in double precision. (LAPACK's single-precision ``syevd``
+    can return NaN for a graded Gram matrix with subnormal entries, e.g. of a nearly product state,
+    where the double-precision one does not.) One host sync."""
+    L, V = torch.linalg.eigh(G)
+    if G.dtype in (torch.float32, torch.complex64):
+        bad = ~torch.isfinite(L).all(-1)
+        if bool(bad.any()):
+            wide = torch.complex128 if G.is_complex() else torch.float64
+            L2, V2 = torch.linalg.eigh(G[bad].to(wide))
+            L, V = L.clone(), V.clone()
+            L[bad], V[bad] = L2.to(L.dtype), V2.to(V.dtype)
+    return L, V
 
 
 def eigh_backward(L, V, eps_rel: float, gL, gV) -> torch.Tensor:
@@ -527,7 +543,7 @@ def gram_split(A: torch.Tensor, policy: TruncationPolicy, absorb: str = "right")
     M = A if absorb == "right" else A.mH  # (B, k, N)
     G = M @ M.mH
     grad = torch.is_grad_enabled() and A.requires_grad
-    _, V = _StableEigh.apply(G, policy.grad_eps) if grad else torch.linalg.eigh(G)  # ascending
+    _, V = _StableEigh.apply(G, policy.grad_eps) if grad else gram_eigh(G)  # ascending
     C = V.mH @ M  # (B, k, N): rows are s_i · v_i†, ascending, the centre projected exactly
     # Weights from the rows, not the eigenvalues: a row of a (near-)null direction has norm²
     # ~eps²·s_max² where its eigenvalue carries ~eps·s_max² of rounding. Rounding can swap

@@ -1,0 +1,157 @@
+"""How close QLAM training on the MPS runs to its decomposition floor.
+
+A saturated QLAM memory (``n`` qubits, every bond at ``χ``, su4 entanglers, ``depth`` brickwork
+layers, real float32, batch ``B``: the torch route, the only one under autograd) is timed for
+``T`` tokens of forward+backward (readout at every token, a squared-features loss), once with SVD
+splits (``split="svd"``) and once with Gram-``eigh`` splits (``split="gram"``), the same weights
+and memory. The floor is the standalone time of the decompositions the Gram forward itself
+performs (its ``eigh`` splits, the SVDs of splits whose isometry is the larger side, its QR centre
+moves: their inputs recorded from one forward, then re-run on those same matrices, since the cost
+of ``eigh`` depends on the spectrum): no training step can take less. Figures are tokens/s (``B·T`` over the fastest of ``--repeats``
+runs) and the ratio to the floor's tokens/s (the target is 0.5). Run it alone.
+
+    qlam bench floor [--n 16 32] [--chi 16] [--B 64] [--T 4] [--threads 2] [--repeats 3] [--markdown]
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+from typing import Callable, List, Tuple
+
+import torch
+
+from qlam_tn.experiments.bench.table import Table, provenance
+from qlam_tn.experiments.timing import best_time
+
+DECOMPOSITIONS = ("eigh", "svd", "qr")
+FEATURES = 8  # token width; the encoder's cost is negligible beside the memory's
+
+
+def saturated_qlam(n: int, chi: int, depth: int, batch: int, split: str, seed: int = 0):
+    """A float32 real su4 QLAM (``n`` qubits, bond cap ``chi``, entangler parameters drawn with std 1:
+    random SO(4) gates, so the bonds fill with Schmidt values well above rounding) and a memory
+    ``(B = batch)`` whose every bond has reached ``min(χ, 2^distance to the nearer end)``: random
+    tokens, no autograd."""
+    from qlam_tn.models.qlam import QLAM
+
+    torch.manual_seed(seed)
+    q = QLAM(FEATURES, n_qubits=n, bond_dim=chi, depth=depth, entangler="su4", backend="mps", real=True,
+             split=split, encoding_scale=1.0)
+    with torch.no_grad():  # strongly entangling gates (the init is near the identity): full Schmidt spectra
+        for p in q.entangler_params:
+            p.normal_(0.0, 1.0)
+    full = [min(chi, 2 ** min(i + 1, n - 1 - i)) for i in range(n - 1)]
+    g = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        memory = q.new_memory(batch)
+        gates = q.token_gates()
+        for _ in range(4 * n):
+            q.update(memory, torch.randn(batch, FEATURES, generator=g), gates)
+            if [t.shape[-1] for t in memory.tensors[:-1]] == full:
+                break
+        else:
+            raise RuntimeError(f"the memory did not saturate at n={n}, χ={chi}")
+    return q, memory
+
+
+def fwdbwd(q, memory, x: torch.Tensor) -> Callable[[], None]:
+    """One training step's forward and backward of ``q`` over tokens ``x (B, T, F)`` from ``memory``."""
+    def run():
+        q.zero_grad(set_to_none=True)
+        q(x, memory=memory.copy()).square().sum().backward()
+    return run
+
+
+@contextlib.contextmanager
+def recorded_decompositions(calls: List[Tuple[str, torch.Tensor]]):
+    """Record ``(name, input)`` of every ``torch.linalg.eigh/svd/qr`` call in the block (a copy)."""
+    originals = {name: getattr(torch.linalg, name) for name in DECOMPOSITIONS}
+
+    def spy(name):
+        def call(a, *args, **kwargs):
+            calls.append((name, a.detach().clone()))
+            return originals[name](a, *args, **kwargs)
+        return call
+
+    try:
+        for name in DECOMPOSITIONS:
+            setattr(torch.linalg, name, spy(name))
+        yield calls
+    finally:
+        for name, fn in originals.items():
+            setattr(torch.linalg, name, fn)
+
+
+def standalone(calls: List[Tuple[str, torch.Tensor]], repeats: int) -> dict:
+    """Fastest of ``repeats`` runs of the recorded ``calls`` on their own inputs: seconds, in all and
+    for the splits (``eigh`` and ``svd``) and the moves (``qr``)."""
+    jobs = []
+    for name, a in calls:
+        if name == "eigh":
+            jobs.append((name, lambda a=a: torch.linalg.eigh(a)))
+        elif name == "svd":
+            jobs.append((name, lambda a=a: torch.linalg.svd(a, full_matrices=False)))
+        else:
+            jobs.append((name, lambda a=a: torch.linalg.qr(a)))
+    out = {}
+    for part, names in (("splits", ("eigh", "svd")), ("moves", ("qr",))):
+        fns = [fn for name, fn in jobs if name in names]
+        out[part] = best_time(lambda fns=fns: [fn() for fn in fns], repeats) if fns else 0.0
+    out["all"] = out["splits"] + out["moves"]
+    return out
+
+
+def measure(n: int, chi: int, depth: int, batch: int, tokens: int, repeats: int) -> dict:
+    """Tokens/s of forward+backward with SVD and with Gram splits, and of the floor."""
+    res = {}
+    x = torch.randn(batch, tokens, FEATURES, generator=torch.Generator().manual_seed(2))
+    for split in ("svd", "gram"):
+        q, memory = saturated_qlam(n, chi, depth, batch, split)
+        res[split] = batch * tokens / best_time(fwdbwd(q, memory, x), repeats)
+        if split == "gram":
+            calls = []
+            with torch.no_grad(), recorded_decompositions(calls):
+                q(x, memory=memory.copy())
+            # The same forward under autograd performs the same decompositions.
+            floor = standalone(calls, repeats)
+            res["floor"] = batch * tokens / floor["all"]
+            res["splits_ms"] = 1e3 * floor["splits"] / tokens
+            res["moves_ms"] = 1e3 * floor["moves"] / tokens
+            res["counts"] = {name: sum(c[0] == name for c in calls) // tokens for name in DECOMPOSITIONS}
+    return res
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="qlam bench floor", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--n", type=int, nargs="+", default=[16, 32])
+    ap.add_argument("--chi", type=int, default=16)
+    ap.add_argument("--depth", type=int, default=2)
+    ap.add_argument("--B", type=int, default=64)
+    ap.add_argument("--T", type=int, default=4, help="tokens per timed forward+backward")
+    ap.add_argument("--repeats", type=int, default=3, help="timings per figure (the fastest is kept)")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads (0: torch's default)")
+    ap.add_argument("--markdown", action="store_true", help="print the table as GitHub markdown")
+    args = ap.parse_args(argv)
+    for name in ("chi", "depth", "B", "T", "repeats"):
+        if getattr(args, name) < 1:
+            ap.error(f"--{name} must be >= 1, got {getattr(args, name)}")
+    if min(args.n) < 2:
+        ap.error(f"--n must be >= 2, got {args.n}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    setting = f"χ={args.chi}, depth {args.depth}, B={args.B}, T={args.T}, float32 real, threads {torch.get_num_threads()}"
+    print(f"{provenance()}\n\n{setting}" if args.markdown else f"torch {torch.__version__}, {setting}")
+    table = Table(["n", "fwd+bwd tokens/s (SVD splits)", "fwd+bwd tokens/s (Gram splits)",
+                   "floor tokens/s", "floor: splits ms/token", "floor: QR moves ms/token",
+                   "decompositions / token (eigh, svd, qr)", "SVD ÷ floor", "Gram ÷ floor"], args.markdown)
+    for n in args.n:
+        r = measure(n, args.chi, args.depth, args.B, args.T, args.repeats)
+        c = r["counts"]
+        table.row(n, f"{r['svd']:,.0f}", f"{r['gram']:,.0f}", f"{r['floor']:,.0f}", f"{r['splits_ms']:.1f}",
+                  f"{r['moves_ms']:.1f}", f"{c['eigh']}, {c['svd']}, {c['qr']}", f"{r['svd'] / r['floor']:.2f}",
+                  f"{r['gram'] / r['floor']:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
