@@ -38,6 +38,7 @@ BENCHES: Dict[str, Tuple[str, str]] = {
     "oracle": ("qlam_tn.experiments.bench.oracle", "exact-oracle time vs n; token-update GFLOP/s"),
     "memory": ("qlam_tn.experiments.bench.memory", "peak memory of a QLAM training step"),
     "profile": ("qlam_tn.experiments.bench.profile", "where a token of the anchors' circuit spends its time"),
+    "floor": ("qlam_tn.experiments.bench.floor", "QLAM fwd+bwd (SVD / Gram splits) against its decomposition floor"),
     "circuits": ("qlam_tn.experiments.bench.circuits", "application circuits (QFT, adders, QAOA, Trotter) vs Aer and quimb"),
 }
 
