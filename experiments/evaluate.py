@@ -254,7 +254,8 @@ def score(checkpoint, dataset: str | None = None, data_dir=None, split: str = "t
     model = model.to(dev)
     loader = torch.utils.data.DataLoader(data, batch_size=batch_size)
     if protocol is not None:
-        exact_model, _ = load_model(checkpoint, nonfinite="error")
+        # free exact reads, also for a model trained under a protocol (shot-noise training)
+        exact_model, _ = load_model(checkpoint, nonfinite="error", protocol=protocol_settings("exact"))
         stats = evaluate_protocol(model, exact_model.to(dev), loader, dev, DTYPES[train_cfg["dtype"]],
                                   repeats, seed)
         accs = stats["accuracies"]

@@ -324,3 +324,59 @@ def test_protocols_refuse_a_given_memory_and_streaming():
         model(x, memory=StateVector.zeros(3, batch=3, dtype=torch.float64))
     with pytest.raises(ValueError, match="step streams free exact reads"):
         model.step(x[:, 0], model.init_state(3))
+
+
+# ---------------------------------------------------------------------------------------------
+# qlam eval under a protocol
+# ---------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """A 3-qubit QLAM trained one epoch on a small MQAR (per-position outputs)."""
+    from qlam_tn.experiments import train
+    out = tmp_path_factory.mktemp("runs")
+    threads = torch.get_num_threads()
+    try:
+        train.main(["--model", "qlam", "--model-cfg", "n_qubits=3", "query_heads=2", "readout_at=last",
+                    "head_hidden=8", "--embed-dim", "8", "--batch-size", "16", "--threads", "1",
+                    "--no-progress", "--dataset", "mqar", "--data-cfg", "seq_len=16", "num_pairs=2",
+                    "vocab_size=24", "--n-train", "64", "--n-val", "16", "--n-test", "32", "--epochs", "1",
+                    "--out", str(out), "--name", "tiny"])
+    finally:
+        torch.set_num_threads(threads)
+    return out / "tiny"
+
+
+def test_eval_protocols_on_a_checkpoint(tiny_run, tmp_path):
+    from qlam_tn.experiments import evaluate
+    exact = evaluate.score(tiny_run, device="cpu")
+    # a window as long as the sequence reads exactly what the free readout reads
+    win = evaluate.score(tiny_run, device="cpu", protocol=evaluate.protocol_settings("window", window=16))
+    assert win["accuracy"] == win["exact_accuracy"] == exact["accuracy"]
+    # shots: each repeat's generator seeded seed + r, reproducible
+    kw = dict(device="cpu", protocol=evaluate.protocol_settings("restart", "4"), repeats=2, seed=7)
+    a, b = evaluate.score(tiny_run, **kw), evaluate.score(tiny_run, **kw)
+    assert a["accuracies"] == b["accuracies"] and len(a["accuracies"]) == 2
+    assert a["accuracy"] == pytest.approx(sum(a["accuracies"]) / 2)
+    assert a["protocol"]["shots"] == 4 and a["exact_accuracy"] == exact["accuracy"]
+    # end is refused for per-position outputs, with the reason
+    with pytest.raises(ValueError, match="pools reads from every token|after the last token"):
+        evaluate.score(tiny_run, device="cpu", protocol=evaluate.protocol_settings("end"))
+    # the CLI writes the JSON it prints
+    out = tmp_path / "e.json"
+    assert evaluate.main(["--checkpoint", str(tiny_run), "--protocol", "collapse", "--shots", "8",
+                          "--limit", "4", "--device", "cpu", "--json", "--out", str(out)]) == 0
+    import json
+    saved = json.loads(out.read_text())
+    assert saved["protocol"]["readout_protocol"] == "collapse" and saved["limit"] == 4
+    assert saved["n"] == 4 * 2  # 4 sequences, 2 queried positions each
+    with pytest.raises(SystemExit):
+        evaluate.main(["--checkpoint", str(tiny_run), "--protocol", "collapse"])  # no shots
+
+
+def test_parse_shots():
+    from qlam_tn.experiments.evaluate import parse_shots
+    assert parse_shots("inf") is None and parse_shots("64") == 64
+    for bad in ("0", "-3", "1.5", "many", True):
+        with pytest.raises(ValueError, match="shots must be"):
+            parse_shots(bad)
