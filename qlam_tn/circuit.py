@@ -449,12 +449,17 @@ class Circuit:
             yield gate_matrix(op, device), op.qubits
 
     def depth(self) -> int:
-        """Number of layers when each op starts as soon as all its qubits are free."""
+        """Number of layers when each op starts as soon as all its qubits (and the classical bits
+        it writes or reads) are free."""
         level = [0] * self.n_qubits
+        bit_level = [0] * self.n_clbits
         for op in self._ops:
-            d = 1 + max(level[q] for q in op.qubits)
+            bits = _clbits_of(op)
+            d = 1 + max([level[q] for q in op.qubits] + [bit_level[b] for b in bits])
             for q in op.qubits:
                 level[q] = d
+            for b in bits:
+                bit_level[b] = d
         return max(level)
 
     def count_ops(self) -> Dict[str, int]:
@@ -469,14 +474,18 @@ class Circuit:
         """
         columns: List[List[Operation]] = []
         free = [0] * self.n_qubits  # first column where each wire (and the span over it) is free
+        bit_free = [0] * self.n_clbits  # a measurement and the ops conditioned on it stay in order
         for op in self._ops:
             lo, hi = min(op.qubits), max(op.qubits)
-            col = max(free[lo:hi + 1])
+            bits = _clbits_of(op)
+            col = max(free[lo:hi + 1] + [bit_free[b] for b in bits])
             if col == len(columns):
                 columns.append([])
             columns[col].append(op)
             for q in range(lo, hi + 1):
                 free[q] = col + 1
+            for b in bits:
+                bit_free[b] = col + 1
         names = [f"q{q}: " for q in range(self.n_qubits)]
         width0 = max(map(len, names))
         wires = [nm.rjust(width0) + "─" for nm in names]
@@ -543,6 +552,12 @@ class Circuit:
         """A ``quimb.tensor.Circuit`` (or ``cls(n_qubits, **kwargs)``, e.g. ``CircuitMPS``)."""
         from .interop import to_quimb
         return to_quimb(self, cls=cls, **kwargs)
+
+
+def _clbits_of(op) -> Tuple[int, ...]:
+    """The classical bits an op writes (a measurement) or reads (its condition)."""
+    bits = op.params if op.name == "measure" else ()
+    return tuple(bits) + (op.condition[0] if op.condition is not None else ())
 
 
 def _labels(op: Operation) -> List[str]:

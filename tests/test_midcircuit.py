@@ -342,3 +342,10 @@ def test_conditioned_measure_and_reset_match_aer():
         _close(ours, _aer_qasm(text))
         # b is written only in the shots where a == 1
         assert all(key.split()[1] == "0" for key in ours if key.endswith(" 0"))
+
+
+def test_depth_and_drawing_keep_a_condition_after_its_measurement():
+    c = qt.Circuit(2, n_clbits=1).h(0).measure(0, 0).x(1).c_if(0, 1)
+    assert c.depth() == 3  # h, measure, then x (it reads the bit): not 1 as the qubits alone allow
+    lines = str(c).splitlines()
+    assert lines[-1].index("X?1") > lines[0].index("M→c0")
