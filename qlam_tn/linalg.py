@@ -520,14 +520,71 @@ def svd_split(A: torch.Tensor, policy: TruncationPolicy, absorb: str = "right"):
     return U * S.unsqueeze(-2), Vh, disc, kept2
 
 
+def _gram_factors(M: torch.Tensor, policy: TruncationPolicy):
+    """The forward of ``gram_split`` on the isometry's side ``M (B, k, N)``: ``V`` (eigenvectors of
+    ``M M†``, ascending), ``Cf = V† M``, the weights ``S2 (B, k)`` (ascending), ranks and the shared
+    kept width ``r``."""
+    _, V = gram_eigh(M @ M.mH)
+    Cf = V.mH @ M  # (B, k, N): rows are s_i · v_i†, ascending, the centre projected exactly
+    # Weights from the rows, not the eigenvalues: a row of a (near-)null direction has norm²
+    # ~eps²·s_max² where its eigenvalue carries ~eps·s_max² of rounding. Rounding can swap
+    # nearly equal neighbours; the eigenvalue order is kept (the cut is the same to ~eps).
+    S2 = (Cf.real.square() + Cf.imag.square()).sum(-1) if Cf.is_complex() else Cf.square().sum(-1)
+    check_split_weights(S2.sum(-1))
+    # Ascending order: one cumsum gives every tail sum, smallest first; the rank rule is ``rank_rule``.
+    ranks = rank_rule(S2, S2.cumsum(-1), policy)
+    return V, Cf, S2, ranks, int(ranks.max())
+
+
+class _GramSplit(torch.autograd.Function):
+    """``M (B, k, N)`` -> the kept eigenvectors ``Q (B, k, r)`` of ``M M†`` (largest first), the
+    projected rows ``C = Q† M (B, r, N)``, every weight ``S2 (B, k)`` (ascending) and the per-sample
+    ranks, with one backward for the whole chain (Gram product, ``eigh``, projection, weights):
+
+        X = V† V̅ + Cf C̅f†,   M̅ = V (C̅f + ((X - X†) ∘ F) Cf),   Cf = V† M,
+
+    ``F_ij`` the broadened ``1/(λ_j - λ_i)`` of ``eigh_backward`` (``ε = eps_rel · λ_max²``), ``C̅f``
+    ``C̅`` placed on the kept rows plus ``2 S̅2 Cf``. Equal to autograd through ``stable_eigh`` and
+    the matmuls (tested), with four batched matmuls instead of seven and no zero-filled slices."""
+
+    @staticmethod
+    def forward(ctx, M, eps_rel, policy):
+        V, Cf, S2, ranks, r = _gram_factors(M, policy)
+        k = V.shape[-1]
+        ctx.eps_rel, ctx.r = eps_rel, r
+        ctx.save_for_backward(V, Cf, S2)
+        ctx.mark_non_differentiable(ranks)
+        return V[..., k - r:].flip(-1), Cf[..., k - r:, :].flip(-2), S2, ranks
+
+    @staticmethod
+    def backward(ctx, gQ, gC, gS2, _g_ranks=None):
+        V, Cf, S2 = ctx.saved_tensors
+        k, r = V.shape[-1], ctx.r
+        gCf = torch.zeros_like(Cf)
+        if gC is not None:
+            gCf[..., k - r:, :] = gC.flip(-2)
+        if gS2 is not None:
+            gCf = gCf + (2 * gS2).to(Cf.dtype).unsqueeze(-1) * Cf
+        X = Cf @ gCf.mH  # V† (M C̅f†): the projection's part of V̅
+        if gQ is not None:
+            X[..., :, k - r:] += V.mH @ gQ.flip(-1)
+        # λ_i = S2_i up to rounding (the rows' norms², the eigenvalues' better-resolved twins).
+        lmax = S2.amax(-1, keepdim=True).clamp_min(torch.finfo(S2.dtype).tiny)
+        eps = (ctx.eps_rel * lmax * lmax).unsqueeze(-1)
+        gap = S2.unsqueeze(-2) - S2.unsqueeze(-1)  # (..., i, j) = λ_j - λ_i
+        inner = (X - X.mH) * _broadened_inverse(gap, eps).to(X.dtype)
+        return V @ torch.baddbmm(gCf, inner, Cf) if V.dim() == 3 else V @ (gCf + inner @ Cf), None, None
+
+
 def gram_split(A: torch.Tensor, policy: TruncationPolicy, absorb: str = "right"):
     """``truncated_split`` by ``eigh`` of the Gram matrix of the isometry's side: for
     ``absorb="right"`` ``A A† = U S² U†`` (``A† A`` for ``"left"``), the centre projected exactly as
     ``C = U† A`` (so the kept state is ``U U† A``: exact up to what is cut, with no division by S),
     the weights ``s_i²`` the projected rows' norms². Same signature and outputs as ``svd_split``.
 
-    Under autograd the ``eigh`` backward is ``_StableEigh`` (broadened ``1/(λ_j - λ_i)``, finite on
-    zero and repeated values); the rest is plain autograd through matmuls.
+    Under autograd the chain (Gram product, ``eigh``, projection, weights) is ``_GramSplit``, one
+    node with the broadened ``eigh`` backward (``1/(λ_j - λ_i)`` -> ``x / (x² + ε)``: finite on
+    zero and repeated values).
 
     Accuracy: the Gram matrix squares the condition number. Singular values below ~sqrt(eps) ·
     s_max (~1e-8 in float64, ~3e-4 in float32) are noise in it: their directions mix, and their
@@ -541,24 +598,17 @@ def gram_split(A: torch.Tensor, policy: TruncationPolicy, absorb: str = "right")
         raise ValueError(f"absorb must be 'left' or 'right', got {absorb!r}")
     # Work on the side the isometry lives on: rows for "right", columns (via A†) for "left".
     M = A if absorb == "right" else A.mH  # (B, k, N)
-    G = M @ M.mH
-    grad = torch.is_grad_enabled() and A.requires_grad
-    _, V = _StableEigh.apply(G, policy.grad_eps) if grad else gram_eigh(G)  # ascending
-    C = V.mH @ M  # (B, k, N): rows are s_i · v_i†, ascending, the centre projected exactly
-    # Weights from the rows, not the eigenvalues: a row of a (near-)null direction has norm²
-    # ~eps²·s_max² where its eigenvalue carries ~eps·s_max² of rounding. Rounding can swap
-    # nearly equal neighbours; the eigenvalue order is kept (the cut is the same to ~eps).
-    S2 = (C.real.square() + C.imag.square()).sum(-1) if C.is_complex() else C.square().sum(-1)  # (B, k)
-    # Ascending order lets one cumsum give every tail sum, smallest first (so what is dropped is
-    # summed accurately); the rank rule is ``rank_rule``.
-    tails = S2.cumsum(-1)  # tails[i] = Σ_{j <= i} s_j²
+    if torch.is_grad_enabled() and A.requires_grad:
+        Q, C, S2, ranks = _GramSplit.apply(M, policy.grad_eps, policy)
+        r = Q.shape[-1]
+    else:
+        V, Cf, S2, ranks, r = _gram_factors(M, policy)
+        k = V.shape[-1]
+        Q, C = V[..., k - r:].flip(-1), Cf[..., k - r:, :].flip(-2)  # kept, largest first
+    tails = S2.cumsum(-1)  # tails[i] = Σ_{j <= i} s_j², smallest first (what is dropped summed accurately)
     total = tails[..., -1]
-    check_split_weights(total.detach())
-    ranks = rank_rule(S2.detach(), tails.detach(), policy)
     k = S2.shape[-1]
-    r_max, r_min = (int(v) for v in torch.stack([ranks.max(), ranks.min()]).tolist())
-    uniform = r_max == r_min
-    r = r_max
+    uniform = A.shape[0] == 1 or bool((ranks == r).all())
     if uniform:  # one width for the batch (always at B=1): no masking
         discarded = tails[..., k - r - 1] if r < k else torch.zeros_like(total)
     else:
@@ -566,8 +616,7 @@ def gram_split(A: torch.Tensor, policy: TruncationPolicy, absorb: str = "right")
         idx = (drop - 1).clamp_min(0).unsqueeze(-1)
         discarded = torch.where(drop > 0, tails.gather(-1, idx).squeeze(-1), torch.zeros_like(total))
     kept2 = total - discarded
-    # Kept rows, largest first (the documented order: a sample's rows beyond its rank are zero).
-    Q, C = V[..., k - r:].flip(-1), C[..., k - r:, :].flip(-2)
+    # The documented order, largest first: a sample's rows beyond its rank are zero.
     if not uniform:  # zero the rows beyond each sample's own rank
         keep = torch.arange(r, device=A.device) < ranks.unsqueeze(-1)  # (B, r)
         C = C * keep.to(C.dtype).unsqueeze(-1)
