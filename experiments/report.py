@@ -82,6 +82,7 @@ def load_run(path: Path) -> dict:
         "describe": describe_model(config["model"], config["train"].get("memory_lr_scale", 1.0),
                                    config["train"].get("optimizer", "adamw")),
         "params": config["model"]["params"], "seed": config["train"]["seed"],
+        "state_floats": config["model"].get("state_floats"),
         "epochs_done": len(epochs), "epochs_planned": config["train"]["epochs"],
         "complete": bool(metrics.get("complete")),
         "best_val": best.get("val_acc"), "test": test.get("acc"), "test_loss": test.get("loss"),
@@ -175,11 +176,12 @@ def group_runs(runs: list[dict], by: str = "model") -> list[dict]:
         baselines = sorted({r["baseline"] for r in members if r["baseline"]})
         rates = [r["tokens_per_s"] for r in members if r["tokens_per_s"]]
         params = sorted({r["params"] for r in members})
+        states = sorted({r["state_floats"] for r in members if r.get("state_floats") is not None})
         rows.append({
             "dataset": key[0], "tokens": key[1], "model": key[2],
             "options": key[3] if by == "model" else " / ".join(sorted({r["describe"] for r in members})),
             "name": key[3] if by == "name" else None,
-            "params": params, "seeds": len(set(seeds)), "runs": len(members), "val": val, "test": test,
+            "params": params, "state_floats": states, "seeds": len(set(seeds)), "runs": len(members), "val": val, "test": test,
             "test_loss": test_loss, "baseline": " / ".join(baselines) or None,
             "tokens_per_s": statistics.fmean(rates) if rates else None,
             "epochs": sorted({r["epochs_done"] for r in members}),
@@ -192,17 +194,20 @@ def markdown(rows: list[dict], runs: list[dict]) -> str:
     """The table, with footnotes on incomplete runs and the machines the throughput came from."""
     named = any(r.get("name") is not None for r in rows)
     with_tasks = any(r.get("baseline") for r in rows)  # memory tasks: their loss and baseline
-    head = ["run"] * named + ["dataset", "tokens", "model", "options", "params", "seeds", "best val acc (%)",
-                              "test acc (%)"] + ["test loss", "memoryless baseline"] * with_tasks + \
-        ["tokens/s", "epochs"]
+    with_state = any(r.get("state_floats") for r in rows)  # runs that recorded their state size
+    head = ["run"] * named + ["dataset", "tokens", "model", "options", "params"] + \
+        ["state (floats)"] * with_state + ["seeds", "best val acc (%)", "test acc (%)"] + \
+        ["test loss", "memoryless baseline"] * with_tasks + ["tokens/s", "epochs"]
     lines = ["| " + " | ".join(head) + " |",
-             "|" + "|".join(["---"] * (4 + named) + ["--:"] * (6 + 2 * with_tasks)) + "|"]
+             "|" + "|".join(["---"] * (4 + named) + ["--:"] * (6 + with_state + 2 * with_tasks)) + "|"]
     for r in rows:
         epochs = ", ".join(map(str, r["epochs"])) + ("*" if r["incomplete"] else "")
         extra = [_loss(*r["test_loss"]), r["baseline"] or "—"] if with_tasks else []
         cells = [r["name"]] * named + [
             r["dataset"], r["tokens"], r["model"], r["options"] or "defaults",
-            " / ".join(f"{p:,}" for p in r["params"]), _seeds(r), _pct(*r["val"]),
+            " / ".join(f"{p:,}" for p in r["params"])] + [
+            " / ".join(f"{s:,}" for s in r.get("state_floats") or []) or "—"] * with_state + [
+            _seeds(r), _pct(*r["val"]),
             _pct(*r["test"])] + extra + [
             "—" if r["tokens_per_s"] is None else f"{r['tokens_per_s']:,.0f}", epochs]
         lines.append("| " + " | ".join(cells) + " |")

@@ -85,7 +85,7 @@ from qlam_tn.experiments.data import DATASETS, DataSplit, SequenceDataset, load_
 # Kept importable from here, where it lived before experiments.frozen held it.
 from qlam_tn.experiments.frozen import memory_features  # noqa: F401
 from qlam_tn.models import available, build, count_correct, count_parameters, match_hidden_size, \
-    per_position_loss, width_key
+    per_position_loss, state_size, width_key
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 OPTIMIZERS = ("adamw", "lbfgs")
@@ -529,6 +529,9 @@ def _model(cfg: TrainConfig, input_dim: int, num_classes: int, dev: torch.device
               "cfg": kwargs, "resolved": resolved, "class": type(model).__name__,
               "backend": getattr(model_config, "resolved_backend", None),
               "params": count_parameters(model), **tokens}
+    if tokens:
+        # floats carried token to token per sequence (attention's KV cache at the task's length)
+        record["state_floats"] = state_size(model, seq_len=tasks.spec(cfg.dataset, **cfg.data_cfg).seq_len)
     return model.to(device=dev, dtype=DTYPES[cfg.dtype]), record
 
 

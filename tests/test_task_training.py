@@ -94,6 +94,7 @@ def test_each_task_writes_a_valid_run_folder(tmp_path, name):
     assert data["split_seeds"] == {s: tasks.split_seed(0, s) for s in ("train", "val", "test")}
     assert config["model"]["vocab_size"] == tasks.spec(name, **params).vocab_size
     assert config["model"]["outputs"] == "per_position" and config["model"]["input_dim"] == 8
+    assert config["model"]["state_floats"] == 8  # a GRU of hidden size 8 carries h alone
     # splits.json: digests of the generator's own splits, drawn here independently
     splits = json.loads((run / "splits.json").read_text())
     for split, n in data["sizes"].items():
