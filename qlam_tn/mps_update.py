@@ -27,7 +27,7 @@ import torch
 
 from .linalg import TruncationError, TruncationPolicy, svd, truncated_split, with_qr_backward, with_svd_backward
 
-__all__ = ["moved", "two_site", "neighbour_gates", "physical", "circuit", "swap_pair", "qr_move"]
+__all__ = ["moved", "two_site", "neighbour_gates", "physical", "circuit", "swap_pair", "qr_move", "pair_gate"]
 
 # QR's backward solves with R: under autograd a move uses it only where every |R_ii| is above
 # this many machine epsilons of the largest (R numerically full rank: 2e-13 in float64, 1e-4 in
@@ -119,7 +119,7 @@ def two_site(ts: Sites, c: int, gate: Optional[torch.Tensor], i: int, direction:
     if gate is None:
         theta = theta.reshape(b, l, 2, 2, r).transpose(2, 3)
     else:
-        theta = torch.matmul(gate.unsqueeze(1) if gate.dim() == 3 else gate, theta)
+        theta = pair_gate(gate, theta)
     left, right, disc, kept2 = truncated_split(theta.reshape(b, l * 2, 2 * r), policy, absorb=direction)
     k = left.shape[-1]
     ts[i] = left.reshape(b, l, 2, k)
@@ -140,10 +140,23 @@ def neighbour_gates(ts: Sites, c: int, gates: torch.Tensor, firsts: Sequence[int
     return ts, c, err
 
 
+def pair_gate(gate: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    """``gate`` (``(d, d)`` or per-sample ``(B, d, d)``) on index 2 of ``theta (B, l, d, r)``.
+
+    One batched matmul ``(B, d, d) @ (B, d, l·r)`` around two transposing copies: broadcasting the
+    gate over ``l`` instead makes ``B·l`` matmuls of ``d × d`` by ``d × r``, whose per-matrix cost
+    dominates at these sizes (forward and backward)."""
+    b, l, d, r = theta.shape
+    t = theta.transpose(1, 2).reshape(b, d, l * r)
+    g = gate if gate.dim() == 3 else gate.expand(b, d, d)
+    return torch.bmm(g, t).reshape(b, d, l, r).transpose(1, 2)
+
+
 def physical(ts: Sites, gates: torch.Tensor) -> Sites:
     """``gates[..., q, :, :]`` (``(n, 2, 2)`` or per-sample ``(B, n, 2, 2)``) on site ``q``'s
-    physical index, every site. The canonical form holds for unitary gates only."""
-    return [torch.matmul(gates[:, q].unsqueeze(1) if gates.dim() == 4 else gates[q], t) for q, t in enumerate(ts)]
+    physical index, every site (``pair_gate``'s layout). The canonical form holds for unitary
+    gates only."""
+    return [pair_gate(gates[:, q] if gates.dim() == 4 else gates[q], t) for q, t in enumerate(ts)]
 
 
 def circuit(ts: Sites, c: int, ops: Sequence[tuple], policy: TruncationPolicy) -> Tuple[Sites, int, TruncationError]:
