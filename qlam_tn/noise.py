@@ -85,6 +85,9 @@ class NoiseModel:
         self.two_qubit_p = self.p if two_qubit_p is None else check_probability(two_qubit_p, "two_qubit_p")
         self._one = CHANNELS[kind](self.p)
         self._two = CHANNELS[kind](self.two_qubit_p)
+        # Depolarising and dephasing are mixtures of unitaries: a layer of them is one per-sample
+        # unitary layer, drawn without reading the state.
+        self.unitary_mixture = kind in ("depolarizing", "dephasing")
 
     def __repr__(self) -> str:
         return f"NoiseModel({self.kind!r}, p={self.p:g}, two_qubit_p={self.two_qubit_p:g})"
@@ -92,6 +95,36 @@ class NoiseModel:
     def kraus(self, n_gate_qubits: int) -> torch.Tensor:
         """The ``(K, 2, 2)`` Kraus operators applied to each qubit after an ``n_gate_qubits`` gate."""
         return self._one if n_gate_qubits == 1 else self._two
+
+    def after_layer(self, state: QuantumState, generator=None, qubits=None, two_qubit: bool = False) -> QuantumState:
+        """The channel on each of ``qubits`` (default: every qubit) after a layer of gates, one
+        jump per sample and qubit; the rate is ``two_qubit_p`` with ``two_qubit=True``, else ``p``.
+        In place, returns ``state``. A mixture of unitaries (depolarising, dephasing) is drawn for
+        all qubits at once and applied as one per-sample layer (``apply_layer``); amplitude
+        damping jumps qubit by qubit (``apply_kraus``). Same law as ``after_gate`` on each qubit in
+        turn (not the same draws from one seed)."""
+        n = state.n_qubits
+        qs = list(range(n)) if qubits is None else [qubits] if isinstance(qubits, int) else list(qubits)
+        for q in qs:
+            if isinstance(q, bool) or not isinstance(q, int) or not 0 <= q < n:
+                raise ValueError(f"qubit {q!r} is not an int in [0, {n - 1}]")
+        if len(set(qs)) != len(qs):
+            raise ValueError(f"repeated qubit in {qs}")
+        check_generator(generator)
+        rate = self.two_qubit_p if two_qubit else self.p
+        if rate == 0 or not qs:
+            return state
+        kraus = self.kraus(2 if two_qubit else 1)
+        if not self.unitary_mixture:
+            return apply_channel(state, kraus, qs, generator)
+        weights = (kraus.abs() ** 2).sum((-2, -1)) / 2  # K_k = sqrt(w_k) U_k
+        draws = torch.multinomial(weights.expand(state.batch * len(qs), -1).to(
+            generator.device if generator is not None else "cpu"), 1, generator=generator)
+        idx = draws.view(state.batch, len(qs)).cpu()
+        unit = kraus / weights.clamp_min(1e-300).sqrt().view(-1, 1, 1)  # a weight-0 K_k is never drawn
+        gates = torch.eye(2, dtype=kraus.dtype).repeat(state.batch, n, 1, 1)
+        gates[:, qs] = unit[idx]
+        return state.apply_layer(gates.to(state.device))
 
     def after_gate(self, state: QuantumState, qubits, generator=None) -> QuantumState:
         """Apply the channel to each of ``qubits`` (an int or a pair: the gate's qubits) as a

@@ -251,11 +251,7 @@ class QuantumState:
         exact = self._expect_ops(ops)
         if shots is None:
             return exact
-        p_plus = ((1 + exact.detach()) / 2).clamp(0, 1)
-        at = generator.device if generator is not None else p_plus.device
-        k = torch.binomial(torch.full_like(p_plus, float(shots)).to(at), p_plus.to(at), generator=generator)
-        mean = (2 * k.to(exact.device, exact.dtype) - shots) / shots
-        return exact + (mean - exact.detach())
+        return shot_mean(exact, shots, generator)
 
     # ------------------------------------------------------------------ measurement and jumps
     def apply_kraus(self, kraus, qubit, generator=None, plain: bool = False) -> torch.Tensor:
@@ -553,6 +549,24 @@ def check_shots(shots) -> int:
     if shots < 1:
         raise ValueError(f"shots must be a positive int, got {shots!r}")
     return shots
+
+
+def shot_mean(exact: torch.Tensor, shots, generator=None) -> torch.Tensor:
+    """The mean of ``shots`` simulated ±1 outcomes of observables with expectations ``exact``
+    (any shape, values in [-1, 1]: Pauli strings, Bloch components), drawn independently per
+    entry: ``(2k - S) / S`` with ``k ~ Binomial(S, (1 + exact) / 2)``. Unbiased, variance
+    ``(1 - exact²) / S``; the gradient is ``exact``'s (straight-through). What
+    ``QuantumState.expect(pauli, shots=S)`` returns, for readouts computed some other way (e.g.
+    from ``rdm1``)."""
+    shots = check_shots(shots)
+    check_generator(generator)
+    if not isinstance(exact, torch.Tensor) or exact.is_complex() or not exact.is_floating_point():
+        raise TypeError("shot_mean needs a real floating tensor of exact expectations")
+    p_plus = ((1 + exact.detach()) / 2).clamp(0, 1)
+    at = generator.device if generator is not None else p_plus.device
+    k = torch.binomial(torch.full_like(p_plus, float(shots)).to(at), p_plus.to(at), generator=generator)
+    mean = (2 * k.to(exact.device, exact.dtype) - shots) / shots
+    return exact + (mean - exact.detach())
 
 
 def check_generator(generator) -> None:

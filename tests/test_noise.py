@@ -247,3 +247,35 @@ def test_unitary_mixture_shortcut_equals_the_general_path(cls, name):
         states.append((torch.stack(drawn), s.to_dense()))
     assert torch.equal(states[0][0], states[1][0])
     assert torch.allclose(states[0][1], states[1][1], atol=1e-12)
+
+
+@pytest.mark.parametrize("cls", BACKENDS)
+@pytest.mark.parametrize("name", CHANNEL_NAMES)
+def test_noise_after_a_layer_equals_the_density_matrix(cls, name):
+    """after_layer: the channel on every qubit after each layer (a QLAM token's layers)."""
+    n, n_traj = 4, 3000
+    model = noise.NoiseModel(name, p=0.1, two_qubit_p=0.2)
+    layers = []
+    rng = np.random.default_rng(5)
+    for layer in range(3):
+        layers.append(([(G.U3(*rng.uniform(-3, 3, 3)), (q,)) for q in range(n)], False))
+        layers.append(([(G.CNOT(), (q, q + 1)) for q in range(layer % 2, n - 1, 2)], True))
+    s = cls.zeros(n, batch=n_traj)
+    gen = torch.Generator().manual_seed(23)
+    rho = np.zeros((2 ** n, 2 ** n), dtype=complex)
+    rho[0, 0] = 1
+    for gates, two in layers:
+        for m, qs in gates:
+            s.apply(m, qs if len(qs) == 2 else qs[0])
+            rho = _apply_op(rho, m.numpy().astype(complex), qs, n)
+        model.after_layer(s, gen, two_qubit=two)
+        for q in range(n):
+            rho = sum(_apply_op(rho, k, (q,), n) for k in model.kraus(2 if two else 1).numpy())
+    for spec in ["Z0", "X1", "Y2", "Z3", "Z0 Z1", "X2 X3"]:
+        per_traj = s.expect(spec)
+        exact = float(np.trace(rho @ _pauli_dense(spec, n)).real)
+        assert abs(float(per_traj.mean()) - exact) < 5 * float(per_traj.std()) / math.sqrt(n_traj) + 1e-12, spec
+    before = s.to_dense().clone()
+    with pytest.raises(ValueError):
+        model.after_layer(s, gen, qubits=[0, 4])
+    assert torch.equal(s.to_dense(), before)

@@ -230,3 +230,23 @@ def test_y_basis_measurement_promotes_a_real_state():
     s.measure(0, generator=torch.Generator().manual_seed(0), basis="Y")
     assert s.dtype == torch.complex128
     assert torch.allclose(s.expect("Y0").abs(), torch.ones(3, dtype=torch.float64), atol=1e-12)
+
+
+def test_shot_mean_of_rdm1_bloch_components():
+    """The helper for readouts computed from reduced density matrices: the same law as expect."""
+    from qlam_tn.state import shot_mean
+
+    n_copies, shots = 4000, 32
+    s = _random_state(qt.StateVector, n=3, batch=n_copies, seed=10)
+    rho = s.rdm1()  # (B, n, 2, 2)
+    bloch = torch.stack([2 * rho[..., 0, 1].real, 2 * rho[..., 1, 0].imag, (rho[..., 0, 0] - rho[..., 1, 1]).real],
+                        dim=-1)  # (B, n, 3): <X>, <Y>, <Z>
+    est = shot_mean(bloch, shots, torch.Generator().manual_seed(3))
+    assert est.shape == bloch.shape
+    exact = bloch[0]
+    sigma = ((1 - exact ** 2) / shots / n_copies).sqrt()
+    assert bool(((est.mean(0) - exact).abs() < 5 * sigma + 1e-12).all())
+    # the components are the engine's own Pauli expectations
+    assert torch.allclose(exact[1], torch.stack([s.expect(p)[0] for p in ("X1", "Y1", "Z1")]), atol=1e-12)
+    with pytest.raises(ValueError, match="shots"):
+        shot_mean(bloch, 0)
