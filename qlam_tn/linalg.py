@@ -46,7 +46,7 @@ SPLIT_METHODS = ("auto", "svd", "gram")
 # Kept singular values above this fraction of s_max use the exact gauge form of the backward.
 _GAUGE_FORM_MIN = 1e-6
 
-__all__ = ["svd", "stable_eigh", "gram_split", "svd_split", "with_qr_backward", "with_svd_backward", "TruncationPolicy", "TruncationError", "LinAlgError", "check_split_weights", "rank_rule", "truncated_svd", "truncated_split", "CUTOFF_MODES"]
+__all__ = ["svd", "stable_eigh", "gram_split", "svd_split", "with_qr_backward", "with_svd_backward", "batched_svd", "TruncationPolicy", "TruncationError", "LinAlgError", "check_split_weights", "rank_rule", "truncated_svd", "truncated_split", "CUTOFF_MODES"]
 
 
 def _broadened_inverse(x: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
@@ -62,7 +62,7 @@ class _StableSVD(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, A, eps_rel, policy, absorb):
-        U, S, Vh = torch.linalg.svd(A, full_matrices=False)
+        U, S, Vh = batched_svd(A)
         ctx.eps_rel = eps_rel
         ctx.absorb = absorb
         k = S.shape[-1]
@@ -79,6 +79,21 @@ class _StableSVD(torch.autograd.Function):
     def backward(ctx, gU, gS, gVh, _g_ranks=None):
         U, S, Vh, keep = ctx.saved_tensors
         return svd_backward(U, S, Vh, keep, ctx.eps_rel, ctx.absorb, gU, gS, gVh), None, None, None
+
+
+# cuSOLVER's batched Jacobi SVD (``gesvdjBatched``) takes matrices up to 32 x 32.
+BATCHED_SVD_MAX = 32
+
+
+def batched_svd(A: torch.Tensor):
+    """Thin ``torch.linalg.svd`` of ``A (B, m, n)``, the whole batch in one call. On CUDA, matrices of
+    at most ``BATCHED_SVD_MAX`` rows and columns take the batched Jacobi driver (``gesvdj``: one
+    kernel for the batch, where the default driver loops over the samples); on the CPU, LAPACK's
+    ``gesdd`` per sample (torch's only CPU driver). ``eigh`` needs no such choice: on CUDA torch
+    itself takes the batched Jacobi ``syevjBatched`` for batches of matrices up to 32 x 32."""
+    if A.is_cuda and max(A.shape[-2:]) <= BATCHED_SVD_MAX:
+        return torch.linalg.svd(A, full_matrices=False, driver="gesvdj")
+    return torch.linalg.svd(A, full_matrices=False)
 
 
 def svd_backward(U, S, Vh, keep, eps_rel: float, absorb: Optional[str], gU, gS, gVh) -> torch.Tensor:
@@ -396,7 +411,9 @@ def check_split_weights(total) -> None:
     outcome of probability 0). The centre sits on the pair, so this is the sample's whole norm²:
     nothing is committed, and every expectation stays defined."""
     if isinstance(total, torch.Tensor):
-        finite, positive = bool(torch.isfinite(total).all()), bool((total >= torch.finfo(total.dtype).tiny).all())
+        # One host sync for both checks (each a device round trip on CUDA).
+        finite, positive = (bool(v) for v in torch.stack(
+            [torch.isfinite(total).all(), (total >= torch.finfo(total.dtype).tiny).all()]).tolist())
     else:
         finite, positive = math.isfinite(total), total >= sys.float_info.min
     if not finite:

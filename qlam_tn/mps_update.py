@@ -70,7 +70,7 @@ def qr_move(m: torch.Tensor, grad_eps: float, grad: bool) -> Tuple[torch.Tensor,
             return with_qr_backward(m, q, r)
     # A singular R (or a wide m, whose R is not square): the SVD of R, which q turns into m's.
     with torch.no_grad():
-        u_r, S, Vh = svd(r, grad_eps)
+        u_r, S, Vh = svd(r, grad_eps)  # linalg.batched_svd: the batched driver on CUDA
     U, S, Vh = with_svd_backward(m, q @ u_r, S, Vh, grad_eps, "right")
     return U, S.to(Vh.dtype).unsqueeze(-1) * Vh
 

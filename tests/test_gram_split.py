@@ -314,3 +314,40 @@ def test_fused_gram_backward_equals_autograd_through_stable_eigh(dtype):
         _loss(split, x, pol, "right", w).backward()
         grads.append(x.grad)
     torch.testing.assert_close(grads[0], grads[1], atol=1e-10, rtol=0)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_small_svds_take_the_batched_jacobi_driver(mocker):
+    svd = mocker.spy(torch.linalg, "svd")
+    a = _random(32, 16, 8, seed=21).cuda()
+    u, s, vh = linalg.batched_svd(a)
+    assert svd.call_args.kwargs.get("driver") == "gesvdj"
+    torch.testing.assert_close((u * s.unsqueeze(-2)) @ vh, a, atol=1e-10, rtol=0)
+    torch.testing.assert_close(s.cpu(), torch.linalg.svdvals(a.cpu()), atol=1e-10, rtol=0)
+    linalg.batched_svd(_random(2, 40, 40, seed=22).cuda())  # too large for the batched driver
+    assert svd.call_args.kwargs.get("driver") is None
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_qlam_gram_gradients_equal_cpu():
+    from qlam_tn.models.qlam import QLAM
+
+    torch.manual_seed(23)
+    model = QLAM(6, n_qubits=8, depth=2, entangler="su4", bond_dim=8, backend="mps", split="gram").double()
+    x = torch.randn(8, 5, 6, dtype=F64)
+    grads = []
+    for dev in ("cpu", "cuda"):
+        model.to(dev).zero_grad()
+        model(x.to(dev)).square().sum().backward()
+        grads.append([p.grad.cpu() for p in model.parameters()])
+    for gc, gg in zip(*grads):
+        torch.testing.assert_close(gg, gc, atol=1e-8, rtol=0)
+
+
+def test_batched_svd_on_cpu_is_torch_svd():
+    a = _random(3, 6, 4, seed=24)
+    u, s, vh = linalg.batched_svd(a)
+    torch.testing.assert_close(s, torch.linalg.svdvals(a))
+    torch.testing.assert_close((u * s.unsqueeze(-2)) @ vh, a, atol=1e-12, rtol=0)
