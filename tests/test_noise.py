@@ -138,10 +138,11 @@ def test_the_numpy_reference_matches_aer_density_matrix():
 # ----------------------------------------------------------------------------- trajectories
 
 @pytest.mark.parametrize("cls", BACKENDS)
-@pytest.mark.parametrize("name,p,p2", [("depolarizing", 0.05, 0.15), ("amplitude_damping", 0.1, 0.2),
-                                       ("dephasing", 0.08, 0.08)])
-def test_trajectory_averages_equal_the_density_matrix(cls, name, p, p2):
-    n, n_traj = 4, 3000
+@pytest.mark.parametrize("name,p,p2,n", [("depolarizing", 0.05, 0.15, 4), ("amplitude_damping", 0.1, 0.2, 4),
+                                         ("dephasing", 0.08, 0.08, 4), ("depolarizing", 0.03, 0.08, 6),
+                                         ("amplitude_damping", 0.05, 0.1, 6)])
+def test_trajectory_averages_equal_the_density_matrix(cls, name, p, p2, n):
+    n_traj = 3000
     prog = _program(n, seed=2)
     model = noise.NoiseModel(name, p=p, two_qubit_p=p2)
     s = cls.zeros(n, batch=n_traj)
@@ -161,8 +162,10 @@ def test_trajectory_averages_equal_the_density_matrix(cls, name, p, p2):
     assert moved > 0.05  # non-vacuous: the noise changes the observables by much more than 5 sigma
     # the two-qubit reduced density matrix too
     r = s.rdm2(1, 3)
-    t = rho.reshape((2,) * 2 * n)
-    ref = np.einsum("axbyazbw->xyzw", t).reshape(4, 4)  # trace out qubits 0 and 2
+    ket = [chr(97 + q) for q in range(n)]
+    bra = [c if q not in (1, 3) else c.upper() for q, c in enumerate(ket)]  # trace out all but 1 and 3
+    eq = "".join(ket + bra) + "->" + ket[1] + ket[3] + bra[1] + bra[3]
+    ref = np.einsum(eq, rho.reshape((2,) * 2 * n)).reshape(4, 4)
     sd = (r.real.std(0) + r.imag.std(0)) / math.sqrt(n_traj)
     assert bool(((r.mean(0) - torch.as_tensor(ref)).abs() < 5 * sd + 1e-12).all())
 
