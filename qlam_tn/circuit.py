@@ -649,6 +649,8 @@ def simulate(circuit: Circuit, backend: str = "mps", max_bond: Optional[int] = N
     if backend not in _BACKENDS:
         raise ValueError(f"backend must be one of {_BACKENDS}, got {backend!r}")
     if shots is not None or noise is not None or not circuit.is_unitary:
+        if batch is not None:
+            raise ValueError("with shots= the batch axis holds the shots: leave batch=None")
         from . import trajectories
         return trajectories.counts(circuit, shots, backend=backend, seed=seed, generator=generator, noise=noise,
                                    max_bond=max_bond, cutoff=cutoff, cutoff_mode=cutoff_mode, dtype=dtype,
@@ -667,7 +669,7 @@ def simulate(circuit: Circuit, backend: str = "mps", max_bond: Optional[int] = N
                           grad_eps=grad_eps)
     if plan and backend == "mps":
         from . import planner
-        return planner.run(state, planner.plan_circuit(circuit))
+        return planner.run(state, planner.plan_circuit(circuit, zeros=True))
     for gate, qubits in circuit.ops(device=state.device):
         state.apply(gate, qubits if len(qubits) == 2 else qubits[0])
     if circuit.global_phase:

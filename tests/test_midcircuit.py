@@ -239,6 +239,8 @@ def test_bad_input_is_refused():
             qt.simulate(c, shots=bad)
     with pytest.raises(ValueError, match="not both"):
         qt.simulate(c, shots=10, seed=1, generator=torch.Generator())
+    with pytest.raises(ValueError, match="batch axis holds the shots"):
+        qt.simulate(c, shots=10, batch=4)
     with pytest.raises(ValueError, match="measures nothing"):
         qt.simulate(qt.Circuit(2).h(0), shots=10)
     with pytest.raises(ValueError, match="out of range"):
