@@ -62,8 +62,10 @@ class Plan:
         firsts: ``P`` site indices.
         ones: ``(n, 2, 2)`` / ``(B, n, 2, 2)`` one-qubit gates on sites that no two-qubit gate
             touches, applied first, or ``None``.
-        stats: counts: ``ops`` (input gates), ``two_qubit`` (input two-qubit gates, circuit
-            SWAPs excluded), ``swaps`` (routing SWAPs, those of the restore included),
+        zeros: the plan holds only from ``|0...0>`` (it moved untouched qubits for free).
+        stats: counts: ``ops`` (input gates), ``two_qubit`` (two-qubit blocks after fusing
+            consecutive gates on a pair; circuit SWAPs excluded), ``swaps`` (routing SWAPs, those
+            of the restore included), ``free_swaps`` (of them, SWAPs of two untouched sites),
             ``relabels`` (circuit SWAPs taken by the layout), ``gates`` (``P``, after merging).
     """
 
@@ -72,6 +74,7 @@ class Plan:
     firsts: List[int]
     ones: Any = None
     stats: Dict[str, int] = field(default_factory=dict)
+    zeros: bool = False
 
     def program(self, dtype: torch.dtype, device) -> List[tuple]:
         """The plan as ``MPS.apply_program`` layers in ``dtype`` on ``device``, at most ``CHUNK``
@@ -130,8 +133,9 @@ def _swap_pair(m):
 class _Planner:
     """The layout and the output gate list while the ops are read (see the module docstring)."""
 
-    def __init__(self, n: int, lookahead: int, swap):
+    def __init__(self, n: int, lookahead: int, swap, zeros: bool = False):
         self.n = n
+        self.zeros = zeros  # the plan starts from |0...0>
         self.swap = swap  # the SWAP matrix in the ops' array type
         self.pos = list(range(n))  # logical qubit -> site
         self.at = list(range(n))  # site -> logical qubit
@@ -140,7 +144,7 @@ class _Planner:
         self.last = [-1] * n  # site -> index of the last output gate touching it
         self.pending: List[Any] = [None] * n  # one-qubit gates on sites no gate has touched yet
         self.lookahead = lookahead
-        self.stats = {"two_qubit": 0, "swaps": 0, "relabels": 0}
+        self.stats = {"two_qubit": 0, "swaps": 0, "free_swaps": 0, "relabels": 0}
 
     # -------------------------------------------------------------- output gates on sites
     def emit(self, s: int, m) -> None:
@@ -173,8 +177,14 @@ class _Planner:
             self.gates[k] = _on_second(u) @ self.gates[k]
 
     def swap_sites(self, s: int) -> None:
-        """A routing SWAP of sites ``(s, s+1)``: emitted and followed by the layout."""
-        self.emit(s, self.swap)
+        """A routing SWAP of sites ``(s, s+1)``: emitted and followed by the layout. Two sites no
+        two-qubit gate has touched yet hold their held one-qubit gates on ``|0>`` when the plan
+        starts from ``|0...0>`` (``zeros``): they trade those instead (no gate)."""
+        if self.zeros and self.last[s] < 0 and self.last[s + 1] < 0:
+            self.pending[s], self.pending[s + 1] = self.pending[s + 1], self.pending[s]
+            self.stats["free_swaps"] += 1
+        else:
+            self.emit(s, self.swap)
         a, b = self.at[s], self.at[s + 1]
         self.at[s], self.at[s + 1] = b, a
         self.pos[a], self.pos[b] = s + 1, s
@@ -252,7 +262,7 @@ class _Planner:
 
 
 def plan(n_qubits: int, ops: Sequence[Tuple[Any, Tuple[int, ...]]], global_phase: float = 0.0,
-         lookahead: int = LOOKAHEAD, batch: Optional[int] = None, commute: bool = True) -> Plan:
+         lookahead: int = LOOKAHEAD, commute: bool = True, zeros: bool = False) -> Plan:
     """Plan ``ops``, a sequence of ``(matrix, qubits)``: ``(2, 2)`` / ``(4, 4)`` matrices or
     per-sample ``(B, d, d)`` (numpy arrays, or torch tensors, which are kept as such and keep their
     graphs), on 1 or 2 qubits; a two-qubit matrix's row index is ``2*b(q0) + b(q1)``. A qubit pair
@@ -267,7 +277,7 @@ def plan(n_qubits: int, ops: Sequence[Tuple[Any, Tuple[int, ...]]], global_phase
         ops = [(m if _is_swap(m) else torch.as_tensor(m).to(dtype), qs) for m, qs in ops]
         swap = torch.from_numpy(_SWAP).to(dtype)
     items = _blocks(n, ops, swap)
-    planner = _Planner(n, lookahead, swap)
+    planner = _Planner(n, lookahead, swap, zeros)
     planner.stats["ops"] = len(ops)
     pairs = [qs for m, qs in items if len(qs) == 2 and not _is_swap(m)]
     numeric = not isinstance(swap, torch.Tensor)
@@ -292,7 +302,7 @@ def plan(n_qubits: int, ops: Sequence[Tuple[Any, Tuple[int, ...]]], global_phase
             index += 1
         k += 1
     planner.restore()
-    return _finish(planner, n, global_phase, batch)
+    return _finish(planner, n, global_phase, zeros)
 
 
 def _diagonal(m) -> bool:
@@ -369,7 +379,7 @@ def _is_swap(m) -> bool:
     return isinstance(m, str) and m == "swap"
 
 
-def _finish(planner: _Planner, n: int, global_phase: float, batch: Optional[int]) -> Plan:
+def _finish(planner: _Planner, n: int, global_phase: float, zeros: bool) -> Plan:
     gates = planner.gates
     torch_mode = any(isinstance(g, torch.Tensor) for g in gates) or any(
         isinstance(p, torch.Tensor) for p in planner.pending)
@@ -392,7 +402,7 @@ def _finish(planner: _Planner, n: int, global_phase: float, batch: Optional[int]
         if a is not None and not bool((torch.isfinite(a) if torch_mode else np.isfinite(a)).all()):
             raise ValueError("a gate matrix contains NaN or infinite entries")
     stats = dict(planner.stats, gates=len(gates))
-    return Plan(n, stacked, list(planner.firsts), stacked_ones, stats)
+    return Plan(n, stacked, list(planner.firsts), stacked_ones, stats, zeros)
 
 
 def _stack(mats: List[Any], torch_mode: bool):
@@ -410,7 +420,7 @@ def _stack(mats: List[Any], torch_mode: bool):
     return np.stack([np.broadcast_to(m, (batch,) + m.shape[-2:]) for m in mats], axis=1)
 
 
-def plan_circuit(circuit, lookahead: int = LOOKAHEAD, commute: bool = True) -> Plan:
+def plan_circuit(circuit, lookahead: int = LOOKAHEAD, commute: bool = True, zeros: bool = False) -> Plan:
     """``plan`` of a ``Circuit``'s ops. Matrices come from ``circuit.gate_matrix`` (one build per
     distinct gate and scalar parameters); numpy unless a parameter is under autograd."""
     from .circuit import gate_matrix  # (circuit imports this module)
@@ -437,7 +447,7 @@ def plan_circuit(circuit, lookahead: int = LOOKAHEAD, commute: bool = True) -> P
                 m = m.detach().resolve_conj().numpy()
             cache[key] = m
         ops.append((m, op.qubits))
-    return plan(circuit.n_qubits, ops, circuit.global_phase, lookahead, commute=commute)
+    return plan(circuit.n_qubits, ops, circuit.global_phase, lookahead, commute=commute, zeros=zeros)
 
 
 def run(state, p: Plan):
@@ -445,9 +455,16 @@ def run(state, p: Plan):
     gates are complex) and return it."""
     if p.n_qubits != state.n_qubits:
         raise ValueError(f"the plan is for {p.n_qubits} qubits, the state has {state.n_qubits}")
+    if p.zeros and not _is_zeros(state):
+        raise ValueError("the plan was made for |0...0> (zeros=True) and the state is another one")
     if p.is_complex and not state.dtype.is_complex:
         state.promote(torch.complex128 if state.dtype == torch.float64 else torch.complex64)
     program = p.program(state.dtype, state.device)
     if program:
         state.apply_program(program)
     return state
+
+
+def _is_zeros(state) -> bool:
+    """Whether every sample of ``state`` is ``|0...0>`` up to a norm (bonds of 1, no ``|1>`` part)."""
+    return all(t.shape[1] == 1 and t.shape[3] == 1 and not bool(t[:, :, 1].any()) for t in state.tensors)

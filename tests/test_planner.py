@@ -211,3 +211,23 @@ def test_the_pennylane_device_runs_long_range_circuits_through_the_planner():
     rng.bit_generator.state = state
     ref = qml.QNode(body, qml.device("default.qubit", wires=n))()
     assert np.allclose(np.array(mps, dtype=float), np.array(ref, dtype=float), atol=1e-10)
+
+
+def test_untouched_qubits_move_for_free_only_from_zeros():
+    # from |0...0> the routing SWAPs of qubits no gate has touched cost nothing, and the result is
+    # still the circuit's; a plan made so is refused on another state, and a plan without the
+    # assumption runs on any state
+    c = qt.Circuit(6).h(0).ry(0.4, 5).cx(0, 5).rx(0.3, 2).cz(5, 3).cx(2, 4)
+    free = planner.plan_circuit(c, zeros=True)
+    assert free.stats["free_swaps"] > 0
+    assert torch.allclose(planner.run(qt.MPS.zeros(6), free).to_dense(), dense(c), atol=1e-12)
+    assert torch.allclose(qt.simulate(c).to_dense(), dense(c), atol=1e-12)
+    start = qt.Circuit(6).x(1).h(4)
+    with pytest.raises(ValueError, match="0...0"):
+        planner.run(qt.simulate(start), free)
+    both = start.copy()
+    for op in c:
+        both.append(op.name, op.qubits, op.params)
+    general = planner.plan_circuit(c)
+    assert general.stats["free_swaps"] == 0
+    assert torch.allclose(planner.run(qt.simulate(start), general).to_dense(), dense(both), atol=1e-12)
