@@ -216,10 +216,11 @@ class _Run:
         return self.environment().rdm(sites)
 
     # ------------------------------------------------------------------ operations
-    def apply_all(self, ops: Sequence[qml.operation.Operator]) -> None:
+    def apply_all(self, ops: Sequence[qml.operation.Operator], zeros: bool = False) -> None:
         """The circuit's operations planned as a whole (``qlam_tn.planner``: fused neighbour gates,
         a qubit layout instead of SWAP chains, one compiled call); ``apply`` one by one is the
-        reference it is tested against."""
+        reference it is tested against. ``zeros``: the state is ``|0...0>`` (untouched qubits then
+        move for free)."""
         self._environment = None
         gates = []
         for op in ops:
@@ -238,7 +239,7 @@ class _Run:
                 raise DeviceError(f"{op.name}: a broadcast parameter reached the device (broadcast_expand "
                                   "should have split it)")
             gates.append((_numeric(matrix), tuple(self.sites(op.wires))))
-        planner.run(self.psi, planner.plan(self.psi.n_qubits, gates))
+        planner.run(self.psi, planner.plan(self.psi.n_qubits, gates, zeros=zeros))
 
     def apply(self, op: qml.operation.Operator) -> None:
         if isinstance(op, qml.Identity):
@@ -419,7 +420,8 @@ class QLAMMPSDevice(Device):
         opt = {o: options.get(o, getattr(self, f"_{o}")) for o in self._device_options}
         run = _Run(self._initial_state(circuit.operations, wire_order, opt), wire_order)
         ops = circuit.operations
-        run.apply_all(ops[1:] if ops and isinstance(ops[0], StatePrepBase) else ops)
+        prepared = bool(ops) and isinstance(ops[0], StatePrepBase)
+        run.apply_all(ops[1:] if prepared else ops, zeros=not prepared)
         if self.tracker.active:
             self.tracker.update(discarded_weight=float(run.psi.discarded_weight[0]),
                                 max_bond=max(run.psi.bond_dims, default=1))

@@ -184,7 +184,7 @@ SUITE: Dict[str, Tuple[Callable, tuple]] = {
     "Heisenberg Trotter 40": (heisenberg, (40,)),
     "GHZ 100": (ghz, (100,)),
     "Bernstein-Vazirani 60": (bernstein_vazirani, (60,)),
-    "quantum volume 24x6": (quantum_volume, (24, 6)),
+    "quantum volume 24x3": (quantum_volume, (24, 3)),
 }
 QUICK: Dict[str, Tuple[Callable, tuple]] = {
     "QFT 30": (qft, (30,)),
