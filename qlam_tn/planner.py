@@ -309,6 +309,8 @@ def _diagonal(m) -> bool:
     """Whether ``m`` (numpy ``(..., d, d)``) is exactly diagonal; a circuit SWAP is not."""
     if isinstance(m, str):
         return False
+    if m.ndim == 2 and (m[0, 1] != 0 or m[1, 0] != 0 or m[-1, -2] != 0 or m[-2, -1] != 0):
+        return False  # (most gates: no reduction needed)
     d = m.shape[-1]
     return not m.reshape(m.shape[:-2] + (d * d,))[..., :-1].reshape(m.shape[:-2] + (d - 1, d + 1))[..., 1:].any()
 
@@ -467,4 +469,8 @@ def run(state, p: Plan):
 
 def _is_zeros(state) -> bool:
     """Whether every sample of ``state`` is ``|0...0>`` up to a norm (bonds of 1, no ``|1>`` part)."""
-    return all(t.shape[1] == 1 and t.shape[3] == 1 and not bool(t[:, :, 1].any()) for t in state.tensors)
+    ts = state.tensors
+    if any(t.shape[1] != 1 or t.shape[3] != 1 for t in ts):
+        return False
+    sites = torch.cat([t.detach().reshape(-1, 2) for t in ts])  # (n·B, 2): one check for every site
+    return not bool(sites[:, 1].any())
