@@ -7,21 +7,23 @@ splits (``split="svd"``) and once with Gram-``eigh`` splits (``split="gram"``), 
 and memory. The floor is the standalone time of the decompositions the Gram forward itself
 performs (its ``eigh`` splits, the SVDs of splits whose isometry is the larger side, its QR centre
 moves: their inputs recorded from one forward, then re-run on those same matrices, since the cost
-of ``eigh`` depends on the spectrum): no training step can take less. Figures are tokens/s (``B·T`` over the fastest of ``--repeats``
-runs) and the ratio to the floor's tokens/s (the target is 0.5). Run it alone.
+of ``eigh`` depends on the spectrum): no training step can take less. Each of ``--repeats``
+rounds times the three back to back; figures are medians over the rounds of tokens/s (``B·T``
+over a run's seconds) and of each round's ratio to the floor (the target is 0.5). Run it alone.
 
-    qlam bench floor [--n 16 32] [--chi 16] [--B 64] [--T 4] [--threads 2] [--repeats 3] [--markdown]
+    qlam bench floor [--n 16 32] [--chi 16] [--B 64] [--T 4] [--threads 2] [--repeats 5] [--markdown]
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
-from typing import Callable, List, Tuple
+import statistics
+from typing import Callable, Dict, List, Tuple
 
 import torch
 
 from qlam_tn.experiments.bench.table import Table, provenance
-from qlam_tn.experiments.timing import best_time
+from qlam_tn.experiments.timing import wall_times
 
 DECOMPOSITIONS = ("eigh", "svd", "qr")
 FEATURES = 8  # token width; the encoder's cost is negligible beside the memory's
@@ -82,9 +84,9 @@ def recorded_decompositions(calls: List[Tuple[str, torch.Tensor]]):
             setattr(torch.linalg, name, fn)
 
 
-def standalone(calls: List[Tuple[str, torch.Tensor]], repeats: int) -> dict:
-    """Fastest of ``repeats`` runs of the recorded ``calls`` on their own inputs: seconds, in all and
-    for the splits (``eigh`` and ``svd``) and the moves (``qr``)."""
+def standalone(calls: List[Tuple[str, torch.Tensor]]) -> Dict[str, Callable[[], None]]:
+    """The recorded ``calls`` re-run on their own inputs, as two functions: the splits (``eigh`` and
+    ``svd``) and the moves (``qr``)."""
     jobs = []
     for name, a in calls:
         if name == "eigh":
@@ -93,32 +95,37 @@ def standalone(calls: List[Tuple[str, torch.Tensor]], repeats: int) -> dict:
             jobs.append((name, lambda a=a: torch.linalg.svd(a, full_matrices=False)))
         else:
             jobs.append((name, lambda a=a: torch.linalg.qr(a)))
-    out = {}
-    for part, names in (("splits", ("eigh", "svd")), ("moves", ("qr",))):
-        fns = [fn for name, fn in jobs if name in names]
-        out[part] = best_time(lambda fns=fns: [fn() for fn in fns], repeats) if fns else 0.0
-    out["all"] = out["splits"] + out["moves"]
-    return out
+    return {part: (lambda fns=[fn for name, fn in jobs if name in names]: [fn() for fn in fns])
+            for part, names in (("splits", ("eigh", "svd")), ("moves", ("qr",)))}
 
 
 def measure(n: int, chi: int, depth: int, batch: int, tokens: int, repeats: int) -> dict:
-    """Tokens/s of forward+backward with SVD and with Gram splits, and of the floor."""
-    res = {}
+    """Tokens/s of forward+backward with SVD and with Gram splits, and of the floor: medians over
+    ``repeats`` rounds, each round timing all three back to back (the VM's speed drifts between
+    minutes, so each round's ratios are taken within the round and their median reported)."""
     x = torch.randn(batch, tokens, FEATURES, generator=torch.Generator().manual_seed(2))
-    for split in ("svd", "gram"):
-        q, memory = saturated_qlam(n, chi, depth, batch, split)
-        res[split] = batch * tokens / best_time(fwdbwd(q, memory, x), repeats)
-        if split == "gram":
-            calls = []
-            with torch.no_grad(), recorded_decompositions(calls):
-                q(x, memory=memory.copy())
-            # The same forward under autograd performs the same decompositions.
-            floor = standalone(calls, repeats)
-            res["floor"] = batch * tokens / floor["all"]
-            res["splits_ms"] = 1e3 * floor["splits"] / tokens
-            res["moves_ms"] = 1e3 * floor["moves"] / tokens
-            res["counts"] = {name: sum(c[0] == name for c in calls) // tokens for name in DECOMPOSITIONS}
-    return res
+    models = {split: saturated_qlam(n, chi, depth, batch, split) for split in ("svd", "gram")}
+    steps = {split: fwdbwd(q, memory, x) for split, (q, memory) in models.items()}
+    q, memory = models["gram"]
+    calls = []
+    with torch.no_grad(), recorded_decompositions(calls):
+        q(x, memory=memory.copy())
+    # The same forward under autograd performs the same decompositions.
+    floor = standalone(calls)
+    for fn in (*steps.values(), *floor.values()):  # warm-up
+        fn()
+    rounds = []
+    for _ in range(repeats):
+        t = {name: wall_times(fn, 1, warmup=False)[0] for name, fn in (*steps.items(), *floor.items())}
+        t["floor"] = t["splits"] + t["moves"]
+        rounds.append(t)
+    med = {key: statistics.median(r[key] for r in rounds) for key in rounds[0]}
+    return {"svd": batch * tokens / med["svd"], "gram": batch * tokens / med["gram"],
+            "floor": batch * tokens / med["floor"],
+            "splits_ms": 1e3 * med["splits"] / tokens, "moves_ms": 1e3 * med["moves"] / tokens,
+            "svd_ratio": statistics.median(r["floor"] / r["svd"] for r in rounds),
+            "gram_ratio": statistics.median(r["floor"] / r["gram"] for r in rounds),
+            "counts": {name: sum(c[0] == name for c in calls) // tokens for name in DECOMPOSITIONS}}
 
 
 def main(argv=None) -> int:
@@ -128,7 +135,7 @@ def main(argv=None) -> int:
     ap.add_argument("--depth", type=int, default=2)
     ap.add_argument("--B", type=int, default=64)
     ap.add_argument("--T", type=int, default=4, help="tokens per timed forward+backward")
-    ap.add_argument("--repeats", type=int, default=3, help="timings per figure (the fastest is kept)")
+    ap.add_argument("--repeats", type=int, default=5, help="rounds (each times all three; medians reported)")
     ap.add_argument("--threads", type=int, default=2, help="torch threads (0: torch's default)")
     ap.add_argument("--markdown", action="store_true", help="print the table as GitHub markdown")
     args = ap.parse_args(argv)
@@ -148,8 +155,8 @@ def main(argv=None) -> int:
         r = measure(n, args.chi, args.depth, args.B, args.T, args.repeats)
         c = r["counts"]
         table.row(n, f"{r['svd']:,.0f}", f"{r['gram']:,.0f}", f"{r['floor']:,.0f}", f"{r['splits_ms']:.1f}",
-                  f"{r['moves_ms']:.1f}", f"{c['eigh']}, {c['svd']}, {c['qr']}", f"{r['svd'] / r['floor']:.2f}",
-                  f"{r['gram'] / r['floor']:.2f}")
+                  f"{r['moves_ms']:.1f}", f"{c['eigh']}, {c['svd']}, {c['qr']}", f"{r['svd_ratio']:.2f}",
+                  f"{r['gram_ratio']:.2f}")
     return 0
 
 
