@@ -193,10 +193,12 @@ def test_collapse_on_a_product_memory_matches_the_hand_calculation():
     assert bool(((f[1] - exact).abs() > 20 * sigma[1]).all())  # the back-action is seen
 
 
-def test_collapse_first_read_is_unbiased_for_an_entangled_memory():
+@pytest.mark.parametrize("backend", ["statevector", "mps"])
+def test_collapse_first_read_is_unbiased_for_an_entangled_memory(backend):
     """Before any measurement the copies are the exact state: the first read's mean over
-    S/K copies per feature lies within 5 sigma of the exact expectation."""
-    model = _model(n_qubits=4)
+    S/K copies per feature lies within 5 sigma of the exact expectation (on either engine: the
+    MPS measures at its orthogonality centre)."""
+    model = _model(n_qubits=4, backend=backend, cutoff=0.0)
     x = _x(b=2, t=3)
     exact = model.features(x)
     copies = 6000
@@ -242,8 +244,9 @@ def test_collapse_copies_are_reproducible_with_a_generator():
 # noise
 # ---------------------------------------------------------------------------------------------
 
-def test_noise_rate_zero_equals_exact():
-    model = _model()
+@pytest.mark.parametrize("backend", ["statevector", "mps"])
+def test_noise_rate_zero_equals_exact(backend):
+    model = _model(backend=backend, cutoff=0.0)
     x = _x()
     quiet = _with(model, noise=0.0, trajectories=4)
     torch.testing.assert_close(quiet.features(x), model.features(x), atol=1e-12, rtol=0)
