@@ -49,6 +49,7 @@ from typing import List, Optional, Tuple
 import torch
 
 from qlam_tn.memory import rotation_layer, token_layers
+from qlam_tn.state import shot_mean
 
 PROTOCOLS = ("exact", "restart", "end", "window", "collapse", "weak")
 NOISE_KINDS = ("depolarizing", "amplitude_damping", "dephasing")
@@ -146,13 +147,10 @@ def reads_every_token(cfg, per_position: bool) -> bool:
 
 def shot_estimate(expectation: torch.Tensor, shots: int, generator=None) -> torch.Tensor:
     """Mean of ``shots`` simulated ±1 outcomes of observables with these ``expectation`` values
-    (any shape): ``(2k - S)/S``, ``k ~ Binomial(S, (1 + e)/2)``; the gradient is the exact
-    expectation's (straight-through)."""
-    e = expectation.detach()
-    p_plus = ((1 + e) / 2).clamp(0, 1).double()
-    k = torch.binomial(torch.full_like(p_plus, float(shots)), p_plus, generator=generator)
-    mean = ((2 * k - shots) / shots).to(e.dtype)
-    return expectation + (mean - e)
+    (any shape): the engine's ``qlam_tn.state.shot_mean`` (``(2k - S)/S``,
+    ``k ~ Binomial(S, (1 + e)/2)``, straight-through gradient), drawn in float64 and returned in
+    the expectations' dtype."""
+    return shot_mean(expectation.double(), shots, generator).to(expectation.dtype)
 
 
 # ---------------------------------------------------------------------------------------------
