@@ -43,6 +43,8 @@ __all__ = ["Plan", "plan", "plan_circuit", "run", "LOOKAHEAD", "CHUNK"]
 # less each further one counts.
 LOOKAHEAD = 8
 _DECAY = 0.7
+# What a step away from a qubit's home site weighs against the look-ahead's distances.
+HOME = 0.05
 # How many of a run of commuting gates are scanned for the nearest pair.
 _SCAN = 16
 # Gates per compiled call: bounds the kernel's bookkeeping arrays (one row per gate and site move).
@@ -230,8 +232,10 @@ class _Planner:
             if lo <= pu <= hi or lo <= pv <= hi:
                 moved.append((pu, pv, w))
             w *= _DECAY
+        x, y = self.at[lo], self.at[hi]  # their home sites (the user's order) are x and y
         for meet in (lo, hi - 1, (lo + hi - 1) // 2):
-            cost = 0.0
+            # every SWAP a qubit ends away from home costs one more in the restore
+            cost = HOME * (abs(meet - x) + abs(meet + 1 - y))
             for pu, pv, w in moved:
                 cost += w * abs(after(pu, lo, hi, meet) - after(pv, lo, hi, meet))
             first = lo if meet > lo else hi - 1  # the first SWAP's lower site

@@ -231,3 +231,12 @@ def test_untouched_qubits_move_for_free_only_from_zeros():
     general = planner.plan_circuit(c)
     assert general.stats["free_swaps"] == 0
     assert torch.allclose(planner.run(qt.simulate(start), general).to_dense(), dense(both), atol=1e-12)
+
+
+def test_a_plan_longer_than_one_compiled_call_runs_in_chunks(monkeypatch):
+    c = random_circuit(7, 60, seed=13)
+    monkeypatch.setattr(planner, "CHUNK", 5)
+    p = planner.plan_circuit(c)
+    program = p.program(torch.complex128, "cpu")
+    assert len(program) > 3 and all(len(op[2]) <= 5 for op in program if op[0] == "2q")
+    assert torch.allclose(planner.run(qt.MPS.zeros(7), p).to_dense(), dense(c), atol=1e-10)
