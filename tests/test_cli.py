@@ -10,7 +10,8 @@ def test_help_lists_the_user_commands_then_the_bench_group(capsys):
     assert cli.main(["--help"]) == 0
     out = capsys.readouterr().out
     listed = [line.split()[0] for line in out.splitlines() if line.startswith("  ") and not line.startswith("  -")]
-    assert listed == ["quickstart", "train", "eval", "report", "study", "probe", "entangle", "scale", "demo", "bench"]
+    assert listed == ["quickstart", "train", "eval", "report", "study", "memory-report", "probe", "entangle",
+                      "scale", "hwcost", "demo", "bench"]
     assert cli.main([]) == 0 and capsys.readouterr().out == out
 
 
@@ -18,7 +19,8 @@ def test_bench_help_lists_every_benchmark(capsys):
     assert cli.main(["bench", "--help"]) == 0
     out = capsys.readouterr().out
     listed = [line.split()[0] for line in out.splitlines() if line.startswith("  ") and not line.startswith("  -")]
-    assert listed == ["anchors", "engine", "models", "contraction", "pennylane", "oracle", "memory", "profile"]
+    assert listed == ["anchors", "engine", "models", "contraction", "pennylane", "oracle", "memory", "profile",
+                      "floor", "circuits"]
     assert cli.main(["bench"]) == 0
 
 
