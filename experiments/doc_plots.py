@@ -490,6 +490,67 @@ def _scaling_fits(tables, path):
     return t
 
 
+def _hardware_accuracy(tables, path):
+    """Accuracy against shots (``restart`` over trained seeds; ``end`` of the readout_at=last
+    model; the shot-noise-trained model; ``collapse``) and against the gate-noise rate, from the
+    shots table and the evaluations table of hardware.md. The image goes under the shots table."""
+    shots = find_table(tables, ["shots S per read and setting", "mean ± std over trained seeds"])
+    runs = find_table(tables, ["evaluation", "N", "accuracy (%)", "exact on the same N (%)"])
+    names, accs = runs.texts("evaluation"), runs.numbers("accuracy (%)")
+
+    def series(prefix):
+        # The evaluation's name ends in its S (or p): "rowlast-s0-end-16", "row-s0-noise-0.01".
+        pts = [(float(n[len(prefix):]), a.value) for n, a in zip(names, accs)
+               if n.startswith(prefix) and a is not None]
+        return [x for x, _ in pts], [y for _, y in pts]
+
+    fig, axes = _figure(9.0, 4.2, 1, 2)
+    a, b = axes[0, 0], axes[0, 1]
+    xs, ys, es, exact = [], [], [], None
+    for label, n in zip(shots.texts("shots S per read and setting"),
+                        shots.numbers("mean ± std over trained seeds")):
+        if n is None:
+            continue
+        if label == "inf":
+            exact = n.value
+        else:
+            xs.append(float(label))
+            ys.append(n.value)
+            es.append(n.std or 0.0)
+    a.errorbar(xs, ys, yerr=es, marker="o", capsize=3, color=QLAM_COLOUR,
+               label="restart: S shots per read and setting (3 seeds)")
+    if exact is not None:
+        a.axhline(exact, color="k", ls="--", lw=1, label=f"exact expectations ({exact:.1f}%)")
+    for prefix, style, colour, label in (
+            ("rowlast-s0-end-", "s-", "tab:green", "end: readout_at=last model, one read"),
+            ("row-shots4trained-s0-restart-", "^-", "tab:orange", "restart, model trained with S=4 shot noise"),
+            ("row-s0-collapse-", "x", "tab:blue", "collapse: S copies (S/10 per setting)")):
+        x, y = series(prefix)
+        if x:
+            a.plot(x, y, style, color=colour, ms=6, label=label)
+    a.set_xscale("log")
+    a.set_xlabel("shots (copies for collapse) S")
+    a.set_ylabel("test accuracy (%)")
+    a.set_title("row-level mnist10k QLAM (T=28, K=10 settings)", fontsize=10)
+    a.legend(fontsize=7)
+    a.grid(alpha=0.3)
+    x, y = series("row-s0-noise-")
+    b.plot(x, y, "o-", color=QLAM_COLOUR, label="depolarising p after every gate (16 trajectories)")
+    ref = [e.value for n, e in zip(names, runs.numbers("exact on the same N (%)"))
+           if n.startswith("row-s0-noise-") and e is not None]
+    if ref:
+        b.axhline(ref[0], color="k", ls="--", lw=1, label="noiseless, same 200 images")
+    b.set_xscale("log")
+    b.set_xlabel("error rate p per gate")
+    b.set_ylabel("test accuracy (%)")
+    b.set_title("gate noise (trained seed 0, 200 test images)", fontsize=10)
+    b.legend(fontsize=7)
+    b.grid(alpha=0.3)
+    _save(fig, path, f"Source: docs/results/hardware.md, the tables under “{clean(shots.heading)}” and "
+                     f"“{clean(runs.heading)}”; error bars: ± std over trained seeds.")
+    return shots
+
+
 @dataclass(frozen=True)
 class Plot:
     """One PNG: its name, the page it is drawn from, and the function that draws it
@@ -518,6 +579,7 @@ PLOTS = [
     Plot("scaling_n", "scaling", _scaling_n),
     Plot("scaling_fits", "scaling", _scaling_fits),
     Plot("qlam_ablation", "qlam_ablation", _qlam_ablation),
+    Plot("hardware_accuracy", "hardware", _hardware_accuracy),
 ]
 
 

@@ -135,6 +135,7 @@ EXPECTED = {  # plot -> (page, heading of the table it is drawn from)
     "scaling_n": ("scaling", "Per token"),
     "scaling_fits": ("scaling", "Fits"),
     "qlam_ablation": ("qlam_ablation", "Small runs (2,000 training images, 6 epochs)"),
+    "hardware_accuracy": ("hardware", "Accuracy versus shots (`restart`, reads at every token)"),
 }
 
 

@@ -3,13 +3,13 @@ windows, collapse, weak measurement and gate noise (``qlam eval --protocol ...``
 
     python experiments/studies/hardware_study.py --runs runs/hardware --out runs/hardware/eval
     python experiments/studies/hardware_study.py --runs runs/hardware --out runs/hardware/eval --report
-    python experiments/studies/hardware_study.py --plot
 
 Expects the run folders ``qlam-row-s0``, ``-s1``, ``-s2`` (row-level mnist10k, the
 ``configs/hardware_row.toml`` recipe) and ``qlam-mqar-s0`` under ``--runs``. Each evaluation is
 written to ``OUT/<name>.json`` (``evaluate.score``'s result) and skipped when that file exists,
-so an interrupted study resumes. ``--report`` prints the markdown tables of the page from those files;
-``--plot`` draws ``docs/results/img/hardware_accuracy.png`` from the page's own tables.
+so an interrupted study resumes. ``--report`` prints the markdown tables of the page from those files.
+The page's plot is drawn from those tables once pasted, by ``python -m qlam_tn.experiments.doc_plots
+--only hardware_accuracy`` (one drawing for every results page).
 """
 from __future__ import annotations
 
@@ -127,72 +127,6 @@ def report(out: Path) -> None:
               f"{sum(r['seconds_per_repeat']):.1f} |")
 
 
-def draw_from_page(tables, path: Path):
-    """The page's plot, drawn from its own tables (``doc_plots.parse_tables`` of
-    docs/results/hardware.md): accuracy against shots (``restart`` over trained seeds; ``end``
-    of the readout_at=last model; the shot-noise-trained model) and against the gate-noise rate.
-    Returns the shots table (the image goes under it)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from qlam_tn.experiments.doc_plots import find_table
-
-    shots_t = find_table(tables, ["shots S per read and setting", "mean ± std over trained seeds"])
-    runs_t = find_table(tables, ["evaluation", "N", "accuracy (%)", "exact on the same N (%)"])
-    names = runs_t.texts("evaluation")
-    accs = runs_t.numbers("accuracy (%)")
-    exact_n = runs_t.numbers("exact on the same N (%)")
-
-    def series(prefix):
-        pts = [(float(n[len(prefix):]), a.value) for n, a in zip(names, accs)
-               if n.startswith(prefix) and a is not None]
-        return [x for x, _ in pts], [y for _, y in pts]
-
-    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.8))
-    xs, ys, es, exact = [], [], [], None
-    for label, num in zip(shots_t.texts("shots S per read and setting"),
-                          shots_t.numbers("mean ± std over trained seeds")):
-        if label == "inf":
-            exact = num.value
-        elif num is not None:
-            xs.append(float(label))
-            ys.append(num.value)
-            es.append(num.std or 0)
-    a.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label="restart: S shots per read and setting (3 seeds)")
-    if exact is not None:
-        a.axhline(exact, color="k", ls="--", lw=1, label=f"exact expectations ({exact:.1f}%)")
-    x, y = series("rowlast-s0-end-")
-    if x:
-        a.plot(x, y, marker="s", color="C2", label="end: readout_at=last model, one read")
-    x, y = series("row-shots4trained-s0-restart-")
-    if x:
-        a.plot(x, y, marker="^", color="C1", label="restart, model trained with S=4 shot noise")
-    x, y = series("row-s0-collapse-")
-    if x:
-        a.plot(x, y, "x", color="C3", ms=8, label="collapse: S copies (S/10 per setting)")
-    a.set_xscale("log")
-    a.set_xlabel("shots (copies for collapse) S")
-    a.set_ylabel("test accuracy (%)")
-    a.set_title("row-level mnist10k QLAM (T=28, K=10 settings)", fontsize=10)
-    a.legend(fontsize=7)
-    x, y = series("row-s0-noise-")
-    b.plot(x, y, marker="o", label="depolarising p after every gate (16 trajectories)")
-    ref = [e.value for n, e in zip(names, exact_n) if n.startswith("row-s0-noise-") and e is not None]
-    if ref:
-        b.axhline(ref[0], color="k", ls="--", lw=1, label="noiseless, same 200 images")
-    b.set_xscale("log")
-    b.set_xlabel("error rate p per gate")
-    b.set_ylabel("test accuracy (%)")
-    b.set_title("gate noise (trained seed 0, 200 test images)", fontsize=10)
-    b.legend(fontsize=7)
-    fig.text(0.01, 0.01, "Source: docs/results/hardware.md (2-core AMD EPYC dev VM, torch 2.13 CPU); "
-             "python experiments/studies/hardware_study.py --plot", fontsize=7, color="gray")
-    fig.tight_layout(rect=(0, 0.04, 1, 1))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    return shots_t
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", default="runs/hardware", help="folder holding the trained run folders")
@@ -200,15 +134,9 @@ def main(argv=None) -> int:
     ap.add_argument("--data-dir", help="dataset folder (default: the runs' own)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--report", action="store_true", help="print the page's tables instead")
-    ap.add_argument("--plot", action="store_true", help="draw the page's plot from the page's tables instead")
-    ap.add_argument("--page", default="docs/results/hardware.md")
-    ap.add_argument("--img", default="docs/results/img/hardware_accuracy.png")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    if args.plot:
-        from qlam_tn.experiments.doc_plots import parse_tables
-        draw_from_page(parse_tables(Path(args.page).read_text()), Path(args.img))
-    elif args.report:
+    if args.report:
         report(Path(args.out))
     else:
         run_grid(Path(args.runs), Path(args.out), args.data_dir)
