@@ -11,12 +11,13 @@ of ``eigh`` depends on the spectrum): no training step can take less. Each of ``
 rounds times the three back to back; figures are medians over the rounds of tokens/s (``B·T``
 over a run's seconds) and of each round's ratio to the floor (the target is 0.5). Run it alone.
 
-    qlam bench floor [--n 16 32] [--chi 16] [--B 64] [--T 4] [--threads 2] [--repeats 5] [--markdown]
+    qlam bench floor [--n 16 32] [--chi 16] [--B 64] [--T 4] [--threads 2] [--repeats 5] [--breakdown] [--markdown]
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import statistics
 from typing import Callable, Dict, List, Tuple
 
@@ -128,6 +129,32 @@ def measure(n: int, chi: int, depth: int, batch: int, tokens: int, repeats: int)
             "counts": {name: sum(c[0] == name for c in calls) // tokens for name in DECOMPOSITIONS}}
 
 
+def breakdown(n: int, chi: int, depth: int, batch: int, tokens: int, repeats: int) -> dict:
+    """Where the Gram route's training step goes, as multiples of the floor (medians of per-round
+    ratios): the forward without autograd, under autograd, forward+backward, and forward+backward
+    reading the memory at the last token only (``readout_at="last"``) instead of at every token."""
+    x = torch.randn(batch, tokens, FEATURES, generator=torch.Generator().manual_seed(2))
+    q, memory = saturated_qlam(n, chi, depth, batch, "gram")
+    last, last_memory = saturated_qlam(n, chi, depth, batch, "gram")
+    last.config = dataclasses.replace(last.config, readout_at="last")
+    calls = []
+    with torch.no_grad(), recorded_decompositions(calls):
+        q(x, memory=memory.copy())
+    floor = standalone(calls)
+
+    def forward_no_grad():
+        with torch.no_grad():
+            q(x, memory=memory.copy())
+
+    fns = {"floor": lambda: (floor["splits"](), floor["moves"]()), "fwd (no autograd)": forward_no_grad,
+           "fwd (autograd)": lambda: q(x, memory=memory.copy()).square().sum(),
+           "fwd+bwd": fwdbwd(q, memory, x), "fwd+bwd, readout at the last token": fwdbwd(last, last_memory, x)}
+    for fn in fns.values():  # warm-up
+        fn()
+    rounds = [{name: wall_times(fn, 1, warmup=False)[0] for name, fn in fns.items()} for _ in range(repeats)]
+    return {name: statistics.median(r[name] / r["floor"] for r in rounds) for name in fns}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="qlam bench floor", description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, nargs="+", default=[16, 32])
@@ -137,6 +164,8 @@ def main(argv=None) -> int:
     ap.add_argument("--T", type=int, default=4, help="tokens per timed forward+backward")
     ap.add_argument("--repeats", type=int, default=5, help="rounds (each times all three; medians reported)")
     ap.add_argument("--threads", type=int, default=2, help="torch threads (0: torch's default)")
+    ap.add_argument("--breakdown", action="store_true",
+                    help="also time the Gram step's parts (forward with and without autograd, readout) against the floor")
     ap.add_argument("--markdown", action="store_true", help="print the table as GitHub markdown")
     args = ap.parse_args(argv)
     for name in ("chi", "depth", "B", "T", "repeats"):
@@ -157,6 +186,13 @@ def main(argv=None) -> int:
         table.row(n, f"{r['svd']:,.0f}", f"{r['gram']:,.0f}", f"{r['floor']:,.0f}", f"{r['splits_ms']:.1f}",
                   f"{r['moves_ms']:.1f}", f"{c['eigh']}, {c['svd']}, {c['qr']}", f"{r['svd_ratio']:.2f}",
                   f"{r['gram_ratio']:.2f}")
+    if args.breakdown:
+        parts = Table(["n", "part of the Gram step", "× floor"], args.markdown,
+                      title="The Gram route's training step in multiples of the floor (medians of per-round ratios)")
+        for n in args.n:
+            for name, ratio in breakdown(n, args.chi, args.depth, args.B, args.T, args.repeats).items():
+                if name != "floor":
+                    parts.row(n, name, f"{ratio:.2f}")
     return 0
 
 
