@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import cmath
 import math
-from typing import Dict, List, Optional, Set
+from typing import Dict, List, Optional, Set, Tuple
 
 import numpy as np
 import torch
@@ -90,6 +90,20 @@ def _qiskit_cregs(qc) -> List[tuple]:
     return [("c", qc.num_clbits)] if qc.num_clbits else []
 
 
+def both_conditions(a, b):
+    """The condition ``(clbits, value)`` (``clbits[0]`` least significant) that holds when both
+    ``a`` and ``b`` hold (``a`` may be ``None``: then ``b``), or ``None`` when they ask for
+    different values of a shared clbit."""
+    if a is None:
+        return b
+    want: Dict[int, int] = {}
+    for bits, value in (a, b):
+        for k, c in enumerate(bits):
+            if want.setdefault(c, (value >> k) & 1) != (value >> k) & 1:
+                return None
+    return tuple(want), sum(bit << k for k, bit in enumerate(want.values()))
+
+
 class _QiskitReader:
     def __init__(self, n_qubits: int, drop_final_measurements: bool, cregs=()):
         self.out = Circuit(n_qubits)
@@ -97,6 +111,8 @@ class _QiskitReader:
             self.out.add_creg(name, size)
         self.drop_final = drop_final_measurements
         self.measured: Set[int] = set()
+        # (clbits, value) of the if_test blocks being read, all of them at once; None outside.
+        self.condition: Optional[Tuple[Tuple[int, ...], int]] = None
 
     @staticmethod
     def _float(value, name: str, context: str) -> float:
@@ -107,47 +123,61 @@ class _QiskitReader:
                              "(bind parameters with QuantumCircuit.assign_parameters first)") from None
 
     def read(self, qc, qubit_map: List[int], context: str = "", clbit_map: Optional[List[int]] = None) -> None:
-        from qiskit.circuit import ControlFlowOp
-
         if clbit_map is None:
             clbit_map = list(range(qc.num_clbits))
         self.out.global_phase += self._float(qc.global_phase, "global_phase", context)
         for inst in qc.data:
-            op = inst.operation
-            name = op.name
             qs = [qubit_map[qc.find_bit(b).index] for b in inst.qubits]
-            cs = [clbit_map[qc.find_bit(b).index] for b in inst.clbits]
-            where = context or ""
-            if name in ("barrier", "delay"):
+            if inst.operation.name == "if_else" and not self.drop_final:
+                self.if_else(qc, inst, qs, clbit_map, context)
                 continue
-            if name == "measure":
-                if not self.drop_final:
-                    self.out.measure(qs[0], cs[0])
-                    continue
+            if self.condition is None:
+                self.read_one(qc, inst, qs, clbit_map, context)
+                continue
+            # Inside an if_test block: everything this instruction appends (a definition's
+            # expansion included) gets the block's condition, once.
+            condition, self.condition = self.condition, None
+            try:
+                with self.out.conditioned(*condition):
+                    self.read_one(qc, inst, qs, clbit_map, context)
+            finally:
+                self.condition = condition
+
+    def read_one(self, qc, inst, qs: List[int], clbit_map: List[int], where: str) -> None:
+        """One instruction other than an ``if_test`` block (read unconditioned)."""
+        from qiskit.circuit import ControlFlowOp
+
+        op = inst.operation
+        name = op.name
+        cs = [clbit_map[qc.find_bit(b).index] for b in inst.clbits]
+        if name in ("barrier", "delay"):
+            return
+        if name == "measure":
+            if not self.drop_final:
+                self.out.measure(qs[0], cs[0])
+            else:
                 self.measured.update(qs)
-                continue
-            if name == "reset":
-                if self.drop_final:
-                    raise ValueError(f"unsupported Qiskit instruction 'reset'{where}: reset is not unitary (read the "
-                                     "circuit without drop_final_measurements=True and run it with shots=)")
-                self.out.reset(qs[0])
-                continue
-            if name == "if_else" and not self.drop_final:
-                self.if_else(qc, inst, qs, clbit_map, where)
-                continue
-            if isinstance(op, ControlFlowOp) or name in _CONTROL_FLOW:
-                raise ValueError(f"unsupported Qiskit instruction {name!r}{where}: only if_test blocks (no else, "
-                                 "without drop_final_measurements=True) are read")
-            if inst.clbits:
-                raise ValueError(f"unsupported Qiskit instruction {name!r}{where}: it acts on classical bits")
-            late = self.measured.intersection(qs)
-            if late:
-                raise ValueError(f"unsupported Qiskit instruction 'measure'{where}: qubit {min(late)} is "
-                                 f"measured mid-circuit ({name!r} follows it)")
-            self.instruction(op, qs, where)
+            return
+        if name == "reset":
+            if self.drop_final:
+                raise ValueError(f"unsupported Qiskit instruction 'reset'{where}: reset is not unitary (read the "
+                                 "circuit without drop_final_measurements=True and run it with shots=)")
+            self.out.reset(qs[0])
+            return
+        if isinstance(op, ControlFlowOp) or name in _CONTROL_FLOW:
+            raise ValueError(f"unsupported Qiskit instruction {name!r}{where}: only if_test blocks (no else, "
+                             "without drop_final_measurements=True) are read")
+        if inst.clbits:
+            raise ValueError(f"unsupported Qiskit instruction {name!r}{where}: it acts on classical bits")
+        late = self.measured.intersection(qs)
+        if late:
+            raise ValueError(f"unsupported Qiskit instruction 'measure'{where}: qubit {min(late)} is "
+                             f"measured mid-circuit ({name!r} follows it)")
+        self.instruction(op, qs, where)
 
     def if_else(self, qc, inst, qs: List[int], clbit_map: List[int], where: str) -> None:
-        """An ``if_test`` block: its body's ops, each conditioned on the block's register or clbit."""
+        """An ``if_test`` block: its body's ops, each conditioned on the block's register or clbit
+        (and, in a nested block, on the enclosing blocks' conditions too)."""
         op = inst.operation
         cond = op.condition
         if not isinstance(cond, tuple) or len(op.blocks) > 1 and len(op.blocks[1].data):
@@ -156,10 +186,16 @@ class _QiskitReader:
         target, value = cond
         bits = list(target) if hasattr(target, "size") else [target]  # a ClassicalRegister, or one Clbit
         clbits = [clbit_map[qc.find_bit(b).index] for b in bits]
+        merged = both_conditions(self.condition, (tuple(clbits), int(value)))
+        if merged is None:  # the enclosing blocks ask for other values of the same bits: never runs
+            return
         body = op.blocks[0]
         inner = [clbit_map[qc.find_bit(b).index] for b in inst.clbits]
-        with self.out.conditioned(clbits, int(value)):
+        outer, self.condition = self.condition, merged
+        try:
             self.read(body, qs, where or " (inside 'if_else')", inner)
+        finally:
+            self.condition = outer
 
     def instruction(self, op, qs: List[int], where: str) -> None:
         from qiskit.circuit import Gate

@@ -220,6 +220,7 @@ class _GateDef(NamedTuple):
 
 
 _UNSUPPORTED_QELIB = {"rccx", "rc3x", "c3x", "c3sqrtx", "c4x"}
+_IDENTIFIER = re.compile(r"[a-z][A-Za-z0-9_]*")  # OpenQASM 2's id
 
 
 def _apply_builtin(c: Circuit, name: str, p: Sequence[float], q: Sequence[int]) -> None:
@@ -834,11 +835,18 @@ def to_qasm(circuit: Circuit) -> str:
     lines, used = [], set()
     bit_names, registers, start = [], {}, 0
     for reg, size in circuit.cregs:
+        # A creg shares one namespace with the gates and keywords, and an identifier starts lower case.
+        if reg in _KEYWORDS or reg in _ARITY or reg in _UNSUPPORTED_QELIB or not _IDENTIFIER.fullmatch(reg):
+            raise ValueError(f"to_qasm: creg {reg!r} cannot be declared in OpenQASM 2 (a keyword, a gate of "
+                             "qelib1.inc, or not an identifier starting with a lower-case letter): rename it")
         bit_names += [f"{reg}[{j}]" for j in range(size)]
         registers[tuple(range(start, start + size))] = reg
         start += size
+    qreg = "q"
+    while any(qreg == reg for reg, _ in circuit.cregs):  # the one qreg takes a name no creg has
+        qreg += "_"
     for k, op in enumerate(circuit):
-        qs = ",".join(f"q[{q}]" for q in op.qubits)
+        qs = ",".join(f"{qreg}[{q}]" for q in op.qubits)
         prefix = ""
         if op.condition is not None:
             bits, value = op.condition
@@ -866,6 +874,6 @@ def to_qasm(circuit: Circuit) -> str:
         lines.append(f"{prefix}{name}{args} {qs};")
     head = ['OPENQASM 2.0;', 'include "qelib1.inc";']
     head += [_DEFINITIONS[g] for g in sorted(used)]
-    head.append(f"qreg q[{circuit.n_qubits}];")
+    head.append(f"qreg {qreg}[{circuit.n_qubits}];")
     head += [f"creg {reg}[{size}];" for reg, size in circuit.cregs]
     return "\n".join(head + lines) + "\n"

@@ -28,7 +28,7 @@ import torch
 
 from .circuit import Circuit, gate_matrix
 from .mps import MPS
-from .state import QuantumState, check_shots
+from .state import QuantumState, as_int, check_shots
 from .statevector import StateVector
 
 __all__ = ["TrajectoryResult", "run", "run_reference", "counts", "format_counts", "MAX_BATCH"]
@@ -80,7 +80,7 @@ def _check(circuit: Circuit, shots, seed, generator, noise):
     if noise is not None and not callable(getattr(noise, "after_gate", None)):
         raise TypeError(f"noise must be a qlam_tn.noise.NoiseModel, got {type(noise).__name__}")
     if seed is not None:
-        generator = torch.Generator().manual_seed(int(seed))
+        generator = torch.Generator().manual_seed(as_int(seed, "seed"))
     return shots, generator
 
 
@@ -130,8 +130,9 @@ def _run_chunk(circuit: Circuit, n_shots: int, generator, noise, make_state) -> 
         mask = None
         if op.condition is not None:
             clbits, value = op.condition
-            weights = 2 ** torch.arange(len(clbits), device=dev)
-            mask = (bits[:, list(clbits)] * weights).sum(-1) == value
+            # Bit by bit, not as a weighted sum: a register of 64 bits or more would overflow int64.
+            want = torch.tensor([(value >> k) & 1 for k in range(len(clbits))], dtype=torch.int64, device=dev)
+            mask = (bits[:, list(clbits)] == want).all(-1)
             if not bool(mask.any()):
                 continue
             if bool(mask.all()):
@@ -176,7 +177,13 @@ def run(circuit: Circuit, shots: int, backend: str = "mps", seed: Optional[int] 
         ``TrajectoryResult(clbits (S, n_clbits), counts)``.
     """
     shots, generator = _check(circuit, shots, seed, generator, noise)
-    max_batch = check_shots(max_batch)
+    try:
+        ok = as_int(max_batch, "max_batch") >= 1
+    except TypeError:
+        ok = False
+    if not ok:
+        raise ValueError(f"max_batch must be a positive int (shots simulated together), got {max_batch!r}")
+    max_batch = as_int(max_batch, "max_batch")
 
     def make_state(b):
         return _new_state(circuit.n_qubits, b, backend, max_bond, cutoff, cutoff_mode, dtype, device)

@@ -351,3 +351,65 @@ def test_depth_and_drawing_keep_a_condition_after_its_measurement():
     assert c.depth() == 3  # h, measure, then x (it reads the bit): not 1 as the qubits alone allow
     lines = str(c).splitlines()
     assert lines[-1].index("X?1") > lines[0].index("M→c0")
+
+
+def test_a_condition_on_64_or_more_clbits_compares_every_bit():
+    # review fix: the register was read as a weighted int64 sum, so bit 64 and above wrapped away
+    n = 66
+    c = qt.Circuit(2, n_clbits=n).x(0).measure(0, 65).x(1).c_if(list(range(n)), 0).measure(1, 0)
+    assert trajectories.run(c, 8, seed=0).clbits[:, 0].tolist() == [0] * 8  # clbit 65 is 1: x does not run
+    c = qt.Circuit(2, n_clbits=n).x(0).measure(0, 65).x(1).c_if(list(range(n)), 2 ** 65).measure(1, 0)
+    assert trajectories.run(c, 8, seed=0).clbits[:, 0].tolist() == [1] * 8
+
+
+def test_bad_max_batch_and_seed_are_named():
+    c = qt.Circuit(1, n_clbits=1).h(0).measure(0, 0)
+    for bad in (0, -2, 1.5, True):
+        with pytest.raises(ValueError, match="max_batch"):
+            trajectories.run(c, 10, max_batch=bad)
+    with pytest.raises(TypeError, match="seed"):
+        trajectories.run(c, 10, seed=1.5)
+
+
+def test_nested_if_test_blocks_need_every_condition():
+    from qiskit import ClassicalRegister, QuantumCircuit, QuantumRegister
+
+    q, m, o = QuantumRegister(4, "q"), ClassicalRegister(2, "m"), ClassicalRegister(2, "o")
+    qc = QuantumCircuit(q, m, o)
+    qc.h(0)
+    qc.h(1)
+    qc.measure(0, m[0])
+    qc.measure(1, m[1])
+    with qc.if_test((m, 3)):
+        qc.x(2)
+        with qc.if_test((m[0], 1)):  # implied by m == 3
+            qc.ccx(0, 1, 3)
+        with qc.if_test((m[1], 0)):  # contradicts m == 3: never runs
+            qc.x(3)
+    with qc.if_test((m[0], 1)):
+        with qc.if_test((m[1], 0)):  # both: m == 1
+            qc.h(2)
+    qc.measure(2, o[0])
+    qc.measure(3, o[1])
+    c = qt.Circuit.from_qiskit(qc)
+    assert {op.condition for op in c.operations if op.condition} == {((0, 1), 3), ((0, 1), 1)}
+    ours = qt.simulate(c, shots=SHOTS, seed=15)
+    aer = _aer_counts(qc)
+    _close(ours, aer)
+    assert set(ours) == {"00 00", "00 01", "01 01", "00 10", "11 11"}
+
+
+def test_to_qasm_keeps_register_names_apart():
+    c = qt.Circuit(2)
+    c.add_creg("q", 2)
+    c.h(0).cx(0, 1).measure(0, 0).measure(1, 1).x(0).c_if("q", 3).measure(0, 0)
+    text = c.to_qasm()
+    assert "qreg q_[2];" in text and "creg q[2];" in text
+    back = qt.Circuit.from_qasm(text)
+    assert list(back.operations) == list(c.operations) and back.cregs == c.cregs
+    _close(qt.simulate(back, shots=SHOTS, seed=16), _aer_qasm(text))
+    for bad in ("h", "pi", "U", "Meas"):  # a gate, a keyword, not a lower-case identifier
+        c = qt.Circuit(1)
+        c.add_creg(bad, 1)
+        with pytest.raises(ValueError, match="cannot be declared"):
+            c.measure(0, 0).to_qasm()
