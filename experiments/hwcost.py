@@ -38,32 +38,53 @@ Device time of one execution ``= overhead + reset + L·t_token + reads·(t_1q + 
 rotations after each entangling layer, and around each compiled two-qubit gate). Queueing,
 compilation and classical post-processing are not counted: these are lower bounds.
 
-Hardware profiles (``PROFILES``; rounded, order-of-magnitude figures from the sources named;
-a device's current calibration data supersede them):
+Hardware profiles (``PROFILES``): rounded figures, each marked below as confirmed (with the
+source it was checked against) or as an order of magnitude that was not confirmed. A device's
+current calibration data supersede all of them.
 
-``superconducting``
-    Google Sycamore (Arute et al., "Quantum supremacy using a programmable superconducting
-    processor", Nature 574, 505 (2019)): one-qubit gates 25 ns, two-qubit (fSim) gates 12 ns,
-    readout about 1 µs. Per-shot overhead: IBM's default repetition delay between shots, 250 µs
-    (IBM Quantum documentation, "Dynamic repetition rate execution"; Heron-generation devices),
-    which covers the passive reset; active reset 1 µs.
-``trapped-ion``
-    Quantinuum H2 (Moses et al., "A race-track trapped-ion quantum processor", Phys. Rev. X 13,
-    041052 (2023)): gates are fast next to the ion transport and cooling around them; counted
-    as an effective 2 ms per two-qubit layer (transport, cooling, gate), 50 µs per one-qubit
-    layer, 200 µs measurement, 50 µs reset, 20 ms per-shot overhead (loading, cooling, state
-    preparation). Mid-circuit measurement and reset are native.
-``neutral-atom``
-    Harvard/QuEra reconfigurable arrays (Bluvstein et al., "Logical quantum processor based on
-    reconfigurable atom arrays", Nature 626, 58 (2024); Evered et al., Nature 622, 268 (2023)):
-    parallel CZ gates about 250 ns, one-qubit (Raman) gates about 1 µs, atom moves between layers
-    about 200 µs (counted with the two-qubit layer), imaging readout about 1 ms, reset 100 µs,
-    per-shot overhead about 0.5 s (array loading and rearrangement: shots run at ~1-2 Hz).
+``superconducting`` (Google gate times, IBM shot overhead; confirmed)
+    Two-qubit gate 12 ns and one-qubit gate 25 ns: the Sycamore device of Arute et al.,
+    "Quantum supremacy using a programmable superconducting processor", Nature 574, 505 (2019),
+    as Google's Cirq records it (``cirq_google/devices/known_devices.py``,
+    ``_SYCAMORE_DURATIONS_PICOS``: ``syc`` 12 ns, ``xy``/``xyz`` 25 ns). Readout 1 µs: the same
+    table's measurement slot, 4 µs = "1000 ns for readout, 3000 ns for ring_down" (the ring-down
+    is not counted here); IBM's devices agree in order (``readout_length`` 1.2 µs on
+    ibm_sherbrooke (Eagle), 1.56 µs on ibm_torino / ibm_fez (Heron), qiskit-ibm-runtime's
+    fake-backend snapshots of 2025-02-26). Per-shot overhead 250 µs: IBM's default repetition
+    delay, ``default_rep_delay`` = 250 µs with ``rep_delay_range`` 0-500 µs on those three
+    backends (and in 51 of the 56 fake-backend configurations that state one); IBM Quantum
+    documentation, "Qubit initialization" / "Dynamic repetition rate execution" (the delay is
+    set per backend, ``backend.default_rep_delay``). Active reset 1 µs: order confirmed (IBM's
+    ``reset`` 1.3 µs on ibm_sherbrooke, 1.6-1.7 µs on ibm_fez / ibm_torino, same snapshots). For comparison the
+    same snapshots give IBM's own two-qubit gates: CZ 68 ns (ibm_torino) and 84 ns (ibm_fez),
+    ECR 533 ns median (ibm_sherbrooke); one-qubit ``sx`` 24-57 ns.
+``trapped-ion`` (Quantinuum H2; order of magnitude, not confirmed)
+    Moses et al., "A race-track trapped-ion quantum processor", Phys. Rev. X 13, 041052 (2023)
+    (arXiv:2305.03828; 32 qubits at the time) describes the machine, and Quantinuum's
+    documentation (docs.quantinuum.com, FAQ and "H2 Operation") confirms that H2 is
+    transport-based, that circuit layers run one after another with ions moved into the gate
+    zones between them, that "a fair amount of time is spent transporting ions", and that
+    measurement and reset are done in the gate zones (mid-circuit measurement and reset are
+    native). The numbers themselves were not confirmed against a published table (Quantinuum
+    publishes an average depth-1 circuit time in its product data sheets, not checked here):
+    an effective 2 ms per two-qubit layer (transport, cooling, gate), 50 µs per one-qubit layer,
+    200 µs measurement, 50 µs reset, 20 ms per-shot overhead (cooling, state preparation).
+``neutral-atom`` (Harvard/QuEra reconfigurable arrays; order of magnitude, not confirmed)
+    Bluvstein et al., "Logical quantum processor based on reconfigurable atom arrays", Nature
+    626, 58 (2024), and Evered et al., "High-fidelity parallel entangling gates on a
+    neutral-atom quantum computer", Nature 622, 268 (2023) (99.5% CZ on up to 60 atoms in
+    parallel, "fast, single-pulse gates", confirmed from its abstract) describe the platform;
+    the durations were not confirmed from them: parallel CZ gates of a few hundred ns (counted
+    inside the two-qubit layer), one-qubit (Raman) gates about 1 µs, atom moves between layers
+    about 200 µs (counted as the two-qubit layer's time), imaging readout about 1 ms, reset
+    100 µs. Per-shot overhead 0.5 s (array loading and rearrangement: of the order confirmed by
+    Endres et al., "Cold matter assembled atom-by-atom", arXiv:1607.03044 (Science 354, 1024
+    (2016)), abstract: defect-free arrays of over 50 atoms assembled "in less than 400 ms"; the
+    loading before it is not counted there).
 """
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -93,11 +114,14 @@ class Profile:
 
 PROFILES = {
     "superconducting": Profile("superconducting", 25e-9, 12e-9, 1e-6, 1e-6, 250e-6,
-                               "Arute et al., Nature 574, 505 (2019); IBM Quantum docs, rep_delay"),
+                               "Arute et al., Nature 574, 505 (2019) via Cirq's Sycamore durations; "
+                               "IBM default_rep_delay 250 us (qiskit-ibm-runtime fake backends)"),
     "trapped-ion": Profile("trapped-ion", 50e-6, 2e-3, 200e-6, 50e-6, 20e-3,
-                           "Moses et al., Phys. Rev. X 13, 041052 (2023) (Quantinuum H2)"),
+                           "Quantinuum H2 (Moses et al., Phys. Rev. X 13, 041052 (2023)); "
+                           "order of magnitude, not confirmed"),
     "neutral-atom": Profile("neutral-atom", 1e-6, 200e-6, 1e-3, 100e-6, 0.5,
-                            "Bluvstein et al., Nature 626, 58 (2024); Evered et al., Nature 622, 268 (2023)"),
+                            "Bluvstein et al., Nature 626, 58 (2024); Evered et al., Nature 622, 268 (2023); "
+                            "order of magnitude, not confirmed"),
 }
 
 
