@@ -18,7 +18,10 @@ back again on export. Named gates need no conversion: their definitions agree.
 a clbit (``if_else`` with no else branch, as OpenQASM 2's ``if``) into ``measure`` / ``reset`` /
 conditioned ops, and the classical registers into ``Circuit.cregs`` (when they partition the
 clbits in order; otherwise one register ``c`` of all the clbits); such a circuit runs with
-``qt.simulate(c, shots=S)``. With ``drop_final_measurements=True`` it asks for a unitary circuit
+``qt.simulate(c, shots=S)``. Nested blocks condition their ops on all the enclosing conditions
+at once. Qiskit reads a block's condition once, at its start, the engine at each op: an op in a
+block after a measurement into a bit that block is conditioned on is refused (the two would
+part there). With ``drop_final_measurements=True`` it asks for a unitary circuit
 instead: final measurements are dropped and a measured qubit used again, ``reset`` and control
 flow are refused. Always refused (``ValueError`` naming the instruction): other control flow
 (``while_loop``, ``for_loop``, ``switch_case``, ``box``, an else branch, a condition that is an
@@ -113,6 +116,9 @@ class _QiskitReader:
         self.measured: Set[int] = set()
         # (clbits, value) of the if_test blocks being read, all of them at once; None outside.
         self.condition: Optional[Tuple[Tuple[int, ...], int]] = None
+        # The if_test blocks open, outermost first: each one's own clbits, and the clbits measured
+        # into since it began (its condition was read before those measurements).
+        self.blocks: List[Tuple[Tuple[int, ...], Set[int]]] = []
 
     @staticmethod
     def _float(value, name: str, context: str) -> float:
@@ -136,12 +142,29 @@ class _QiskitReader:
                 continue
             # Inside an if_test block: everything this instruction appends (a definition's
             # expansion included) gets the block's condition, once.
+            if inst.operation.name in ("barrier", "delay"):
+                continue
+            self.check_fresh(inst.operation.name, context)
             condition, self.condition = self.condition, None
             try:
                 with self.out.conditioned(*condition):
                     self.read_one(qc, inst, qs, clbit_map, context)
             finally:
                 self.condition = condition
+            if inst.operation.name == "measure":
+                for _, written in self.blocks:
+                    written.update(clbit_map[qc.find_bit(b).index] for b in inst.clbits)
+
+    def check_fresh(self, name: str, where: str) -> None:
+        """Refuse an op inside if_test blocks after a measurement into a bit one of them is
+        conditioned on. The engine reads a condition at each op, Qiskit once at the block's start:
+        the two part only then."""
+        stale = set().union(*(written.intersection(bits) for bits, written in self.blocks))
+        if stale:
+            raise ValueError(f"unsupported Qiskit instruction {name!r}{where or ''}: it follows a measurement into "
+                             f"clbit {min(stale)} inside an if_test block conditioned on that bit (Qiskit reads the "
+                             "condition once, at the block's start, the engine at each op: measure into another "
+                             "clbit)")
 
     def read_one(self, qc, inst, qs: List[int], clbit_map: List[int], where: str) -> None:
         """One instruction other than an ``if_test`` block (read unconditioned)."""
@@ -183,6 +206,8 @@ class _QiskitReader:
         if not isinstance(cond, tuple) or len(op.blocks) > 1 and len(op.blocks[1].data):
             raise ValueError(f"unsupported Qiskit instruction 'if_else'{where}: only a condition (register or "
                              "clbit, value) without an else branch is read")
+        if op.blocks[0].data:
+            self.check_fresh("if_else", where)
         target, value = cond
         bits = list(target) if hasattr(target, "size") else [target]  # a ClassicalRegister, or one Clbit
         clbits = [clbit_map[qc.find_bit(b).index] for b in bits]
@@ -192,10 +217,12 @@ class _QiskitReader:
         body = op.blocks[0]
         inner = [clbit_map[qc.find_bit(b).index] for b in inst.clbits]
         outer, self.condition = self.condition, merged
+        self.blocks.append((tuple(clbits), set()))
         try:
             self.read(body, qs, where or " (inside 'if_else')", inner)
         finally:
             self.condition = outer
+            self.blocks.pop()
 
     def instruction(self, op, qs: List[int], where: str) -> None:
         from qiskit.circuit import Gate

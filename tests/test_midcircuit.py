@@ -413,3 +413,40 @@ def test_to_qasm_keeps_register_names_apart():
         c.add_creg(bad, 1)
         with pytest.raises(ValueError, match="cannot be declared"):
             c.measure(0, 0).to_qasm()
+
+
+def test_an_if_test_block_that_rewrites_its_own_condition_is_refused():
+    # review fix: Qiskit reads a block's condition once, the engine at each op; they part when the
+    # block measures into a bit it is conditioned on and goes on (Aer gives '11' here, per-op '01')
+    from qiskit import QuantumCircuit
+
+    qc = QuantumCircuit(2, 2)
+    qc.x(0)
+    with qc.if_test((qc.cregs[0], 0)):
+        qc.measure(0, 0)
+        qc.x(1)
+    qc.measure(1, 1)
+    assert _aer_counts(qc, shots=20) == {"11": 20}
+    with pytest.raises(ValueError, match="reads the condition once"):
+        qt.Circuit.from_qiskit(qc)
+    # measuring last in the block, or into a bit the condition does not read, is the same either way
+    ok = QuantumCircuit(3, 3)
+    ok.x(0)
+    with ok.if_test((ok.clbits[2], 0)):
+        ok.measure(0, 0)
+        ok.x(1)
+        with ok.if_test((ok.clbits[0], 1)):
+            ok.x(2)
+        ok.measure(1, 2)
+    ok.measure(1, 1)
+    ok.measure(2, 0)
+    _close(qt.simulate(qt.Circuit.from_qiskit(ok), shots=200, seed=17), _aer_counts(ok, shots=200), 200)
+    # a nested block that reads the rewritten bit would be merged as a contradiction: refused too
+    nested = QuantumCircuit(2, 2)
+    with nested.if_test((nested.clbits[0], 0)):
+        nested.x(0)
+        nested.measure(0, 0)
+        with nested.if_test((nested.clbits[0], 1)):
+            nested.x(1)
+    with pytest.raises(ValueError, match="reads the condition once"):
+        qt.Circuit.from_qiskit(nested)
