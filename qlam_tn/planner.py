@@ -8,10 +8,16 @@ into one list of nearest-neighbour ``(4, 4)`` gates, run in one compiled call
     circuit ops (logical qubits)          planned program (sites)
     h q3; cx q0,q3; rz q3; cp q3,q1 ...   ("2q", gates (P, 4, 4), firsts (P,))
 
+- **consecutive gates on one logical pair** (one-qubit gates between them included: a transpiled
+  controlled phase ``p cx p cx p``) are first multiplied into one ``(4, 4)`` block;
 - a **layout** ``pos[q]`` (logical qubit -> site) is kept, as Qiskit Aer's MPS does: a distant
   pair is brought together by SWAPs that are not undone; the next gates decide which of the two
-  qubits travels (a short look-ahead over the next two-qubit gates). A SWAP of the circuit
-  itself only relabels the layout. The user's order is restored once, at the end;
+  qubits travels and where they meet (a short look-ahead over the next two-qubit gates, and how
+  far each qubit ends from its home site). A SWAP of the circuit itself only relabels the
+  layout. The user's order is restored once, at the end. From ``|0...0>`` (``zeros``) two sites no
+  gate has touched yet trade places for free;
+- a **run of diagonal gates** (controlled phases, ZZ rotations: they commute) is applied nearest
+  pair first;
 - a **one-qubit gate** is multiplied into the last two-qubit gate on its site, or, on a site no
   two-qubit gate has touched yet, held and multiplied into the first one that does (a site no
   two-qubit gate ever touches gets a one-qubit layer);
@@ -271,7 +277,9 @@ def plan(n_qubits: int, ops: Sequence[Tuple[Any, Tuple[int, ...]]], global_phase
     per-sample ``(B, d, d)`` (numpy arrays, or torch tensors, which are kept as such and keep their
     graphs), on 1 or 2 qubits; a two-qubit matrix's row index is ``2*b(q0) + b(q1)``. A qubit pair
     given as ``("swap", (a, b))`` is a SWAP the layout takes without a gate. ``global_phase``
-    (radians) multiplies the state. Returns the ``Plan`` (user's qubit order restored)."""
+    (radians) multiplies the state. ``commute``: reorder runs of diagonal gates (numpy matrices
+    only). ``zeros``: the plan starts from ``|0...0>`` (``run`` then refuses another state).
+    Returns the ``Plan`` (user's qubit order restored)."""
     n = int(n_qubits)
     swap = _SWAP
     if any(isinstance(m, torch.Tensor) for m, _ in ops):
