@@ -21,9 +21,9 @@ from typing import Optional, Sequence
 
 import torch
 
-from .state import QuantumState, check_generator, check_probability
+from .state import QuantumState, as_int, check_generator, check_kraus, check_probability
 
-__all__ = ["depolarizing", "amplitude_damping", "dephasing", "CHANNELS", "NoiseModel", "apply_channel"]
+__all__ = ["depolarizing", "amplitude_damping", "dephasing", "CHANNELS", "NoiseModel", "apply_channel", "checked_qubits"]
 
 
 def depolarizing(p) -> torch.Tensor:
@@ -55,10 +55,32 @@ def dephasing(p) -> torch.Tensor:
 CHANNELS = {"depolarizing": depolarizing, "amplitude_damping": amplitude_damping, "dephasing": dephasing}
 
 
+def checked_qubits(state: QuantumState, qubits) -> list:
+    """``qubits`` (an int or a sequence) as a list of distinct ints in ``[0, n)``; a ValueError
+    otherwise. Run before the first jump, so a refusal leaves the state as it was."""
+    n = state.n_qubits
+    qs = [qubits] if not isinstance(qubits, (tuple, list)) else list(qubits)
+    for k, q in enumerate(qs):
+        try:
+            qs[k] = as_int(q, "qubit")  # numpy and torch integers too
+        except TypeError:
+            qs[k] = None
+        if qs[k] is None or not 0 <= qs[k] < n:
+            raise ValueError(f"qubit {q!r} is not an int in [0, {n - 1}]")
+    if len(set(qs)) != len(qs):
+        raise ValueError(f"repeated qubit in {qs}")
+    return qs
+
+
 def apply_channel(state: QuantumState, kraus: torch.Tensor, qubits: Sequence[int], generator=None) -> QuantumState:
-    """One trajectory jump of the single-qubit channel ``kraus (K, 2, 2)`` on each of ``qubits``,
-    per sample (``QuantumState.apply_kraus``); in place, returns ``state``."""
-    for q in qubits:
+    """One trajectory jump of the single-qubit channel ``kraus`` ``(K, 2, 2)`` (or per-sample
+    ``(B, K, 2, 2)``) on each of ``qubits`` (distinct), per sample
+    (``QuantumState.apply_kraus``); in place, returns ``state``. Every input is checked before
+    the first jump."""
+    qs = checked_qubits(state, qubits)
+    kraus = check_kraus(kraus, state.batch)
+    check_generator(generator)
+    for q in qs:
         state.apply_kraus(kraus, q, generator)
     return state
 
@@ -104,12 +126,7 @@ class NoiseModel:
         damping jumps qubit by qubit (``apply_kraus``). Same law as ``after_gate`` on each qubit in
         turn (not the same draws from one seed)."""
         n = state.n_qubits
-        qs = list(range(n)) if qubits is None else [qubits] if isinstance(qubits, int) else list(qubits)
-        for q in qs:
-            if isinstance(q, bool) or not isinstance(q, int) or not 0 <= q < n:
-                raise ValueError(f"qubit {q!r} is not an int in [0, {n - 1}]")
-        if len(set(qs)) != len(qs):
-            raise ValueError(f"repeated qubit in {qs}")
+        qs = list(range(n)) if qubits is None else checked_qubits(state, qubits)
         check_generator(generator)
         rate = self.two_qubit_p if two_qubit else self.p
         if rate == 0 or not qs:
@@ -129,14 +146,9 @@ class NoiseModel:
     def after_gate(self, state: QuantumState, qubits, generator=None) -> QuantumState:
         """Apply the channel to each of ``qubits`` (an int or a pair: the gate's qubits) as a
         quantum-trajectory jump per sample; in place, returns ``state``."""
-        qs = (qubits,) if not isinstance(qubits, (tuple, list)) else tuple(qubits)
+        qs = checked_qubits(state, qubits)  # all checked before the first jump changes the state
         if len(qs) not in (1, 2):
             raise ValueError(f"a gate acts on 1 or 2 qubits, got {qs}")
-        for q in qs:  # all checked before the first jump changes the state
-            if isinstance(q, bool) or not isinstance(q, int) or not 0 <= q < state.n_qubits:
-                raise ValueError(f"qubit {q!r} is not an int in [0, {state.n_qubits - 1}]")
-        if len(set(qs)) != len(qs):
-            raise ValueError(f"repeated qubit in {qs}")
         check_generator(generator)
         rate = self.p if len(qs) == 1 else self.two_qubit_p
         if rate == 0:

@@ -282,3 +282,20 @@ def test_noise_after_a_layer_equals_the_density_matrix(cls, name):
     with pytest.raises(ValueError):
         model.after_layer(s, gen, qubits=[0, 4])
     assert torch.equal(s.to_dense(), before)
+
+
+@pytest.mark.parametrize("cls", BACKENDS)
+def test_apply_channel_checks_every_qubit_before_the_first_jump(cls):
+    # review fix: a bad second qubit was refused after the first qubit's jump had changed the state
+    s = cls.zeros(2, batch=50).apply(G.H(), 0)
+    before = s.to_dense().clone()
+    for bad in ([0, 7], [0, 0], [0, 1.0]):
+        with pytest.raises(ValueError, match="qubit"):
+            noise.apply_channel(s, noise.dephasing(0.5), bad, torch.Generator().manual_seed(0))
+        assert torch.equal(s.to_dense(), before)
+    with pytest.raises(ValueError, match="trace-preserving"):
+        noise.apply_channel(s, torch.ones(2, 2, 2), [0, 1])
+    assert torch.equal(s.to_dense(), before)
+    # numpy integers are qubits too
+    noise.NoiseModel("dephasing", p=1.0).after_gate(s, (np.int64(0),))
+    assert torch.allclose(s.expect("X0"), torch.full((50,), -1.0, dtype=torch.float64))
