@@ -26,15 +26,18 @@ from typing import Dict, NamedTuple, Optional
 
 import torch
 
+from . import statevector
 from .circuit import Circuit, gate_matrix
 from .mps import MPS
-from .state import QuantumState, as_int, check_shots
+from .state import QuantumState, as_int, check_dtype, check_shots
 from .statevector import StateVector
 
 __all__ = ["TrajectoryResult", "run", "run_reference", "counts", "format_counts", "MAX_BATCH"]
 
 MAX_BATCH = 4096
-"""Default number of shots simulated together (one batch); more shots run in several chunks."""
+"""Default number of shots simulated together (one batch); more shots run in several chunks. The
+statevector backend takes fewer where ``MAX_BATCH`` dense states would pass
+``statevector.MAX_STATE_BYTES``."""
 
 
 class TrajectoryResult(NamedTuple):
@@ -184,6 +187,11 @@ def run(circuit: Circuit, shots: int, backend: str = "mps", seed: Optional[int] 
     if not ok:
         raise ValueError(f"max_batch must be a positive int (shots simulated together), got {max_batch!r}")
     max_batch = as_int(max_batch, "max_batch")
+    if backend == "statevector":
+        # A chunk is one batched dense state: keep it within the size StateVector.zeros allows,
+        # so a wide circuit runs in more, smaller chunks instead of being refused.
+        per_shot = statevector.state_bytes(circuit.n_qubits, 1, check_dtype(dtype))
+        max_batch = max(1, min(max_batch, statevector.MAX_STATE_BYTES // per_shot))
 
     def make_state(b):
         return _new_state(circuit.n_qubits, b, backend, max_bond, cutoff, cutoff_mode, dtype, device)

@@ -450,3 +450,17 @@ def test_an_if_test_block_that_rewrites_its_own_condition_is_refused():
             nested.x(1)
     with pytest.raises(ValueError, match="reads the condition once"):
         qt.Circuit.from_qiskit(nested)
+
+
+def test_statevector_trajectories_run_in_chunks_that_fit_the_dense_limit(monkeypatch):
+    # review fix: shots x 2^n amplitudes in one chunk were refused by StateVector.zeros (4096
+    # shots of 20 qubits: 64 GiB) although smaller chunks fit
+    from qlam_tn import statevector
+
+    monkeypatch.setattr(statevector, "MAX_STATE_BYTES", 5 * statevector.state_bytes(3, 1, torch.complex128))
+    c = qt.Circuit(3, n_clbits=3).h(0).cx(0, 1).cx(1, 2).measure(0, 0).measure(1, 1).measure(2, 2)
+    with pytest.raises(ValueError, match="MAX_STATE_BYTES"):
+        qt.StateVector.zeros(3, batch=6)
+    r = trajectories.run(c, 400, backend="statevector", seed=3)
+    assert r.clbits.shape == (400, 3) and set(r.counts) == {"000", "111"}
+    assert abs(r.counts["000"] / 400 - 0.5) < 5 * math.sqrt(0.25 / 400)
