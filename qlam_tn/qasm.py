@@ -38,7 +38,7 @@ deep as the file is long, and three limits, module-level constants a caller may 
 * ``MAX_EXPANSION_STEPS``: the walk itself: each gate call (of a defined gate too), each term
   of a parameter expression evaluated, each qubit of a broadcast ``measure``; it bounds deep
   chains and long expressions that make few gates;
-* ``MAX_QUBITS``: the qubits of all qregs together, and the bits of any one creg.
+* ``MAX_QUBITS``: the qubits of all qregs together, and the bits of all cregs together.
 
 Every error is a ``ValueError`` whose message holds the line (inside a definition: the body's
 line and the line of the call).
@@ -273,6 +273,8 @@ class _Parser:
         self.qregs: Dict[str, Tuple[int, int]] = {}  # name -> (offset, size)
         self.n_qubits = 0
         self.cregs: Dict[str, int] = {}
+        self.creg_offsets: Dict[str, int] = {}  # the index of each creg's bit 0 among all clbits
+        self.n_clbits = 0
         self.gates: Dict[str, _GateDef] = {}
         self.defined: Dict[str, int] = {}  # every gate name defined in the file -> its line
         self.qelib1_included = False
@@ -467,10 +469,13 @@ class _Parser:
             self.qregs[name] = (self.n_qubits, size)
             self.n_qubits += size
         else:
-            if size > self.max_qubits:
-                raise ValueError(f"OpenQASM line {tok.line}: creg {name}[{size}] has more bits than "
-                                 f"qlam_tn.qasm.MAX_QUBITS = {self.max_qubits}; raise it to read larger programs")
+            if self.n_clbits + size > self.max_qubits:
+                raise ValueError(f"OpenQASM line {tok.line}: creg {name}[{size}] makes {self.n_clbits + size} "
+                                 f"classical bits, more than qlam_tn.qasm.MAX_QUBITS = {self.max_qubits}; raise it "
+                                 "to read larger programs")
             self.cregs[name] = size
+            self.creg_offsets[name] = self.n_clbits  # looked up per measure: kept, not summed again
+            self.n_clbits += size
 
     def register_size(self, arg: _Arg, line: int, classical: bool = False) -> int:
         """Check ``arg`` against the declared registers; 1 for one qubit, the size for a register."""
@@ -520,12 +525,7 @@ class _Parser:
 
     def creg_offset(self, name: str) -> int:
         """The index of ``name[0]`` among all classical bits (cregs in declaration order)."""
-        offset = 0
-        for reg, size in self.cregs.items():
-            if reg == name:
-                return offset
-            offset += size
-        raise AssertionError(f"creg {name!r} was checked as declared")
+        return self.creg_offsets[name]
 
     def reset(self):
         tok = self.next()
@@ -772,7 +772,9 @@ class _Parser:
             try:
                 with contextlib.ExitStack() as block:
                     if condition is not None:  # every op the built-in appends (cu: two)
-                        block.enter_context(c.conditioned(*condition))
+                        reg, value = condition  # as the register's clbits: no lookup by name per op
+                        bits = tuple(range(self.creg_offsets[reg], self.creg_offsets[reg] + self.cregs[reg]))
+                        block.enter_context(c.conditioned(bits, value))
                     if name == "measure":
                         c.measure(qubits[0], params[0])
                     elif name == "reset":

@@ -464,3 +464,19 @@ def test_statevector_trajectories_run_in_chunks_that_fit_the_dense_limit(monkeyp
     r = trajectories.run(c, 400, backend="statevector", seed=3)
     assert r.clbits.shape == (400, 3) and set(r.counts) == {"000", "111"}
     assert abs(r.counts["000"] / 400 - 0.5) < 5 * math.sqrt(0.25 / 400)
+
+
+def test_creg_offsets_and_the_bound_on_all_clbits(monkeypatch):
+    # review fix: each measure summed the sizes of every creg declared before its own (quadratic),
+    # and the clbits of all cregs together were not bounded (only each creg's)
+    from qlam_tn import qasm
+
+    text = 'OPENQASM 2.0; include "qelib1.inc"; qreg q[2]; creg a[2]; creg b[1]; creg d[3];' \
+           "x q[1]; measure q[1] -> d[2]; measure q -> a; if(d==4) x q[0]; measure q[0] -> b[0];"
+    c = qt.Circuit.from_qasm(text)
+    assert [op.params for op in c.operations if op.name == "measure"] == [(5,), (0,), (1,), (2,)]
+    assert c.operations[4].condition == ((3, 4, 5), 4)
+    assert qt.simulate(c, shots=5, seed=0) == _aer_qasm(text, shots=5) == {"100 1 10": 5}
+    monkeypatch.setattr(qasm, "MAX_QUBITS", 5)
+    with pytest.raises(ValueError, match=r"line 1: creg d\[3\] makes 6 classical bits.*MAX_QUBITS"):
+        qt.Circuit.from_qasm(text)
