@@ -250,3 +250,49 @@ def test_shot_mean_of_rdm1_bloch_components():
     assert torch.allclose(exact[1], torch.stack([s.expect(p)[0] for p in ("X1", "Y1", "Z1")]), atol=1e-12)
     with pytest.raises(ValueError, match="shots"):
         shot_mean(bloch, 0)
+
+
+def _canonical_error(s):
+    """The largest deviation from isometry of the sites left and right of the MPS's centre."""
+    err = 0.0
+    for k, t in enumerate(s.tensors):
+        b, l, d, r = t.shape
+        if k < s.center:
+            m = t.reshape(b, l * d, r)
+            err = max(err, float((m.mH @ m - torch.eye(r, dtype=m.dtype)).abs().max()))
+        elif k > s.center:
+            m = t.reshape(b, l, d * r)
+            err = max(err, float((m @ m.mH - torch.eye(l, dtype=m.dtype)).abs().max()))
+    return err
+
+
+def test_truncated_mps_with_different_samples_collapses_to_each_projected_vector():
+    # per-sample circuits, bonds cut to 2 (norm² = 1 - discarded weight < 1), centre away from the
+    # measured qubits: each sample collapses on its own outcomes and keeps the norm it had
+    n, b = 6, 5
+    gen = torch.Generator().manual_seed(21)
+    s = qt.MPS.zeros(n, batch=b, max_bond=2)
+    for _ in range(3):
+        for q in range(n):
+            a = torch.rand(b, 3, generator=gen, dtype=torch.float64) * 6 - 3
+            s.apply(torch.stack([G.U3(*row.tolist()) for row in a]), q)
+        for q in range(n - 1):
+            s.apply(G.CNOT(), (q, q + 1))
+    assert float(s.discarded_weight.min()) > 1e-3
+    s.move_center(4)
+    psi, norm = _dense(s), s.norm()
+    qubits = (3, 0, 5)
+    out = s.measure(qubits, generator=torch.Generator().manual_seed(1))
+    assert len({tuple(r) for r in out.tolist()}) > 1  # the samples part ways
+    ref = psi.reshape((b,) + (2,) * n).clone()
+    for k in range(b):
+        for q, bit in zip(qubits, out[k].tolist()):
+            ref[k].select(q, 1 - bit).zero_()
+    ref = ref.reshape(b, -1)
+    ref = ref / torch.linalg.vector_norm(ref, dim=-1, keepdim=True) * norm[:, None]
+    assert torch.allclose(_dense(s), ref, atol=1e-12)
+    assert _canonical_error(s) < 1e-12 and s.bond_dims == [2, 2, 2, 2, 2]
+    # a non-unitary jump (amplitude damping) keeps the canonical form and the norm too
+    for q in (1, 4):
+        s.apply_kraus(qt.noise.amplitude_damping(0.6), q, torch.Generator().manual_seed(q))
+    assert _canonical_error(s) < 1e-12 and torch.allclose(s.norm(), norm, atol=1e-12)
