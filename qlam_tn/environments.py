@@ -33,6 +33,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 
+from . import mps_host, routes
 from .contraction import contract
 from .state import as_int, complex_dtype_of
 
@@ -217,7 +218,17 @@ class MPSEnvironment:
 
     # ------------------------------------------------------------------ density matrices
     def rdm1(self) -> torch.Tensor:
-        """All single-qubit reduced density matrices in one sweep -> ``(B, n, 2, 2)``, each of trace 1."""
+        """All single-qubit reduced density matrices in one sweep -> ``(B, n, 2, 2)``, each of trace 1.
+
+        Outside autograd on CPU float64/complex128 sites the sweep runs in numpy
+        (``mps_host.rdm1``, the same contractions without a torch call each; ``routes`` decides);
+        ``rdm1_reference`` is the torch sweep, with autograd, that it is tested against."""
+        if routes.choose("rdm1", self.tensors) == "host":
+            return mps_host.rdm1(self.tensors, self.center)
+        return self.rdm1_reference()
+
+    def rdm1_reference(self) -> torch.Tensor:
+        """``rdm1`` by torch contractions on the cached environments (any device, dtype, autograd)."""
         out = []
         for k, a in enumerate(self.tensors):
             left, right, ac = self.left(k), self.right(k), a.conj()

@@ -32,7 +32,7 @@ from . import mps_jit, mps_update
 from .linalg import TruncationError, TruncationPolicy, check_split_weights, gram_split_applies, rank_rule
 
 __all__ = ["ENABLED", "disabled", "applies", "host_tensors", "moved", "two_site", "split", "neighbour_gates", "physical", "circuit",
-           "qr", "eigh", "svd", "one_blas_thread", "np_view", "site_tensor"]
+           "qr", "eigh", "svd", "one_blas_thread", "np_view", "site_tensor", "reads", "rdm1"]
 
 ENABLED = True
 
@@ -47,6 +47,12 @@ def disabled():
 def applies(batch: int, tensors) -> bool:
     """Whether the kernels may stand in for the torch path on these ``(1, χl, 2, χr)`` tensors."""
     return ENABLED and batch == 1 and host_tensors(tensors)
+
+
+def reads(batch: int, tensors) -> bool:
+    """Whether ``rdm1`` may stand in for the torch sweep on these ``(B, χl, 2, χr)`` tensors:
+    any batch (numpy's matmul runs over it), CPU float64/complex128, outside autograd."""
+    return ENABLED and batch >= 1 and host_tensors(tensors)
 
 
 def host_tensors(tensors) -> bool:
@@ -301,3 +307,50 @@ def circuit(ts: List[torch.Tensor], c: int, ops, policy: TruncationPolicy
             ) -> Tuple[List[torch.Tensor], int, TruncationError]:
     """``mps_update.circuit`` for one sample: ``physical`` and ``neighbour_gates`` in turn."""
     return mps_update.layer_by_layer(ts, c, ops, policy, physical, neighbour_gates)
+
+
+def rdm1(ts: List[torch.Tensor], c: int) -> torch.Tensor:
+    """``environments.rdm1`` on numpy arrays: every one-site reduced density matrix of the MPS
+    ``ts`` (``(B, χl, 2, χr)`` sites, mixed-canonical around ``c``) -> ``(B, n, 2, 2)``, trace 1,
+    in the sites' dtype.
+
+    The same sweep as the torch reference: the left environment ``L (B, χ_ket, χ_bra)`` pushed
+    from the centre to the right and the right one pulled to the left (the identity next to the
+    centre, whose sites are isometries), each site read as ``Σ L[x,w] A[x,i,y] A*[w,j,y]``
+    (right of the centre) or ``Σ A[x,i,y] R[y,z] A*[x,j,z]`` (left of it): two batched matmuls a
+    site and one for its 2x2 block, without a torch call's dispatch per contraction."""
+    n = len(ts)
+    sites = [np_view(t) for t in ts]
+    b = sites[0].shape[0]
+    out = np.empty((b, n, 2, 2), dtype=sites[0].dtype)
+    with one_blas_thread():
+        env = None  # L[k] for k > c: sites c..k-1 contracted; the identity at k = c
+        for k in range(c, n):
+            a = sites[k]
+            l, r = a.shape[1], a.shape[3]
+            t = a if env is None else (env.transpose(0, 2, 1) @ a.reshape(b, l, 2 * r)).reshape(b, l, 2, r)
+            out[:, k] = _block(t, a)
+            if k + 1 < n:  # L[k+1][y, z] = Σ_{w,i} t[w,i,y] a*[w,i,z]
+                env = t.reshape(b, 2 * l, r).transpose(0, 2, 1) @ a.reshape(b, 2 * l, r).conj()
+        if c > 0:  # R[c-1][x, z] = Σ_{i,y} A_c[x,i,y] A_c*[z,i,y]
+            a = sites[c]
+            l, r = a.shape[1], a.shape[3]
+            env = a.reshape(b, l, 2 * r) @ a.reshape(b, l, 2 * r).conj().transpose(0, 2, 1)
+        for k in range(c - 1, -1, -1):  # env = R[k]: sites k+1..c contracted
+            a = sites[k]
+            l, r = a.shape[1], a.shape[3]
+            t = a.reshape(b, 2 * l, r) @ env  # Σ_y A[x,i,y] R[y,z] as (x, i, z)
+            out[:, k] = _block(t, a)
+            if k > 0:  # R[k-1][x, z] = Σ_{i,w} t[x,i,w] A*[z,i,w]
+                env = t.reshape(b, l, 2 * r) @ a.reshape(b, l, 2 * r).conj().transpose(0, 2, 1)
+    tr = out[:, :, 0, 0] + out[:, :, 1, 1]
+    return torch.from_numpy(out / tr[..., None, None])
+
+
+def _block(t: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """``Σ_{w,y} t[b,w,i,y] a*[b,w,j,y]`` -> ``(B, 2, 2)``: the physical indices of ``t`` and
+    ``a`` (both ``(B, χl, 2, χr)``, ``t`` possibly as ``(B, 2χl, χr)``) paired over the rest."""
+    bb, l = a.shape[0], a.shape[1]
+    t = t.reshape(bb, l, 2, -1).transpose(0, 2, 1, 3).reshape(bb, 2, -1)
+    s = a.transpose(0, 2, 1, 3).reshape(bb, 2, -1)
+    return t @ s.conj().transpose(0, 2, 1)

@@ -8,6 +8,11 @@ Three routes compute the same update, with the same signatures (``mps_update``'s
     compiled    mps_packed    CPU, float64/complex128, no autograd, numba on    neighbour_gates,
                                                                                 physical, circuit
 
+One read takes the numpy route as well: ``rdm1`` (every one-site reduced density matrix, a sweep
+of small contractions) runs in ``mps_host.rdm1`` for CPU float64/complex128 sites outside autograd,
+any batch, and in ``environments`` (the reference, with autograd) otherwise; ``environments``
+asks ``choose("rdm1", tensors)``.
+
 A factorisation that fails (a NaN or infinity reached it) raises ``linalg.LinAlgError`` on every
 route, and the state is left as it was.
 
@@ -30,7 +35,7 @@ import torch
 from . import mps_host, mps_packed, mps_update
 from .linalg import LinAlgError
 
-__all__ = ["ROUTES", "OPERATIONS", "choose", "run"]
+__all__ = ["ROUTES", "OPERATIONS", "READS", "choose", "run"]
 
 ROUTES = {"torch": mps_update, "host": mps_host, "compiled": mps_packed}
 OPERATIONS = {
@@ -38,6 +43,7 @@ OPERATIONS = {
     "host": ("moved", "two_site", "neighbour_gates", "physical", "circuit"),
     "compiled": ("neighbour_gates", "physical", "circuit"),
 }
+READS = ("rdm1",)  # host or torch (environments), no gates
 
 
 def choose(op: str, tensors: Sequence[torch.Tensor], gates: Sequence[torch.Tensor] = ()) -> str:
@@ -45,6 +51,8 @@ def choose(op: str, tensors: Sequence[torch.Tensor], gates: Sequence[torch.Tenso
     (one tensor per layer: shared ``(P, d, d)`` or per-sample ``(B, P, d, d)``; for ``two_site`` a
     ``(4, 4)`` / ``(B, 4, 4)`` gate or none for SWAP)."""
     batch = tensors[0].shape[0]
+    if op in READS:
+        return "host" if mps_host.reads(batch, tensors) else "torch"
     if op in OPERATIONS["compiled"] and mps_packed.takes(batch, gates, tensors):
         return "compiled"
     # The numpy pass takes gates shared by the batch's one sample: (P, d, d) layers, or a

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import qlam_tn as qt
-from qlam_tn import environments as env
+from qlam_tn import environments as env, mps_host, routes
 from qlam_tn.measure import pauli_matrix
 
 N, B = 6, 3
@@ -198,6 +198,42 @@ def test_environments_are_built_once_and_identity_around_the_centre():
     # L[k] is the identity on the bond left of k for k <= center: the left sites are isometries.
     l3 = e.left(3)
     torch.testing.assert_close(l3, env.transfer_left(None, psi.tensors[2]), atol=0, rtol=0)
+
+
+# ----------------------------------------------------------------------------- the numpy rdm1 sweep
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("n,max_bond", [(1, None), (2, None), (7, 3), (9, None)])
+def test_host_rdm1_equals_the_torch_sweep_and_the_dense_state(dtype, batch, n, max_bond):
+    for center in range(n):  # the centre at every site; bonds uneven where max_bond truncates
+        psi = _random_mps(dtype, center, seed=60 + center, n=n, batch=batch, max_bond=max_bond, scale=0.6)
+        v = _dense(psi)
+        fast = mps_host.rdm1(psi.tensors, psi.center)
+        ref = env.MPSEnvironment(psi.tensors, psi.center).rdm1_reference()
+        assert fast.shape == (batch, n, 2, 2) and fast.dtype == dtype
+        torch.testing.assert_close(fast, ref, atol=TOL, rtol=0)
+        for q in range(n):
+            _check(fast[:, q], _dense_rdm(v, [q]))
+
+
+def test_rdm1_takes_the_numpy_sweep_only_outside_autograd_on_cpu_float64():
+    psi = _random_mps(torch.complex128, 2, seed=70)
+    ts = list(psi.tensors)
+    assert routes.choose("rdm1", ts) == "host"
+    with mps_host.disabled():
+        assert routes.choose("rdm1", ts) == "torch"
+        ref = env.rdm1(ts, 2)
+    torch.testing.assert_close(env.rdm1(ts, 2), ref, atol=TOL, rtol=0)
+    assert routes.choose("rdm1", [t.to(torch.complex64) for t in ts]) == "torch"
+    centre = ts[2].clone().requires_grad_()
+    grad_ts = ts[:2] + [centre] + ts[3:]
+    assert routes.choose("rdm1", grad_ts) == "torch"
+    rho = env.rdm1(grad_ts, 2)  # the torch sweep: a gradient flows to the centre
+    assert rho.requires_grad
+    with torch.no_grad():
+        assert routes.choose("rdm1", grad_ts) == "host"
+        torch.testing.assert_close(env.rdm1(grad_ts, 2), rho.detach(), atol=TOL, rtol=0)
 
 
 # ----------------------------------------------------------------------------- the MPS methods of today
