@@ -199,7 +199,8 @@ class Circuit:
         self._batch: Optional[int] = None
         # Classical registers (name, size) in declaration order; their bits are numbered on from
         # 0 in that order. ``n_clbits > 0`` declares one register "c".
-        self.cregs: Tuple[Tuple[str, int], ...] = ()
+        self._cregs: List[Tuple[str, int]] = []
+        self._creg_bits: Dict[str, Tuple[int, int]] = {}  # name -> (first clbit, size): one lookup per use
         self.n_clbits = 0
         self._group = (0, 0)  # the ops the last gate call appended (a ccx appends 15): what c_if conditions
         if as_int(n_clbits, "n_clbits"):
@@ -230,6 +231,7 @@ class Circuit:
     def copy(self) -> "Circuit":
         out = copy_module.copy(self)  # every attribute, then an operation list of its own
         out._ops = list(self._ops)
+        out._cregs, out._creg_bits = list(self._cregs), dict(self._creg_bits)
         return out
 
     # ------------------------------------------------------------------ adding ops
@@ -305,20 +307,24 @@ class Circuit:
             raise ValueError(f"a register name must be an identifier, got {name!r}")
         if size < 1:
             raise ValueError(f"creg {name} needs at least one bit, got {size}")
-        if any(name == r for r, _ in self.cregs):
+        if name in self._creg_bits:
             raise ValueError(f"creg {name!r} declared twice")
-        self.cregs = self.cregs + ((name, size),)
+        self._creg_bits[name] = (self.n_clbits, size)
+        self._cregs.append((name, size))
         self.n_clbits += size
         return self
 
+    @property
+    def cregs(self) -> Tuple[Tuple[str, int], ...]:
+        """The classical registers ``(name, size)`` in declaration order."""
+        return tuple(self._cregs)
+
     def creg_bits(self, name: str) -> Tuple[int, ...]:
         """The clbit indices of register ``name``, least significant first."""
-        start = 0
-        for r, size in self.cregs:
-            if r == name:
-                return tuple(range(start, start + size))
-            start += size
-        raise ValueError(f"no classical register {name!r} (declared: {[r for r, _ in self.cregs]})")
+        if name not in self._creg_bits:
+            raise ValueError(f"no classical register {name!r} (declared: {[r for r, _ in self._cregs]})")
+        start, size = self._creg_bits[name]
+        return tuple(range(start, start + size))
 
     def _clbit(self, c, what: str) -> int:
         c = as_int(c, what)

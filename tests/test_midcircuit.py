@@ -480,3 +480,20 @@ def test_creg_offsets_and_the_bound_on_all_clbits(monkeypatch):
     monkeypatch.setattr(qasm, "MAX_QUBITS", 5)
     with pytest.raises(ValueError, match=r"line 1: creg d\[3\] makes 6 classical bits.*MAX_QUBITS"):
         qt.Circuit.from_qasm(text)
+
+
+def test_creg_bits_and_copies_keep_their_own_registers():
+    c = qt.Circuit(1)
+    sizes = [1 + i % 3 for i in range(300)]
+    for i, size in enumerate(sizes):           # many registers: one dict lookup each
+        c.add_creg(f"r{i}", size)
+    starts = [sum(sizes[:i]) for i in range(300)]
+    for i in (0, 5, 151, 299):
+        assert c.creg_bits(f"r{i}") == tuple(range(starts[i], starts[i] + sizes[i]))
+    assert c.n_clbits == sum(sizes) and c.cregs == tuple((f"r{i}", s) for i, s in enumerate(sizes))
+    d = c.copy().add_creg("extra", 2)
+    assert len(c.cregs) == 300 and len(d.cregs) == 301 and d.creg_bits("extra") == (c.n_clbits, c.n_clbits + 1)
+    with pytest.raises(ValueError, match="no classical register 'extra'"):
+        c.creg_bits("extra")
+    with pytest.raises(ValueError, match="declared twice"):
+        c.add_creg("r7", 1)
