@@ -100,10 +100,13 @@ def svd_backward(U, S, Vh, keep, eps_rel: float, absorb: Optional[str], gU, gS, 
     """The broadened backward of a thin SVD ``A = U diag(S) Vh`` (``_StableSVD``'s; ``keep (..., k)``
     marks the values the caller keeps, ``absorb`` as ``svd`` takes it) -> ``gA (..., m, n)``."""
     m, n, k = U.shape[-2], Vh.shape[-1], S.shape[-1]
-    smax2 = (S[..., :1] ** 2).clamp_min(torch.finfo(S.dtype).tiny)
-    # Broaden each 1/x on its own scale: x = s for S⁻¹, x = s_j² - s_i² for the gap terms.
-    eps = eps_rel * smax2  # (..., 1)
-    eps_gap = eps_rel * smax2 * smax2
+    tiny = torch.finfo(S.dtype).tiny
+    smax2 = (S[..., :1] ** 2).clamp_min(tiny)
+    # Broaden each 1/x on its own scale: x = s for S⁻¹, x = s_j² - s_i² for the gap terms. Each ε
+    # at least ``tiny``: eps_rel · s_max⁴ underflows to 0 for a small state (s_max ~1e-10 in
+    # float32, ~1e-75 in float64), and a zero gap over a zero ε is NaN.
+    eps = (eps_rel * smax2).clamp_min(tiny)  # (..., 1)
+    eps_gap = (eps_rel * smax2 * smax2).clamp_min(tiny)
     Sc = S.to(U.dtype)
     Uh = U.mH
     V = Vh.mH
@@ -210,10 +213,10 @@ def eigh_backward(L, V, eps_rel: float, gL, gV) -> torch.Tensor:
         inner = torch.zeros(L.shape[:-1] + (k, k), dtype=V.dtype, device=V.device)
     else:
         X = V.mH @ gV
-        lmax = L.abs().amax(-1, keepdim=True).clamp_min(torch.finfo(L.dtype).tiny)  # (..., 1)
-        eps = (eps_rel * lmax * lmax).unsqueeze(-1)
-        gap = L.unsqueeze(-2) - L.unsqueeze(-1)  # (..., i, j) = λ_j - λ_i
-        inner = 0.5 * (X - X.mH) * _broadened_inverse(gap, eps).to(V.dtype)
+        # In units of λ_max (no underflow of eps_rel · λ_max² for a small matrix: _GramSplit).
+        lmax = L.abs().amax(-1, keepdim=True).clamp_min(torch.finfo(L.dtype).tiny).unsqueeze(-1)  # (..., 1, 1)
+        gap = (L.unsqueeze(-2) - L.unsqueeze(-1)) / lmax  # (..., i, j) = (λ_j - λ_i) / λ_max
+        inner = 0.5 * (X - X.mH) * (_broadened_inverse(gap, eps_rel) / lmax).to(V.dtype)
     if gL is not None:
         inner = inner + torch.diag_embed(gL.to(V.dtype))
     return V @ inner @ V.mH
@@ -586,10 +589,11 @@ class _GramSplit(torch.autograd.Function):
         if gQ is not None:
             X[..., :, k - r:] += V.mH @ gQ.flip(-1)
         # λ_i = S2_i up to rounding (the rows' norms², the eigenvalues' better-resolved twins).
-        lmax = S2.amax(-1, keepdim=True).clamp_min(torch.finfo(S2.dtype).tiny)
-        eps = (ctx.eps_rel * lmax * lmax).unsqueeze(-1)
-        gap = S2.unsqueeze(-2) - S2.unsqueeze(-1)  # (..., i, j) = λ_j - λ_i
-        inner = (X - X.mH) * _broadened_inverse(gap, eps).to(X.dtype)
+        # Broadened in units of λ_max (ε = eps_rel · λ_max²): the same F at every norm of the state,
+        # where eps_rel · λ_max² itself would underflow for a small one (0/0 on a zero gap).
+        lmax = S2.amax(-1, keepdim=True).clamp_min(torch.finfo(S2.dtype).tiny).unsqueeze(-1)  # (..., 1, 1)
+        gap = (S2.unsqueeze(-2) - S2.unsqueeze(-1)) / lmax  # (..., i, j) = (λ_j - λ_i) / λ_max
+        inner = (X - X.mH) * (_broadened_inverse(gap, ctx.eps_rel) / lmax).to(X.dtype)
         return V @ torch.baddbmm(gCf, inner, Cf) if V.dim() == 3 else V @ (gCf + inner @ Cf), None, None
 
 

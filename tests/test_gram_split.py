@@ -351,3 +351,39 @@ def test_batched_svd_on_cpu_is_torch_svd():
     u, s, vh = linalg.batched_svd(a)
     torch.testing.assert_close(s, torch.linalg.svdvals(a))
     torch.testing.assert_close((u * s.unsqueeze(-2)) @ vh, a, atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("dtype,scale", [(torch.float32, 1e-10), (F64, 1e-80)])
+@pytest.mark.parametrize("split", [gram_split, svd_split])
+def test_small_state_gradients_finite_and_scale_exact(dtype, scale, split):
+    # A product state's split (rank 1: zero and repeated values, all kept) of a state with tiny
+    # norm: the broadening ε = eps_rel · s_max⁴ underflowed to 0 there and 0/0 gave NaN (float32
+    # from norms ~1e-10, float64 ~1e-75). Every value kept: the split's state is A itself, so the
+    # gradient is w (a hand calculation), at every scale; the Gram route gets it to rounding, the
+    # SVD route's broadened 1/s on the zero values does not (finite only).
+    w = _random(2, 4, 6, F64, seed=25).to(dtype)
+    pol = qt.TruncationPolicy(cutoff=0.0, renormalize=False)
+    u = _random(2, 4, 1, F64, seed=26).to(dtype)
+    v = _random(2, 1, 6, F64, seed=27).to(dtype)
+    for s in (1.0, scale):
+        a = ((u @ v) * s).requires_grad_(True)
+        left, right, _, _ = split(a, pol, "right")
+        assert left.shape[-1] == 4
+        ((left @ right) * w).sum().backward()
+        assert torch.isfinite(a.grad).all(), s
+        if split is gram_split:
+            torch.testing.assert_close(a.grad, w, atol=1e-5 if dtype == torch.float32 else 1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("absorb", ["right", "left"])
+def test_gram_gradient_exact_with_tiny_kept_values(absorb):
+    # No cutoff: values down to 1e-9 of the largest kept, so the split's state is A itself and the
+    # gradient of <w, state> is w (a hand calculation). The Gram backward has no 1/s and gets it to
+    # rounding; the SVD route's broadened 1/s (ε = 1e-12 · s_max²) is off by O(1) there (not pinned).
+    a = _random(2, 5, 5, F64, seed=28, spectrum=[1.0, 1e-3, 1e-5, 1e-7, 1e-9])
+    w = _random(2, 5, 5, F64, seed=29)
+    x = a.clone().requires_grad_(True)
+    left, right, _, _ = gram_split(x, qt.TruncationPolicy(cutoff=0.0), absorb)
+    assert left.shape[-1] == 5
+    ((left @ right) * w).sum().backward()
+    torch.testing.assert_close(x.grad, w, atol=1e-12, rtol=0)
