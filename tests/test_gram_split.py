@@ -387,3 +387,47 @@ def test_gram_gradient_exact_with_tiny_kept_values(absorb):
     assert left.shape[-1] == 5
     ((left @ right) * w).sum().backward()
     torch.testing.assert_close(x.grad, w, atol=1e-12, rtol=0)
+
+
+def test_second_derivatives_raise_instead_of_silently_wrong():
+    # The hand-written backwards run on factors saved without a graph: a second derivative through
+    # them would miss the factors' own dependence on the input (through the one-QR move it came
+    # out 246 where torch's QR gives 220). They refuse instead.
+    import qlam_tn.mps_update as M
+
+    x = _random(2, 6, 3, seed=30).requires_grad_(True)
+    q, r = M.qr_move(x, 1e-12, True)
+    g, = torch.autograd.grad(((q * _random(2, 6, 3, seed=31)).sum() + r.square().sum()), x, create_graph=True)
+    with pytest.raises(RuntimeError, match="once_differentiable"):
+        g.square().sum().backward()
+    y = _random(2, 4, 6, seed=32).requires_grad_(True)
+    for split in (gram_split, svd_split):
+        left, right, _, _ = split(y, qt.TruncationPolicy(max_bond=2), "right")
+        g, = torch.autograd.grad((left @ right).square().sum(), y, create_graph=True)
+        with pytest.raises(RuntimeError, match="once_differentiable"):
+            g.square().sum().backward()
+
+
+@pytest.mark.parametrize("decades", [4, 6])
+def test_float32_gram_split_gradient_error_scales_as_eps_over_smallest_kept_squared(decades):
+    # gram_split's documented float32 accuracy: a split's gradient is off by ~eps / (s_r / s_max)²
+    # relative (s_r the smallest kept value; eigenvectors of the Gram matrix carry eps · λ_max / gap),
+    # where the float32 SVD stays near eps / (s_r / s_max). Reference: the float64 SVD route with
+    # the same broadening. Spectra over 4 and 6 decades, cut to 4 of 8 (s_r = 1.9e-2, 2.7e-3).
+    spectrum = torch.logspace(0, -decades, 8, dtype=F64).tolist()
+    s_r = spectrum[3]
+    eps = torch.finfo(torch.float32).eps
+    pol = qt.TruncationPolicy(max_bond=4, split="gram")
+    for seed in range(3):
+        a = _random(1, 8, 16, seed=40 + seed, spectrum=spectrum)
+        w = _random(1, 8, 16, seed=50 + seed)
+        x = a.clone().requires_grad_(True)
+        _loss(svd_split, x, pol, "right", w).backward()
+        ref, scale = x.grad, float(x.grad.abs().max())
+        err = {}
+        for split in (gram_split, svd_split):
+            y = a.float().requires_grad_(True)
+            _loss(split, y, pol, "right", w.float()).backward()
+            err[split] = float((y.grad.double() - ref).abs().max()) / scale
+        assert err[gram_split] <= 4 * eps / s_r ** 2, (seed, err)
+        assert err[svd_split] <= 10 * eps / s_r, (seed, err)
