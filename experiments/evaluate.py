@@ -78,7 +78,9 @@ def parse_shots(raw) -> int | None:
 def protocol_settings(protocol: str = "exact", shots=None, window=None, weak_strength=None, noise=None,
                       trajectories: int = 16) -> dict:
     """The ``QLAMConfig`` readout fields of a protocol, checked (``ValueError``) by building a
-    config from them; ``noise`` as a rate (depolarising) or ``"kind:p"``."""
+    config from them; ``noise`` as a rate (depolarising) or ``"kind:p"``. What depends on the
+    model (``end`` with per-position outputs, collapse copies ``>= K`` settings) is checked when
+    the model is built from them."""
     from qlam_tn.models.qlam import QLAMConfig
     if isinstance(noise, str):
         try:
@@ -87,7 +89,8 @@ def protocol_settings(protocol: str = "exact", shots=None, window=None, weak_str
             pass
     settings = dict(readout_protocol=protocol, shots=parse_shots(shots), window=window,
                     weak_strength=weak_strength, noise=noise, trajectories=trajectories)
-    QLAMConfig(readout_at="last" if protocol == "end" else "every", **settings)
+    # readout "zz" needs one measurement setting (K = 1): the model's own K is checked on loading
+    QLAMConfig(readout="zz", readout_at="last" if protocol == "end" else "every", **settings)
     return settings
 
 
@@ -243,6 +246,11 @@ def score(checkpoint, dataset: str | None = None, data_dir=None, split: str = "t
         raise ValueError(f"limit must be a positive int, got {limit!r}")
     model, ckpt = load_model(checkpoint, bond_dim, nonfinite="error", protocol=protocol)
     config = ckpt["config"]
+    if (protocol is not None and protocol["readout_protocol"] == "end"
+            and config["model"].get("outputs") == "per_position"):
+        raise ValueError(f"{checkpoint}: readout_protocol='end' reads the memory once, after the last "
+                         f"token; this model gives an output at every position (a read after every "
+                         f"token): use 'restart', 'window' or 'collapse'")
     train_cfg, data_cfg = config["train"], config["data"]
     if "task" in data_cfg:
         dataset, data = _task_data(checkpoint, data_cfg, dataset, split)
@@ -364,10 +372,10 @@ def build_parser() -> argparse.ArgumentParser:
     hw.add_argument("--weak-strength", type=float, metavar="G", help="strength in (0, 1] for --protocol weak")
     hw.add_argument("--noise", metavar="P", help="gate noise after every gate: a depolarising rate, "
                     "or kind:p (depolarizing, amplitude_damping, dephasing)")
-    hw.add_argument("--trajectories", type=int, default=16,
+    hw.add_argument("--trajectories", type=int,
                     help="noisy runs averaged per read with --noise and no --shots (default 16)")
-    hw.add_argument("--repeats", type=int, default=1, help="repeats of the sampling (default 1)")
-    hw.add_argument("--seed", type=int, default=0, help="seed of the first repeat's sampling (default 0)")
+    hw.add_argument("--repeats", type=int, help="repeats of the sampling (default 1)")
+    hw.add_argument("--seed", type=int, help="seed of the first repeat's sampling (default 0)")
     hw.add_argument("--limit", type=int, metavar="N", help="score the first N examples of the split")
     hw.add_argument("--out", metavar="FILE", help="also write the result JSON here (atomically)")
     ap.add_argument("--json", action="store_true",
@@ -390,12 +398,24 @@ def main(argv=None) -> int:
     protocol = None
     wants_protocol = any(v is not None for v in (args.protocol, args.shots, args.window,
                                                  args.weak_strength, args.noise))
+    if not wants_protocol:
+        stray = [f for f, v in (("--repeats", args.repeats), ("--seed", args.seed),
+                                ("--trajectories", args.trajectories)) if v is not None]
+        if stray:
+            parser.error(f"{', '.join(stray)}: the sampling of a readout protocol, which needs "
+                         f"--protocol (or --shots/--noise)")
     if wants_protocol:
         try:
             protocol = protocol_settings(args.protocol or "restart", args.shots, args.window,
-                                         args.weak_strength, args.noise, args.trajectories)
+                                         args.weak_strength, args.noise,
+                                         16 if args.trajectories is None else args.trajectories)
         except ValueError as exc:
             parser.error(str(exc))
+        if args.trajectories is not None and (protocol["noise"] is None or protocol["shots"] is not None):
+            parser.error("--trajectories is the number of noisy runs averaged per read: it goes with "
+                         "--noise and without --shots (with --shots each of the S shots is one run)")
+    if args.out is not None and not Path(args.out).parent.is_dir():
+        parser.error(f"--out {args.out}: the folder {Path(args.out).parent} does not exist")
     if args.threads is not None:
         if args.threads < 1:
             parser.error(f"--threads must be >= 1, got {args.threads}")
@@ -404,8 +424,9 @@ def main(argv=None) -> int:
     with contextlib.redirect_stdout(sys.stderr):
         try:
             result = score(args.checkpoint, args.dataset, args.data_dir, args.split,
-                           args.batch_size, args.device, bond_dim, protocol, args.repeats,
-                           args.seed, args.limit)
+                           args.batch_size, args.device, bond_dim, protocol,
+                           1 if args.repeats is None else args.repeats,
+                           0 if args.seed is None else args.seed, args.limit)
         except (ValueError, FileNotFoundError) as exc:
             parser.error(str(exc))
     extra = ("bond_dim", "backend", "trained_backend", "trained_bond_dim", "discarded_weight_mean",

@@ -88,13 +88,14 @@ import argparse
 import sys
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 
 from qlam_tn.experiments import runfolder as rf
 from qlam_tn.experiments.train import parse_model_cfg
 from qlam_tn.models.qlam import QLAM, QLAMConfig
-from qlam_tn.models.readout_protocols import measurement_settings
+from qlam_tn.models.readout_protocols import measurement_settings, reads_every_token
 
 PROTOCOLS = ("restart", "end", "window", "collapse", "weak")
 
@@ -143,17 +144,13 @@ def circuit_counts(cfg: QLAMConfig) -> dict:
             "settings": len(measurement_settings(cfg))}
 
 
-def reads_every_token(cfg: QLAMConfig, per_position: bool) -> bool:
-    """Whether the model reads after every token (pooled readouts or per-position outputs)."""
-    return per_position or cfg.readout_at != "last"
-
-
 def protocol_counts(protocol: str, seq_len: int, shots: int, settings: int, every: bool,
                     window: int | None = None) -> dict:
     """Per sequence: ``executions`` (circuits run, one shot each), ``token_circuits`` (token
     updates executed over all of them), ``reads`` (measurements of the memory, each of all its
     qubits), ``growth`` in T (``linear``/``quadratic``). ``ValueError`` for a protocol the
-    model's reads do not allow (``end`` with reads at every token)."""
+    model's reads do not allow (``end`` with reads at every token, ``collapse``/``weak`` with
+    fewer copies than settings)."""
     t, s, k = seq_len, shots, settings
     if protocol == "exact":
         protocol = "restart"
@@ -164,6 +161,9 @@ def protocol_counts(protocol: str, seq_len: int, shots: int, settings: int, ever
                          "every token (pooled readout or per-position outputs)")
     if protocol == "window" and (window is None or window < 1):
         raise ValueError(f"protocol 'window' needs window >= 1, got {window!r}")
+    if protocol in ("collapse", "weak") and s < k:
+        raise ValueError(f"protocol {protocol!r} measures one of the K={k} settings per copy: it needs "
+                         f"shots >= {k}, got {s}")
     if protocol in ("collapse", "weak"):
         reads = t if every else 1
         return {"executions": s, "token_circuits": s * t, "reads": s * reads, "growth": "linear"}
@@ -235,10 +235,11 @@ def simulation_seconds(model: QLAM, seq_len: int, batch: int = 64, repeats: int 
 
 
 def _model(args) -> tuple[QLAM, dict]:
-    """The QLAM to cost and where it came from."""
+    """The QLAM to cost and where it came from (a checkpoint's with the free exact readout, so
+    that the simulation is timed without a protocol it was trained under)."""
     if args.checkpoint:
-        from qlam_tn.experiments.evaluate import load_model
-        model, ckpt = load_model(args.checkpoint)
+        from qlam_tn.experiments.evaluate import load_model, protocol_settings
+        model, ckpt = load_model(args.checkpoint, protocol=protocol_settings("exact"))
         qlam = getattr(model, "body", model).qlam
         return qlam, {"checkpoint": str(args.checkpoint), "outputs": ckpt["config"]["model"].get("outputs")}
     cfg = QLAMConfig(**parse_model_cfg(args.model_cfg or []))
@@ -278,7 +279,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--input-dim", type=int, default=28, help="features per token with --model-cfg (default 28)")
     ap.add_argument("--seq-len", type=int, required=True, metavar="T")
     ap.add_argument("--shots", type=int, default=1000, metavar="S", help="shots per read and setting (default 1000)")
-    ap.add_argument("--protocol", nargs="+", default=list(PROTOCOLS), choices=("exact",) + PROTOCOLS)
+    ap.add_argument("--protocol", nargs="+", choices=("exact",) + PROTOCOLS,
+                    help="protocols to cost (default: all; 'end' is then left out for a model that "
+                         "reads after every token, and refused when named)")
     ap.add_argument("--window", type=int, default=4, metavar="TAU", help="for the window protocol (default 4)")
     ap.add_argument("--profile", nargs="+", default=list(PROFILES), choices=list(PROFILES))
     ap.add_argument("--per-position", action="store_true",
@@ -296,15 +299,22 @@ def main(argv=None) -> int:
     for name in ("seq_len", "shots", "window", "dataset_size", "threads", "input_dim"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if args.json is not None and not Path(args.json).parent.is_dir():
+        parser.error(f"--json {args.json}: the folder {Path(args.json).parent} does not exist")
     torch.set_num_threads(args.threads)
     try:
         qlam, source = _model(args)
         per_position = args.per_position or source.get("outputs") == "per_position"
-        rows = cost_rows(qlam.config, args.seq_len, args.shots, args.protocol, args.profile, per_position,
+        if args.protocol is not None and "end" in args.protocol \
+                and reads_every_token(qlam.config, per_position):
+            raise ValueError("protocol 'end' reads once after the last token; this model reads after "
+                             "every token (pooled readout or per-position outputs)")
+        protocols = list(PROTOCOLS) if args.protocol is None else args.protocol
+        rows = cost_rows(qlam.config, args.seq_len, args.shots, protocols, args.profile, per_position,
                          args.window, args.dataset_size)
+        sim = None if args.no_sim else simulation_seconds(qlam, args.seq_len)
     except (ValueError, TypeError, FileNotFoundError) as exc:
         parser.error(str(exc))
-    sim = None if args.no_sim else simulation_seconds(qlam, args.seq_len)
     print(table(rows, sim))
     if args.json:
         rf.atomic_write_json(args.json, {

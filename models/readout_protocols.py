@@ -25,7 +25,7 @@ each feature gets ``S`` shots of its setting: its estimate is ``(2k - S)/S`` wit
 unbiased with variance ``(1 - <P>²)/S``. Features of one setting would share shots on hardware
 (correlated errors); here each is drawn on its own (the marginals are exact). Under ``collapse``
 and ``weak`` copy ``c`` measures setting ``c mod K`` at every read, so each feature is the mean
-of about ``S/K`` copies' outcomes, and each copy's memory is the post-measurement state
+of about ``S/K`` copies' outcomes (``S >= K`` is required), and each copy's memory is the post-measurement state
 (projective: a product state of the measured directions).
 
 Noise (``QLAMConfig.noise``): a channel after every gate of the token circuit (the encoding
@@ -107,6 +107,14 @@ def check_protocol(cfg) -> None:
                          "use 'restart' (the same reads from S shots each)")
     if p in ("collapse", "weak") and cfg.shots is None:
         raise ValueError(f"readout_protocol={p!r} measures S copies of the memory: set shots=S")
+    if p in ("collapse", "weak"):
+        # copy c measures setting c mod K: with fewer copies some features are never measured
+        # (their mean over no copies would be 0/0)
+        k = len(measurement_settings(cfg))
+        if cfg.shots < k:
+            raise ValueError(f"readout_protocol={p!r} measures one setting per copy and this readout "
+                             f"needs K={k} settings ({', '.join(measurement_settings(cfg))}): "
+                             f"shots must be >= {k}, got {cfg.shots}")
     if (p == "window") != (cfg.window is not None):
         raise ValueError(f"window=tau goes with readout_protocol='window' and only with it "
                          f"(got readout_protocol={p!r}, window={cfg.window!r})")

@@ -91,3 +91,96 @@ def test_end_is_left_out_for_a_model_reading_every_token():
     rows = hwcost.cost_rows(QLAMConfig(n_qubits=3, readout_at="every"), 5, 10, ["restart", "end"],
                             ["neutral-atom"])
     assert [r["protocol"] for r in rows] == ["restart"]
+
+
+def _schedule(protocol, t_len, shots, settings, every, window=None):
+    """Brute force: list every circuit execution a protocol runs for one sequence as the number
+    of tokens it applies, and count the memory reads; ``(executions, token circuits, reads)``."""
+    runs, reads = [], 0
+    read_at = range(1, t_len + 1) if every else [t_len]
+    if protocol in ("collapse", "weak"):
+        for _ in range(shots):  # one copy per shot, carried through every token, read at each
+            runs.append(t_len)
+            reads += len(read_at)
+        return len(runs), sum(runs), reads
+    for _ in range(shots):
+        for _ in range(settings):
+            for t in read_at:  # a fresh run per read: the prefix (restart/end) or the window
+                runs.append(min(t, window) if protocol == "window" else t)
+                reads += 1
+    return len(runs), sum(runs), reads
+
+
+@pytest.mark.parametrize("protocol", ["restart", "end", "window", "collapse", "weak"])
+def test_protocol_counts_against_an_enumerated_schedule(protocol):
+    for t_len in range(1, 7):
+        for shots in (3, 4):
+            for k in (1, 2, 3):
+                for every in (False, True):
+                    if protocol == "end" and every:
+                        continue
+                    for tau in ((1, 2, 3, 8) if protocol == "window" else (None,)):
+                        got = protocol_counts(protocol, t_len, shots, k, every, window=tau)
+                        want = _schedule(protocol, t_len, shots, k, every, tau)
+                        assert (got["executions"], got["token_circuits"], got["reads"]) == want
+
+
+def test_circuit_counts_follow_the_models_own_layers():
+    """Two-qubit gates and depth from the pairs of each layer QLAM.layer_gates builds ((P, 4, 4)
+    per layer), times the native gates per pair (1 for cz/cnot, 2 for SO(4), 3 for U(4))."""
+    from qlam_tn.models.qlam import QLAM
+    for n in (2, 3, 5):
+        for depth in (1, 2, 3):
+            for entangler, real, per in (("cz", True, 1), ("cnot", False, 1), ("su4", True, 2), ("su4", False, 3)):
+                cfg = QLAMConfig(n_qubits=n, depth=depth, entangler=entangler, real=real,
+                                 encoding="ry" if real else "ry_rz", backend="mps")
+                pairs = [g.shape[0] for g, _ in QLAM(2, cfg).layer_gates()]
+                got = circuit_counts(cfg)
+                assert got["two_qubit_gates"] == per * sum(pairs)
+                assert got["two_qubit_depth"] == per * sum(1 for p in pairs if p)
+
+
+def test_collapse_needs_a_copy_per_setting():
+    with pytest.raises(ValueError, match="needs shots >= 10"):
+        protocol_counts("collapse", 28, 9, 10, every=True)
+    assert protocol_counts("weak", 28, 10, 10, every=True)["executions"] == 10
+
+
+@pytest.mark.parametrize("extra, match", [
+    (["--protocol", "end"], "reads once after the last token"),       # the model pools every token
+    (["--protocol", "collapse", "--shots", "2"], "needs shots >= 3"),  # K = 3: query, X, Z
+    (["--json", "NODIR/c.json"], "does not exist"),
+    (["--seq-len", "12"], "longer than pool_positions=10"),            # the timed forward refuses
+    (["--shots", "0"], "--shots must be >= 1"),
+])
+def test_cli_refuses_bad_input(tmp_path, capsys, extra, match):
+    argv = ["--model-cfg", "n_qubits=3", "readout_at=attn", "pool_positions=10", "--input-dim", "2",
+            "--seq-len", "5", "--threads", "1"]
+    argv += [a.replace("NODIR", str(tmp_path / "missing")) for a in extra]
+    with pytest.raises(SystemExit):
+        hwcost.main(argv)
+    assert match in capsys.readouterr().err
+
+
+def test_default_protocols_leave_end_out_quietly(capsys):
+    assert hwcost.main(["--model-cfg", "n_qubits=3", "--input-dim", "2", "--seq-len", "5", "--no-sim",
+                        "--profile", "superconducting"]) == 0
+    out = capsys.readouterr().out
+    assert "| restart |" in out and "| collapse |" in out and "| end |" not in out
+
+
+def test_a_checkpoint_that_is_not_a_qlam_is_refused(tmp_path, capsys):
+    import torch
+    from qlam_tn.experiments import train
+    threads = torch.get_num_threads()
+    try:
+        train.main(["--model", "gru", "--embed-dim", "4", "--batch-size", "16", "--threads", "1",
+                    "--no-progress", "--dataset", "mqar", "--data-cfg", "seq_len=8", "num_pairs=1",
+                    "vocab_size=12", "--n-train", "16", "--n-val", "8", "--n-test", "8", "--epochs", "1",
+                    "--out", str(tmp_path), "--name", "gru"])
+    finally:
+        torch.set_num_threads(threads)
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        hwcost.main(["--checkpoint", str(tmp_path / "gru"), "--seq-len", "8", "--no-sim"])
+    assert "QLAM checkpoints only" in capsys.readouterr().err

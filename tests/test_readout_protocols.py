@@ -5,6 +5,7 @@ Statistical tests use fixed generators and a stated bound: a mean of N draws of 
 outcome with expectation e lies within 5·sqrt(var/N) of e, var = 1 - e² (1/g² - e²).
 """
 import math
+import re
 
 import pytest
 import torch
@@ -82,6 +83,31 @@ def test_window_reads_only_the_last_tau_tokens_from_a_fresh_memory():
     assert (got[:, tau:] - model.features(x)[:, tau:]).abs().max() > 1e-3
 
 
+def test_window_on_a_hand_built_memory():
+    """Two qubits, identity entangler, token t rotates both qubits by RY(x_t) (encoder weight 1,
+    bias 0): from |0> the tokens t-τ+1..t leave <X> = sin(s), <Z> = cos(s) with s their sum."""
+    a = [0.1, 0.2, 0.4, 0.8, 1.6]
+    tau = 2
+    model = QLAM(1, QLAMConfig(n_qubits=2, depth=1, entangler="su4", readout="xyz", readout_at="every",
+                               readout_protocol="window", window=tau)).double()
+    with torch.no_grad():
+        model.entangler_params[0].zero_()
+        model.encoder.weight.fill_(1.0)
+        model.encoder.bias.zero_()
+    x = torch.tensor(a, dtype=torch.float64).view(1, -1, 1)
+    got = model.features(x)[0]  # (T, [X0, Z0, X1, Z1])
+    sums = [sum(a[max(0, t - tau + 1):t + 1]) for t in range(len(a))]  # 0.1, 0.3, 0.6, 1.2, 2.4
+    want = torch.tensor([[math.sin(v), math.cos(v)] * 2 for v in sums], dtype=torch.float64)
+    torch.testing.assert_close(got, want, atol=1e-12, rtol=0)
+    # the sequence-level read (readout_at="last"): the last window only
+    last = QLAM(1, QLAMConfig(n_qubits=2, depth=1, entangler="su4", readout="xyz", readout_at="last",
+                              readout_protocol="window", window=3)).double()
+    last.load_state_dict(model.state_dict())
+    s3 = sum(a[-3:])
+    torch.testing.assert_close(last(x)[0], torch.tensor([math.sin(s3), math.cos(s3)] * 2, dtype=torch.float64),
+                               atol=1e-12, rtol=0)
+
+
 def test_end_equals_exact_at_the_last_position_and_is_refused_elsewhere():
     torch.manual_seed(0)
     clf = QLAMClassifier(4, 3, n_qubits=3, readout_at="last", entangler="su4").double()
@@ -118,6 +144,12 @@ def test_restart_shots_are_unbiased_with_binomial_variance():
     # the ~1% relative error of a variance estimated from 400 x 114 draws)
     ratio = runs.var(0).sum() / var.sum()
     assert abs(float(ratio) - 1) < 0.1
+    # per feature: the sample variance within 5 sigma of (1 - e²)/S, its own standard error
+    # sqrt((m4 - v²)/N) from the draws' fourth central moment (features with e = ±1 have none)
+    dev = runs - runs.mean(0)
+    v, m4 = dev.pow(2).mean(0), dev.pow(4).mean(0)
+    se = ((m4 - v ** 2).clamp(min=0) / draws).sqrt()
+    assert bool(((v - var).abs() <= 5 * se + 1e-12).all())
     # every read is a mean of S outcomes ±1: a multiple of 2/S
     k = (runs + 1) * s / 2
     torch.testing.assert_close(k, k.round(), atol=1e-9, rtol=0)
@@ -141,8 +173,10 @@ def test_restart_converges_to_exact_as_shots_grow():
     assert errors == sorted(errors, reverse=True)
 
 
-def test_shot_noise_gradient_is_the_exact_expectations():
-    model = _model(readout="query+xyz", real=True)
+@pytest.mark.parametrize("kw", [dict(readout="query+xyz", real=True),  # the dense scan
+                                dict(backend="mps", cutoff=0.0)])         # the general path
+def test_shot_noise_gradient_is_the_exact_expectations(kw):
+    model = _model(**kw)
     x = _x()
     w = torch.randn(model.token_feature_dim, dtype=torch.float64)
     (model.features(x) @ w).sum().backward()
@@ -230,6 +264,119 @@ def test_weak_measurement_estimate_is_unbiased_and_g1_is_projective():
     assert bool(((f2 - want2).abs() <= 5 * sigma2).all())
 
 
+def _token_unitary(model, x_t):
+    """``(2^n, 2^n)`` complex128 matrix of one token update with token ``x_t (1, F)``: the cell
+    applied to every basis state (column j = U|j>)."""
+    n = model.config.n_qubits
+    d = 2 ** n
+    dtype = model.new_memory(1).dtype
+    mem = StateVector(torch.eye(d, dtype=dtype).reshape(d, *[2] * n))
+    model.update(mem, x_t.expand(d, -1), model.token_gates())
+    return mem.psi.reshape(d, d).T.to(torch.complex128)
+
+
+def _measured_reference(model, x, g):
+    """Density-matrix reference of ``collapse`` (g = 1) / ``weak`` (g < 1): per sample and setting
+    the copies' state ρ evolves by each token's unitary, the setting's features are read as
+    Tr(O ρ), then ρ -> Σ_± M_± ρ M_±† for every qubit, M_± = sqrt((1 ± g O_q)/2), O_q the qubit's
+    measured direction n·σ. ``(B, T, D)`` expected features."""
+    cfg = model.config
+    n, h = cfg.n_qubits, cfg.query_heads
+    pauli = [torch.tensor(m, dtype=torch.complex128) for m in
+             ([[0, 1], [1, 0]], [[0, -1j], [1j, 0]], [[1, 0], [0, -1]])]
+
+    def on(op, q):
+        return torch.kron(torch.kron(torch.eye(2 ** q, dtype=torch.complex128), op),
+                          torch.eye(2 ** (n - q - 1), dtype=torch.complex128))
+
+    def sqrtm(a):
+        w, v = torch.linalg.eigh(a)
+        return v @ torch.diag(w.clamp(min=0).sqrt().to(v.dtype)) @ v.conj().T
+
+    c = 2 if cfg.real else 3
+    eye = torch.eye(2 ** n, dtype=torch.complex128)
+    b_len, t_len, _ = x.shape
+    out = torch.zeros(b_len, t_len, model.token_feature_dim, dtype=torch.float64)
+    for b in range(b_len):
+        for name in measurement_settings(cfg):
+            rho = torch.zeros(2 ** n, 2 ** n, dtype=torch.complex128)
+            rho[0, 0] = 1
+            for t in range(t_len):
+                u = _token_unitary(model, x[b:b + 1, t])
+                rho = u @ rho @ u.conj().T
+                if name.startswith("query"):  # layout of QLAM.read: query i*h + j
+                    q = model.query(x[b:b + 1, t]).reshape(n, h, -1)[:, int(name[5:])].double()
+                    th, ph = q[:, 0], (q[:, 1] if not cfg.real else torch.zeros(n, dtype=torch.float64))
+                    dirs = torch.stack([th.sin() * ph.cos(), th.sin() * ph.sin(), th.cos()], -1)
+                    slots = [i * h + int(name[5:]) for i in range(n)]
+                else:  # then xyz i*c + axis, then zz
+                    axis = {"X": 0, "Y": 1, "Z": 2}[name]
+                    dirs = torch.zeros(n, 3, dtype=torch.float64)
+                    dirs[:, axis] = 1
+                    slots = [n * h + i * c + (c - 1 if name == "Z" else axis) for i in range(n)]
+                obs = [sum(float(dirs[i, k]) * on(pauli[k], i) for k in range(3)) for i in range(n)]
+                for i in range(n):
+                    out[b, t, slots[i]] = torch.trace(obs[i] @ rho).real
+                if name == "Z":
+                    for i in range(n - 1):
+                        out[b, t, n * h + c * n + i] = torch.trace(obs[i] @ obs[i + 1] @ rho).real
+                for o in obs:
+                    kraus = [sqrtm((eye + g * o) / 2), sqrtm((eye - g * o) / 2)]
+                    rho = sum(m @ rho @ m.conj().T for m in kraus)
+    return out
+
+
+@pytest.mark.parametrize("protocol, g, backend, real", [
+    ("collapse", 1.0, "statevector", True), ("collapse", 1.0, "mps", False),
+    ("weak", 1.0, "statevector", True),  # strength 1: the projective measurement
+    ("weak", 0.4, "mps", True), ("weak", 0.6, "statevector", False)])
+def test_measured_reads_match_a_density_matrix(protocol, g, backend, real):
+    """An entangled 3-qubit memory (random su4 entanglers, every readout part, K = 3 settings),
+    two samples with different tokens, three reads with back-action: every feature of both
+    samples within 5 sigma of the density-matrix reference (outcomes ±1/g, zz ±1/g²), and the
+    two samples' references apart by far more (a mixing of their copies would show)."""
+    torch.manual_seed(0)
+    copies = 3 * 2000
+    kw = dict(weak_strength=g) if protocol == "weak" else {}
+    model = QLAM(3, QLAMConfig(n_qubits=3, readout="query+xyz+zz", query_heads=1, entangler="su4",
+                               readout_at="every", backend=backend, cutoff=0.0, real=real,
+                               encoding="ry" if real else "ry_rz", readout_protocol=protocol,
+                               shots=copies, **kw)).double()
+    x = 3 * torch.rand(2, 3, 3, generator=torch.Generator().manual_seed(10), dtype=torch.float64)
+    model.readout_generator = torch.Generator().manual_seed(20)
+    with torch.no_grad():
+        got = model.features(x)
+        want = _measured_reference(model, x, g)
+    second = torch.full((model.token_feature_dim,), 1 / g ** 2, dtype=torch.float64)
+    second[-2:] = 1 / g ** 4  # the zz features
+    sigma = ((second - want ** 2).clamp(min=0) / (copies // 3)).sqrt()
+    assert bool(((got - want).abs() <= 5 * sigma + 1e-12).all()), ((got - want) / sigma).abs().max()
+    assert float(((want[0] - want[1]).abs() / sigma[0]).max()) > 5
+
+
+def test_collapse_copies_are_independent_within_and_across_samples():
+    """The same sequence twice in a batch, 10 copies per setting, 300 runs: each feature's
+    variance over runs is (1 - e²)/10 (pooled ratio within 10%, as for independent copies), and
+    the two samples' errors are uncorrelated (mean correlation within 5/sqrt(300·D))."""
+    torch.manual_seed(0)
+    model = QLAM(3, QLAMConfig(n_qubits=3, readout="query+xyz+zz", query_heads=1, entangler="su4",
+                               readout_at="every", readout_protocol="collapse", shots=30)).double()
+    x = 3 * torch.rand(1, 3, 3, generator=torch.Generator().manual_seed(10), dtype=torch.float64)
+    x = x.repeat(2, 1, 1)
+    model.readout_generator = torch.Generator().manual_seed(1)
+    runs_n = 300
+    with torch.no_grad():
+        want = _measured_reference(model, x[:1], 1.0)[0]
+        runs = torch.stack([model.features(x) for _ in range(runs_n)])  # (runs, 2, T, D)
+    var = (1 - want ** 2) / 10
+    ratio = runs.var(0).sum() / (2 * var.sum())
+    assert abs(float(ratio) - 1) < 0.1
+    err = runs - want
+    a, b = err[:, 0].flatten(1), err[:, 1].flatten(1)
+    corr = (a * b).mean(0) / (a.pow(2).mean(0) * b.pow(2).mean(0)).sqrt()
+    assert abs(float(corr.mean())) < 5 / math.sqrt(runs_n * corr.numel())
+
+
 def test_collapse_copies_are_reproducible_with_a_generator():
     model = _with(_model(), readout_protocol="collapse", shots=8)
     x = _x(b=2, t=3)
@@ -308,6 +455,10 @@ def test_noisy_trajectory_average_matches_a_density_matrix():
     (dict(noise="thermal:0.1"), "unknown noise kind"),
     (dict(noise="depolarizing"), "write 'kind:p'"),
     (dict(noise=0.1, trajectories=0), "trajectories must be a positive int"),
+    # query+xyz with one head: K = 3 settings (query0, X, Z); fewer copies leave features unmeasured
+    (dict(readout_protocol="collapse", shots=2), "shots must be >= 3"),
+    (dict(readout_protocol="weak", shots=1, weak_strength=0.5), "shots must be >= 3"),
+    (dict(readout_protocol="collapse", shots=9, readout="query+xyz", query_heads=8), "needs K=10 settings"),
 ])
 def test_bad_protocol_settings_are_refused(kw, match):
     with pytest.raises(ValueError, match=match):
@@ -375,6 +526,30 @@ def test_eval_protocols_on_a_checkpoint(tiny_run, tmp_path):
     assert saved["n"] == 4 * 2  # 4 sequences, 2 queried positions each
     with pytest.raises(SystemExit):
         evaluate.main(["--checkpoint", str(tiny_run), "--protocol", "collapse"])  # no shots
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["--repeats", "3"], "--repeats: the sampling of a readout protocol"),
+    (["--seed", "2"], "--seed: the sampling of a readout protocol"),
+    (["--protocol", "restart", "--shots", "4", "--trajectories", "3"], "--trajectories is the number"),
+    (["--protocol", "restart", "--trajectories", "3"], "--trajectories is the number"),
+    (["--protocol", "restart", "--shots", "4", "--out", "NODIR/e.json"], "does not exist"),
+    (["--protocol", "restart", "--shots", "4", "--bond-dim", "2"], "separate studies"),
+    # the model's own checks, on loading: K = 4 settings (2 heads, X, Z); per-position outputs
+    (["--protocol", "collapse", "--shots", "3"], "shots must be >= 4"),
+    (["--protocol", "end"], "gives an output at every position"),
+    (["--protocol", "window", "--window", "0"], "window must be a positive int"),
+    (["--noise", "-0.1"], r"noise rate must be in \[0, 1\]"),
+])
+def test_eval_refuses_contradicting_flags_before_running(tiny_run, tmp_path, capsys, monkeypatch, argv, match):
+    from qlam_tn.experiments import evaluate
+    argv = [a.replace("NODIR", str(tmp_path / "missing")) for a in argv]
+    monkeypatch.setattr(evaluate, "evaluate", lambda *a, **k: pytest.fail("evaluation ran"))
+    monkeypatch.setattr(evaluate, "evaluate_protocol", lambda *a, **k: pytest.fail("evaluation ran"))
+    with pytest.raises(SystemExit):
+        evaluate.main(["--checkpoint", str(tiny_run), "--device", "cpu", *argv])
+    err = capsys.readouterr().err
+    assert re.search(match, err), err
 
 
 def test_parse_shots():
