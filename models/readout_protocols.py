@@ -339,13 +339,22 @@ def _fresh_reads(qlam, x, every: bool, generator) -> torch.Tensor:
 def protocol_features(qlam, x: torch.Tensor, every: bool, generator=None) -> torch.Tensor:
     """The reads of ``x (B, T, F)`` under ``qlam.config``'s protocol: ``(B, T, D_t)`` when the
     model reads after every token (``every``), else ``(B, 1, D_t)`` (the read after the last).
-    ``generator``: a ``torch.Generator`` for the shots, measurements and noise (reproducible)."""
+    ``generator``: a ``torch.Generator`` for the shots, measurements and noise (reproducible).
+    ``collapse``, ``weak`` and noise carry no gradient: they are refused (``ValueError``) while
+    autograd records and the model has trainable weights (run them under ``torch.no_grad()``)."""
     cfg = qlam.config
     p = cfg.readout_protocol
     if p == "end" and every:
         raise ValueError("readout_protocol='end' reads the memory once, after the last token; "
                          "per-position outputs need a read after every token: use 'restart', "
                          "'window' or 'collapse'")
+    measured = p in ("collapse", "weak") or cfg.noise is not None
+    if measured and torch.is_grad_enabled() and any(w.requires_grad for w in qlam.parameters()):
+        # these reads are sampled without a gradient: a training step would leave the memory's
+        # weights untouched and train only what comes after the reads
+        raise ValueError(f"readout_protocol={p!r} (noise {cfg.noise!r}) samples measurements and noise "
+                         "without a gradient (evaluation only): run it under torch.no_grad(); to train "
+                         "through shot noise use 'restart' with shots (straight-through)")
     if p in ("collapse", "weak"):
         return _copies_features(qlam, x, cfg.shots, every, "measure", generator)
     if p != "window" or cfg.window >= x.shape[1]:

@@ -208,6 +208,7 @@ def _product_model(a: float, protocol: str, shots: int, **kw):
     return model
 
 
+@torch.no_grad()  # sampled reads carry no gradient: evaluation only
 def test_collapse_on_a_product_memory_matches_the_hand_calculation():
     """Per qubit, token 1 leaves RY(a)|0>: <X> = sin a, <Z> = cos a. A copy that measured Z is
     then |0> (prob cos²(a/2)) or |1>, and token 2 gives it <Z> = ±cos a: mean cos a·(2cos²(a/2) - 1)
@@ -246,6 +247,7 @@ def test_collapse_first_read_is_unbiased_for_an_entangled_memory(backend):
     assert bool(((f - exact[:, 0]).abs() <= 5 * sigma + 1e-12).all())
 
 
+@torch.no_grad()  # sampled reads carry no gradient: evaluation only
 def test_weak_measurement_estimate_is_unbiased_and_g1_is_projective():
     a, copies = 0.7, 20000
     g = 0.3
@@ -377,6 +379,7 @@ def test_collapse_copies_are_independent_within_and_across_samples():
     assert abs(float(corr.mean())) < 5 / math.sqrt(runs_n * corr.numel())
 
 
+@torch.no_grad()  # sampled reads carry no gradient: evaluation only
 def test_collapse_copies_are_reproducible_with_a_generator():
     model = _with(_model(), readout_protocol="collapse", shots=8)
     x = _x(b=2, t=3)
@@ -387,11 +390,29 @@ def test_collapse_copies_are_reproducible_with_a_generator():
     assert torch.equal(*outs)
 
 
+@pytest.mark.parametrize("kw", [dict(readout_protocol="collapse", shots=4),
+                                dict(readout_protocol="weak", shots=4, weak_strength=0.5),
+                                dict(noise=1e-3)])
+def test_sampled_reads_refuse_to_record_a_gradient(kw):
+    """Collapse, weak and noisy reads are drawn without a gradient: under autograd a training
+    step would update only the head, so they are refused there; under no_grad they run."""
+    torch.manual_seed(0)
+    clf = QLAMClassifier(4, 3, n_qubits=3, readout_at="every", **kw).double()
+    x = _x(b=2, t=3)
+    with pytest.raises(ValueError, match="without a gradient"):
+        clf(x)
+    with torch.no_grad():
+        assert bool(torch.isfinite(clf(x)).all())
+    clf.qlam.requires_grad_(False)  # a frozen memory: nothing to train through, allowed
+    assert bool(torch.isfinite(clf(x)).all())
+
+
 # ---------------------------------------------------------------------------------------------
 # noise
 # ---------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("backend", ["statevector", "mps"])
+@torch.no_grad()  # sampled reads carry no gradient: evaluation only
 def test_noise_rate_zero_equals_exact(backend):
     model = _model(backend=backend, cutoff=0.0)
     x = _x()
@@ -402,6 +423,7 @@ def test_noise_rate_zero_equals_exact(backend):
                                atol=1e-12, rtol=0)
 
 
+@torch.no_grad()  # sampled reads carry no gradient: evaluation only
 def test_full_depolarizing_noise_erases_the_memory():
     """p = 1 after every gate leaves each qubit maximally mixed: every Pauli read averages to 0;
     with S one-shot trajectories the mean of S fair ±1 coins is within 5/sqrt(S) of 0."""
@@ -413,6 +435,7 @@ def test_full_depolarizing_noise_erases_the_memory():
     assert float(f.abs().max()) <= 5 / math.sqrt(s)
 
 
+@torch.no_grad()  # sampled reads carry no gradient: evaluation only
 def test_noisy_trajectory_average_matches_a_density_matrix():
     """One qubit pair, identity entangler, two tokens of RY(a), dephasing p after each gate:
     the Bloch vector's x shrinks by (1 - 2p) per gate (Z flips with probability p), z is
