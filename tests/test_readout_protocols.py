@@ -459,6 +459,54 @@ def test_noisy_trajectory_average_matches_a_density_matrix():
     assert bool(((f - want).abs() <= 5 * sigma).all()), (f, want)
 
 
+@pytest.mark.parametrize("kind", ["depolarizing", "amplitude_damping"])
+@torch.no_grad()
+def test_noisy_entangled_memory_matches_a_density_matrix(kind):
+    """Two qubits with a random su4 entangler, two samples, two tokens, the channel (rate 0.3) on
+    each qubit after the encoding rotations and on both after the two-qubit gate: S one-shot
+    trajectories per read against the dense density-matrix evolution (Kraus operators written
+    out here), every feature within 5 sigma; the noiseless reads are far outside."""
+    p, s = 0.3, 20000
+    torch.manual_seed(0)
+    model = QLAM(2, QLAMConfig(n_qubits=2, depth=1, entangler="su4", readout="xyz+zz", readout_at="every",
+                               readout_protocol="restart", shots=s, noise=f"{kind}:{p}")).double()
+    x = 2 * torch.rand(2, 2, 2, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    model.readout_generator = torch.Generator().manual_seed(4)
+    got = model.features(x)
+
+    def c(m):
+        return torch.tensor(m, dtype=torch.complex128)
+
+    eye, px, py, pz = c([[1, 0], [0, 1]]), c([[0, 1], [1, 0]]), c([[0, -1j], [1j, 0]]), c([[1, 0], [0, -1]])
+    if kind == "depolarizing":  # rho -> (1 - p) rho + p I/2 on the qubit
+        kraus = [math.sqrt(1 - 3 * p / 4) * eye] + [math.sqrt(p / 4) * q for q in (px, py, pz)]
+    else:  # |1> decays to |0> with probability p
+        kraus = [c([[1, 0], [0, math.sqrt(1 - p)]]), c([[0, math.sqrt(p)], [0, 0]])]
+    on = [lambda k: torch.kron(k, eye), lambda k: torch.kron(eye, k)]
+
+    def channel(rho):
+        for q in (0, 1):
+            rho = sum(on[q](k) @ rho @ on[q](k).conj().T for k in kraus)
+        return rho
+
+    gate = model.layer_gates()[0][0][0].to(torch.complex128)  # the pair (0, 1)'s SO(4)
+    obs = [on[0](px), on[0](pz), on[1](px), on[1](pz), torch.kron(pz, pz)]  # X0 Z0 X1 Z1 Z0Z1
+    want = torch.zeros_like(got)
+    for b in range(2):
+        rho = torch.zeros(4, 4, dtype=torch.complex128)
+        rho[0, 0] = 1
+        for t in range(2):
+            a = model.encoder(x[b, t])
+            ry = [c([[math.cos(v / 2), -math.sin(v / 2)], [math.sin(v / 2), math.cos(v / 2)]]) for v in a.tolist()]
+            r = torch.kron(ry[0], ry[1])
+            rho = channel(r @ rho @ r.conj().T)
+            rho = channel(gate @ rho @ gate.conj().T)
+            want[b, t] = torch.stack([torch.trace(o @ rho).real for o in obs])
+    sigma = ((1 - want ** 2) / s).sqrt()
+    assert bool(((got - want).abs() <= 5 * sigma).all()), ((got - want) / sigma).abs().max()
+    assert float(((model.exact_features(x) - want).abs() / sigma).max()) > 10
+
+
 # ---------------------------------------------------------------------------------------------
 # validation
 # ---------------------------------------------------------------------------------------------
