@@ -35,7 +35,8 @@ expectations), ``--window TAU`` for ``window``, ``--weak-strength G`` for ``weak
 times with generators seeded ``--seed``, ``--seed + 1``, ...; the JSON gains the protocol, each
 repeat's accuracy, their mean (``accuracy``) and standard deviation, the free exact readout's
 accuracy on the same examples (``exact_accuracy``) and the seconds each took here. ``--limit N``
-scores the first N examples of the split; ``--out FILE`` writes the JSON atomically::
+scores the first N examples of the split; ``--out FILE`` writes the JSON atomically. Without
+these flags a QLAM is scored on its free exact reads, also one trained under a protocol::
 
     qlam eval --checkpoint runs/hardware/qlam-row-s0 --protocol collapse --shots 64 --repeats 3 \\
         --limit 500 --out runs/hardware/eval-collapse-64.json
@@ -245,6 +246,11 @@ def score(checkpoint, dataset: str | None = None, data_dir=None, split: str = "t
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise ValueError(f"limit must be a positive int, got {limit!r}")
     model, ckpt = load_model(checkpoint, bond_dim, nonfinite="error", protocol=protocol)
+    if protocol is None and getattr(getattr(model, "body", model), "qlam", None) is not None \
+            and _qlam_of(model).protocol_active:
+        # a model trained under a protocol (shot-noise training) is scored on its free exact
+        # reads unless a protocol is asked for: reproducible, as for every other model
+        model, ckpt = load_model(checkpoint, bond_dim, nonfinite="error", protocol=protocol_settings("exact"))
     config = ckpt["config"]
     if (protocol is not None and protocol["readout_protocol"] == "end"
             and config["model"].get("outputs") == "per_position"):

@@ -623,6 +623,25 @@ def test_eval_refuses_contradicting_flags_before_running(tiny_run, tmp_path, cap
     assert re.search(match, err), err
 
 
+def test_plain_eval_of_a_shot_trained_model_reads_exactly(tmp_path):
+    """A model trained through shot noise (restart, S = 2) is scored on its free exact reads
+    when no protocol is asked for: the same accuracy every time, that of --protocol exact."""
+    from qlam_tn.experiments import evaluate, train
+    threads = torch.get_num_threads()
+    try:
+        train.main(["--model", "qlam", "--model-cfg", "n_qubits=3", "readout_at=last", "head_hidden=8",
+                    "readout_protocol=restart", "shots=2", "--embed-dim", "8", "--batch-size", "16",
+                    "--threads", "1", "--no-progress", "--dataset", "mqar", "--data-cfg", "seq_len=12",
+                    "num_pairs=2", "vocab_size=24", "--n-train", "32", "--n-val", "8", "--n-test", "64",
+                    "--epochs", "1", "--out", str(tmp_path), "--name", "shots"])
+    finally:
+        torch.set_num_threads(threads)
+    run = tmp_path / "shots"
+    plain = [evaluate.score(run, device="cpu")["loss"] for _ in range(2)]
+    exact = evaluate.score(run, device="cpu", protocol=evaluate.protocol_settings("exact"))
+    assert plain[0] == plain[1] == exact["loss"] == exact["exact_loss"]
+
+
 def test_parse_shots():
     from qlam_tn.experiments.evaluate import parse_shots
     assert parse_shots("inf") is None and parse_shots("64") == 64
