@@ -15,7 +15,8 @@ from repeated runs, and a measurement changes the state it reads. The protocols
     collapse  S copies of the memory, each measured projectively at every read and carried on
               from its collapsed state (S·T with back-action); a read is the mean of the copies'
               ±1 outcomes
-    weak g    as collapse, with a weak Z measurement of strength g (outcome / g estimates <Z>)
+    weak g    as collapse, each qubit measured weakly (strength g) along its setting's direction
+              (rotated onto Z, a weak Z measurement, rotated back); outcome / g estimates <P>
 
 ``K`` is the number of measurement settings a read needs (``measurement_settings``): one per
 query head (every qubit along its own token-chosen direction), and ``X``, (``Y``), ``Z`` for the
