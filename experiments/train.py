@@ -219,6 +219,12 @@ class TrainConfig:
             raise ValueError("optimizer lbfgs fits the head on all cached features at once: it needs "
                              "cache_memory (a frozen QLAM memory)")
         _check_int("lbfgs_iters", self.lbfgs_iters, 1)
+        sampled = {k: self.model_cfg[k] for k in ("readout_protocol", "noise") if self.model_cfg.get(k)
+                   and (k == "noise" or self.model_cfg[k] in ("collapse", "weak"))}
+        if sampled:
+            raise ValueError(f"--model-cfg {sampled}: collapse, weak and noisy readouts sample measurement "
+                             "outcomes, which carry no gradient to the memory; train exact (or with "
+                             "readout_protocol=restart shots=S) and evaluate with qlam eval --protocol")
         if self.is_task:
             self._check_task()
         else:

@@ -648,3 +648,15 @@ def test_parse_shots():
     for bad in ("0", "-3", "1.5", "many", True):
         with pytest.raises(ValueError, match="shots must be"):
             parse_shots(bad)
+
+
+@pytest.mark.parametrize("cfg", [["readout_protocol=collapse", "shots=8"], ["readout_protocol=weak", "shots=8",
+                                 "weak_strength=0.5"], ["noise=0.01"]])
+def test_training_under_a_sampled_readout_is_refused_before_anything_is_written(tmp_path, capsys, cfg):
+    from qlam_tn.experiments import train
+    with pytest.raises(SystemExit) as exc:
+        train.main(["--model", "qlam", "--dataset", "digits", "--model-cfg", "n_qubits=3", *cfg,
+                    "--epochs", "1", "--out", str(tmp_path), "--no-progress"])
+    assert exc.value.code == 2
+    assert "no gradient to the memory" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
