@@ -551,6 +551,96 @@ def _hardware_accuracy(tables, path):
     return shots
 
 
+def _memory_series(ax, t: Table, label_col: str, prefix: str, skip: str | None = None) -> list[float]:
+    """One line per row of ``t`` over its ``prefix``-numbered columns (``K=2``, ``L=64``): the
+    value ± std of each cell; QLAM's rows in its colour. Returns the x values."""
+    cols = [i for i, c in enumerate(t.header) if clean(c).startswith(prefix)]
+    xs = [parse_number(clean(t.header[i])[len(prefix):]).value for i in cols]
+    for row, label in zip(t.rows, t.texts(label_col)):
+        if skip and label == skip:
+            continue
+        pts = [(x, parse_number(row[i])) for x, i in zip(xs, cols)]
+        pts = [(x, n) for x, n in pts if n is not None]
+        if not pts:
+            continue
+        one_seed = any(n.bracketed == 1 for _, n in pts)
+        ax.errorbar([x for x, _ in pts], [n.value for _, n in pts], yerr=[n.std or 0.0 for _, n in pts],
+                    fmt="o-" if not one_seed else "o:", capsize=3, ms=4,
+                    color=QLAM_COLOUR if label.startswith("qlam") else None,
+                    label=label + (" (1 seed)" if one_seed else ""))
+    ax.set_xscale("log")
+    ax.set_xticks(xs, [f"{x:g}" for x in xs])
+    ax.minorticks_off()  # only the page's own lengths and pair counts are labelled
+    ax.grid(alpha=0.3)
+    return xs
+
+
+def _memory_capacity(tables, path):
+    t = find_table(tables, ["model", "params", "state (floats)", "K="])
+    fig, axes = _figure(9.0, 3.8, 1, 2)
+    by_k, by_state = axes[0]
+    _memory_series(by_k, t, "model", "K=")
+    by_k.set_xlabel("key-value pairs K")
+    by_k.set_ylabel("test accuracy (%)")
+    by_k.set_title("MQAR accuracy against pairs", fontsize=10)
+    by_k.legend(fontsize=7)
+    states = t.numbers("state (floats)")
+    for i, cell in enumerate(t.header):
+        if not clean(cell).startswith("K="):
+            continue
+        pts = [(s.value, parse_number(row[i]), m) for s, row, m in zip(states, t.rows, t.texts("model"))]
+        pts = [(x, n, m) for x, n, m in pts if n is not None]
+        by_state.plot([x for x, _, _ in pts], [n.value for _, n, _ in pts], "o", label=clean(cell))
+        for x, n, m in pts:
+            by_state.annotate(m, (x, n.value), xytext=(3, 2), textcoords="offset points", fontsize=6)
+    by_state.set_xscale("log")
+    by_state.set_xlabel("state size (floats carried token to token)")
+    by_state.set_ylabel("test accuracy (%)")
+    by_state.set_title("accuracy against state size (Zoology's Fig. 2 form)", fontsize=10)
+    by_state.legend(fontsize=7)
+    by_state.grid(alpha=0.3)
+    _save(fig, path, _source("memory", t) + " Mean ± std over seeds.")
+    return t
+
+
+def _memory_recall(tables, path):
+    sel = find_table(tables, ["model", "L="], heading="Selective copying")
+    ind = find_table(tables, ["model", "L="], heading="Induction heads")
+    fig, axes = _figure(9.0, 3.8, 1, 2)
+    for ax, t, title in ((axes[0, 0], sel, "selective copying: trained and tested at L"),
+                         (axes[0, 1], ind, "induction heads: trained at L=64, tested at L")):
+        _memory_series(ax, t, "model", "L=")
+        ax.set_xlabel("sequence length L")
+        ax.set_ylabel("test accuracy (%)")
+        ax.set_ylim(0, 102)
+        ax.set_title(title, fontsize=10)
+        ax.legend(fontsize=7)
+    _save(fig, path, _source("memory", ind).rstrip(".") + " and the one under “" + sel.heading + "”.")
+    return ind
+
+
+def _memory_entanglement(tables, path):
+    t = find_table(tables, ["K", "memory", "t="])
+    cols = [i for i, c in enumerate(t.header) if clean(c).startswith("t=")]
+    ts = [parse_number(clean(t.header[i])[2:]).value for i in cols]
+    ks = sorted({int(parse_number(k).value) for k in t.texts("K")})
+    fig, axes = _figure(3.3 * len(ks), 3.4, 1, len(ks))
+    for ax, k in zip(axes[0], ks):
+        for row, kk, tag in zip(t.rows, t.texts("K"), t.texts("memory")):
+            if int(parse_number(kk).value) != k:
+                continue
+            ax.plot(ts, [parse_number(row[i]).value for i in cols], "o-" if tag == "trained" else "s--",
+                    color=QLAM_COLOUR if tag == "trained" else OTHER_COLOUR, ms=3, label=tag)
+        ax.axvline(2 * k + 0.5, color="0.5", ls=":", lw=1, label="pairs | queries")
+        ax.set_xlabel("token t")
+        ax.set_ylabel("centre-bond entropy (bits)")
+        ax.set_title(f"MQAR K={k}", fontsize=10)
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+    _save(fig, path, _source("memory", t) + " Mean over 3 trained runs and their fresh initialisations.")
+    return t
+
+
 @dataclass(frozen=True)
 class Plot:
     """One PNG: its name, the page it is drawn from, and the function that draws it
@@ -580,6 +670,9 @@ PLOTS = [
     Plot("scaling_fits", "scaling", _scaling_fits),
     Plot("qlam_ablation", "qlam_ablation", _qlam_ablation),
     Plot("hardware_accuracy", "hardware", _hardware_accuracy),
+    Plot("memory_capacity", "memory", _memory_capacity),
+    Plot("memory_recall", "memory", _memory_recall),
+    Plot("memory_entanglement", "memory", _memory_entanglement),
 ]
 
 

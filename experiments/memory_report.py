@@ -1,19 +1,20 @@
-"""Tables and plots of the memory-task studies (issue 21): ``qlam memory-report STUDY RUNS_DIR``.
+"""Tables of the memory-task studies (issue 21): ``qlam memory-report STUDY RUNS_DIR``.
 
 Each study trains with ``qlam study experiments/configs/memory_<study>.toml``; this command
 reads the finished run folders and prints (and writes next to them as ``memory_<study>.md``)
-what ``qlam report`` cannot compute from the training metrics alone:
+the tables of docs/results/memory.md that ``qlam report`` cannot compute from the training
+metrics alone (the page's plots are drawn from these tables by ``experiments/doc_plots.py``):
 
 * ``capacity``: MQAR test accuracy per model and number of pairs K (mean ± std over seeds),
   each model's streaming state size (real numbers carried token to token, ``state_size``), the
-  largest K held at 90% accuracy, and the information bound K·log2(V/2) bits; plot: accuracy vs
-  K per model and accuracy vs state size per K (Zoology's Fig. 2 form).
+  largest K held at 90% accuracy, and the information bound K·log2(V/2) bits.
 * ``recall``: selective-copying test accuracy per model and length; induction heads evaluated
   at lengths beyond training (``--lengths``, fresh draws from each run's test seed).
 * ``copy``: copy memory per model and T: the test cross-entropy per position against the
   memoryless baseline 10·log 8/(T+20), and the accuracy on the 10 recalled symbols alone.
 * ``entanglement``: the half-chain (centre-bond) entropy of QLAM's memory after every token of
-  MQAR test sequences, for the trained memories and for freshly initialised ones.
+  MQAR test sequences, for the trained memories and for freshly initialised ones (phase means,
+  and the mean after selected tokens).
 
 Every number is recomputed from checkpoints and seeded draws, so a rerun prints the same table.
 """
@@ -117,15 +118,11 @@ def write(out: Path, text: str) -> None:
     print(f"\nwritten: {out}")
 
 
-def plot_path(folder: Path, study: str, given) -> Path:
-    return Path(given) if given else folder / f"memory_{study}.png"
-
-
 # ----------------------------------------------------------------------------------------------
 # 1. capacity (MQAR)
 # ----------------------------------------------------------------------------------------------
 
-def capacity(folder: Path, plot: Path) -> str:
+def capacity(folder: Path) -> str:
     runs = finished_runs(folder)
     acc = defaultdict(list)          # (model, K) -> test accuracies over seeds
     states, params, vocab, seq_len = {}, {}, None, None
@@ -155,44 +152,14 @@ def capacity(folder: Path, plot: Path) -> str:
               + ", ".join(f"{bits[k]:.0f} (K={k})" for k in ks)
               + "; a model's state holds its floats (32 bits each, far more than the bound: "
                 "capacity here is limited by what training finds, not by the state's bits)."]
-    _plot_capacity(plot, acc, states, models, ks, chance)
-    lines += ["", f"plot: {plot}"]
     return "\n".join(lines)
-
-
-def _plot_capacity(path: Path, acc, states, models, ks, chance) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
-    for m in models:
-        pts = [(k, *mean_std(acc[(m, k)])) for k in ks if acc.get((m, k))]
-        a.errorbar([p[0] for p in pts], [p[1] for p in pts], [p[2] for p in pts], marker="o", capsize=3, label=m)
-    a.axhline(chance, ls=":", c="grey", label="chance")
-    a.set(xscale="log", xlabel="key-value pairs K", ylabel="test accuracy", title="MQAR accuracy vs pairs")
-    a.set_xticks(ks, [str(k) for k in ks])
-    a.legend(fontsize=8)
-    for k in ks:
-        pts = [(states[m], statistics.fmean(acc[(m, k)])) for m in models if acc.get((m, k))]
-        b.plot([p[0] for p in pts], [p[1] for p in pts], "o", label=f"K={k}")
-        for m in models:
-            if acc.get((m, k)):
-                b.annotate(m, (states[m], statistics.fmean(acc[(m, k)])), fontsize=7)
-    b.set(xscale="log", xlabel="state size (floats carried per token)", ylabel="test accuracy",
-          title="accuracy vs state size")
-    b.legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 # ----------------------------------------------------------------------------------------------
 # 2. selective copying and induction heads
 # ----------------------------------------------------------------------------------------------
 
-def recall(folder: Path, plot: Path, lengths: list[int], n_extrapolate: int) -> str:
+def recall(folder: Path, lengths: list[int], n_extrapolate: int) -> str:
     runs = finished_runs(folder)
     sel = defaultdict(list)
     ind = [r for r in runs if r["dataset"] == "induction"]
@@ -222,28 +189,7 @@ def recall(folder: Path, plot: Path, lengths: list[int], n_extrapolate: int) -> 
                   f"tested on {n_extrapolate} fresh sequences (the run's test seed) at each length, %", "",
                   "| model | " + " | ".join(f"L={L}" for L in lengths) + " |", "|---|" + "--:|" * len(lengths)]
         lines += [f"| {m} | " + " | ".join(pct(ext.get((m, L), [])) for L in lengths) + " |" for m in models]
-    _plot_recall(plot, sel, ext, lengths)
-    lines += ["", f"plot: {plot}"]
     return "\n".join(lines)
-
-
-def _plot_recall(path: Path, sel, ext, lengths) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
-    for table, ax, xs, title in ((sel, a, sorted({L for _, L in sel}), "selective copying"),
-                                 (ext, b, lengths, "induction heads (trained at one length)")):
-        for m in sorted({m for m, _ in table}):
-            pts = [(L, *mean_std(table[(m, L)])) for L in xs if table.get((m, L))]
-            ax.errorbar([p[0] for p in pts], [p[1] for p in pts], [p[2] for p in pts], marker="o", capsize=3, label=m)
-        ax.set(xscale="log", xlabel="sequence length L", ylabel="test accuracy", title=title, ylim=(0, 1.02))
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -294,7 +240,7 @@ def centre_entropy(model, x: torch.Tensor) -> torch.Tensor:
     return torch.stack(out, 1)
 
 
-def entanglement(folder: Path, plot: Path, n_sequences: int) -> str:
+def entanglement(folder: Path, n_sequences: int) -> str:
     runs = [r for r in finished_runs(folder) if r["model"] == "qlam" and r["dataset"] == "mqar"]
     if not runs:
         raise SystemExit(f"no finished QLAM MQAR run under {folder}")
@@ -319,8 +265,15 @@ def entanglement(folder: Path, plot: Path, n_sequences: int) -> str:
             if sel:
                 lines.append(f"| {k} | {tag} | {_ms([s[3] for s in sel])} | {_ms([s[4] for s in sel])} | "
                              f"{_ms([s[5] for s in sel])} | {len(sel)} |")
-    _plot_entropy(plot, curves, n_qubits)
-    lines += ["", f"plot: {plot}"]
+    seq_len = max(len(c[0]) for c in curves.values())
+    marks = sorted({1, 2, 4, 8, 16, 24, 32, 48, 64, seq_len} & set(range(1, seq_len + 1)))
+    lines += ["", "Centre-bond entropy (bits) after token t, mean over runs", "",
+              "| K | memory | " + " | ".join(f"t={t}" for t in marks) + " |", "|--:|---|" + "--:|" * len(marks)]
+    for k in sorted({k for k, _ in curves}):
+        for tag in ("trained", "random"):
+            if curves.get((k, tag)):
+                e = torch.stack(curves[(k, tag)]).mean(0)
+                lines.append(f"| {k} | {tag} | " + " | ".join(f"{float(e[t - 1]):.2f}" for t in marks) + " |")
     return "\n".join(lines)
 
 
@@ -337,27 +290,6 @@ def _ms(values) -> str:
     return f"{m:.2f} ± {s:.2f}"
 
 
-def _plot_entropy(path: Path, curves, n_qubits) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    ks = sorted({k for k, _ in curves})
-    fig, axes = plt.subplots(1, len(ks), figsize=(4 * len(ks), 3.5), squeeze=False)
-    for ax, k in zip(axes[0], ks):
-        for tag, style in (("trained", "-"), ("random", "--")):
-            if curves.get((k, tag)):
-                e = torch.stack(curves[(k, tag)])
-                ax.plot(range(1, e.shape[1] + 1), e.mean(0).numpy(), style, label=f"{tag} ({e.shape[0]} runs)")
-        ax.axvline(2 * k + 0.5, c="grey", ls=":", label="pairs | queries")
-        ax.set(xlabel="token", ylabel="centre-bond entropy (bits)", title=f"MQAR K={k}", ylim=(0, n_qubits / 2))
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
 # ----------------------------------------------------------------------------------------------
 # command line
 # ----------------------------------------------------------------------------------------------
@@ -366,7 +298,6 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="qlam memory-report", description=__doc__.splitlines()[0])
     p.add_argument("study", choices=STUDIES)
     p.add_argument("runs", help="the study's folder of run folders (e.g. runs/memory_capacity)")
-    p.add_argument("--plot", default=None, help="where the plot goes (default RUNS/memory_STUDY.png)")
     p.add_argument("--lengths", type=int, nargs="+", default=[64, 256, 1024, 4096],
                    help="recall: the lengths induction heads are tested at")
     p.add_argument("--n-sequences", type=int, default=256,
@@ -386,15 +317,14 @@ def main(argv=None) -> int:
     folder = Path(args.runs)
     if not folder.is_dir():
         raise SystemExit(f"no such folder: {folder}")
-    plot = plot_path(folder, args.study, args.plot)
     if args.study == "capacity":
-        text = capacity(folder, plot)
+        text = capacity(folder)
     elif args.study == "recall":
-        text = recall(folder, plot, args.lengths, args.n_sequences)
+        text = recall(folder, args.lengths, args.n_sequences)
     elif args.study == "copy":
         text = copy(folder)
     else:
-        text = entanglement(folder, plot, args.n_sequences)
+        text = entanglement(folder, args.n_sequences)
     write(folder / f"memory_{args.study}.md", text)
     return 0
 

@@ -136,6 +136,9 @@ EXPECTED = {  # plot -> (page, heading of the table it is drawn from)
     "scaling_fits": ("scaling", "Fits"),
     "qlam_ablation": ("qlam_ablation", "Small runs (2,000 training images, 6 epochs)"),
     "hardware_accuracy": ("hardware", "Accuracy versus shots (`restart`, reads at every token)"),
+    "memory_capacity": ("memory", "Capacity: multi-query associative recall (Zoology's MQAR)"),
+    "memory_recall": ("memory", "Induction heads"),
+    "memory_entanglement": ("memory", "Entanglement while storing and recalling"),
 }
 
 
@@ -175,6 +178,11 @@ def test_the_tables_hold_the_numbers_the_pages_quote(drawn):
     scaling = done["scaling_n"][2]
     assert scaling.numbers("fwd")[4] == Number(1140.0, bracketed=2550.0)
     assert scaling.numbers("fwd+bwd")[0] == Number(60.9, bracketed=54.8)
+    capacity = done["memory_capacity"][2]
+    assert capacity.texts("model")[0] == "gru" and capacity.numbers("K=2")[0] == Number(49.1, 0.5, bracketed=3.0)
+    assert capacity.numbers("state (floats)")[2] == Number(256.0)
+    entropy = done["memory_entanglement"][2]
+    assert entropy.texts("memory")[:2] == ["trained", "random"] and entropy.numbers("t=32")[0] == Number(2.19)
 
 
 def test_every_page_shows_its_plots_under_the_table_they_are_drawn_from(drawn):
