@@ -5,7 +5,7 @@ windows, collapse, weak measurement and gate noise (``qlam eval --protocol ...``
     python experiments/studies/hardware_study.py --runs runs/hardware --out runs/hardware/eval --report
 
 Expects the run folders ``qlam-row-s0``, ``-s1``, ``-s2`` (row-level mnist10k, the
-``configs/hardware_row.toml`` recipe) and ``qlam-mqar-s0`` under ``--runs``. Each evaluation is
+``configs/runs/hardware_row.toml`` recipe) and ``qlam-mqar-s0`` under ``--runs``. Each evaluation is
 written to ``OUT/<name>.json`` (``evaluate.score``'s result) and skipped when that file exists,
 so an interrupted study resumes. ``--report`` prints the markdown tables of the page from those files.
 The page's plot is drawn from those tables once pasted, by ``python -m qlam_tn.experiments.doc_plots
