@@ -50,7 +50,7 @@ from typing import List, Optional, Tuple
 import torch
 
 from qlam_tn.memory import rotation_layer, token_layers
-from qlam_tn.state import shot_mean
+from qlam_tn.state import check_probability, shot_mean
 
 PROTOCOLS = ("exact", "restart", "end", "window", "collapse", "weak")
 NOISE_KINDS = ("depolarizing", "amplitude_damping", "dephasing")
@@ -78,13 +78,7 @@ def parse_noise(spec) -> Optional[Tuple[str, float]]:
             raise ValueError(f"unknown noise kind {kind!r}; choose one of {NOISE_KINDS}")
     else:
         raise ValueError(f"noise must be None, a rate p in [0, 1] or 'kind:p', got {spec!r}")
-    try:
-        p = float(raw)
-    except (TypeError, ValueError):
-        raise ValueError(f"noise rate must be a number in [0, 1], got {raw!r}") from None
-    if not 0.0 <= p <= 1.0:  # NaN fails too
-        raise ValueError(f"noise rate must be in [0, 1], got {raw!r}")
-    return kind, p
+    return kind, check_probability(raw, "noise rate")
 
 
 def _positive_int(cfg, name: str) -> None:

@@ -108,21 +108,26 @@ class QuantumState:
     splits_refuse_zero_norm = False
 
     # ------------------------------------------------------------------ checks
-    def _check_qubits(self, qubits) -> Tuple[int, ...]:
+    def _distinct_qubits(self, qubits) -> Tuple[int, ...]:
+        """Distinct in-range qubit indices from an int or a sequence of them (maybe empty)."""
         if isinstance(qubits, (tuple, list)):
             qs: Tuple[int, ...] = tuple(as_int(q, "qubit index") for q in qubits)
         else:
             try:
                 qs = (as_int(qubits, "qubits"),)
             except TypeError:
-                raise TypeError(f"qubits must be an int or a tuple of ints, got {qubits!r}") from None
-        if len(qs) not in (1, 2):
-            raise ValueError(f"gates act on 1 or 2 qubits, got {len(qs)} qubits {qs}")
+                raise TypeError(f"qubits must be an int or a sequence of ints, got {qubits!r}") from None
         for q in qs:
             if not 0 <= q < self.n_qubits:
                 raise ValueError(f"qubit {q} out of range for {self.n_qubits} qubits")
         if len(set(qs)) != len(qs):
             raise ValueError(f"repeated qubit in {qs}")
+        return qs
+
+    def _check_qubits(self, qubits) -> Tuple[int, ...]:
+        qs = self._distinct_qubits(qubits)
+        if len(qs) not in (1, 2):
+            raise ValueError(f"gates act on 1 or 2 qubits, got {len(qs)} qubits {qs}")
         return qs
 
     def _check_gate(self, gate, n_gate_qubits: int, validate: bool) -> torch.Tensor:
@@ -323,21 +328,9 @@ class QuantumState:
 
     def _check_measured(self, qubits) -> Tuple[int, ...]:
         """Distinct in-range qubit indices, an int or a non-empty sequence of them."""
-        if isinstance(qubits, (tuple, list)):
-            qs = tuple(as_int(q, "qubit index") for q in qubits)
-        else:
-            try:
-                qs = (as_int(qubits, "qubits"),)
-            except TypeError:
-                raise TypeError(f"qubits must be an int or a sequence of ints, got {qubits!r}") from None
-        if not qs:
+        if isinstance(qubits, (tuple, list)) and not qubits:
             raise ValueError("no qubits to measure")
-        for q in qs:
-            if not 0 <= q < self.n_qubits:
-                raise ValueError(f"qubit {q} out of range for {self.n_qubits} qubits")
-        if len(set(qs)) != len(qs):
-            raise ValueError(f"repeated qubit in {qs}")
-        return qs
+        return self._distinct_qubits(qubits)
 
     def _jump(self, kraus: torch.Tensor, q: int, generator, plain: bool = False) -> torch.Tensor:
         """Draw and apply one Kraus operator per sample on qubit ``q`` (inputs already checked):
