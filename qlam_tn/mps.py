@@ -328,6 +328,24 @@ class MPS(QuantumState):
         self._record(err)
         return self
 
+    def apply_sequence(self, ops: Sequence[tuple], validate: bool = False) -> "MPS":
+        """``QuantumState.apply_sequence`` (same arguments, same result up to truncation), planned
+        as a whole by ``qlam_tn.planner`` when every gate is unitary: one-qubit gates fused into
+        their neighbours, consecutive gates on a pair merged before one split, distant pairs met
+        where the next gates want them (no SWAP chain back after each gate), the qubit order
+        restored once at the end, the program run as compiled calls. A sequence holding a
+        non-unitary gate runs gate by gate (the reference). Gates with gradients plan in torch."""
+        from . import planner  # (planner imports circuit, which imports this module)
+
+        checked = self._check_sequence(ops, validate)
+        if not all(self._unitary(g) for g, _ in checked):
+            return super().apply_sequence(checked)
+        numeric = self.device.type == "cpu" and not any(g.requires_grad for g, _ in checked)
+        mats = [(g.detach().resolve_conj().numpy() if numeric else g, qs) for g, qs in checked]
+        with self._kept_if_it_fails(check_norm=False):
+            planner.run(self, planner.plan(self.n_qubits, mats))
+        return self
+
     def apply_program(self, ops: Sequence[tuple]) -> "MPS":
         """Layers in turn, in place, each in this state's dtype (a model's own gates, e.g. a QLAM
         token): ``("1q", gates)``, a unitary one-qubit layer ``(n, 2, 2)`` or ``(B, n, 2, 2)``, or

@@ -227,6 +227,31 @@ class QuantumState:
                 self._apply_2q(g, qs[0], qs[1])
         return self
 
+    def apply_sequence(self, ops: Sequence[tuple], validate: bool = False):
+        """Apply ``ops``, a sequence of ``(gate, qubits)`` pairs as :meth:`apply` takes them, in
+        order and in place; return ``self``. Every gate and qubit tuple is checked before the state
+        changes, and a sequence that fails part-way leaves the state as it was.
+
+        This is the plain reference (one :meth:`apply` per gate); the MPS plans a unitary sequence
+        as a whole instead (``MPS.apply_sequence``: fused gates, a tracked qubit layout).
+        """
+        checked = self._check_sequence(ops, validate)
+        with self._kept_if_it_fails(check_norm=False):
+            for gate, qs in checked:
+                self.apply(gate, qs)
+        return self
+
+    def _check_sequence(self, ops: Sequence[tuple], validate: bool) -> List[tuple]:
+        checked = []
+        for item in ops:
+            try:
+                gate, qubits = item
+            except (TypeError, ValueError):
+                raise TypeError(f"each op must be a (gate, qubits) pair, got {item!r}") from None
+            qs = self._check_qubits(qubits)
+            checked.append((self._check_gate(gate, len(qs), validate), qs))
+        return checked
+
     def apply_layer(self, gates):
         """Apply one single-qubit gate to every qubit: ``(n, 2, 2)`` or ``(B, n, 2, 2)``."""
         g = self._check_layer(gates)

@@ -240,3 +240,54 @@ def test_a_plan_longer_than_one_compiled_call_runs_in_chunks(monkeypatch):
     program = p.program(torch.complex128, "cpu")
     assert len(program) > 3 and all(len(op[2]) <= 5 for op in program if op[0] == "2q")
     assert torch.allclose(planner.run(qt.MPS.zeros(7), p).to_dense(), dense(c), atol=1e-10)
+
+
+def _random_sequence(n, n_ops, seed, batch=None):
+    """``(gate, qubits)`` pairs: Haar-ish 2x2 / 4x4 unitaries (per-sample ones with ``batch``) on
+    random, mostly distant qubits, in any order."""
+    g = torch.Generator().manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    ops = []
+    for _ in range(n_ops):
+        two = rng.random() < 0.6
+        d = 4 if two else 2
+        shape = (batch, d, d) if batch and rng.random() < 0.5 else (d, d)
+        u = torch.linalg.qr(torch.randn(*shape, dtype=torch.complex128, generator=g))[0]
+        qs = tuple(int(q) for q in rng.choice(n, 2, replace=False)) if two else int(rng.integers(n))
+        ops.append((u, qs))
+    return ops
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_mps_apply_sequence_is_planned_and_matches_apply_gate_by_gate(seed):
+    n, batch = 7, 2
+    start = torch.randn(batch, 2 ** n, dtype=torch.complex128, generator=torch.Generator().manual_seed(seed))
+    ops = _random_sequence(n, 30, seed, batch)
+    want = qt.StateVector.from_dense(start)
+    for u, qs in ops:
+        want.apply(u, qs)
+    planned = qt.MPS.from_dense(start).apply_sequence(ops)      # not |0...0>: any state
+    by_gate = qt.MPS.from_dense(start)
+    for u, qs in ops:
+        by_gate.apply(u, qs)
+    np.testing.assert_allclose(planned.to_dense().numpy(), want.to_dense().numpy(), atol=1e-10)
+    np.testing.assert_allclose(by_gate.to_dense().numpy(), want.to_dense().numpy(), atol=1e-10)
+    # the reference of the same signature, on the dense state
+    ref = qt.StateVector.from_dense(start).apply_sequence(ops)
+    np.testing.assert_allclose(ref.to_dense().numpy(), want.to_dense().numpy(), atol=1e-12)
+
+
+def test_apply_sequence_checks_everything_before_the_state_changes_and_falls_back_for_projectors():
+    psi = qt.MPS.zeros(4).apply(torch.tensor([[1, 1], [1, -1]], dtype=torch.float64) / math.sqrt(2), 0)
+    before = psi.to_dense().clone()
+    h = torch.tensor([[1, 1], [1, -1]], dtype=torch.float64) / math.sqrt(2)
+    for bad, match in (([(h, 0), (h, 4)], "out of range"), ([(h, 1), (torch.eye(4), (2, 2))], "repeated"),
+                       ([(h, 1), (torch.full((2, 2), float("nan")), 3)], "NaN"), ([(h, 1), (h,)], "pair")):
+        with pytest.raises((ValueError, TypeError), match=match):
+            psi.apply_sequence(bad)
+        assert torch.equal(psi.to_dense(), before)
+    # a projector is not unitary: the sequence runs gate by gate, the projector at the centre
+    p0 = torch.tensor([[1.0, 0.0], [0.0, 0.0]], dtype=torch.float64)
+    out = qt.MPS.zeros(4).apply_sequence([(h, 0), (torch.eye(4, dtype=torch.float64)[[0, 1, 3, 2]], (0, 3)), (p0, 0)])
+    dense = out.to_dense()[0]
+    assert abs(float(dense[0]) - 1 / math.sqrt(2)) < 1e-12 and float(dense.abs().sum()) == pytest.approx(1 / math.sqrt(2))
