@@ -82,27 +82,26 @@ def task_params(run: dict) -> dict:
 
 
 @torch.no_grad()
-def score_positions(model, x: torch.Tensor, y: torch.Tensor, positions: slice | None = None) -> tuple[float, float]:
-    """``(accuracy, mean cross-entropy)`` of ``model``'s per-position logits over the labelled
-    positions of ``x (N, L)``, ``y (N, L)``, or over ``positions`` only (others ignored)."""
+def predict(model, x: torch.Tensor) -> torch.Tensor:
+    """``model``'s per-position logits on tokens ``x (N, L)`` -> ``(N, L, C)``, in batches."""
     model.eval()
-    hits = total = 0
-    loss_sum = 0.0
-    for start in range(0, x.shape[0], EVAL_BATCH):
-        xb, yb = x[start:start + EVAL_BATCH], y[start:start + EVAL_BATCH].clone()
-        if positions is not None:
-            keep = torch.zeros_like(yb, dtype=torch.bool)
-            keep[:, positions] = True
-            yb[~keep] = IGNORE_INDEX
-        logits = model.forward_sequence(xb)
-        c, n = count_correct(logits, yb)
-        hits, total = hits + c, total + n
-        loss_sum += float(torch.nn.functional.cross_entropy(
-            logits.flatten(0, 1).double(), yb.flatten(), ignore_index=IGNORE_INDEX, reduction="sum"))
-    return hits / total, loss_sum / total
+    return torch.cat([model.forward_sequence(x[i:i + EVAL_BATCH]) for i in range(0, x.shape[0], EVAL_BATCH)])
 
 
-def test_split(run: dict, n: int | None = None, **override):
+def score_positions(logits: torch.Tensor, y: torch.Tensor, positions: slice | None = None) -> tuple[float, float]:
+    """``(accuracy, mean cross-entropy in nats)`` of ``logits (N, L, C)`` over the labelled
+    positions of ``y (N, L)``, or over ``positions`` only (the others ignored)."""
+    if positions is not None:
+        keep = torch.zeros_like(y, dtype=torch.bool)
+        keep[:, positions] = True
+        y = torch.where(keep, y, torch.full_like(y, IGNORE_INDEX))
+    hits, total = count_correct(logits, y)
+    loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1).double(), y.flatten(),
+                                             ignore_index=IGNORE_INDEX, reduction="sum")
+    return hits / total, float(loss) / total
+
+
+def held_out(run: dict, n: int | None = None, **override):
     """The run's test sequences (its own test seed), or ``n`` fresh ones with parameters overridden
     (``seq_len=4096``): the same draw ``qlam train`` scored, or the same seed at another length."""
     data = run["config"]["data"]
@@ -181,8 +180,8 @@ def recall(folder: Path, lengths: list[int], n_extrapolate: int) -> str:
         for r in ind:
             model, _ = load_model(r["path"])
             for L in lengths:
-                x, y = test_split(r, n=n_extrapolate, seq_len=L)
-                ext[(model_label(r), L)].append(score_positions(model, x, y)[0])
+                x, y = held_out(r, n=n_extrapolate, seq_len=L)
+                ext[(model_label(r), L)].append(score_positions(predict(model, x), y)[0])
         models = sorted({m for m, _ in ext})
         v = task_params(ind[0])["vocab_size"]
         lines += ["", f"Induction heads (V={v}, chance {100 / (v - 1):.1f}%), trained at L={train_len}, "
@@ -202,9 +201,10 @@ def copy(folder: Path) -> str:
     for r in runs:
         L = task_params(r)["seq_len"]
         model, _ = load_model(r["path"])
-        x, y = test_split(r)
-        ce[(model_label(r), L)].append(score_positions(model, x, y)[1])
-        recalled[(model_label(r), L)].append(score_positions(model, x, y, slice(L - tasks.COPY_LENGTH, L))[0])
+        x, y = held_out(r)
+        logits = predict(model, x)
+        ce[(model_label(r), L)].append(score_positions(logits, y)[1])
+        recalled[(model_label(r), L)].append(score_positions(logits, y, slice(L - tasks.COPY_LENGTH, L))[0])
     ls = sorted({L for _, L in ce})
     models = sorted({m for m, _ in ce})
     lines = ["Copy memory: test cross-entropy per position (nats; the memoryless baseline "
@@ -248,7 +248,7 @@ def entanglement(folder: Path, n_sequences: int) -> str:
     rows = []
     for r in runs:
         k = task_params(r)["num_pairs"]
-        x, _ = test_split(r, n=n_sequences)
+        x, _ = held_out(r, n=n_sequences)
         trained, _ = load_model(r["path"])
         for tag, model in (("trained", trained), ("random", _fresh_like(r))):
             e = centre_entropy(model, x).mean(0)

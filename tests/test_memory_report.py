@@ -55,14 +55,15 @@ class _Fixed(torch.nn.Module):
 def test_score_positions_counts_labelled_positions_by_hand():
     y = torch.tensor([[IGNORE_INDEX, 1, 2, 0], [0, IGNORE_INDEX, 1, 1]])
     guess = torch.tensor([[0, 1, 0, 0], [0, 0, 1, 2]])
-    acc, ce = memory_report.score_positions(_Fixed(guess, 3), torch.zeros(2, 4, dtype=torch.long), y)
+    logits = memory_report.predict(_Fixed(guess, 3), torch.zeros(2, 4, dtype=torch.long))
+    acc, ce = memory_report.score_positions(logits, y)
     # labelled: (0,1) hit, (0,2) miss, (0,3) hit, (1,0) hit, (1,2) hit, (1,3) miss -> 4/6
     assert acc == pytest.approx(4 / 6)
     hit = -math.log(math.exp(5) / (math.exp(5) + 2))   # cross-entropy of a right guess
     miss = -math.log(1 / (math.exp(5) + 2))
     assert ce == pytest.approx((4 * hit + 2 * miss) / 6)
     # only the last two positions: (0,2) miss, (0,3) hit, (1,2) hit, (1,3) miss
-    acc, _ = memory_report.score_positions(_Fixed(guess, 3), torch.zeros(2, 4, dtype=torch.long), y, slice(2, 4))
+    acc, _ = memory_report.score_positions(logits, y, slice(2, 4))
     assert acc == pytest.approx(2 / 4)
 
 
