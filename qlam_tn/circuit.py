@@ -229,9 +229,8 @@ class Circuit:
         return self.draw()
 
     def copy(self) -> "Circuit":
-        out = copy_module.copy(self)  # every attribute, then an operation list of its own
-        out._ops = list(self._ops)
-        out._cregs, out._creg_bits = list(self._cregs), dict(self._creg_bits)
+        out = copy_module.copy(self)  # every attribute, then containers of its own
+        vars(out).update(_ops=list(self._ops), _cregs=list(self._cregs), _creg_bits=dict(self._creg_bits))
         return out
 
     # ------------------------------------------------------------------ adding ops

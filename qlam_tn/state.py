@@ -430,12 +430,7 @@ class QuantumState:
 
     def sample(self, shots: int, generator=None) -> torch.Tensor:
         """Measure every qubit in the Z basis ``shots`` times -> ``(B, shots, n)`` int64 bits."""
-        try:
-            shots = as_int(shots, "shots")
-        except TypeError:
-            raise ValueError(f"shots must be a positive int, got {shots!r}") from None
-        if shots < 1:
-            raise ValueError(f"shots must be a positive int, got {shots!r}")
+        shots = check_shots(shots)
         with torch.no_grad():
             return self._sample(shots, generator)
 
