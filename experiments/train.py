@@ -326,10 +326,11 @@ def prepare(cfg: TrainConfig, device: str = "auto", resume: dict | None = None) 
     if cfg.is_task:
         train_set, val_set, test_set, data_cfg, splits_record = _task_datasets(cfg)
         model, model_record = _model(cfg, data_cfg["num_features"], len(data_cfg["classes"]), dev,
-                                     vocab_size=data_cfg["vocab_size"])
+                                     data_cfg["seq_len"], vocab_size=data_cfg["vocab_size"])
     else:
         train_set, val_set, test_set, data_cfg, splits_record = _datasets(cfg)
-        model, model_record = _model(cfg, train_set.num_features, len(data_cfg["classes"]), dev)
+        model, model_record = _model(cfg, train_set.num_features, len(data_cfg["classes"]), dev,
+                                     train_set.seq_len)
     n_train = math.ceil(len(train_set) / d.world)
     config = {
         "train": cfg.to_dict(),
@@ -512,10 +513,11 @@ def _check_resumable(now: dict, run: dict, world: int) -> None:
 # 3. Model
 # ----------------------------------------------------------------------------------------------
 
-def _model(cfg: TrainConfig, input_dim: int, num_classes: int, dev: torch.device,
+def _model(cfg: TrainConfig, input_dim: int, num_classes: int, dev: torch.device, seq_len: int,
            vocab_size: int | None = None):
     """The model, seeded by ``cfg.seed``, on ``dev`` in ``cfg.dtype``; and what the run records
-    of it (``config["model"]``). ``vocab_size`` (a memory task): int tokens through an embedding
+    of it (``config["model"]``), with ``state_floats``: the floats carried token to token per
+    sequence (attention's KV cache after ``seq_len`` tokens). ``vocab_size`` (a memory task): int tokens through an embedding
     of width ``input_dim``, logits at every position (``models.SequenceModel``); the parameter
     budget of ``match_params`` then counts the embedding too."""
     kwargs = dict(cfg.model_cfg)
@@ -534,10 +536,8 @@ def _model(cfg: TrainConfig, input_dim: int, num_classes: int, dev: torch.device
     record = {"name": cfg.model, "input_dim": input_dim, "num_classes": num_classes,
               "cfg": kwargs, "resolved": resolved, "class": type(model).__name__,
               "backend": getattr(model_config, "resolved_backend", None),
-              "params": count_parameters(model), **tokens}
-    if tokens:
-        # floats carried token to token per sequence (attention's KV cache at the task's length)
-        record["state_floats"] = state_size(model, seq_len=tasks.spec(cfg.dataset, **cfg.data_cfg).seq_len)
+              "params": count_parameters(model), **tokens,
+              "state_floats": state_size(model, seq_len=seq_len)}
     return model.to(device=dev, dtype=DTYPES[cfg.dtype]), record
 
 

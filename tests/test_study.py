@@ -236,8 +236,10 @@ def test_a_tiny_study_runs_end_to_end_and_a_second_time_runs_nothing(tmp_path, c
                               for line in table.splitlines() if line.startswith("| gru-h"))}
     assert sorted(rows) == ["gru-h4", "gru-h6"]
     h6 = [metrics[f]["test"]["acc"] for f in ("gru-h6-s0", "gru-h6-s1")]
-    assert rows["gru-h6"][6] == "2" and rows["gru-h6"][8].startswith(f"{100 * sum(h6) / 2:.2f} ± ")
-    assert rows["gru-h4"][8] == f"{100 * metrics['gru-h4-s0']['test']['acc']:.2f}"
+    # state column: a GRU carries its hidden vector, hidden_size floats
+    assert (rows["gru-h6"][6], rows["gru-h4"][6]) == ("6", "4")
+    assert rows["gru-h6"][7] == "2" and rows["gru-h6"][9].startswith(f"{100 * sum(h6) / 2:.2f} ± ")
+    assert rows["gru-h4"][9] == f"{100 * metrics['gru-h4-s0']['test']['acc']:.2f}"
 
     stamps = {f: (out / f / "metrics.json").stat().st_mtime_ns for f in folders}
     monkeypatch.setattr(train, "main", lambda argv: pytest.fail(f"trained again: {argv}"))

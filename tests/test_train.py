@@ -409,9 +409,11 @@ def test_report_aggregates_runs(runs, tmp_path, capsys):
     assert table == (tmp_path / "table.md").read_text()
     row = next(line for line in table.splitlines() if line.startswith("| digits"))
     cells = [c.strip() for c in row.strip("|").split("|")]
-    assert cells[:5] == ["digits", "row", "gru", "hidden_size=8", "522"]
-    assert cells[5] == "1 (2 runs)"  # same seed twice
-    assert cells[7].endswith("± 0.00")  # two identical runs
+    # GRU hidden 8: 3·8·(F + 8 + 2) + 8·10 + 10 = 522 parameters (F = 8 inputs per row of digits);
+    # its state is h, 8 floats
+    assert cells[:6] == ["digits", "row", "gru", "hidden_size=8", "522", "8"]
+    assert cells[6] == "1 (2 runs)"  # same seed twice
+    assert cells[8].endswith("± 0.00")  # two identical runs
     if HAVE_MPL:
         assert plot.read_bytes()[:4] == b"\x89PNG"
 
