@@ -21,7 +21,11 @@ split's sequences)::
 
     qlam eval --checkpoint runs/row_mnist10k/qlam-su4-init01-s0/best.pt --bond-dim 4 --json
     {"accuracy": ..., "n": 2000, "bond_dim": 4, "backend": "mps", "trained_backend":
-     "statevector", "trained_bond_dim": null, "discarded_weight_mean": ..., "discarded_weight_max": ...}
+     "statevector", "trained_bond_dim": null, "discarded_weight_mean": ..., "discarded_weight_max": ...,
+     "centre_entropy_mean": ...}
+
+(``centre_entropy_mean``: the entanglement entropy in bits across the centre bond of each
+sequence's final memory, averaged over the split.)
 
 A memory-task run (``qlam train --dataset mqar ...``) records its task, parameters, split sizes
 and split seeds; its split is drawn again from them (``tasks.make``), so no ``--data-dir`` is
@@ -58,6 +62,7 @@ from qlam_tn.experiments import runfolder as rf
 from qlam_tn.experiments.data import load_splits
 from qlam_tn.experiments.train import DTYPES, evaluate, make_dataset, model_from_config, \
     resolve_device, split_digest, task_split
+from qlam_tn.measure import entropy_from_schmidt
 
 # ``score(bond_dim=KEEP)``: evaluate the model as it was trained (distinct from None = exact MPS).
 KEEP = "keep"
@@ -179,13 +184,20 @@ def load_model(checkpoint, bond_dim=KEEP, dtype: str | None = None, nonfinite: s
 def evaluate_truncated(model, loader, device, dtype) -> dict:
     """:func:`train.evaluate` plus the MPS discarded weight of every sequence: adds
     ``discarded_sum`` and ``discarded_max`` (over sequences of the per-sequence weight cut,
-    accumulated over its tokens)."""
-    cut = {"discarded_sum": 0.0, "discarded_max": 0.0}
+    accumulated over its tokens), ``sequences`` (their count), and ``centre_entropy_sum`` (bits): the von Neumann entropy
+    across the centre bond (between qubits n/2 - 1 and n/2) of each sequence's final memory."""
+    cut = {"discarded_sum": 0.0, "discarded_max": 0.0, "centre_entropy_sum": 0.0, "sequences": 0}
 
     def record(m):
-        disc = getattr(m, "body", m).qlam.last_discarded_weight  # (B,), set by this forward
+        qlam = _qlam_of(m)
+        disc = qlam.last_discarded_weight  # (B,), set by this forward
         cut["discarded_sum"] += float(disc.sum())
         cut["discarded_max"] = max(cut["discarded_max"], float(disc.max()))
+        cut["sequences"] += disc.shape[0]
+        memory = qlam.last_memory
+        if memory.n_qubits > 1:
+            centre = memory.schmidt_values(memory.n_qubits // 2 - 1)  # (B, k)
+            cut["centre_entropy_sum"] += float(entropy_from_schmidt(centre).sum())
 
     return {**evaluate(model, loader, device, dtype, after_batch=record), **cut}
 
@@ -296,8 +308,10 @@ def score(checkpoint, dataset: str | None = None, data_dir=None, split: str = "t
         resolved = config["model"]["resolved"]
         out.update(bond_dim=getattr(model, "body", model).config.bond_dim, backend="mps",
                    trained_backend=config["model"]["backend"], trained_bond_dim=resolved["bond_dim"],
-                   discarded_weight_mean=stats["discarded_sum"] / n,
-                   discarded_weight_max=stats["discarded_max"])
+                   # per sequence (n counts labelled positions in a memory task)
+                   discarded_weight_mean=stats["discarded_sum"] / stats["sequences"],
+                   discarded_weight_max=stats["discarded_max"],
+                   centre_entropy_mean=stats["centre_entropy_sum"] / stats["sequences"])
     return out
 
 
@@ -368,7 +382,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--threads", type=int, help="torch CPU threads")
     ap.add_argument("--bond-dim", metavar="CHI",
                     help="QLAM only: evaluate on the MPS backend with this bond cap (an int, or "
-                         "'exact' for none); the JSON adds the discarded weight")
+                         "'exact' for none); the JSON adds the discarded weight and the centre-bond entropy")
     hw = ap.add_argument_group("readout protocols (QLAM only; docs/results/hardware.md)")
     hw.add_argument("--protocol", choices=("exact", "restart", "end", "window", "collapse", "weak"),
                     help="read the memory as a quantum computer would (exact: free expectations)")
@@ -386,7 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
     hw.add_argument("--out", metavar="FILE", help="also write the result JSON here (atomically)")
     ap.add_argument("--json", action="store_true",
                     help='print only {"accuracy": ..., "n": ...} on stdout (with --bond-dim '
-                         'also the bond caps, backends and discarded weight)')
+                         'also the bond caps, backends, discarded weight and centre-bond entropy)')
     return ap
 
 
@@ -436,7 +450,7 @@ def main(argv=None) -> int:
         except (ValueError, FileNotFoundError) as exc:
             parser.error(str(exc))
     extra = ("bond_dim", "backend", "trained_backend", "trained_bond_dim", "discarded_weight_mean",
-             "discarded_weight_max", "protocol", "accuracies", "accuracy_std", "exact_accuracy")
+             "discarded_weight_max", "centre_entropy_mean", "protocol", "accuracies", "accuracy_std", "exact_accuracy")
     if args.out:
         rf.atomic_write_json(args.out, result)
     if args.json:

@@ -118,7 +118,8 @@ def test_eval_bond_dim_reports_accuracy_and_discarded_weight(run_dir, capsys):
     assert V.main(["--checkpoint", ckpt, "--bond-dim", "exact", "--json"] + val) == 0
     exact = json.loads(capsys.readouterr().out)
     assert set(exact) == {"accuracy", "n", "bond_dim", "backend", "trained_backend",
-                          "trained_bond_dim", "discarded_weight_mean", "discarded_weight_max"}
+                          "trained_bond_dim", "discarded_weight_mean", "discarded_weight_max",
+                          "centre_entropy_mean"}
     assert exact["accuracy"] == plain["accuracy"] and exact["n"] == plain["n"]
     assert exact["bond_dim"] is None and exact["backend"] == "mps"
     assert exact["trained_backend"] == "statevector" and exact["discarded_weight_max"] < 1e-9
@@ -138,3 +139,19 @@ def test_bond_dim_errors(capsys):
     with pytest.raises(SystemExit) as exc:
         V.main(["--checkpoint", "nowhere.pt", "--bond-dim", "zero"])
     assert exc.value.code == 2 and "--bond-dim" in capsys.readouterr().err
+
+
+def test_eval_bond_dim_centre_entropy_matches_the_dense_state(run_dir):
+    """``centre_entropy_mean`` (bits) equals the entanglement entropy across qubits (0,1 | 2,3)
+    of each test image's final memory, from an SVD of its dense amplitudes, averaged."""
+    out = V.score(run_dir / "best.pt", split="test", bond_dim="exact", limit=16, device="cpu")
+    mps, _ = V.load_model(run_dir / "best.pt", bond_dim="exact")
+    with torch.no_grad():
+        mps(_tokens(run_dir, 16))
+    amps = mps.qlam.last_memory.to_dense().reshape(16, 2 ** (N // 2), -1)
+    s = torch.linalg.svdvals(amps)
+    p = s ** 2 / (s ** 2).sum(-1, keepdim=True)
+    bits = -(p * torch.log2(p.clamp_min(1e-300))).sum(-1)
+    assert bits.min() > 0.01  # su4 entanglers at depth 2: an entangled memory, not a product
+    assert out["n"] == 16
+    assert out["centre_entropy_mean"] == pytest.approx(float(bits.mean()), abs=1e-9)
