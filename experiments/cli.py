@@ -21,6 +21,7 @@ COMMANDS: Dict[str, Tuple[str, str]] = {
     "report": ("qlam_tn.experiments.report", "aggregate run folders into a markdown table"),
     "study": ("qlam_tn.experiments.study", "run a study file's missing runs, then report them"),
     "memory-report": ("qlam_tn.experiments.memory_report", "tables of the memory-task studies (MQAR, copying, induction, entanglement)"),
+    "qubits-report": ("qlam_tn.experiments.qubits_report", "tables of the qubit-count study (accuracy vs n and χ, state size, GRU line, entropy)"),
     "probe": ("qlam_tn.experiments.readout_probe", "linear probes of a trained memory's richer readouts"),
     "entangle": ("qlam_tn.experiments.entangle", "entanglement of a QLAM memory vs context length"),
     "scale": ("qlam_tn.experiments.scale", "time/memory/truncation vs qubits, bond dimension and sequence length"),
