@@ -21,6 +21,7 @@ over seeds, the number of seeds in brackets.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import statistics
 from collections import defaultdict
@@ -43,27 +44,78 @@ def pct(values) -> str:
     return f"{100 * m:.2f} ± {100 * s:.2f} ({len(values)})"
 
 
-def accuracy(run: dict) -> float:
-    """Test accuracy where the run has a test split, else its best validation accuracy."""
-    return run["test"] if run["test"] is not None else run["best_val"]
+# train options that do not change what a cell measures (the seed is the cell's spread)
+_NOT_SETTINGS = ("seed", "out", "name", "data_dir", "threads", "progress", "device", "nproc",
+                 "resume", "stop_after", "model_cfg")
+
+
+def settings(run: dict) -> str:
+    """Everything a run was trained with besides its seed, n and χ (the model's resolved options
+    and the training options), as one comparable string: runs of one table row must agree on it."""
+    train, model = run["config"]["train"], run["config"]["model"]
+    resolved = {k: v for k, v in model["resolved"].items() if k not in ("n_qubits", "bond_dim", "hidden_size")}
+    options = {k: v for k, v in train.items() if k not in _NOT_SETTINGS}
+    return json.dumps({"model": model["name"], "resolved": resolved, "train": options}, sort_keys=True, default=str)
+
+
+def chi_label(chi) -> str:
+    return "exact" if chi is None else str(chi)
+
+
+def _chi_order(chi):
+    return (chi is None, chi or 0)
 
 
 def describe(run: dict) -> dict:
     """What the tables key a run by: dataset, model family, memory, n, χ, GRU hidden size."""
     train, model = run["config"]["train"], run["config"]["model"]
-    out = {"dataset": run["dataset"], "model": run["model"], "seed": run["seed"], "run": run}
+    out = {"dataset": run["dataset"], "model": run["model"], "seed": run["seed"], "run": run,
+           "settings": settings(run)}
     if run["model"] == "qlam":
-        resolved = model["resolved"]
-        if resolved.get("backend") != "mps":
+        if model.get("backend") != "mps":
             raise ValueError(f"{run['path']}: the qubit study reads MPS-backend QLAMs, got "
-                             f"backend {resolved.get('backend')!r}")
+                             f"backend {model.get('backend')!r}")
+        resolved = model["resolved"]
         out.update(memory="frozen" if train.get("memory_lr_scale", 1.0) == 0 else "trained",
                    n=resolved["n_qubits"], chi=resolved["bond_dim"])
     elif run["model"] == "gru":
-        out.update(hidden=model["resolved"]["hidden_size"])
+        out.update(memory="gru", hidden=model["resolved"]["hidden_size"])
     else:
         raise ValueError(f"{run['path']}: the qubit study compares QLAM with GRU, got {run['model']!r}")
     return out
+
+
+def check_one_setting(rows) -> None:
+    """Refuse runs that one table row would pool although they were trained differently (another
+    depth, readout, encoding scale, data subset, ...): one (dataset, model, memory) row, one setting."""
+    first = {}
+    for r in rows:
+        key = (r["dataset"], r["model"], r["memory"])
+        if key not in first:
+            first[key] = r
+            continue
+        a, b = json.loads(first[key]["settings"]), json.loads(r["settings"])
+        if a != b:
+            differ = sorted({f"{part}.{k}" for part in ("resolved", "train")
+                             for k in set(a[part]) | set(b[part]) if a[part].get(k) != b[part].get(k)})
+            raise ValueError(f"{first[key]['run']['path'].name} and {r['run']['path'].name} would share the "
+                             f"{r['dataset']} {r['memory']} row but differ in {', '.join(differ)}; report one "
+                             "setting at a time (pass the folders of one study)")
+
+
+def metric_splits(rows) -> dict:
+    """Per dataset: ``test`` where every run of it has a test split (mnist10k), else ``val``
+    (Fashion-MNIST: only its training files are at hand), so one dataset's cells share a split."""
+    out = {}
+    for r in rows:
+        has_test = r["run"]["test"] is not None
+        out[r["dataset"]] = "test" if out.get(r["dataset"], "test") == "test" and has_test else "val"
+    return out
+
+
+def accuracy(r: dict, splits: dict) -> float:
+    """The run's test accuracy, or its best validation accuracy, as its dataset's split says."""
+    return r["run"]["test"] if splits[r["dataset"]] == "test" else r["run"]["best_val"]
 
 
 def collect(folders) -> list[dict]:
@@ -77,6 +129,7 @@ def collect(folders) -> list[dict]:
         rows.append(describe(run))
     if not rows:
         raise SystemExit(f"no finished run under {', '.join(map(str, folders))}")
+    check_one_setting(rows)
     return rows
 
 
@@ -88,26 +141,23 @@ def run_state_floats(run: dict) -> int:
     return state_size(model, seq_len=run["config"]["data"]["seq_len"])
 
 
-def _metric_note(rows) -> str:
-    with_test = sorted({r["dataset"] for r in rows if r["run"]["test"] is not None})
-    without = sorted({r["dataset"] for r in rows if r["run"]["test"] is None})
-    parts = [f"test accuracy ({', '.join(with_test)})"] * bool(with_test) + \
-            [f"best validation accuracy ({', '.join(without)})"] * bool(without)
-    return " and ".join(parts)
+def _metric_note(rows, splits: dict) -> str:
+    names = {"test": "test accuracy", "val": "best validation accuracy"}
+    return ", ".join(f"{names[splits[d]]} ({d})" for d in sorted({r["dataset"] for r in rows}))
 
 
-def accuracy_table(rows) -> str:
+def accuracy_table(rows, splits: dict) -> str:
     qlam = [r for r in rows if r["model"] == "qlam"]
     ns = sorted({r["n"] for r in qlam})
     cells = defaultdict(list)
     for r in qlam:
-        cells[(r["dataset"], r["memory"], r["chi"], r["n"])].append(accuracy(r["run"]))
-    keys = sorted({k[:3] for k in cells}, key=lambda k: (k[0], k[1] != "frozen", k[2]))
-    lines = [f"Accuracy against qubits n: {_metric_note(qlam)}, % (mean ± std over seeds, seeds "
-             "in brackets)", "",
+        cells[(r["dataset"], r["memory"], r["chi"], r["n"])].append(accuracy(r, splits))
+    keys = sorted({k[:3] for k in cells}, key=lambda k: (k[0], k[1] != "frozen", _chi_order(k[2])))
+    lines = ["### Accuracy against qubits n", "",
+             f"{_metric_note(qlam, splits)}, %: mean ± std over seeds, seeds in brackets.", "",
              "| dataset | memory | χ | " + " | ".join(f"n={n}" for n in ns) + " |",
              "|---|---|--:|" + "--:|" * len(ns)]
-    lines += [f"| {d} | {m} | {chi} | " + " | ".join(pct(cells.get((d, m, chi, n), [])) for n in ns) + " |"
+    lines += [f"| {d} | {m} | {chi_label(chi)} | " + " | ".join(pct(cells.get((d, m, chi, n), [])) for n in ns) + " |"
               for d, m, chi in keys]
     return "\n".join(lines)
 
@@ -117,36 +167,39 @@ def state_table(rows) -> str:
     ns = sorted({r["n"] for r in qlam})
     floats = {}
     for r in qlam:
-        if (r["chi"], r["n"]) not in floats:
+        if (r["chi"], r["n"]) not in floats:  # one setting per row (check_one_setting): any run will do
             floats[(r["chi"], r["n"])] = run_state_floats(r["run"])
-    chis = sorted({c for c, _ in floats})
-    lines = ["State size: real numbers the memory carries token to token (the largest MPS at the "
-             "bond cap χ, real amplitudes)", "",
+    chis = sorted({c for c, _ in floats}, key=_chi_order)
+    lines = ["### State size", "",
+             "Real numbers the memory carries token to token (`state_size`: the MPS at its largest "
+             "under the bond cap χ).", "",
              "| χ | " + " | ".join(f"n={n}" for n in ns) + " |", "|--:|" + "--:|" * len(ns)]
-    lines += [f"| {chi} | " + " | ".join(f"{floats[(chi, n)]:,}" if (chi, n) in floats else "—" for n in ns) + " |"
+    lines += [f"| {chi_label(chi)} | " + " | ".join(f"{floats[(chi, n)]:,}" if (chi, n) in floats else "—"
+                                                   for n in ns) + " |"
               for chi in chis]
     return "\n".join(lines)
 
 
-def classical_table(rows) -> str:
+def classical_table(rows, splits: dict) -> str:
     gru = [r for r in rows if r["model"] == "gru"]
     if not gru:
         return ""
     hs = sorted({r["hidden"] for r in gru})
     cells = defaultdict(list)
     for r in gru:
-        cells[(r["dataset"], r["hidden"])].append(accuracy(r["run"]))
-    lines = [f"The classical line: GRU by hidden size h (its state: h floats), {_metric_note(gru)}, %", "",
+        cells[(r["dataset"], r["hidden"])].append(accuracy(r, splits))
+    lines = ["### The classical line: GRU at the same state size", "",
+             f"GRU by hidden size h (its state: `state_size`, h floats for one layer), "
+             f"{_metric_note(gru, splits)}, %.", "",
              "| dataset | " + " | ".join(f"h={h}" for h in hs) + " |", "|---|" + "--:|" * len(hs)]
     lines += [f"| {d} | " + " | ".join(pct(cells.get((d, h), [])) for h in hs) + " |"
               for d in sorted({r["dataset"] for r in gru})]
     return "\n".join(lines)
 
 
-def memory_stats(run: dict, limit: int) -> tuple[float, float]:
-    """``(discarded weight, centre-bond entropy in bits)`` of the run's memory at its own χ,
-    means over the first ``limit`` images of its test split (else its validation split)."""
-    split = "test" if run["test"] is not None else "val"
+def memory_stats(run: dict, split: str, limit: int) -> tuple[float, float]:
+    """``(discarded weight, centre-bond entropy in bits)`` of the run's memory at its own χ:
+    means over the first ``limit`` images of ``split``."""
     out = score(run["path"] / "best.pt", split=split, bond_dim=run["config"]["model"]["resolved"]["bond_dim"],
                 limit=limit, device="cpu")
     return out["discarded_weight_mean"], out["centre_entropy_mean"]
@@ -159,7 +212,7 @@ def _mean_std(values, digits: str) -> str:
     return f"{statistics.fmean(values):{digits}} ± {s:{digits}} ({len(values)})"
 
 
-def trained_table(rows, limit: int) -> str:
+def trained_table(rows, splits: dict, limit: int) -> str:
     trained = [r for r in rows if r["model"] == "qlam" and r["memory"] == "trained"]
     if not trained:
         return ""
@@ -168,30 +221,36 @@ def trained_table(rows, limit: int) -> str:
     acc, disc, ent, ent0 = (defaultdict(list) for _ in range(4))
     for r in trained:
         key = (r["dataset"], r["n"], r["chi"])
-        acc[key].append(accuracy(r["run"]))
-        d, e = memory_stats(r["run"], limit)
+        split = splits[r["dataset"]]
+        acc[key].append(accuracy(r, splits))
+        d, e = memory_stats(r["run"], split, limit)
         disc[key].append(d)
         ent[key].append(e)
         twin = frozen.get(key + (r["seed"],))
         if twin is not None:
-            ent0[key].append(memory_stats(twin["run"], limit)[1])
-    lines = [f"Trained memories: discarded weight and centre-bond entropy (bits) of the final memory, "
-             f"means over {limit} held-out images per run, mean ± std over seeds; \"frozen\": the "
-             "untrained memory of the same seed (the trained one's initialisation)", "",
+            ent0[key].append(memory_stats(twin["run"], split, limit)[1])
+    lines = ["### Trained memories: truncation and entanglement", "",
+             f"Per trained run, means over the first {limit} images of its dataset's split ("
+             f"{_metric_note(trained, splits)} in the accuracy column): the weight the bond cap "
+             "discarded over an image's tokens, and the von Neumann entropy across the centre bond "
+             "of the final memory; \"frozen\": the untrained memory of the same seed (the trained "
+             "one's initialisation); \"max\": min(⌊n/2⌋, log2 χ) bits. Mean ± std over seeds.", "",
              "| dataset | n | χ | accuracy (%) | discarded weight | centre entropy, trained (bits) "
              "| centre entropy, frozen (bits) | max (bits) |",
              "|---|--:|--:|--:|--:|--:|--:|--:|"]
-    for key in sorted(acc):
+    for key in sorted(acc, key=lambda k: (k[0], k[1], _chi_order(k[2]))):
         d, n, chi = key
-        bound = min(n // 2, math.log2(chi)) if chi else n // 2  # Schmidt rank <= min(2^(n/2), χ)
-        lines.append(f"| {d} | {n} | {chi} | {pct(acc[key])} | {_mean_std(disc[key], '.1e')} | "
-                     f"{_mean_std(ent[key], '.3f')} | {_mean_std(ent0[key], '.3f')} | {bound:g} |")
+        bound = n // 2 if chi is None else min(n // 2, math.log2(chi))  # Schmidt rank <= min(2^⌊n/2⌋, χ)
+        lines.append(f"| {d} | {n} | {chi_label(chi)} | {pct(acc[key])} | {_mean_std(disc[key], '.1e')} | "
+                     f"{_mean_std(ent[key], '.3f')} | {_mean_std(ent0[key], '.3f')} | {bound:.3g} |")
     return "\n".join(lines)
 
 
 def report(folders, limit: int = 500) -> str:
     rows = collect(folders)
-    parts = [accuracy_table(rows), state_table(rows), classical_table(rows), trained_table(rows, limit)]
+    splits = metric_splits(rows)
+    parts = [accuracy_table(rows, splits), state_table(rows), classical_table(rows, splits),
+             trained_table(rows, splits, limit)]
     return "\n\n".join(p for p in parts if p)
 
 

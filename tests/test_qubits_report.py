@@ -74,3 +74,41 @@ def test_command_writes_the_tables_and_refuses_bad_input(runs, tmp_path, capsys)
         with pytest.raises(SystemExit) as exc:
             qubits_report.main([str(runs / "frozen")] * (bad[0] == "--limit") + bad)
         assert exc.value.code != 0
+
+
+def _copy_run(src, dst, edit):
+    """A copy of run folder ``src`` whose config.json ``edit`` changes (a run trained otherwise)."""
+    import shutil
+
+    shutil.copytree(src, dst)
+    config = json.loads((dst / "config.json").read_text())
+    edit(config)
+    (dst / "config.json").write_text(json.dumps(config))
+    return dst
+
+
+def test_runs_of_another_setting_are_refused_not_pooled(runs, tmp_path):
+    def other_depth(config):
+        config["model"]["resolved"]["depth"] = 1
+
+    def other_seed(config):
+        config["train"]["seed"] = 7
+
+    _copy_run(runs / "frozen", tmp_path / "frozen-depth1", other_depth)
+    with pytest.raises(ValueError, match=r"would share the digits frozen row but differ in resolved\.depth"):
+        qubits_report.report([runs / "frozen", tmp_path / "frozen-depth1"])
+    _copy_run(runs / "frozen", tmp_path / "frozen-s7", other_seed)  # another seed: pooled
+    text = qubits_report.report([runs / "frozen", tmp_path / "frozen-s7"])
+    acc = 100 * _test_acc(runs / "frozen")
+    assert f"| digits | frozen | 2 | {acc:.2f} ± 0.00 (2) |" in text
+
+
+def test_an_uncapped_memory_is_labelled_exact_and_sorted_last(runs, tmp_path):
+    def exact(config):
+        config["model"]["resolved"]["bond_dim"] = None
+
+    _copy_run(runs / "frozen", tmp_path / "frozen-exact", exact)
+    text = qubits_report.report([runs / "frozen", tmp_path / "frozen-exact"])
+    rows = [r for r in _rows(text, "digits") if len(r) == 4]
+    assert [r[2] for r in rows] == ["2", "exact"]
+    assert [r[0] for r in _rows(text, "exact")] == ["exact"]  # the state table's row
