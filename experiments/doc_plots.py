@@ -641,6 +641,158 @@ def _memory_entanglement(tables, path):
     return t
 
 
+def _n_columns(t: Table) -> tuple[list[int], list[float]]:
+    """The ``n=``-headed columns of a qubit-study table and their qubit counts."""
+    cols = [i for i, c in enumerate(t.header) if clean(c).startswith("n=")]
+    return cols, [parse_number(clean(t.header[i])[2:]).value for i in cols]
+
+
+def _qubit_accuracy(tables) -> Table:
+    return find_table(tables, ["dataset", "memory", "χ", "n="], heading="Accuracy against qubits")
+
+
+def _qubits_n(tables, path):
+    t = _qubit_accuracy(tables)
+    cols, ns = _n_columns(t)
+    datasets = list(dict.fromkeys(t.texts("dataset")))
+    fig, axes = _figure(4.6 * len(datasets), 3.8, 1, len(datasets), sharey=True)
+    for ax, d in zip(axes[0], datasets):
+        for row, dd, mem, chi in zip(t.rows, t.texts("dataset"), t.texts("memory"), t.texts("χ")):
+            if dd != d:
+                continue
+            pts = [(n, parse_number(row[i])) for n, i in zip(ns, cols)]
+            pts = [(n, v) for n, v in pts if v is not None]
+            ax.errorbar([n for n, _ in pts], [v.value for _, v in pts], yerr=[v.std or 0.0 for _, v in pts],
+                        fmt="o-" if mem == "frozen" else "s--", capsize=3, ms=4,
+                        color=QLAM_COLOUR if mem == "trained" else None, label=f"{mem}, χ={chi}")
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(ns, [f"{n:g}" for n in ns])
+        ax.minorticks_off()
+        ax.set_xlabel("qubits n")
+        ax.set_title(d, fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    axes[0, 0].set_ylabel("accuracy (%)")
+    _save(fig, path, _source("qubits", t) + " Mean ± std over seeds.")
+    return t
+
+
+def _qubits_chi(tables, path):
+    t = _qubit_accuracy(tables)
+    cols, ns = _n_columns(t)
+    datasets = list(dict.fromkeys(t.texts("dataset")))
+    fig, axes = _figure(4.6 * len(datasets), 3.8, 1, len(datasets), sharey=True)
+    for ax, d in zip(axes[0], datasets):
+        rows = [(parse_number(chi).value, row) for row, dd, mem, chi in
+                zip(t.rows, t.texts("dataset"), t.texts("memory"), t.texts("χ"))
+                if dd == d and mem == "frozen" and parse_number(chi) is not None]  # "exact" has no χ to place
+        chis = sorted({c for c, _ in rows})
+        for n, i in zip(ns, cols):
+            pts = sorted((c, parse_number(row[i])) for c, row in rows if parse_number(row[i]) is not None)
+            if len(pts) < 2:
+                continue
+            ax.errorbar([c for c, _ in pts], [v.value for _, v in pts], yerr=[v.std or 0.0 for _, v in pts],
+                        fmt="o-", capsize=3, ms=4, label=f"n={n:g}")
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(chis, [f"{c:g}" for c in chis])
+        ax.minorticks_off()
+        ax.set_xlabel("bond cap χ")
+        ax.set_title(f"frozen memories, {d}", fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, ncol=2)
+    axes[0, 0].set_ylabel("accuracy (%)")
+    _save(fig, path, _source("qubits", t) + " Mean ± std over seeds; n with two or more χ measured.")
+    return t
+
+
+def _qubits_state(tables, path):
+    acc = _qubit_accuracy(tables)
+    size = find_table(tables, ["χ", "n="], heading="State size")
+    try:
+        gru = find_table(tables, ["dataset", "h="], heading="The classical line")
+    except ValueError:  # a page without the classical line: QLAM alone
+        gru = None
+    cols, ns = _n_columns(acc)
+    size_cols, size_ns = _n_columns(size)
+    floats = {}
+    for row in size.rows:
+        if parse_number(row[0]) is None:  # "exact": no cap
+            continue
+        chi = parse_number(row[0]).value
+        for n, i in zip(size_ns, size_cols):
+            v = parse_number(row[i])
+            if v is not None:
+                floats[(chi, n)] = v.value
+    datasets = list(dict.fromkeys(acc.texts("dataset")))
+    fig, axes = _figure(4.6 * len(datasets), 3.8, 1, len(datasets), sharey=True)
+    hcols = [i for i, c in enumerate(gru.header) if clean(c).startswith("h=")] if gru else []
+    hs = [parse_number(clean(gru.header[i])[2:]).value for i in hcols]
+    for ax, d in zip(axes[0], datasets):
+        for row, dd, mem, chi in zip(acc.rows, acc.texts("dataset"), acc.texts("memory"), acc.texts("χ")):
+            if dd != d or parse_number(chi) is None:
+                continue
+            c = parse_number(chi).value
+            pts = [(floats[(c, n)], parse_number(row[i])) for n, i in zip(ns, cols)
+                   if parse_number(row[i]) is not None and (c, n) in floats]
+            ax.errorbar([x for x, _ in pts], [v.value for _, v in pts], yerr=[v.std or 0.0 for _, v in pts],
+                        fmt="o" if mem == "frozen" else "s", capsize=2, ms=4,
+                        color=QLAM_COLOUR if mem == "trained" else None, label=f"QLAM {mem}, χ={chi}")
+        for row, dd in zip(gru.rows if gru else [], gru.texts("dataset") if gru else []):
+            if dd != d:
+                continue
+            pts = [(h, parse_number(row[i])) for h, i in zip(hs, hcols) if parse_number(row[i]) is not None]
+            ax.errorbar([h for h, _ in pts], [v.value for _, v in pts], yerr=[v.std or 0.0 for _, v in pts],
+                        fmt="-", color="black", lw=1.5, capsize=2, label="GRU (state = hidden size)")
+        ax.set_xscale("log")
+        ax.set_xlabel("state size (floats carried token to token)")
+        ax.set_title(d, fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    axes[0, 0].set_ylabel("accuracy (%)")
+    base = gru or acc
+    _save(fig, path, _source("qubits", base).rstrip(".") + ", “" + size.heading + "” and “"
+          + (acc if gru else size).heading + "”.")
+    return base
+
+
+def _qubits_trained(tables, path):
+    t = find_table(tables, ["dataset", "n", "χ", "discarded weight", "centre entropy, trained"],
+                   heading="Trained memories")
+    fig, axes = _figure(9.0, 3.6, 1, 2)
+    disc_ax, ent_ax = axes[0]
+    groups = {}
+    for row, d, chi in zip(t.rows, t.texts("dataset"), t.texts("χ")):
+        groups.setdefault((d, chi), []).append(row)
+    smallest = []
+    for k, ((d, chi), rows) in enumerate(groups.items()):
+        colour = f"C{k}"
+        n = [parse_number(r[t.column("n")]).value for r in rows]
+        label = f"{d}, χ={chi}"
+        disc = [parse_number(r[t.column("discarded weight")]) for r in rows]
+        smallest += [v.value for v in disc if v.value > 0]
+        disc_ax.errorbar(n, [v.value for v in disc], yerr=[v.std or 0.0 for v in disc], fmt="o-",
+                         capsize=3, ms=4, color=colour, label=label)
+        for col, fmt, tag in (("centre entropy, trained", "o-", "trained"),
+                              ("centre entropy, frozen", "s--", "frozen (its init)")):
+            vals = [parse_number(r[t.column(col)]) for r in rows]
+            pts = [(x, v) for x, v in zip(n, vals) if v is not None]
+            ent_ax.errorbar([x for x, _ in pts], [v.value for _, v in pts], yerr=[v.std or 0.0 for _, v in pts],
+                            fmt=fmt, capsize=3, ms=4, color=colour, label=f"{tag}, {label}")
+        ent_ax.plot(n, [parse_number(r[t.column("max")]).value for r in rows], ":", color=colour, lw=1,
+                    label="max: min(⌊n/2⌋, log2 χ)" if k == 0 else None)
+    # symlog keeps the memories that discard nothing (0) on the axis
+    disc_ax.set_yscale("symlog", linthresh=min(smallest, default=1e-12))
+    disc_ax.set(xlabel="qubits n", ylabel="discarded weight per image")
+    disc_ax.set_title("trained memories: weight cut by the bond cap", fontsize=10)
+    ent_ax.set(xlabel="qubits n", ylabel="centre-bond entropy (bits)")
+    ent_ax.set_title("entanglement of the final memory", fontsize=10)
+    for ax in (disc_ax, ent_ax):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    _save(fig, path, _source("qubits", t) + " Means over held-out images, ± std over seeds.")
+    return t
+
+
 @dataclass(frozen=True)
 class Plot:
     """One PNG: its name, the page it is drawn from, and the function that draws it
@@ -673,6 +825,10 @@ PLOTS = [
     Plot("memory_capacity", "memory", _memory_capacity),
     Plot("memory_recall", "memory", _memory_recall),
     Plot("memory_entanglement", "memory", _memory_entanglement),
+    Plot("qubits_n", "qubits", _qubits_n),
+    Plot("qubits_chi", "qubits", _qubits_chi),
+    Plot("qubits_state", "qubits", _qubits_state),
+    Plot("qubits_trained", "qubits", _qubits_trained),
 ]
 
 

@@ -139,6 +139,10 @@ EXPECTED = {  # plot -> (page, heading of the table it is drawn from)
     "memory_capacity": ("memory", "Capacity: multi-query associative recall (Zoology's MQAR)"),
     "memory_recall": ("memory", "Induction heads"),
     "memory_entanglement": ("memory", "Entanglement while storing and recalling"),
+    "qubits_n": ("qubits", "Accuracy against qubits n"),
+    "qubits_chi": ("qubits", "Accuracy against qubits n"),
+    "qubits_state": ("qubits", "The classical line: GRU at the same state size"),
+    "qubits_trained": ("qubits", "Trained memories: truncation and entanglement"),
 }
 
 
@@ -183,6 +187,11 @@ def test_the_tables_hold_the_numbers_the_pages_quote(drawn):
     assert capacity.numbers("state (floats)")[2] == Number(256.0)
     entropy = done["memory_entanglement"][2]
     assert entropy.texts("memory")[:2] == ["trained", "random"] and entropy.numbers("t=32")[0] == Number(2.19)
+    qubits = done["qubits_n"][2]
+    assert qubits.texts("dataset")[2] == "mnist10k" and qubits.texts("χ")[2] == "4"
+    assert qubits.numbers("n=64")[2] == Number(79.73, 0.52, bracketed=3.0)
+    assert done["qubits_state"][2].numbers("h=32")[1] == Number(87.35, 1.95, bracketed=3.0)
+    assert done["qubits_trained"][2].numbers("centre entropy, trained")[2] == Number(1.024, 0.362, bracketed=3.0)
 
 
 def test_every_page_shows_its_plots_under_the_table_they_are_drawn_from(drawn):
