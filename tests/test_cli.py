@@ -10,7 +10,7 @@ def test_help_lists_the_user_commands_then_the_bench_group(capsys):
     assert cli.main(["--help"]) == 0
     out = capsys.readouterr().out
     listed = [line.split()[0] for line in out.splitlines() if line.startswith("  ") and not line.startswith("  -")]
-    assert listed == ["quickstart", "train", "eval", "report", "study", "memory-report", "probe", "entangle",
+    assert listed == ["quickstart", "train", "eval", "report", "study", "memory-report", "qubits-report", "probe", "entangle",
                       "scale", "hwcost", "demo", "bench"]
     assert cli.main([]) == 0 and capsys.readouterr().out == out
 

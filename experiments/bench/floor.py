@@ -11,7 +11,11 @@ of ``eigh`` depends on the spectrum): no training step can take less. Each of ``
 rounds times the three back to back; figures are medians over the rounds of tokens/s (``B·T``
 over a run's seconds) and of each round's ratio to the floor (the target is 0.5). Run it alone.
 
-    qlam bench floor [--n 16 32] [--chi 16] [--B 64] [--T 4] [--threads 2] [--repeats 5] [--breakdown] [--markdown]
+With ``--profile``, ``torch.profiler`` records 3 Gram-route training steps at each n and sorts
+the operators' own CPU time into classes (the decompositions, batched matmuls, copies, elementwise
+arithmetic, and the rest: views, autograd bookkeeping, the Python of the custom autograd nodes).
+
+    qlam bench floor [--n 16 32] [--chi 16] [--B 64] [--T 4] [--threads 2] [--repeats 5] [--breakdown] [--profile] [--markdown]
 """
 from __future__ import annotations
 
@@ -155,6 +159,39 @@ def breakdown(n: int, chi: int, depth: int, batch: int, tokens: int, repeats: in
     return {name: statistics.median(r[name] / r["floor"] for r in rounds) for name in fns}
 
 
+# operator classes of --profile, by aten name; everything else is "other"
+OP_CLASSES = {
+    "decompositions (eigh, svd, qr, triangular solve)": ("aten::_linalg_eigh", "aten::_linalg_svd", "aten::linalg_qr",
+                                                         "aten::linalg_solve_triangular"),
+    "batched matmuls": ("aten::bmm", "aten::baddbmm", "aten::mm", "aten::addmm"),
+    "copies (reshapes of permuted tensors, clones)": ("aten::copy_",),
+    "elementwise arithmetic": ("aten::add", "aten::add_", "aten::mul", "aten::mul_", "aten::div", "aten::sub",
+                               "aten::pow", "aten::sum", "aten::neg", "aten::where", "aten::clamp", "aten::reciprocal",
+                               "aten::sqrt", "aten::abs", "aten::flip", "aten::fill_", "aten::zero_"),
+}
+
+
+def profile_step(n: int, chi: int, depth: int, batch: int, tokens: int, steps: int = 3) -> Dict[str, float]:
+    """Own CPU time (ms per token) of a Gram-route training step's operators, by class (``OP_CLASSES``
+    plus ``other``), from ``torch.profiler`` over ``steps`` steps after one warm-up step."""
+    from torch.profiler import ProfilerActivity, profile
+
+    x = torch.randn(batch, tokens, FEATURES, generator=torch.Generator().manual_seed(2))
+    q, memory = saturated_qlam(n, chi, depth, batch, "gram")
+    step = fwdbwd(q, memory, x)
+    step()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            step()
+    ms = {name: 0.0 for name in (*OP_CLASSES, "other")}
+    for event in prof.key_averages():
+        if event.key.startswith("ProfilerStep"):
+            continue
+        name = next((c for c, ops in OP_CLASSES.items() if event.key in ops), "other")
+        ms[name] += event.self_cpu_time_total / 1e3 / (steps * tokens)
+    return ms
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="qlam bench floor", description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, nargs="+", default=[16, 32])
@@ -166,6 +203,8 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2, help="torch threads (0: torch's default)")
     ap.add_argument("--breakdown", action="store_true",
                     help="also time the Gram step's parts (forward with and without autograd, readout) against the floor")
+    ap.add_argument("--profile", action="store_true",
+                    help="also profile the Gram step: its operators' own CPU time by class (torch.profiler)")
     ap.add_argument("--markdown", action="store_true", help="print the table as GitHub markdown")
     args = ap.parse_args(argv)
     for name in ("chi", "depth", "B", "T", "repeats"):
@@ -193,6 +232,14 @@ def main(argv=None) -> int:
             for name, ratio in breakdown(n, args.chi, args.depth, args.B, args.T, args.repeats).items():
                 if name != "floor":
                     parts.row(n, name, f"{ratio:.2f}")
+    if args.profile:
+        prof = Table(["n", "operators (own CPU time)", "ms / token", "share of the step"], args.markdown,
+                     title="Where the Gram route's training step goes (torch.profiler, 3 steps; the profiler adds its own overhead)")
+        for n in args.n:
+            ms = profile_step(n, args.chi, args.depth, args.B, args.T)
+            total = sum(ms.values())
+            for name, value in ms.items():
+                prof.row(n, name, f"{value:.1f}", f"{100 * value / total:.0f}%")
     return 0
 
 
