@@ -647,6 +647,17 @@ def _n_columns(t: Table) -> tuple[list[int], list[float]]:
     return cols, [parse_number(clean(t.header[i])[2:]).value for i in cols]
 
 
+def _log2_panel(ax, ticks, xlabel: str, title: str, ncol: int = 1) -> None:
+    """A qubit-study panel: a log2 x axis labelled at ``ticks`` only, its grid, title and legend."""
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(ticks, [f"{x:g}" for x in ticks])
+    ax.minorticks_off()
+    ax.set_xlabel(xlabel)
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=ncol)
+
+
 def _qubit_accuracy(tables) -> Table:
     return find_table(tables, ["dataset", "memory", "χ", "n="], heading="Accuracy against qubits")
 
@@ -665,13 +676,7 @@ def _qubits_n(tables, path):
             ax.errorbar([n for n, _ in pts], [v.value for _, v in pts], yerr=[v.std or 0.0 for _, v in pts],
                         fmt="o-" if mem == "frozen" else "s--", capsize=3, ms=4,
                         color=QLAM_COLOUR if mem == "trained" else None, label=f"{mem}, χ={chi}")
-        ax.set_xscale("log", base=2)
-        ax.set_xticks(ns, [f"{n:g}" for n in ns])
-        ax.minorticks_off()
-        ax.set_xlabel("qubits n")
-        ax.set_title(d, fontsize=10)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        _log2_panel(ax, ns, "qubits n", d)
     axes[0, 0].set_ylabel("accuracy (%)")
     _save(fig, path, _source("qubits", t) + " Mean ± std over seeds.")
     return t
@@ -693,13 +698,7 @@ def _qubits_chi(tables, path):
                 continue
             ax.errorbar([c for c, _ in pts], [v.value for _, v in pts], yerr=[v.std or 0.0 for _, v in pts],
                         fmt="o-", capsize=3, ms=4, label=f"n={n:g}")
-        ax.set_xscale("log", base=2)
-        ax.set_xticks(chis, [f"{c:g}" for c in chis])
-        ax.minorticks_off()
-        ax.set_xlabel("bond cap χ")
-        ax.set_title(f"frozen memories, {d}", fontsize=10)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, ncol=2)
+        _log2_panel(ax, chis, "bond cap χ", f"frozen memories, {d}", ncol=2)
     axes[0, 0].set_ylabel("accuracy (%)")
     _save(fig, path, _source("qubits", t) + " Mean ± std over seeds; n with two or more χ measured.")
     return t

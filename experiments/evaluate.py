@@ -184,8 +184,9 @@ def load_model(checkpoint, bond_dim=KEEP, dtype: str | None = None, nonfinite: s
 def evaluate_truncated(model, loader, device, dtype) -> dict:
     """:func:`train.evaluate` plus the MPS discarded weight of every sequence: adds
     ``discarded_sum`` and ``discarded_max`` (over sequences of the per-sequence weight cut,
-    accumulated over its tokens), ``sequences`` (their count), and ``centre_entropy_sum`` (bits): the von Neumann entropy
-    across the centre bond (between qubits n/2 - 1 and n/2) of each sequence's final memory."""
+    accumulated over its tokens), ``sequences`` (their count), and ``centre_entropy_sum`` (bits):
+    the von Neumann entropy across the centre bond (between qubits n//2 - 1 and n//2) of each
+    sequence's final memory."""
     cut = {"discarded_sum": 0.0, "discarded_max": 0.0, "centre_entropy_sum": 0.0, "sequences": 0}
 
     def record(m):
@@ -382,7 +383,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--threads", type=int, help="torch CPU threads")
     ap.add_argument("--bond-dim", metavar="CHI",
                     help="QLAM only: evaluate on the MPS backend with this bond cap (an int, or "
-                         "'exact' for none); the JSON adds the discarded weight and the centre-bond entropy")
+                         "'exact' for none); the JSON adds the discarded weight and the "
+                         "centre-bond entropy")
     hw = ap.add_argument_group("readout protocols (QLAM only; docs/results/hardware.md)")
     hw.add_argument("--protocol", choices=("exact", "restart", "end", "window", "collapse", "weak"),
                     help="read the memory as a quantum computer would (exact: free expectations)")
@@ -450,7 +452,8 @@ def main(argv=None) -> int:
         except (ValueError, FileNotFoundError) as exc:
             parser.error(str(exc))
     extra = ("bond_dim", "backend", "trained_backend", "trained_bond_dim", "discarded_weight_mean",
-             "discarded_weight_max", "centre_entropy_mean", "protocol", "accuracies", "accuracy_std", "exact_accuracy")
+             "discarded_weight_max", "centre_entropy_mean", "protocol", "accuracies", "accuracy_std",
+             "exact_accuracy")
     if args.out:
         rf.atomic_write_json(args.out, result)
     if args.json:

@@ -517,9 +517,10 @@ def _model(cfg: TrainConfig, input_dim: int, num_classes: int, dev: torch.device
            vocab_size: int | None = None):
     """The model, seeded by ``cfg.seed``, on ``dev`` in ``cfg.dtype``; and what the run records
     of it (``config["model"]``), with ``state_floats``: the floats carried token to token per
-    sequence (attention's KV cache after ``seq_len`` tokens). ``vocab_size`` (a memory task): int tokens through an embedding
-    of width ``input_dim``, logits at every position (``models.SequenceModel``); the parameter
-    budget of ``match_params`` then counts the embedding too."""
+    sequence (attention's KV cache after ``seq_len`` tokens). ``vocab_size`` (a memory task): int
+    tokens through an embedding of width ``input_dim``, logits at every position
+    (``models.SequenceModel``); the parameter budget of ``match_params`` then counts the
+    embedding too."""
     kwargs = dict(cfg.model_cfg)
     tokens = {} if vocab_size is None else {"vocab_size": vocab_size, "outputs": "per_position"}
     try:

@@ -15,7 +15,8 @@ With ``--profile``, ``torch.profiler`` records 3 Gram-route training steps at ea
 the operators' own CPU time into classes (the decompositions, batched matmuls, copies, elementwise
 arithmetic, and the rest: views, autograd bookkeeping, the Python of the custom autograd nodes).
 
-    qlam bench floor [--n 16 32] [--chi 16] [--B 64] [--T 4] [--threads 2] [--repeats 5] [--breakdown] [--profile] [--markdown]
+    qlam bench floor [--n 16 32] [--chi 16] [--B 64] [--T 4] [--threads 2] [--repeats 5]
+                     [--breakdown] [--profile] [--markdown]
 """
 from __future__ import annotations
 
@@ -234,7 +235,8 @@ def main(argv=None) -> int:
                     parts.row(n, name, f"{ratio:.2f}")
     if args.profile:
         prof = Table(["n", "operators (own CPU time)", "ms / token", "share of the step"], args.markdown,
-                     title="Where the Gram route's training step goes (torch.profiler, 3 steps; the profiler adds its own overhead)")
+                     title="Where the Gram route's training step goes (torch.profiler, 3 steps; "
+                           "the profiler adds its own overhead)")
         for n in args.n:
             ms = profile_step(n, args.chi, args.depth, args.B, args.T)
             total = sum(ms.values())
