@@ -21,7 +21,6 @@ over seeds, the number of seeds in brackets.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import statistics
 from collections import defaultdict
@@ -49,13 +48,13 @@ _NOT_SETTINGS = ("seed", "out", "name", "data_dir", "threads", "progress", "devi
                  "resume", "stop_after", "model_cfg")
 
 
-def settings(run: dict) -> str:
+def settings(run: dict) -> dict:
     """Everything a run was trained with besides its seed, n and χ (the model's resolved options
-    and the training options), as one comparable string: runs of one table row must agree on it."""
+    and the training options): runs of one table row must agree on it."""
     train, model = run["config"]["train"], run["config"]["model"]
     resolved = {k: v for k, v in model["resolved"].items() if k not in ("n_qubits", "bond_dim", "hidden_size")}
     options = {k: v for k, v in train.items() if k not in _NOT_SETTINGS}
-    return json.dumps({"model": model["name"], "resolved": resolved, "train": options}, sort_keys=True, default=str)
+    return {"model": model["name"], "resolved": resolved, "train": options}
 
 
 def chi_label(chi) -> str:
@@ -94,7 +93,7 @@ def check_one_setting(rows) -> None:
         if key not in first:
             first[key] = r
             continue
-        a, b = json.loads(first[key]["settings"]), json.loads(r["settings"])
+        a, b = first[key]["settings"], r["settings"]
         if a != b:
             differ = sorted({f"{part}.{k}" for part in ("resolved", "train")
                              for k in set(a[part]) | set(b[part]) if a[part].get(k) != b[part].get(k)})
